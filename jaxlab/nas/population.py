@@ -1,0 +1,45 @@
+"""Population evaluation: P architectures on one batch in one jitted, vmapped call.
+
+Masks give every architecture of a supernet the same shapes, so a population pytree
+`[P, ...]` can be vmapped through the supernet's `apply`:
+
+    logits[p] = apply(params, batch, arch[p])        # [P, B, classes]
+
+`make_population_eval` returns a jitted function that compiles once per (P, batch shape).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["make_population_eval", "accuracy_from_logits"]
+
+
+def make_population_eval(apply_fn: Callable[[Any, jax.Array, Any], jax.Array],
+                         *, chunk: int | None = None) -> Callable:
+    """`apply_fn(params, x, arch) -> logits [B, K]` -> jitted `f(params, x, archs) -> [P, B, K]`.
+
+    With `chunk`, the population is processed `chunk` architectures at a time by
+    `lax.map` over vmapped chunks (bounded memory); P must be a multiple of `chunk`.
+    """
+    vm = jax.vmap(apply_fn, in_axes=(None, None, 0))
+    if chunk is None:
+        return jax.jit(vm)
+
+    def chunked(params, x, archs):
+        p = jax.tree_util.tree_leaves(archs)[0].shape[0]
+        if p % chunk:
+            raise ValueError(f"population size {p} is not a multiple of chunk={chunk}")
+        resh = jax.tree_util.tree_map(lambda a: a.reshape((p // chunk, chunk) + a.shape[1:]), archs)
+        out = jax.lax.map(lambda a: vm(params, x, a), resh)
+        return out.reshape((p,) + out.shape[2:])
+
+    return jax.jit(chunked)
+
+
+def accuracy_from_logits(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Top-1 accuracy over the last-but-one axis: logits `[..., B, K]`, labels `[B]`."""
+    return jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32), axis=-1)
