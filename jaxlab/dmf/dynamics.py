@@ -1,0 +1,272 @@
+"""Discrete gradient dynamics of deep matrix factorization as one jitted `lax.scan`.
+
+`train` runs `steps` optimizer updates on the factors [W_1, ..., W_N] and records, every
+`log_every` steps, the loss, the gradient norm (all factors together) and the singular
+values of the end-to-end matrix W = W_N ... W_1. `sweep` vmaps the same computation over
+seeds x init scales x learning rates in one compiled call.
+
+Float64: call inside `with jax.enable_x64(True):` (small singular values sit below
+float32 resolution); arrays created there (targets, factors) are float64 and so is the
+whole trajectory.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Optional, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxlab.dmf import model
+from jaxlab.dmf.optim import OPTIMIZERS, make_optimizer
+
+__all__ = ["Trajectory", "train", "sweep", "trace_count"]
+
+# Number of times the scan body has been traced (tests assert one compile per sweep).
+_TRACES = {"train": 0}
+
+
+def trace_count() -> int:
+    return _TRACES["train"]
+
+
+@flax.struct.dataclass
+class Trajectory:
+    """A logged DMF training run (a pytree; `sweep` stacks leading axes onto every array).
+
+    Attributes:
+      step: `[T]` number of updates applied before each log point (0, k, 2k, ...).
+      loss: `[T]` training loss at those points.
+      grad_norm: `[T]` Frobenius norm of the gradient in all factors together.
+      singular_values: `[T, min(n, m)]` singular values of W, descending.
+      test_error: `[T]` relative error ||W - M*||_F / ||M*||_F against the full target.
+      factors: the factors after all `steps` updates.
+      opt_state: the optimizer state after all updates (to continue a run).
+      grad_u, grad_v: `[T, n]`, `[T, m]` top singular pair of -dl/dW (only with
+        `track_escape=True`, else None); used by `escape_alignment`.
+      reduction, observation: the loss reduction ("half_sum"/"mean") and observation model
+        ("full"/"completion"/"sensing") (static).
+    """
+
+    step: jax.Array
+    loss: jax.Array
+    grad_norm: jax.Array
+    singular_values: jax.Array
+    test_error: jax.Array
+    factors: Any
+    opt_state: Any = None
+    grad_u: Optional[jax.Array] = None
+    grad_v: Optional[jax.Array] = None
+    reduction: str = flax.struct.field(pytree_node=False, default="half_sum")
+    observation: str = flax.struct.field(pytree_node=False, default="full")
+
+    def select(self, *index) -> "Trajectory":
+        """The run at `index` of the leading (sweep) axes, e.g. `traj.select(seed, i, j)`."""
+        return jax.tree.map(lambda x: x[index], self)
+
+    def to_numpy(self) -> "Trajectory":
+        return jax.tree.map(np.asarray, self)
+
+
+def _observation(mask, measurements) -> str:
+    if mask is not None and measurements is not None:
+        raise ValueError("train: give either mask (completion) or measurements (sensing), not both")
+    return "sensing" if measurements is not None else ("completion" if mask is not None else "full")
+
+
+def _check(factors, target, mask, measurements, steps, log_every, optimizer, loss_reduction):
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if loss_reduction not in (None,) + model.REDUCTIONS:
+        raise ValueError(f"loss_reduction must be one of {model.REDUCTIONS} or None, got {loss_reduction!r}")
+    if steps < 0 or log_every < 1:
+        raise ValueError(f"need steps >= 0 and log_every >= 1, got steps={steps}, log_every={log_every}")
+    w_shape = (factors[-1].shape[0], factors[0].shape[1])
+    if tuple(target.shape) != w_shape:
+        raise ValueError(f"target has shape {tuple(target.shape)} but the factors multiply to {w_shape}")
+    if mask is not None and tuple(mask.shape) != w_shape:
+        raise ValueError(f"mask has shape {tuple(mask.shape)}, expected {w_shape}")
+    if measurements is not None:
+        a, y = measurements
+        if a.ndim != 3 or tuple(a.shape[1:]) != w_shape or y.shape != (a.shape[0],):
+            raise ValueError(f"measurements (A, y) must be [m, {w_shape[0]}, {w_shape[1]}] and [m], got {a.shape}, {y.shape}")
+
+
+def _simulate(factors, target, mask, measurements, opt_state, lr, *, steps, log_every, optimizer, reduction, track_escape, start_step=0):
+    """Traced body shared by `train` and `sweep` (returns a Trajectory)."""
+    _TRACES["train"] += 1
+    factors = list(factors)
+    tx = make_optimizer(optimizer, lr)
+    if opt_state is None:
+        opt_state = tx.init(factors)
+    target_norm = jnp.linalg.norm(target)
+
+    def loss_w(fs):
+        w = model.end_to_end(fs)
+        r = model.residuals(w, target, mask, measurements)
+        sq = jnp.sum(r * r)
+        if reduction == "half_sum":
+            return 0.5 * sq, w
+        return sq / model._count(target, mask, measurements), w
+
+    def loss_of_w(w):
+        r = model.residuals(w, target, mask, measurements)
+        sq = jnp.sum(r * r)
+        return 0.5 * sq if reduction == "half_sum" else sq / model._count(target, mask, measurements)
+
+    grad_fn = jax.value_and_grad(loss_w, has_aux=True)
+
+    def update(fs, os, g):
+        upd, os = tx.update(g, os, fs)
+        return optax.apply_updates(fs, upd), os
+
+    def plain_step(_, carry):
+        fs, os = carry
+        (_, _), g = grad_fn(fs)
+        return update(fs, os, g)
+
+    def chunk(carry, _):
+        fs, os = carry
+        (loss, w), g = grad_fn(fs)
+        gnorm = jnp.sqrt(sum(jnp.sum(x * x) for x in g))
+        metrics = {
+            "loss": loss,
+            "grad_norm": gnorm,
+            "singular_values": jnp.linalg.svd(w, compute_uv=False),
+            "test_error": jnp.linalg.norm(w - target) / target_norm,
+        }
+        if track_escape:
+            gw = jax.grad(loss_of_w)(w)
+            u, _, vt = jnp.linalg.svd(-gw, full_matrices=False)
+            metrics["grad_u"], metrics["grad_v"] = u[:, 0], vt[0]
+        carry = update(fs, os, g)
+        if log_every > 1:
+            carry = jax.lax.fori_loop(0, log_every - 1, plain_step, carry)
+        return carry, metrics
+
+    t = steps // log_every
+    (fs, os), ms = jax.lax.scan(chunk, (factors, opt_state), None, length=t)
+    rest = steps - t * log_every
+    if rest:
+        fs, os = jax.lax.fori_loop(0, rest, plain_step, (fs, os))
+    return Trajectory(
+        step=start_step + jnp.arange(t) * log_every,
+        loss=ms["loss"],
+        grad_norm=ms["grad_norm"],
+        singular_values=ms["singular_values"],
+        test_error=ms["test_error"],
+        factors=fs,
+        opt_state=os,
+        grad_u=ms.get("grad_u"),
+        grad_v=ms.get("grad_v"),
+        reduction=reduction,
+        observation=_observation(mask, measurements),
+    )
+
+
+_STATIC = ("steps", "log_every", "optimizer", "reduction", "track_escape")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _train_jit(factors, target, mask, measurements, opt_state, lr, start_step, *, steps, log_every, optimizer, reduction, track_escape):
+    return _simulate(factors, target, mask, measurements, opt_state, lr, steps=steps, log_every=log_every,
+                     optimizer=optimizer, reduction=reduction, track_escape=track_escape, start_step=start_step)
+
+
+def train(
+    factors: Sequence[jax.Array],
+    target: jax.Array,
+    *,
+    mask: Optional[jax.Array] = None,
+    measurements: Optional[tuple] = None,
+    lr: float,
+    steps: int,
+    optimizer: str = "gd",
+    log_every: int = 1,
+    loss_reduction: Optional[str] = None,
+    track_escape: bool = False,
+    opt_state: Any = None,
+    start_step: int = 0,
+) -> Trajectory:
+    """Runs `steps` updates of `optimizer` on the factors; one jitted `lax.scan`.
+
+        W_i <- W_i - lr * dl/dW_i,   dl/dW_i = (W_N...W_{i+1})^T grad_W l (W_{i-1}...W_1)^T
+
+    for "gd" (the gradient by autodiff), GroupRMSprop or optax RMSProp otherwise.
+
+    Args:
+      factors: [W_1, ..., W_N] (e.g. from `init_factors`).
+      target: `[n, m]` M* (the full target; for sensing it only feeds `test_error`).
+      mask: `[n, m]` 0/1 observed entries (matrix completion).
+      measurements: `(A [k, n, m], y [k])` (matrix sensing, y_i ~ <A_i, M*>).
+      lr: learning rate (may be a traced scalar).
+      steps: number of updates; log_every: log every that many updates; T = steps // log_every.
+      loss_reduction: "half_sum" (default under full observation) or "mean" (default for
+        completion and sensing); see `jaxlab.dmf.model`.
+      track_escape: also record the top singular pair of -dl/dW (for `escape_alignment`).
+      opt_state, start_step: continue a previous run (`traj.opt_state`, its step count).
+
+    Returns:
+      `Trajectory` with T log points; metrics at a log point describe the iterate before
+      that update (step[0] = start_step is the initialization).
+    """
+    factors = list(factors)
+    _check(factors, target, mask, measurements, steps, log_every, optimizer, loss_reduction)
+    reduction = loss_reduction or model.default_reduction(mask, measurements)
+    return _train_jit(factors, target, mask, measurements, opt_state, jnp.asarray(lr, target.dtype), jnp.asarray(start_step),
+                      steps=int(steps), log_every=int(log_every), optimizer=optimizer, reduction=reduction,
+                      track_escape=bool(track_escape))
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC + ("depth", "kind", "shape"))
+def _sweep_jit(key, target, mask, measurements, seeds, scales, lrs, *, depth, kind, shape, steps, log_every, optimizer, reduction, track_escape):
+    def one(seed, scale, lr):
+        fs = model.init_factors(jax.random.fold_in(key, seed), shape, depth, scale, kind)
+        return _simulate(fs, target, mask, measurements, None, lr, steps=steps, log_every=log_every,
+                         optimizer=optimizer, reduction=reduction, track_escape=track_escape)
+
+    return jax.vmap(one)(seeds, scales, lrs)
+
+
+def sweep(
+    key: jax.Array,
+    target: jax.Array,
+    *,
+    depth: int,
+    seeds,
+    init_scales: Sequence[float],
+    lrs: Sequence[float],
+    steps: int,
+    log_every: int = 1,
+    optimizer: str = "gd",
+    kind: str = "gaussian",
+    mask: Optional[jax.Array] = None,
+    measurements: Optional[tuple] = None,
+    loss_reduction: Optional[str] = None,
+    track_escape: bool = False,
+) -> Trajectory:
+    """All combinations seeds x init_scales x lrs, vmapped in one compiled call.
+
+    Run (s, i, j) starts from `init_factors(fold_in(key, seeds[s]), n, depth,
+    init_scales[i], kind)` and trains with `lrs[j]`. `seeds` is a count (seeds 0..S-1)
+    or a sequence of ints. Every array of the returned `Trajectory` has leading axes
+    `[S, I, L]`; `traj.select(s, i, j)` is one run.
+    """
+    seed_arr = np.arange(seeds) if np.ndim(seeds) == 0 else np.asarray(seeds)
+    scales = np.asarray(init_scales, dtype=np.float64).reshape(-1)
+    lr_arr = np.asarray(lrs, dtype=np.float64).reshape(-1)
+    s_, i_, l_ = np.meshgrid(np.arange(len(seed_arr)), np.arange(len(scales)), np.arange(len(lr_arr)), indexing="ij")
+    dummy = model.init_factors(jax.random.PRNGKey(0), tuple(target.shape), depth, 1.0, kind)
+    _check(dummy, target, mask, measurements, steps, log_every, optimizer, loss_reduction)
+    reduction = loss_reduction or model.default_reduction(mask, measurements)
+    dt = target.dtype
+    out = _sweep_jit(key, target, mask, measurements,
+                     jnp.asarray(seed_arr[s_.ravel()], jnp.uint32), jnp.asarray(scales[i_.ravel()], dt), jnp.asarray(lr_arr[l_.ravel()], dt),
+                     depth=int(depth), kind=kind, shape=tuple(target.shape), steps=int(steps), log_every=int(log_every),
+                     optimizer=optimizer, reduction=reduction, track_escape=bool(track_escape))
+    lead = (len(seed_arr), len(scales), len(lr_arr))
+    return jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]), out)
