@@ -1,0 +1,418 @@
+"""Host-side (NumPy) subgraph samplers yielding padded `GraphsTuple`s.
+
+Every sampler draws node sets from a training adjacency (CSR, symmetric), extracts the
+subgraph, attaches aggregation coefficients for the model (`"gcn"`: D^-1/2 (A+I) D^-1/2
+with explicit self-loop edges; `"sage"`: D^-1 A; `"gat"`: A) and pads it to a bucketed
+budget (`jaxlab.graph.graphs.bucket`), so a jitted step compiles once per bucket.
+`sampler.batch(step)` is a pure function of (seed, step): a resumed run sees the same
+subgraphs.
+
+* GraphSAINT (Zeng et al., ICLR 2020): node (degree-proportional, with replacement),
+  edge (p_e ∝ 1/deg_u + 1/deg_v) and random-walk (uniform roots, length-h walks)
+  samplers on induced subgraphs, with the aggregator normalisation
+  alpha_{u,v} = p_v / p_{u,v} (edge u -> v, coefficients built with full-graph
+  degrees) and loss normalisation lambda_v = 1 / (p_v |V_train|), both estimated from
+  `estimate_normalization` pre-sampling counts (`norm_aggr`, `norm_loss`).
+* Cluster-GCN (Chiang et al., KDD 2019): pymetis partitions; a batch is the induced
+  subgraph of `clusters_per_batch` random clusters (an epoch visits every cluster).
+* GraphSAGE neighbour sampling (Hamilton et al., 2017): seeds, then `fanouts[k]`
+  neighbours per frontier node without replacement; the subgraph holds the sampled edges
+  (towards the seeds) and the loss counts seeds only.
+
+Samplers without SAINT normalisation normalise each subgraph with its own degrees.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from jaxlab.graph import graphs as G
+
+
+def rng_for(seed: int, step: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(step), 7919])
+
+
+def induced_edges(indptr, indices, nodes, local):
+    """Edges of the subgraph induced by `nodes` (sorted unique int array) in a CSR
+    adjacency, vectorised. `local` is a scratch `[N]` int array filled with -1.
+
+    Returns (senders_local, receivers_local, edge_ids) where edge_ids index the CSR
+    `indices`/`data` arrays (row = receiver, column = sender)."""
+    local[nodes] = np.arange(len(nodes))
+    starts = indptr[nodes]
+    lens = indptr[nodes + 1] - starts
+    total = int(lens.sum())
+    if total == 0:
+        local[nodes] = -1
+        e = np.zeros(0, np.int64)
+        return e, e, e
+    offs = np.cumsum(lens) - lens
+    eid = np.repeat(starts - offs, lens) + np.arange(total)
+    cols = local[indices[eid]]
+    rows = np.repeat(np.arange(len(nodes)), lens)
+    keep = cols >= 0
+    local[nodes] = -1
+    return cols[keep], rows[keep], eid[keep]
+
+
+class Sampler:
+    """Base class: subclasses implement `sample_nodes(rng) -> sorted unique node ids`
+    (or override `sample`).
+
+    Args:
+      adj: symmetric CSR training adjacency `[N, N]` (no self loops).
+      nodes: dict of per-node arrays `[N, ...]` (at least "x" and "y").
+      train_mask: bool `[N]`, nodes whose loss counts.
+      model: "gcn" | "sage" | "gat" (which aggregation coefficients to attach).
+      norm_aggr / norm_loss: GraphSAINT normalisations (need `estimate_normalization`).
+      budget_multiple, budget_growth: padding bucket ladder (see `graphs.bucket`).
+    """
+
+    saint = False
+
+    def __init__(self, adj, nodes, train_mask, model: str = "gcn", seed: int = 0,
+                 norm_aggr: bool = False, norm_loss: bool = False,
+                 budget_multiple: int = 64, budget_growth: float = 1.25):
+        a = sp.csr_matrix(adj, dtype=np.float32)
+        a.sort_indices()
+        self.adj = a
+        self.indptr = a.indptr.astype(np.int64)
+        self.indices = a.indices.astype(np.int64)
+        self.n = a.shape[0]
+        self.deg = np.diff(self.indptr).astype(np.float64)
+        self.nodes = nodes
+        self.train_mask = np.asarray(train_mask, bool)
+        self.train_nodes = np.flatnonzero(self.train_mask)
+        if model not in G.AGGREGATION_NORM:
+            raise ValueError(f"model must be one of {sorted(G.AGGREGATION_NORM)}, got {model!r}")
+        self.model = model
+        self.seed = seed
+        self.norm_aggr = norm_aggr
+        self.norm_loss = norm_loss
+        self.budget_multiple = budget_multiple
+        self.budget_growth = budget_growth
+        self._local = np.full(self.n, -1, np.int64)
+        self.node_count = None
+        self.edge_count = None
+        self.num_presampled = 0
+        rows = np.repeat(np.arange(self.n), np.diff(self.indptr))
+        # full-graph coefficients per CSR entry (receiver = row, sender = column)
+        if model == "gcn":
+            inv = 1.0 / np.sqrt(self.deg + 1.0)
+            self._coef = (inv[rows] * inv[self.indices]).astype(np.float32)
+            self._self_coef = (1.0 / (self.deg + 1.0)).astype(np.float32)
+        elif model == "sage":
+            self._coef = (1.0 / np.maximum(self.deg[rows], 1.0)).astype(np.float32)
+        else:
+            self._coef = np.ones(len(self.indices), np.float32)
+
+    # -- sampling -------------------------------------------------------------------
+    def sample_nodes(self, rng) -> np.ndarray:
+        raise NotImplementedError
+
+    def sample(self, rng):
+        """Returns (nodes, senders_local, receivers_local, edge_ids, loss_mask)."""
+        nodes = self.sample_nodes(rng)
+        s, r, eid = induced_edges(self.indptr, self.indices, nodes, self._local)
+        return nodes, s, r, eid, self.train_mask[nodes]
+
+    def sample_step(self, step: int):
+        """`sample` for a step: a pure function of (seed, step)."""
+        return self.sample(rng_for(self.seed, step))
+
+    def estimate_normalization(self, num_subgraphs: int, seed: Optional[int] = None):
+        """Pre-samples `num_subgraphs` subgraphs and counts how often each node and each
+        (directed CSR) edge appears: p_v ≈ C_v / n, p_{u,v} ≈ C_{u,v} / n (GraphSAINT)."""
+        base = self.seed + 1_000_003 if seed is None else seed
+        nc = np.zeros(self.n, np.int64)
+        ec = np.zeros(len(self.indices), np.int64)
+        for i in range(num_subgraphs):
+            nodes, _, _, eid, _ = self.sample(rng_for(base, i))
+            nc[nodes] += 1
+            ec += np.bincount(eid, minlength=len(ec))
+        self.node_count, self.edge_count, self.num_presampled = nc, ec, num_subgraphs
+        return nc / num_subgraphs, ec / num_subgraphs
+
+    def _require_counts(self):
+        if (self.norm_aggr or self.norm_loss) and self.node_count is None:
+            raise RuntimeError("call estimate_normalization(num_subgraphs) before sampling "
+                               "with norm_aggr or norm_loss")
+
+    # -- coefficients ---------------------------------------------------------------
+    def coefficients(self, nodes, s, r, eid):
+        """Edge list (with GCN self loops) and coefficients for the sampled subgraph."""
+        k = len(nodes)
+        if self.norm_aggr:
+            w = self._coef[eid].astype(np.float64)
+            cv = self.node_count[nodes][r].astype(np.float64)
+            ce = np.maximum(self.edge_count[eid], 1).astype(np.float64)
+            w = np.clip(w * cv / ce, 0.0, 1e4).astype(np.float32)
+            self_w = self._self_coef[nodes] if self.model == "gcn" else None
+        else:  # normalise with the subgraph's own degrees
+            d = np.bincount(r, minlength=k).astype(np.float64)
+            if self.model == "gcn":
+                inv = 1.0 / np.sqrt(d + 1.0)
+                w = (inv[s] * inv[r]).astype(np.float32)
+                self_w = (1.0 / (d + 1.0)).astype(np.float32)
+            elif self.model == "sage":
+                w = (1.0 / np.maximum(d[r], 1.0)).astype(np.float32)
+                self_w = None
+            else:
+                w = np.ones(len(s), np.float32)
+                self_w = None
+        if self_w is not None:
+            ar = np.arange(k)
+            s = np.concatenate([s, ar])
+            r = np.concatenate([r, ar])
+            w = np.concatenate([w, self_w.astype(np.float32)])
+        return s, r, w
+
+    def batch(self, step: int):
+        """Padded GraphsTuple for `step`; nodes: x, y, mask (+ loss_weight), "ids"."""
+        self._require_counts()
+        nodes, s, r, eid, mask = self.sample_step(step)
+        s, r, w = self.coefficients(nodes, s, r, eid)
+        arrays = {k: v[nodes] for k, v in self.nodes.items()}
+        arrays["mask"] = mask
+        if self.norm_loss:
+            c = np.maximum(self.node_count[nodes], 1).astype(np.float64)
+            lw = self.num_presampled / (c * max(len(self.train_nodes), 1))
+            arrays["loss_weight"] = np.where(mask, lw, 0.0).astype(np.float32)
+        budget = G.Budget(G.bucket(len(nodes), self.budget_multiple, self.budget_growth),
+                          G.bucket(len(s), self.budget_multiple, self.budget_growth))
+        return G.pad_fast(s, r, w, arrays, budget)
+
+    def steps_per_epoch(self) -> int:
+        """Batches that cover about |V_train| nodes (GraphSAINT's epoch convention)."""
+        return 1
+
+
+class SaintNodeSampler(Sampler):
+    """GraphSAINT node sampler: `budget` draws with replacement, p_v ∝ deg_v."""
+
+    saint = True
+
+    def __init__(self, *args, budget: int = 1000, **kw):
+        super().__init__(*args, **kw)
+        self.budget = budget
+        p = self.deg[self.train_nodes] + 1e-12
+        self.p = p / p.sum()
+        self._cdf = np.cumsum(self.p)
+
+    def sample_nodes(self, rng):
+        u = rng.random(self.budget) * self._cdf[-1]
+        idx = np.minimum(np.searchsorted(self._cdf, u, side="right"), len(self._cdf) - 1)
+        return np.unique(self.train_nodes[idx])
+
+    def steps_per_epoch(self):
+        return max(1, math.ceil(len(self.train_nodes) / self.budget))
+
+
+class SaintEdgeSampler(Sampler):
+    """GraphSAINT edge sampler: `num_edges` undirected edges with replacement,
+    p_{u,v} ∝ 1/deg_u + 1/deg_v; the subgraph is induced on their endpoints."""
+
+    saint = True
+
+    def __init__(self, *args, num_edges: int = 500, **kw):
+        super().__init__(*args, **kw)
+        self.num_edges = num_edges
+        coo = sp.triu(self.adj, k=1).tocoo()
+        tm = self.train_mask
+        keep = tm[coo.row] & tm[coo.col]
+        self.eu, self.ev = coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64)
+        p = 1.0 / self.deg[self.eu] + 1.0 / self.deg[self.ev]
+        self.p = p / p.sum()
+        self._cdf = np.cumsum(self.p)
+
+    def sample_nodes(self, rng):
+        u = rng.random(self.num_edges) * self._cdf[-1]
+        idx = np.minimum(np.searchsorted(self._cdf, u, side="right"), len(self._cdf) - 1)
+        return np.unique(np.concatenate([self.eu[idx], self.ev[idx]]))
+
+    def steps_per_epoch(self):
+        return max(1, math.ceil(len(self.train_nodes) / (2 * self.num_edges)))
+
+
+def random_walks(indptr, indices, roots, length: int, rng):
+    """Uniform random walks `[len(roots), length + 1]` (column 0 = roots); a node
+    without neighbours stays put."""
+    walks = np.empty((len(roots), length + 1), np.int64)
+    cur = np.asarray(roots, np.int64)
+    walks[:, 0] = cur
+    for t in range(1, length + 1):
+        start = indptr[cur]
+        deg = indptr[cur + 1] - start
+        off = (rng.random(len(cur)) * deg).astype(np.int64)
+        nxt = indices[np.minimum(start + off, len(indices) - 1)] if len(indices) else cur
+        cur = np.where(deg > 0, nxt, cur)
+        walks[:, t] = cur
+    return walks
+
+
+class SaintRWSampler(Sampler):
+    """GraphSAINT random-walk sampler: `num_roots` uniform training roots (with
+    replacement), walks of `walk_length`; induced subgraph on the visited nodes."""
+
+    saint = True
+
+    def __init__(self, *args, num_roots: int = 200, walk_length: int = 2, **kw):
+        super().__init__(*args, **kw)
+        self.num_roots = num_roots
+        self.walk_length = walk_length
+
+    def sample_nodes(self, rng):
+        roots = self.train_nodes[rng.integers(0, len(self.train_nodes), self.num_roots)]
+        return np.unique(random_walks(self.indptr, self.indices, roots, self.walk_length, rng))
+
+    def steps_per_epoch(self):
+        return max(1, math.ceil(len(self.train_nodes) / (self.num_roots * (self.walk_length + 1))))
+
+
+def metis_parts(adj, num_parts: int, seed: int = 0) -> np.ndarray:
+    """Cluster id per node from pymetis (k-way) on a symmetric adjacency."""
+    import pymetis
+
+    a = sp.csr_matrix(adj)
+    if num_parts <= 1:
+        return np.zeros(a.shape[0], np.int64)
+    opts = pymetis.Options(seed=seed) if hasattr(pymetis, "Options") else None
+    kw = {"options": opts} if opts is not None else {}
+    _, parts = pymetis.part_graph(num_parts, xadj=a.indptr, adjncy=a.indices, **kw)
+    return np.asarray(parts, np.int64)
+
+
+class ClusterSampler(Sampler):
+    """Cluster-GCN: METIS partition of the training graph into `num_parts`; batch =
+    induced subgraph of `clusters_per_batch` clusters, an epoch is a random permutation
+    of the clusters (pure function of seed and epoch)."""
+
+    def __init__(self, *args, num_parts: int = 50, clusters_per_batch: int = 5, **kw):
+        super().__init__(*args, **kw)
+        sub = self.adj[self.train_nodes][:, self.train_nodes]
+        parts = metis_parts(sub, num_parts, seed=self.seed)
+        self.num_parts = num_parts
+        self.q = clusters_per_batch
+        order = np.argsort(parts, kind="stable")
+        bounds = np.searchsorted(parts[order], np.arange(num_parts + 1))
+        self.clusters = [np.sort(self.train_nodes[order[bounds[i]:bounds[i + 1]]])
+                         for i in range(num_parts)]
+        self._step = 0
+
+    def steps_per_epoch(self):
+        return max(1, math.ceil(self.num_parts / self.q))
+
+    def sample(self, rng):
+        raise NotImplementedError  # uses the step, see batch
+
+    def sample_step(self, step):
+        spe = self.steps_per_epoch()
+        epoch, i = divmod(step, spe)
+        perm = rng_for(self.seed, 10_000_000 + epoch).permutation(self.num_parts)
+        chosen = perm[i * self.q:(i + 1) * self.q]
+        nodes = np.unique(np.concatenate([self.clusters[c] for c in chosen]))
+        s, r, eid = induced_edges(self.indptr, self.indices, nodes, self._local)
+        return nodes, s, r, eid, self.train_mask[nodes]
+
+    def estimate_normalization(self, num_subgraphs, seed=None):
+        nc = np.zeros(self.n, np.int64)
+        ec = np.zeros(len(self.indices), np.int64)
+        for i in range(num_subgraphs):
+            nodes, _, _, eid, _ = self.sample_step(i)
+            nc[nodes] += 1
+            ec += np.bincount(eid, minlength=len(ec))
+        self.node_count, self.edge_count, self.num_presampled = nc, ec, num_subgraphs
+        return nc / num_subgraphs, ec / num_subgraphs
+
+
+
+class NeighborSampler(Sampler):
+    """GraphSAGE neighbour sampling: `batch_size` seed training nodes per step (an epoch
+    is a permutation of them); hop k samples up to `fanouts[k]` in-neighbours of each
+    frontier node without replacement. The subgraph holds the sampled edges (neighbour ->
+    frontier node) and the loss counts seeds only."""
+
+    def __init__(self, *args, batch_size: int = 256, fanouts: Sequence[int] = (10, 5), **kw):
+        super().__init__(*args, **kw)
+        self.batch_size = batch_size
+        self.fanouts = tuple(fanouts)
+
+    def steps_per_epoch(self):
+        return max(1, math.ceil(len(self.train_nodes) / self.batch_size))
+
+    def seeds(self, step):
+        spe = self.steps_per_epoch()
+        epoch, i = divmod(step, spe)
+        perm = rng_for(self.seed, 20_000_000 + epoch).permutation(self.train_nodes)
+        return perm[i * self.batch_size:(i + 1) * self.batch_size]
+
+    def sample_neighbors(self, frontier, fanout, rng):
+        """(neighbour, frontier node) pairs: up to `fanout` per frontier node."""
+        starts = self.indptr[frontier]
+        lens = self.indptr[frontier + 1] - starts
+        total = int(lens.sum())
+        if total == 0:
+            z = np.zeros(0, np.int64)
+            return z, z
+        offs = np.cumsum(lens) - lens
+        eid = np.repeat(starts - offs, lens) + np.arange(total)
+        row = np.repeat(np.arange(len(frontier)), lens)
+        key = rng.random(total)
+        order = np.lexsort((key, row))
+        rank = np.arange(total) - np.repeat(offs, lens)  # rank within row after sorting
+        keep = order[rank < fanout]
+        return self.indices[eid[keep]], frontier[row[keep]]
+
+    def sample_step(self, step):
+        rng = rng_for(self.seed, step)
+        seeds = self.seeds(step)
+        frontier = seeds
+        src_all, dst_all = [], []
+        for f in self.fanouts:
+            src, dst = self.sample_neighbors(frontier, f, rng)
+            src_all.append(src)
+            dst_all.append(dst)
+            frontier = np.unique(src)
+        src = np.concatenate(src_all) if src_all else np.zeros(0, np.int64)
+        dst = np.concatenate(dst_all) if dst_all else np.zeros(0, np.int64)
+        pairs = np.unique(np.stack([src, dst], 1), axis=0) if len(src) else np.zeros((0, 2), np.int64)
+        nodes = np.unique(np.concatenate([seeds, pairs[:, 0], pairs[:, 1]]))
+        local = self._local
+        local[nodes] = np.arange(len(nodes))
+        s, r = local[pairs[:, 0]], local[pairs[:, 1]]
+        local[nodes] = -1
+        mask = np.zeros(len(nodes), bool)
+        mask[np.searchsorted(nodes, seeds)] = True
+        return nodes, s, r, None, mask
+
+    def batch(self, step):
+        if self.norm_aggr or self.norm_loss:
+            raise ValueError("NeighborSampler does not use GraphSAINT normalisation")
+        nodes, s, r, eid, mask = self.sample_step(step)
+        s, r, w = self.coefficients(nodes, s, r, eid)
+        arrays = {k: v[nodes] for k, v in self.nodes.items()}
+        arrays["mask"] = mask
+        budget = G.Budget(G.bucket(len(nodes), self.budget_multiple, self.budget_growth),
+                          G.bucket(len(s), self.budget_multiple, self.budget_growth))
+        return G.pad_fast(s, r, w, arrays, budget)
+
+
+class FullBatch:
+    """The whole graph every step (padded once); loss on the training nodes."""
+
+    def __init__(self, adj, nodes, train_mask, model: str = "gcn", budget_multiple: int = 64, **_):
+        arrays = dict(nodes)
+        arrays["mask"] = np.asarray(train_mask, bool)
+        g = G.normalized_graph(adj, arrays, model)
+        self.graph = G.pad_to_budget(g, multiple=budget_multiple)[0]
+
+    def steps_per_epoch(self):
+        return 1
+
+    def batch(self, step):
+        return self.graph

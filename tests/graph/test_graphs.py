@@ -1,0 +1,97 @@
+"""GraphsTuple helpers: construction, normalisation, padding, masks, compile counts."""
+
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from jaxlab.graph import graphs as G
+
+
+def test_from_edge_list_and_scipy_round_trip():
+    s, r = [0, 1, 2, 2], [1, 2, 0, 3]
+    g = G.from_edge_list(s, r, 4, symmetric=True)
+    a = G.to_scipy(g).toarray()
+    ref = np.zeros((4, 4))
+    for u, v in zip(s, r):
+        ref[u, v] = ref[v, u] = 1
+    np.testing.assert_array_equal(a, ref)
+    w = [0.5, 2.0, 1.0, 3.0]
+    g2 = G.from_edge_list(s, r, 4, weights=w)
+    np.testing.assert_array_equal(np.asarray(g2.senders), s)
+    np.testing.assert_allclose(G.to_scipy(g2).toarray()[r, s], w)
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        G.from_edge_list([0], [4], 4)
+
+
+def test_normalize_adjacency_matches_dense():
+    rng = np.random.default_rng(0)
+    a = np.triu((rng.random((7, 7)) < 0.4).astype(float), 1)
+    a = a + a.T
+    at = a + np.eye(7)
+    d = at.sum(1)
+    np.testing.assert_allclose(G.normalize_adjacency(a, "sym").toarray(),
+                               at / np.sqrt(d[:, None] * d[None, :]), rtol=1e-6)
+    dr = a.sum(1, keepdims=True)
+    np.testing.assert_allclose(G.normalize_adjacency(a, "row").toarray(),
+                               np.where(dr > 0, a / np.maximum(dr, 1), 0), rtol=1e-6)
+    np.testing.assert_array_equal(G.add_self_loops(a).toarray(), at)
+    np.testing.assert_array_equal(G.remove_self_loops(at).toarray(), a)
+
+
+def test_bucket_ladder_bounds_distinct_budgets():
+    sizes = np.arange(1, 20000)
+    buckets = {G.bucket(int(n)) for n in sizes}
+    assert all(G.bucket(int(n)) >= n + 1 for n in sizes[::97])
+    assert all(G.bucket(int(n)) % 64 == 0 for n in sizes[::97])
+    assert len(buckets) <= 25
+    # waste bounded by the growth factor (beyond the first rungs)
+    assert max(G.bucket(int(n)) / (n + 1) for n in sizes[1000:]) <= 1.25 + 64 / 1000
+
+
+def test_pad_fast_equals_jraph_pad_with_graphs_and_masks():
+    g = G.from_edge_list([0, 1, 2], [1, 2, 0], 3, symmetric=True)
+    g = g._replace(nodes={"x": np.arange(6, dtype=np.float32).reshape(3, 2), "y": np.array([1, 2, 3])})
+    b = G.Budget(8, 10, 2)
+    p1 = G.pad(g, b)
+    p2 = G.pad_fast(g.senders, g.receivers, g.edges, g.nodes, b)
+    for u, v in zip(jax.tree_util.tree_leaves(p1), jax.tree_util.tree_leaves(p2)):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+    np.testing.assert_array_equal(np.asarray(G.node_mask(p1)), [1, 1, 1, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(np.asarray(G.edge_mask(p1)), [1] * 6 + [0] * 4)
+    np.testing.assert_array_equal(np.asarray(G.graph_mask(p1)), [1, 0])
+    z = G.zero_out_padding(jax.tree_util.tree_map(jnp.asarray, p1._replace(
+        nodes={"x": np.ones((8, 2), np.float32)})))
+    np.testing.assert_array_equal(np.asarray(z.nodes["x"]).sum(1), [2, 2, 2, 0, 0, 0, 0, 0])
+
+
+def test_pad_needs_room_for_padding_node_and_graph():
+    g = G.from_edge_list([0], [1], 2, symmetric=True)
+    with pytest.raises(ValueError, match="n_node >= real \\+ 1"):
+        G.pad(g, G.Budget(2, 8, 2))
+    with pytest.raises(ValueError, match="n_graph >= real \\+ 1"):
+        G.pad(g, G.Budget(8, 8, 1))
+    with pytest.raises(RuntimeError):  # jraph's own check: needs one padding node
+        jraph.pad_with_graphs(g, 2, 8, 2)
+
+
+def test_one_compile_per_budget():
+    traces = []
+
+    @jax.jit
+    def f(graph):
+        traces.append(1)
+        return jnp.sum(jnp.where(G.node_mask(graph), graph.nodes["x"][:, 0], 0.0))
+
+    rng = np.random.default_rng(0)
+    budgets = set()
+    for n in rng.integers(5, 200, 30):
+        s = rng.integers(0, n, 2 * n)
+        r = rng.integers(0, n, 2 * n)
+        g = G.from_edge_list(s, r, int(n), nodes={"x": np.ones((n, 1), np.float32)}, weights=np.ones(2 * n))
+        p, b = G.pad_to_budget(g)
+        budgets.add(b)
+        assert float(f(p)) == n
+    assert len(traces) == len(budgets) < 30
