@@ -5,7 +5,8 @@ regularised problems
 
     min_Z 1/2 sum_obs (obs(Z) - data)^2 + lam ||Z||_*,   lam = lam_0 ... lam_min (geometric),
 
-each solved by warm-started proximal gradient (Z <- S_{eta lam}(Z - eta grad)), where
+each solved by warm-started accelerated proximal gradient (FISTA; Z <- S_{eta lam}(Y - eta
+grad(Y)), Y the momentum point), where
 S_t soft-thresholds the singular values. For completion with eta = 1 this is
 soft-impute (Mazumder, Hastie & Tibshirani, 2010): Z <- S_lam(P_Omega(M) + P_Omega^perp(Z)).
 This replaces the CVXPY/SCS solve of Arora et al.'s comparison.
@@ -31,7 +32,13 @@ def _path(grad, z0, lam0, eta, num_lambdas, iters, lam_ratio):
     lams = lam0 * lam_ratio ** (jnp.arange(num_lambdas) / max(num_lambdas - 1, 1))
 
     def outer(z, lam):
-        z = jax.lax.fori_loop(0, iters, lambda _, z: soft_threshold_svd(z - eta * grad(z), eta * lam), z)
+        def fista(_, c):  # accelerated proximal gradient (Beck & Teboulle), restarted per lam
+            z, z_prev, t = c
+            t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t * t))
+            y = z + ((t - 1.0) / t_next) * (z - z_prev)
+            return soft_threshold_svd(y - eta * grad(y), eta * lam), z, t_next
+
+        z, _, _ = jax.lax.fori_loop(0, iters, fista, (z, z, jnp.ones((), z.dtype)))
         return z, None
 
     z, _ = jax.lax.scan(outer, z0, lams)

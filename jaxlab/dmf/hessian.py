@@ -35,10 +35,15 @@ def hvp(factors, target, vector_factors, mask=None, measurements=None, loss_redu
     return jax.jvp(g, (list(factors),), (list(vector_factors),))[1]
 
 
-def dense_hessian(factors, target, mask=None, measurements=None, loss_reduction=None):
-    """The full `[d, d]` Hessian over the flattened factors (tests and tiny problems only)."""
+@functools.partial(jax.jit, static_argnames=("loss_reduction",))
+def _dense(factors, target, mask, measurements, loss_reduction):
     f, x = _flat_loss(factors, target, mask, measurements, loss_reduction)
     return jax.hessian(f)(x)
+
+
+def dense_hessian(factors, target, mask=None, measurements=None, loss_reduction=None):
+    """The full `[d, d]` Hessian over the flattened factors (tests and tiny problems only)."""
+    return _dense(list(factors), target, mask, measurements, loss_reduction)
 
 
 def lanczos(matvec, v0, num_iters: int, key):
