@@ -283,7 +283,11 @@ def metis_parts(adj, num_parts: int, seed: int = 0) -> np.ndarray:
         return np.zeros(a.shape[0], np.int64)
     opts = pymetis.Options(seed=seed) if hasattr(pymetis, "Options") else None
     kw = {"options": opts} if opts is not None else {}
-    _, parts = pymetis.part_graph(num_parts, xadj=a.indptr, adjncy=a.indices, **kw)
+    if hasattr(pymetis, "CSRAdjacency"):
+        csr = pymetis.CSRAdjacency(adj_starts=a.indptr.astype(np.int32), adjacent=a.indices.astype(np.int32))
+        _, parts = pymetis.part_graph(num_parts, adjacency=csr, **kw)
+    else:
+        _, parts = pymetis.part_graph(num_parts, xadj=a.indptr, adjncy=a.indices, **kw)
     return np.asarray(parts, np.int64)
 
 
