@@ -58,7 +58,8 @@ class Stages(list):
     status: "ok" (every one of the R modes was reached through its own plateau),
       "merged" (some consecutive stages had no plateau between them),
       "ill-separated" (a dip but no plateau at the expected level, or activations out of order),
-      "incomplete" (some mode never activated: the run is too short).
+      "incomplete" (some mode never activated: the run is too short),
+      "diverged" (non-finite loss).
     expected: R, the number of stages the target implies.
     activations: step at which each mode activated (None if never).
     merged: ranks k of the missing rank-k plateaus.
@@ -137,7 +138,9 @@ def detect_stages(
     loss = np.asarray(t.loss, np.float64)
     gnorm = np.asarray(t.grad_norm, np.float64)
     sv = np.asarray(t.singular_values, np.float64)
-    T = len(loss)
+    if not np.all(np.isfinite(loss)):
+        bad = int(steps[np.argmin(np.isfinite(loss))])
+        return Stages([], status="diverged", expected=0, message=f"the loss is not finite from step {bad} on")
     if target is not None:
         s_star = np.linalg.svd(np.asarray(target, np.float64), compute_uv=False)
         R = int(np.sum(s_star > 1e-8 * s_star[0])) if s_star[0] > 0 else 0
