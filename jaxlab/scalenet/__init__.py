@@ -1,0 +1,15 @@
+"""ScaleNet: joint search of the base model and its scaling strategy (ECCV 2022).
+
+  space     search space, base encodings, scaling rule, analytic MACs
+  models    masked super-supernet, standalone subnets, `extract_subnet`
+  sampler   hierarchical and uniform sub-network samplers
+  search    MCEA (alternating base GA and scaling search), extrapolation
+  training  super-supernet training, candidate evaluation, retraining
+  configs   `get_config(variant)`: smoke / default / paper
+  run       CLI actions: train-supernet, search, retrain, evaluate
+"""
+
+from jaxlab.scalenet.space import Space, SpaceConfig
+from jaxlab.scalenet.models import SuperNet, SubNet, extract_subnet, init_params
+
+__all__ = ["Space", "SpaceConfig", "SuperNet", "SubNet", "extract_subnet", "init_params"]
