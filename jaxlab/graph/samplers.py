@@ -292,19 +292,22 @@ def metis_parts(adj, num_parts: int, seed: int = 0) -> np.ndarray:
 
 
 class ClusterSampler(Sampler):
-    """Cluster-GCN: METIS partition of the training graph into `num_parts`; batch =
-    induced subgraph of `clusters_per_batch` clusters, an epoch is a random permutation
-    of the clusters (pure function of seed and epoch)."""
+    """Cluster-GCN: METIS partition of the training nodes (or of all nodes with
+    `partition_all`, the loss still counting training nodes only) into `num_parts`;
+    batch = induced subgraph of `clusters_per_batch` clusters, an epoch is a random
+    permutation of the clusters (pure function of seed and epoch)."""
 
-    def __init__(self, *args, num_parts: int = 50, clusters_per_batch: int = 5, **kw):
+    def __init__(self, *args, num_parts: int = 50, clusters_per_batch: int = 5,
+                 partition_all: bool = False, **kw):
         super().__init__(*args, **kw)
-        sub = self.adj[self.train_nodes][:, self.train_nodes]
+        members = np.arange(self.n) if partition_all else self.train_nodes
+        sub = self.adj[members][:, members]
         parts = metis_parts(sub, num_parts, seed=self.seed)
         self.num_parts = num_parts
         self.q = clusters_per_batch
         order = np.argsort(parts, kind="stable")
         bounds = np.searchsorted(parts[order], np.arange(num_parts + 1))
-        self.clusters = [np.sort(self.train_nodes[order[bounds[i]:bounds[i + 1]]])
+        self.clusters = [np.sort(members[order[bounds[i]:bounds[i + 1]]])
                          for i in range(num_parts)]
         self._step = 0
 
