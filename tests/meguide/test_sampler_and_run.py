@@ -1,0 +1,88 @@
+"""The metric-guided sampler (a *reconstruction*), sampler factory and the CLI actions."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxlab.core.config import ConfigError, override
+from jaxlab.graph import data as D
+from jaxlab.meguide import configs, run
+from jaxlab.meguide import metrics as M
+from jaxlab.meguide.sampler import MeGuideSampler
+
+
+@pytest.fixture(scope="module")
+def sbm():
+    return D.contextual_sbm(2000, num_classes=4, avg_degree=8, num_features=8, seed=0)
+
+
+def test_meguide_sampler_sizes_preference_and_induced(sbm):
+    tm = sbm.masks()["train_mask"]
+    nodes = {"x": sbm.x, "y": sbm.y}
+    s = MeGuideSampler(sbm.adj, nodes, tm, node_budget=300, uniform_mix=0.0, score_power=2.0,
+                       norm_aggr=True, norm_loss=True)
+    s.estimate_normalization(20)
+    sizes = [len(s.sample_step(i)[0]) for i in range(10)]
+    assert 0.7 * 300 < np.mean(sizes) < 1.3 * 300
+    # every sampled node is a connected training node (walks stop at failures)
+    ids, snd, rcv, _, mask = s.sample_step(0)
+    assert mask.all()
+    np.testing.assert_array_equal(
+        np.sort(np.asarray(sbm.adj[ids][:, ids].nonzero()).T, 0),
+        np.sort(np.stack([rcv, snd], 1), 0))
+    # roots prefer high node smoothness; prefer="low" the opposite; mix=1 uniform
+    score = M.node_smoothness(sbm.adj, sbm.x)[s.train_nodes]
+    low = MeGuideSampler(sbm.adj, nodes, tm, node_budget=300, prefer="low", uniform_mix=0.0)
+    uni = MeGuideSampler(sbm.adj, nodes, tm, node_budget=300, uniform_mix=1.0)
+    assert np.sum(s.root_prob * score) > np.mean(score) > np.sum(low.root_prob * score)
+    np.testing.assert_allclose(uni.root_prob, 1 / len(score))
+    g = s.batch(3)
+    assert g.nodes["loss_weight"].sum() > 0 and np.isfinite(g.edges).all()
+
+
+@pytest.mark.parametrize("name", configs.SAMPLERS)
+def test_every_sampler_builds_a_padded_batch(name):
+    cfg = override(configs.get_config("smoke"), [f"sampler={name}"])
+    data = run.load_data(cfg)
+    sampler = run.make_sampler(cfg, data)
+    g = sampler.batch(0)
+    n = int(g.n_node[0])
+    assert g.nodes["x"].shape[0] > n and g.nodes["mask"][:n].any()
+    assert not g.nodes["mask"][n:].any()
+
+
+def test_config_errors_name_the_field():
+    cfg = override(configs.get_config("smoke"), ["sampler=bogus"])
+    with pytest.raises(ConfigError, match="'sampler'"):
+        run.check_config(cfg)
+    with pytest.raises(ConfigError, match="model.kind"):
+        run.check_config(override(configs.get_config("smoke"), ["model.kind=mlp"]))
+
+
+def test_train_evaluate_and_resume(tmp_path):
+    cfg = configs.get_config("smoke")
+    res = run.train(cfg, tmp_path / "a")
+    assert res["steps"] == cfg.num_steps and res["test_accuracy"] > 0.5
+    assert res["padding_budgets"] <= 4
+    for f in ("config.json", "metrics.jsonl", "summary.json", "figures/accuracy.png"):
+        assert (tmp_path / "a" / f).exists(), f
+    ev = run.evaluate(None, tmp_path / "a")
+    assert ev["test_accuracy"] == pytest.approx(res["test_accuracy"])
+    assert 0 < ev["label_smoothness"] < 2
+    json.loads((tmp_path / "a" / "evaluation.json").read_text())
+    # a run stopped half-way and resumed ends where an uninterrupted one does
+    from jaxlab.core import train as train_lib
+    orig_fit = train_lib.fit
+
+    def half_fit(*a, **k):
+        k["stop_after"] = cfg.num_steps // 2
+        return orig_fit(*a, **k)
+
+    train_lib.fit = half_fit
+    try:
+        run.train(cfg, tmp_path / "b")
+    finally:
+        train_lib.fit = orig_fit
+    res_b = run.train(cfg, tmp_path / "b")
+    assert res_b["test_accuracy"] == pytest.approx(res["test_accuracy"])
