@@ -10,21 +10,40 @@ bias-free layer XLA counts 2 FLOPs per MAC, so `2 * macs ~= xla_conv_dense_flops
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxlab.core.flops import conv_macs, dense_macs, xla_flops
 
-__all__ = ["conv_macs", "dense_macs", "same_out", "xla_conv_dense_flops", "layer_calls"]
+__all__ = ["conv_macs", "dense_macs", "same_out", "same_taps", "xla_conv_dense_flops", "layer_calls"]
 
 
 def same_out(size: int, stride: int) -> int:
     """Spatial size after a 'SAME'-padded strided conv: `ceil(size / stride)`."""
     return -(-int(size) // int(stride))
+
+
+@functools.lru_cache(maxsize=None)
+def _same_taps(size: int, kernel: int, stride: int) -> int:
+    out = same_out(size, stride)
+    pad_lo = max((out - 1) * stride + kernel - size, 0) // 2
+    pos = np.arange(out)[:, None] * stride - pad_lo + np.arange(kernel)[None, :]
+    return int(((pos >= 0) & (pos < size)).sum())
+
+
+def same_taps(size, kernel, stride) -> np.ndarray:
+    """Kernel taps inside the input, summed over the outputs of one spatial axis of a
+    'SAME' conv (`out * kernel` when padding is counted). XLA's cost analysis counts
+    only these, so `sum = taps_h * taps_w * c_in/groups * c_out` matches it exactly.
+    Vectorised over array arguments."""
+    f = np.vectorize(lambda n, k, s: _same_taps(int(n), int(k), int(s)), otypes=[np.int64])
+    return f(size, kernel, stride)
 
 
 def layer_calls(model: nn.Module, variables: Any, *args, method: str | None = None,
@@ -56,7 +75,8 @@ def xla_conv_dense_flops(model: nn.Module, variables: Any, *args, **kwargs) -> f
         key = (repr(mod), shape)
         if key not in cache:
             x = jnp.zeros(shape, dtype)
-            v = mod.init(jax.random.key(0), x)
+            shapes = jax.eval_shape(mod.init, jax.random.key(0), x)
+            v = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
             cache[key] = xla_flops(lambda v_, x_: mod.apply(v_, x_), v, x)
         total += cache[key]
     return total

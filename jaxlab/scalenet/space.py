@@ -31,6 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from jaxlab.nas.encoding import canonicalize_ops_np
+from jaxlab.nas.flops import same_taps
 
 __all__ = ["SpaceConfig", "Space", "ceil_mult"]
 
@@ -148,14 +149,23 @@ class Space:
                 "side": np.asarray(side, np.int32)}
 
     # ---------------------------------------------------------------- MACs
-    def macs(self, arch: dict, resolution) -> np.ndarray:
-        """Multiply-adds of the network(s) `arch` at input `resolution` (vectorised)."""
+    def macs(self, arch: dict, resolution, count_padding: bool = True) -> np.ndarray:
+        """Multiply-adds of the network(s) `arch` at input `resolution` (vectorised).
+
+        `count_padding=True` is the papers' convention (`k^2` taps per output of a
+        k x k conv); `False` counts only taps inside the input, as XLA's cost analysis
+        does (the two differ at the borders, noticeably at small resolutions).
+        """
         cfg = self.cfg
         ops = np.asarray(arch["ops"], np.int64)
         ch = np.asarray(arch["channels"], np.int64)
         r = np.broadcast_to(np.asarray(resolution, np.int64), ops.shape[:-1])
+
+        def taps(n, k, stride):  # summed over one spatial axis
+            return (-(-n // stride)) * k if count_padding else same_taps(n, k, stride)
+
+        total = taps(r, 3, cfg.stem_stride) ** 2 * 3 * ch[..., 0]
         size = -(-r // cfg.stem_stride)
-        total = size * size * 9 * 3 * ch[..., 0]
         kernels = np.array((0,) + tuple(cfg.kernels))
         for li, l in enumerate(self.layers):
             c_in, c_out = ch[..., l["in_slot"]], ch[..., l["out_slot"]]
@@ -165,7 +175,7 @@ class Space:
             m = np.zeros_like(total)
             if l["expand"] != 1:
                 m = m + size * size * c_in * hid
-            m = m + out_size * out_size * k * k * hid
+            m = m + np.where(k > 0, taps(size, np.maximum(k, 1), l["stride"]) ** 2, 0) * hid
             if cfg.se_div:
                 se = np.maximum(1, hid // cfg.se_div)
                 m = m + 2 * hid * se
