@@ -23,7 +23,7 @@ class SBMConfig:
     homophily: float = 0.8
     num_features: int = 32
     feature_signal: float = 1.0
-    noise: float = 1.5
+    noise: float = 6.0
 
 
 @dataclasses.dataclass
