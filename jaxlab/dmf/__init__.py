@@ -12,7 +12,7 @@ Arora et al., NeurIPS 2019).
 """
 
 from jaxlab.dmf.baselines import nuclear_norm_completion, nuclear_norm_sensing, soft_threshold_svd
-from jaxlab.dmf.dynamics import Trajectory, sweep, train
+from jaxlab.dmf.dynamics import Trajectory, advance, sweep, train
 from jaxlab.dmf.hessian import dense_hessian, hessian_min_eig, hvp, lanczos
 from jaxlab.dmf.model import (arora_target, end_to_end, init_factors, loss_fn, low_rank_target,
                               plateau_levels)
@@ -30,7 +30,7 @@ def load(workdir):
 __all__ = [
     "Trajectory", "Stage", "Stages",
     "low_rank_target", "arora_target", "init_factors", "end_to_end", "loss_fn", "plateau_levels",
-    "train", "sweep", "detect_stages", "escape_alignment",
+    "train", "sweep", "advance", "detect_stages", "escape_alignment",
     "hessian_min_eig", "hvp", "lanczos", "dense_hessian",
     "group_rmsprop", "make_optimizer",
     "nuclear_norm_completion", "nuclear_norm_sensing", "soft_threshold_svd", "load",

@@ -91,8 +91,8 @@ def _default() -> DMFConfig:
 
 def _smoke() -> DMFConfig:
     return DMFConfig(n=8, rank=2, singular_values=(5.0, 2.0), depth=2, init_scale=1e-4, lr=1e-2, steps=1500,
-                     log_every=5, hessian_points=4, lanczos_iters=32, ranks=(1, 2), depths=(2, 3),
-                     sweep_lrs=(1e-2, 1e-2), sweep_init_scales=(1e-4, 1e-1), seeds=2, sweep_steps=1500,
+                     log_every=5, hessian_points=4, lanczos_iters=32, ranks=(1, 2), depths=(2,),
+                     sweep_lrs=(1e-2,), sweep_init_scales=(1e-4, 1e-1), seeds=2, sweep_steps=1500,
                      sweep_log_every=5, completion_n=12, completion_rank=2, completion_observations=(80,),
                      completion_depths=(2,), completion_init_scales=(1e-3,), completion_lr=1e-2,
                      completion_steps=500, nuclear_lambdas=5, nuclear_iters=20)

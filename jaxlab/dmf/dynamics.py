@@ -24,7 +24,7 @@ import optax
 from jaxlab.dmf import model
 from jaxlab.dmf.optim import OPTIMIZERS, make_optimizer
 
-__all__ = ["Trajectory", "train", "sweep", "trace_count"]
+__all__ = ["Trajectory", "train", "sweep", "advance", "trace_count"]
 
 # Number of times the scan body has been traced (tests assert one compile per sweep).
 _TRACES = {"train": 0}
@@ -270,3 +270,27 @@ def sweep(
                      optimizer=optimizer, reduction=reduction, track_escape=bool(track_escape))
     lead = (len(seed_arr), len(scales), len(lr_arr))
     return jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]), out)
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer", "reduction"))
+def _advance_jit(factors, target, mask, measurements, lr, steps, *, optimizer, reduction):
+    tx = make_optimizer(optimizer, lr)
+    grad = jax.grad(lambda fs: model.loss_fn(fs, target, mask, measurements, reduction))
+
+    def body(_, c):
+        fs, os = c
+        upd, os = tx.update(grad(fs), os, fs)
+        return optax.apply_updates(fs, upd), os
+
+    return jax.lax.fori_loop(0, steps, body, (list(factors), tx.init(list(factors))))[0]
+
+
+def advance(factors, target, *, steps, lr, mask=None, measurements=None, optimizer="gd", loss_reduction=None):
+    """The factors after `steps` updates from a fresh optimizer state, without logging.
+
+    `steps` is a traced loop bound, so any number of steps reuses one compiled program
+    (used to revisit points of a trajectory, e.g. for the Hessian at a saddle).
+    """
+    reduction = loss_reduction or model.default_reduction(mask, measurements)
+    return _advance_jit(list(factors), target, mask, measurements, jnp.asarray(lr, target.dtype),
+                        jnp.asarray(steps, jnp.int32), optimizer=optimizer, reduction=reduction)

@@ -156,7 +156,7 @@ def spe(config: DMFConfig, workdir) -> dict:
         for s, (a, b) in zip(st, st.plateaus):
             i = a + int(np.argmin(traj.grad_norm[a:b + 1])) if s.rank > 0 else 0
             step_i = int(traj.step[i])
-            f_i = fs0 if step_i == 0 else dynamics.train(fs0, target, steps=step_i, log_every=step_i, **kw).factors
+            f_i = dynamics.advance(fs0, target, steps=step_i, **kw)
             lam = float(hessian.hessian_min_eig(f_i, target, mask, key=kh, num_iters=config.lanczos_iters,
                                                 measurements=meas, loss_reduction=red))
             dips.append({"rank": s.rank, "step": step_i, "grad_norm": float(traj.grad_norm[i]), "lambda_min": lam})

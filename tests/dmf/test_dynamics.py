@@ -74,6 +74,10 @@ def test_scan_equals_python_loop(optimizer, mask):
     np.testing.assert_allclose(np.asarray(traj.singular_values), np.array(logs["sv"]), rtol=1e-8, atol=1e-12)
     for a, b in zip(traj.factors, final):
         np.testing.assert_allclose(np.asarray(a), b, rtol=1e-10, atol=1e-14)
+    with jax.enable_x64(True):  # the unlogged `advance` reaches the same factors
+        adv = dmf.advance(fs, target, mask=m, lr=lr, steps=steps, optimizer=optimizer)
+    for a, b in zip(adv, final):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-10, atol=1e-14)
 
 
 def test_rmsprop_matches_optax_python_loop_and_continues():

@@ -68,8 +68,8 @@ def test_real_runs_depth2_and_depth3():
         # lambda_min near the rank-1 saddle ~ -sigma_2* = -5 (strict saddle at depth 2)
         a, b = st.plateaus[1]
         i = a + int(np.argmin(np.asarray(tr.grad_norm[a:b + 1])))
-        at = dmf.train(fs, target, lr=2e-3, steps=int(tr.step[i]), log_every=int(tr.step[i]))
-        lam = float(dmf.hessian_min_eig(at.factors, target, key=jax.random.PRNGKey(0), num_iters=64))
+        at = dmf.advance(fs, target, lr=2e-3, steps=int(tr.step[i]))
+        lam = float(dmf.hessian_min_eig(at, target, key=jax.random.PRNGKey(0), num_iters=64))
         np.testing.assert_allclose(lam, -5.0, rtol=0.05)
         # depth 3, init 1e-4: 3 stages; init 1e-2: stages merge
         fs3 = dmf.init_factors(jax.random.PRNGKey(1), 20, 3, 1e-4)
