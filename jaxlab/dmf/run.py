@@ -240,18 +240,22 @@ def sweep(config: DMFConfig, workdir) -> dict:
 
 def _plot_phase(cells, config, workdir):
     plt = _plt()
-    fig, ax = plt.subplots(1, len(config.depths), figsize=(4.2 * len(config.depths), 3.4), squeeze=False)
+    fig, ax = plt.subplots(1, len(config.depths), figsize=(4.6 * len(config.depths), 3.6), squeeze=False)
     for j, d in enumerate(config.depths):
-        grid = np.array([[next(c["success_rate"] for c in cells if c["depth"] == d and c["rank"] == r and c["init_scale"] == s)
-                          for s in config.sweep_init_scales] for r in config.ranks])
+        cell = lambda r, s: next(c for c in cells if c["depth"] == d and c["rank"] == r and c["init_scale"] == s)
+        grid = np.array([[cell(r, s)["success_rate"] for s in config.sweep_init_scales] for r in config.ranks])
+        mostly = [[max(cell(r, s)["status_counts"].items(), key=lambda kv: kv[1])[0] for s in config.sweep_init_scales]
+                  for r in config.ranks]
         im = ax[0, j].imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
         ax[0, j].set_xticks(range(len(config.sweep_init_scales)), [f"{s:g}" for s in config.sweep_init_scales], fontsize=7)
         ax[0, j].set_yticks(range(len(config.ranks)), [str(r) for r in config.ranks])
         for (a, b), v in np.ndenumerate(grid):
-            ax[0, j].text(b, a, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if v < 0.5 else "k")
+            tag = {"ok": "", "merged": "\nmerged", "incomplete": "\nslow", "ill-separated": "\nill-sep.", "diverged": "\ndiverged"}[mostly[a][b]]
+            ax[0, j].text(b, a, f"{v:.2f}{tag}", ha="center", va="center", fontsize=6.5, color="w" if v < 0.5 else "k")
         ax[0, j].set_xlabel("init scale")
         ax[0, j].set_ylabel("target rank R")
-        ax[0, j].set_title(f"depth {d}: P(detected stages == R)")
+        ax[0, j].set_title(f"depth {d}", fontsize=10)
+    fig.suptitle("fraction of seeds with detected stages == R (tag: most common failure)", fontsize=10)
     fig.colorbar(im, ax=ax.ravel().tolist())
     workdir_lib.save_figure(fig, workdir, "phase_diagram")
 
