@@ -1,0 +1,249 @@
+"""MCEA: the joint search of the base model and the scaling strategy (spec sec. 2.5).
+
+State: a base model `b` (canonical genes) and one scaling triple `S_s = (d, w, r)` per
+scaling stage `s = 1..K`. FLOPs are MACs; `F_0 = macs(b at stage 0)`.
+
+* **Init** (`grid_search_scaling_`): for each s, `n_basenet` random bases inside the
+  base band; the triples whose FLOPs are within `ladder_tol * 2^s F_0` of `2^s F_0` for
+  the average base are ranked by the mean accuracy of the scaled bases; `S_s` = top-1.
+* **Alternations** (reconstruction of the "Markov chain": alternating coordinate
+  ascent, `b_{t+1} = argmax_b f(b | S_t)`, `S_{t+1} = argmax_S f(S | b_{t+1})`):
+  (a) base step: the genetic search of `jaxlab.nas.evolution` over base genes, fitness
+      `f(b | S) = mean_s acc(scale(b, S_s))`, FLOPs band on `F_0(b)`, canonical repair,
+      the previous `b` seeded into the population (so with elitism `f` never decreases);
+  (b) scaling step: for each s, every triple inside the FLOPs ladder for `b` is scored and
+      the best kept (the current `S_s` competes too).
+* **Decoupled** baseline (`mode="decoupled"`): the GA on `f(b) = acc(b at stage 0)`
+  alone, then one scaling step: base-then-scale.
+* **Extrapolation** (reconstruction): least-squares lines of `log d`, `log w`, `log r`
+  against s over the searched stages 0..K, evaluated at larger s.
+
+`acc_fn(archs [P, ...], r) -> [P]` is injected (the supernet scorer, or a synthetic
+fitness in tests). The state is written after every GA generation and every step to
+`workdir/mcea.json` + `workdir/ga_<t>.npz`; `mcea` resumes from them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+from typing import Callable
+
+import numpy as np
+
+from jaxlab.core.workdir import write_json
+from jaxlab.nas import evolution as ga
+from jaxlab.scalenet.configs import SearchConfig
+from jaxlab.scalenet.sampler import sample_base
+from jaxlab.scalenet.space import Space, ceil_mult
+
+__all__ = ["reference_macs", "ladder_ok", "scaled_archs", "mean_fitness", "scaling_step", "init_scaling",
+           "mcea", "extrapolate", "compound_scaling", "family"]
+
+AccFn = Callable[[dict, int], np.ndarray]
+
+
+def reference_macs(space: Space, cfg: SearchConfig, seed: int = 0) -> float:
+    """Target base MACs: `cfg.base_macs`, or the median of 256 random bases."""
+    if cfg.base_macs > 0:
+        return float(cfg.base_macs)
+    base = sample_base(space, np.random.default_rng([seed, 99]), 256)
+    return float(np.median(space.base_macs(base)))
+
+
+def ladder_ok(space: Space, cfg: SearchConfig, genes, triple, s: int) -> np.ndarray:
+    """`|F(scale(b, d, w, r)) - 2^s F_0(b)| <= ladder_tol 2^s F_0(b)` per base (`[..., G]`)."""
+    d, w, r = triple
+    f0 = space.base_macs(genes)
+    f = space.macs(space.scale(genes, d, w), int(r))
+    return np.abs(f - 2 ** s * f0) <= cfg.ladder_tol * 2 ** s * f0
+
+
+def scaled_archs(space: Space, genes, triple) -> tuple[dict, int]:
+    d, w, r = triple
+    return space.scale(genes, d, w), int(r)
+
+
+def mean_fitness(space: Space, acc_fn: AccFn, genes: np.ndarray, scaling: dict) -> np.ndarray:
+    """`f(b | S) = mean_s acc(scale(b, S_s))` for genes `[P, G]`."""
+    accs = [acc_fn(*scaled_archs(space, genes, scaling[s])) for s in sorted(scaling)]
+    return np.mean(accs, axis=0)
+
+
+def scaling_step(space: Space, cfg: SearchConfig, acc_fn: AccFn, base: np.ndarray, stages,
+                 current: dict | None = None) -> tuple[dict, dict]:
+    """Best feasible triple per stage for one base `[G]`; also returns `{s: [(t, acc)]}`."""
+    out, table = {}, {}
+    for s in stages:
+        triples = space.scaling_triples(s)
+        ok = np.array([bool(ladder_ok(space, cfg, base, t, s)) for t in triples])
+        cand = triples[ok]
+        if current is not None and s in current:
+            cand = np.unique(np.concatenate([cand, np.asarray(current[s], float)[None]]), axis=0)
+        if len(cand) == 0:  # nothing inside the band: the closest FLOPs
+            f0 = space.base_macs(base)
+            err = [abs(space.macs(space.scale(base, d, w), int(r)) - 2 ** s * f0) for d, w, r in triples]
+            cand = triples[[int(np.argmin(err))]]
+        accs = np.zeros(len(cand))
+        for r in np.unique(cand[:, 2]):
+            sel = cand[:, 2] == r
+            archs = space.scale(np.repeat(base[None], sel.sum(), 0), cand[sel, 0], cand[sel, 1])
+            accs[sel] = acc_fn(archs, int(r))
+        best = int(np.argmax(accs))
+        out[s] = tuple(float(v) for v in cand[best])
+        table[s] = [(tuple(float(v) for v in t), float(a)) for t, a in zip(cand, accs)]
+    return out, table
+
+
+def init_scaling(space: Space, cfg: SearchConfig, acc_fn: AccFn, f_ref: float, stages, seed: int) -> dict:
+    """`grid_search_scaling_`: rank the ladder-feasible triples by the mean accuracy of
+    `n_basenet` random bases from the base band."""
+    rng = np.random.default_rng([seed, 7])
+    pool = space.canonical_base(sample_base(space, rng, 64 * cfg.n_basenet))
+    f = space.base_macs(pool)
+    inband = pool[np.abs(f - f_ref) <= cfg.base_tol * f_ref]
+    bases = (inband if len(inband) >= cfg.n_basenet else pool[np.argsort(np.abs(f - f_ref))])[: cfg.n_basenet]
+    out = {}
+    for s in stages:
+        triples = space.scaling_triples(s)
+        ok = np.array([ladder_ok(space, cfg, bases, t, s).mean() >= 0.5 for t in triples])
+        cand = triples[ok] if ok.any() else triples
+        scores = []
+        for t in cand:
+            archs, r = scaled_archs(space, bases, t)
+            scores.append(float(np.mean(acc_fn(archs, r))))
+        out[s] = tuple(float(v) for v in cand[int(np.argmax(scores))])
+    return out
+
+
+def _problem(space: Space, cfg: SearchConfig, fitness, f_ref: float, seed_genes: np.ndarray | None):
+    def sample(rng, n):
+        x = sample_base(space, rng, n)
+        if seed_genes is not None:
+            x[: len(seed_genes)] = seed_genes[:n]
+        return x
+
+    return ga.Problem(
+        lower=space.gene_lower, upper=space.gene_upper, fitness=fitness,
+        violation=lambda x: ga.flops_band_violation(space.base_macs(x), f_ref, cfg.base_tol * f_ref),
+        repair=space.canonical_base, sample=sample)
+
+
+def _jsonable_scaling(scaling: dict) -> dict:
+    return {str(k): list(v) for k, v in scaling.items()}
+
+
+def _load_scaling(d: dict) -> dict:
+    return {int(k): tuple(v) for k, v in d.items()}
+
+
+def mcea(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.Path | None = None,
+         stop_after_alternation: int | None = None, progress: Callable[[str], None] | None = None) -> dict:
+    """Runs (or resumes) MCEA; returns `{"base", "scaling", "fitness", "history", ...}`.
+
+    `stop_after_alternation=k` returns after k completed alternations (simulates an
+    interruption; a later call resumes).
+    """
+    log = progress or (lambda msg: None)
+    workdir = pathlib.Path(workdir) if workdir is not None else None
+    stages = list(range(1, space.num_scaling_stages))
+    gcfg = ga.GAConfig(pop_size=cfg.pop_size, num_generations=cfg.num_generations, eta_mutation=cfg.eta_mutation)
+    f_ref = reference_macs(space, cfg, cfg.seed)
+    state_path = workdir / "mcea.json" if workdir else None
+    if state_path is not None and state_path.exists():
+        st = json.loads(state_path.read_text())
+        st["scaling"] = _load_scaling(st["scaling"])
+        log(f"resuming MCEA at alternation {st['alternation']}")
+    else:
+        if cfg.mode == "joint":
+            scaling = init_scaling(space, cfg, acc_fn, f_ref, stages, cfg.seed)
+        elif cfg.mode == "decoupled":
+            scaling = {}
+        else:
+            raise ValueError(f"search.mode must be 'joint' or 'decoupled', got {cfg.mode!r}")
+        st = {"alternation": 0, "base": None, "scaling": scaling, "fitness": None, "history": [],
+              "f_ref": f_ref, "evaluations": 0}
+        if state_path is not None:
+            write_json(state_path, dict(st, scaling=_jsonable_scaling(st["scaling"])))
+    n_alt = cfg.num_alternations if cfg.mode == "joint" else 1
+    end = n_alt if stop_after_alternation is None else min(n_alt, stop_after_alternation)
+    while st["alternation"] < end:
+        t = st["alternation"]
+        scaling = st["scaling"]
+        if cfg.mode == "joint":
+            fitness = lambda x: mean_fitness(space, acc_fn, x, scaling)
+        else:
+            r0 = int(space.cfg.res_grid[0][0])
+            fitness = lambda x: acc_fn(space.scale(x, 1.0, 1.0), r0)
+        seed_genes = None if st["base"] is None else np.asarray(st["base"])[None]
+        prob = _problem(space, cfg, fitness, f_ref, seed_genes)
+        ckpt = workdir / f"ga_{t}.npz" if workdir else None
+        gstate = ga.run(prob, gcfg, seed=cfg.seed * 1000 + t, checkpoint=ckpt,
+                        callback=lambda s: log(f"alternation {t} generation {s.generation} best {s.best()[1]:.4f}"))
+        base, fbase = gstate.best()
+        new_scaling, table = scaling_step(space, cfg, acc_fn, base, stages, scaling if cfg.mode == "joint" else None)
+        fit = float(mean_fitness(space, acc_fn, base[None], new_scaling)[0])
+        archive, arch_fit = gstate.archive(50)
+        st = {
+            "alternation": t + 1, "base": base.tolist(), "scaling": new_scaling, "fitness": fit,
+            "f_ref": f_ref, "evaluations": st["evaluations"] + gstate.num_evaluations,
+            "history": st["history"] + [{"alternation": t + 1, "ga_best": fbase, "fitness": fit,
+                                         "scaling": _jsonable_scaling(new_scaling),
+                                         "ga_best_history": gstate.best_history.tolist()}],
+            "archive": archive.tolist(), "archive_fitness": arch_fit.tolist(),
+            "scaling_table": {str(k): v for k, v in table.items()},
+        }
+        if state_path is not None:
+            write_json(state_path, dict(st, scaling=_jsonable_scaling(new_scaling)))
+        log(f"alternation {t + 1}: fitness {fit:.4f} base {base.tolist()} scaling {new_scaling}")
+    return st
+
+
+def extrapolate(space: Space, scaling: dict, to_stage: int) -> dict:
+    """Scaling triples for stages `K+1..to_stage` from least-squares lines of
+    `log d, log w, log r` against s over stages 0..K (reconstruction)."""
+    r0 = float(space.cfg.res_grid[0][0])
+    ss = [0] + sorted(scaling)
+    pts = np.array([[1.0, 1.0, r0]] + [list(scaling[s]) for s in sorted(scaling)], np.float64)
+    out = {}
+    for s in range(max(ss) + 1, to_stage + 1):
+        vals = []
+        for j in range(3):
+            a, b = np.polyfit(ss, np.log(pts[:, j]), 1)
+            vals.append(float(np.exp(a * s + b)))
+        vals[2] = float(round(vals[2]))
+        out[s] = tuple(vals)
+    return out
+
+
+def compound_scaling(space: Space, base, stages, alpha: float, beta: float, gamma: float) -> dict:
+    """EfficientNet's rule `d = alpha^phi, w = beta^phi, r = gamma^phi r_0`, with `phi`
+    chosen per stage (bisection) so that the MACs come closest to `2^s F_0`."""
+    r0 = float(space.cfg.res_grid[0][0])
+    f0 = float(space.base_macs(base))
+    out = {}
+    for s in stages:
+        best = None
+        for phi in np.linspace(0.0, 12.0, 241):
+            t = (alpha ** phi, beta ** phi, float(round(r0 * gamma ** phi)))
+            f = float(space.macs(space.scale(base, t[0], t[1]), int(t[2])))
+            err = abs(math.log(f / (2 ** s * f0)))
+            if best is None or err < best[0]:
+                best = (err, t)
+        out[s] = best[1]
+    return out
+
+
+def family(space: Space, base, scaling: dict) -> list[dict]:
+    """Rows `{stage, d, w, r, macs, ratio}` of the family `S_0, S_1, ...`."""
+    base = np.asarray(base)
+    f0 = float(space.base_macs(base))
+    rows = [{"stage": 0, "d": 1.0, "w": 1.0, "r": int(space.cfg.res_grid[0][0]), "macs": f0, "ratio": 1.0}]
+    for s in sorted(scaling):
+        d, w, r = scaling[s]
+        f = float(space.macs(space.scale(base, d, w), int(r)))
+        rows.append({"stage": int(s), "d": d, "w": w, "r": int(r), "macs": f, "ratio": f / f0})
+    return rows

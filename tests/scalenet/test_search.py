@@ -1,0 +1,99 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from jaxlab.scalenet import search
+from jaxlab.scalenet.configs import SearchConfig
+from jaxlab.scalenet.space import Space, SpaceConfig
+
+SP = Space(SpaceConfig())
+CFG = SearchConfig(pop_size=16, num_generations=10, num_alternations=3, n_basenet=4,
+                   base_tol=0.2, ladder_tol=0.25, seed=0)
+VALUE = np.array([0.0, 1.0, 2.5])  # per-layer value of id / k3 / k5
+
+
+def synthetic_acc(counter=None):
+    """A known fitness: op values per layer + width + resolution, with diminishing returns."""
+
+    def acc(archs, r):
+        if counter is not None:
+            counter.append(len(archs["ops"]))
+        ops = np.asarray(archs["ops"])
+        ch = np.asarray(archs["channels"], float)
+        v = VALUE[ops] * (1.0 + 0.1 * np.arange(ops.shape[-1]) % 3)
+        return np.log1p(v.sum(-1)) + 0.3 * np.log(ch.sum(-1)) + 0.5 * np.log(r) - 0.02 * (ops[..., 0] == 2)
+
+    return acc
+
+
+def brute_force(acc):
+    """max_b mean_s max_{t feasible} acc(scale(b, t)) over all canonical bases in the band."""
+    f_ref = search.reference_macs(SP, CFG)
+    allg = np.array(list(itertools.product(*[range(l, u + 1) for l, u in zip(SP.gene_lower, SP.gene_upper)])))
+    allg = np.unique(SP.canonical_base(allg), axis=0)
+    f0 = SP.base_macs(allg)
+    allg = allg[np.abs(f0 - f_ref) <= CFG.base_tol * f_ref]
+    per_stage = []
+    for s in (1, 2, 3):
+        best_s = np.full(len(allg), -np.inf)
+        for d, w, r in SP.scaling_triples(s):
+            ok = search.ladder_ok(SP, CFG, allg, (d, w, r), s)
+            val = acc(SP.scale(allg, d, w), int(r))
+            best_s = np.where(ok, np.maximum(best_s, val), best_s)
+        per_stage.append(best_s)
+    return float(np.max(np.mean(per_stage, axis=0)))
+
+
+def test_mcea_finds_synthetic_optimum_and_is_monotone():
+    acc = synthetic_acc()
+    st = search.mcea(SP, CFG, acc)
+    assert set(st["scaling"]) == {1, 2, 3}
+    assert len(st["archive"]) > 0
+    fits = [h["fitness"] for h in st["history"]]
+    assert np.all(np.diff(fits) >= -1e-12)  # elitism: never decreases
+    np.testing.assert_allclose(st["fitness"], brute_force(acc), rtol=1e-9)
+    base = np.asarray(st["base"])
+    f_ref = search.reference_macs(SP, CFG)
+    assert abs(SP.base_macs(base) - f_ref) <= CFG.base_tol * f_ref
+    for s, t in st["scaling"].items():
+        assert search.ladder_ok(SP, CFG, base, t, s)
+
+
+def test_mcea_resumes(tmp_path):
+    acc = synthetic_acc()
+    cfg = SearchConfig(pop_size=8, num_generations=3, num_alternations=3, n_basenet=2, base_tol=0.2,
+                       ladder_tol=0.25)
+    full = search.mcea(SP, cfg, acc)
+    calls = []
+    part = search.mcea(SP, cfg, synthetic_acc(calls), tmp_path, stop_after_alternation=1)
+    assert part["alternation"] == 1 and (tmp_path / "mcea.json").exists()
+    resumed = search.mcea(SP, cfg, synthetic_acc(calls), tmp_path)
+    assert resumed["alternation"] == 3
+    assert resumed["base"] == full["base"] and resumed["scaling"] == full["scaling"]
+    assert resumed["fitness"] == pytest.approx(full["fitness"])
+
+
+def test_decoupled_mode():
+    st = search.mcea(SP, SearchConfig(mode="decoupled", pop_size=8, num_generations=3, base_tol=0.2,
+                                      ladder_tol=0.25), synthetic_acc())
+    assert st["alternation"] == 1 and set(st["scaling"]) == {1, 2, 3}
+
+
+def test_extrapolation_and_compound():
+    base = SP.canonical_base(np.array([1, 2, 2, 1, 2, 2]))
+    scaling = {1: (1.08, 1.08, 13.0), 2: (1.2, 1.2, 15.0), 3: (1.4, 1.4, 17.0)}
+    ext = search.extrapolate(SP, scaling, 5)
+    assert set(ext) == {4, 5}
+    # a geometric rule d = w = 1.12^s, r = 12 * 1.09^s is recovered exactly
+    geo = {s: (1.12 ** s, 1.12 ** s, 12 * 1.09 ** s) for s in (1, 2, 3)}
+    e = search.extrapolate(SP, {s: (d, w, r) for s, (d, w, r) in geo.items()}, 4)[4]
+    np.testing.assert_allclose(e[:2], [1.12 ** 4] * 2, rtol=1e-9)
+    assert e[2] == round(12 * 1.09 ** 4)
+    fam = search.family(SP, base, {**scaling, **ext})
+    assert [r["stage"] for r in fam] == [0, 1, 2, 3, 4, 5]
+    assert all(b["macs"] > a["macs"] for a, b in zip(fam, fam[1:]))
+    comp = search.compound_scaling(SP, base, [1, 2, 3], 1.2, 1.1, 1.15)
+    for s, (d, w, r) in comp.items():
+        f = SP.macs(SP.scale(base, d, w), int(r))
+        assert abs(np.log(f / (2 ** s * SP.base_macs(base)))) < 0.25
