@@ -29,7 +29,7 @@ class DataConfig:
 class ModelConfig:
     arch: str = "cnn"  # "cnn" (jaxlab.nn.SmallCNN, 8x8) or "resnet" (jaxlab.nn.resnet, 32x32)
     stages: tuple[int, ...] = (32, 64, 128)  # cnn: one head after each stage
-    blocks_per_stage: int = 2
+    blocks_per_stage: int = 1
     norm: str = "group"
     dropout_rate: float = 0.1  # after every stage; used by the MC-dropout baselines
     resnet_stage_sizes: tuple[int, ...] = (2, 2, 2, 2)
@@ -40,7 +40,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    num_steps: int = 1500
+    num_steps: int = 1000
     batch_size: int = 128
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
@@ -132,7 +132,7 @@ def get_config(variant: str = "default") -> MhuiConfig:
             cfg,
             data=dataclasses.replace(cfg.data, dataset="cifar10", cifar_dir="data/cifar-10-batches-py",
                                      num_eval=2000),
-            model=dataclasses.replace(cfg.model, arch="resnet", dtype="bfloat16"),
+            model=dataclasses.replace(cfg.model, arch="resnet", blocks_per_stage=2, dtype="bfloat16"),
             train=dataclasses.replace(cfg.train, num_steps=40_000, batch_size=128, learning_rate=1e-3,
                                       weight_decay=5e-4, warmup_steps=1000, augment_shift=4,
                                       log_every=200, eval_every=5000, checkpoint_every=5000),
