@@ -14,6 +14,9 @@
    pyg-lib or torch-sparse; the script says whether they are importable and skips them
    otherwise.
 
+Both frameworks run with `--threads` CPU threads (default 1: on a shared 2-core
+machine torch's OpenMP pool with 2 threads was 40x slower than with 1).
+
 Prints markdown tables of medians and ratios (peer time / jaxlab time: > 1 means
 jaxlab is faster) and the devices used.
 """
@@ -21,21 +24,36 @@ jaxlab is faster) and the devices used.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-import scipy.sparse as sp
 
-from jaxlab.graph import data as D
-from jaxlab.graph import graphs as G
-from jaxlab.graph import layers as L
-from jaxlab.graph import samplers as S
-from jaxlab.graph import train as T
-from jaxlab.meguide.sampler import MeGuideSampler
+def _threads_from_argv(default=1):
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            return int(sys.argv[i + 1])
+        if a.startswith("--threads="):
+            return int(a.split("=", 1)[1])
+    return default
+
+
+THREADS = _threads_from_argv()
+if THREADS == 1:  # must be set before jax is imported
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from jaxlab.graph import data as D  # noqa: E402
+from jaxlab.graph import layers as L  # noqa: E402
+from jaxlab.graph import samplers as S  # noqa: E402
+from jaxlab.graph import train as T  # noqa: E402
+from jaxlab.meguide.sampler import MeGuideSampler  # noqa: E402
 
 
 def median_time(fn, repeats, warmup=1):
@@ -112,7 +130,7 @@ def to_torch(g):
     import torch
 
     n, e = int(g.n_node[0]), int(g.n_edge[0])
-    x = torch.from_numpy(np.asarray(g.nodes["x"][:n]))
+    x = torch.from_numpy(np.array(g.nodes["x"][:n]))
     ei = torch.from_numpy(np.stack([np.asarray(g.senders[:e]), np.asarray(g.receivers[:e])]).astype(np.int64))
     ew = torch.from_numpy(np.asarray(g.edges[:e], np.float32))
     y = torch.from_numpy(np.asarray(g.nodes["y"][:n]).astype(np.int64))
@@ -185,9 +203,12 @@ def main():
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--skip-torch", action="store_true")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for both jax (XLA Eigen pool) and torch; 1 avoids "
+                        "oversubscription on a shared machine")
     args = p.parse_args()
 
-    print(f"jax {jax.__version__} devices: {jax.devices()}")
+    print(f"jax {jax.__version__} devices: {jax.devices()}, threads: {args.threads}")
     have_torch = False
     if not args.skip_torch:
         try:
@@ -195,6 +216,7 @@ def main():
             import torch_geometric
 
             have_torch = True
+            torch.set_num_threads(args.threads)
             print(f"torch {torch.__version__} (threads {torch.get_num_threads()}), "
                   f"torch_geometric {torch_geometric.__version__}, device cpu")
         except ImportError as e:
@@ -252,9 +274,6 @@ def main():
         batches = [s.batch(i) for i in range(nsub)]
         dev = [jax.tree_util.tree_map(jnp.asarray, b) for b in batches]
         budgets = {(b.nodes["x"].shape[0], b.senders.shape[0]) for b in batches}
-        for b in dev:
-            if "loss_weight" in b.nodes:
-                pass
         jrun = jax_trainer(kind, dev[0], 5, args.hidden, args.heads)
         for b in dev:  # compile every budget first
             jrun(b)
