@@ -99,7 +99,7 @@ def train_multi_exit(cfg, data: dict, workdir: str | pathlib.Path, *, members: i
     model = models.build_model(cfg.model, data["num_classes"])
     xtr, ytr = jnp.asarray(data["x_train"]), jnp.asarray(data["y_train"])
     keys = jax.random.split(jax.random.key(seed), members)
-    params, extra = jax.vmap(lambda k: models.init_model(model, k, xtr[:2]))(keys)
+    params, extra = jax.jit(jax.vmap(lambda k: models.init_model(model, k, xtr[:2])))(keys)
     num_heads = jax.eval_shape(lambda p, e: models.forward(model, p, e, xtr[:2])[0],
                                jax.tree.map(lambda a: a[0], params), jax.tree.map(lambda a: a[0], extra)).shape[0]
     weights = _head_weights(cfg.train, num_heads)
@@ -178,7 +178,7 @@ def train_prior_net(cfg, data: dict, workdir: str | pathlib.Path, *, seed: int =
     bcfg = cfg.baselines
     model = models.build_model(cfg.model, data["num_classes"], single_head=True)
     xtr, ytr = jnp.asarray(data["x_train"]), jnp.asarray(data["y_train"])
-    params, extra = models.init_model(model, jax.random.key(seed), xtr[:2])
+    params, extra = jax.jit(lambda k: models.init_model(model, k, xtr[:2]))(jax.random.key(seed))
     num_steps = bcfg.rkl_num_steps or cfg.train.num_steps
     state = train_lib.TrainState.create(params=params, tx=make_optimizer(cfg.train, num_steps), extra=extra)
 
