@@ -9,6 +9,7 @@ saint-rw / saint-node / saint-edge (GraphSAINT), cluster (Cluster-GCN), neighbor
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 from jaxlab.core.config import variants
 
@@ -28,7 +29,7 @@ class SBMConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    kind: str = "gcn"  # gcn | sage | gat
+    kind: Literal["gcn", "sage", "gat"] = "gcn"
     hidden: tuple[int, ...] = (64,)
     dropout: float = 0.1
     heads: int = 4
@@ -72,13 +73,13 @@ class MeGuideSamplerConfig:
     `reconstruction` (the paper's equations are not available)."""
 
     node_budget: int = 2000
-    prefer: str = "high"  # high | low node smoothness preferred for roots
+    prefer: Literal["high", "low"] = "high"  # node smoothness preferred for roots
     score_power: float = 1.0
     uniform_mix: float = 0.5
     max_walk_length: int = 4
     patience: int = 1  # connection failures before a walk stops
     cfd_walks: int = 4  # walks per node to estimate connection failure distance
-    smoothness_scaling: str = "minmax"  # minmax (CS-GNN) | standard | none
+    smoothness_scaling: Literal["minmax", "standard", "none"] = "minmax"  # minmax: CS-GNN
     norm_aggr: bool = True
     norm_loss: bool = True
     presample: int = 50
@@ -101,10 +102,10 @@ class MeGuideConfig:
 
     seed: int = 0
     data: str = "sbm"
-    feature_scale: str = "standard"
+    feature_scale: Literal["standard", "minmax", "none"] = "standard"
     sbm: SBMConfig = dataclasses.field(default_factory=SBMConfig)
-    sampler: str = "meguide"
-    train_graph: str = "full"
+    sampler: Literal["meguide", "saint-rw", "saint-node", "saint-edge", "cluster", "neighbor", "full"] = "meguide"
+    train_graph: Literal["full", "train"] = "full"
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     opt: OptConfig = dataclasses.field(default_factory=OptConfig)
     saint: SaintConfig = dataclasses.field(default_factory=SaintConfig)

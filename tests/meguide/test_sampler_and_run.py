@@ -53,11 +53,13 @@ def test_every_sampler_builds_a_padded_batch(name):
 
 
 def test_config_errors_name_the_field():
-    cfg = override(configs.get_config("smoke"), ["sampler=bogus"])
     with pytest.raises(ConfigError, match="'sampler'"):
-        run.check_config(cfg)
+        override(configs.get_config("smoke"), ["sampler=bogus"])
     with pytest.raises(ConfigError, match="model.kind"):
-        run.check_config(override(configs.get_config("smoke"), ["model.kind=mlp"]))
+        override(configs.get_config("smoke"), ["model.kind=mlp"])
+    import dataclasses
+    with pytest.raises(ConfigError, match="'sampler'"):
+        run.check_config(dataclasses.replace(configs.get_config("smoke"), sampler="bogus"))
 
 
 def test_train_evaluate_and_resume(tmp_path):
