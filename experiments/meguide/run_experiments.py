@@ -34,6 +34,8 @@ def main():
     p.add_argument("--out", default="/tmp/meguide-exp")
     p.add_argument("--figures", default=str(pathlib.Path(__file__).parent / "figures"))
     p.add_argument("--tag", default="")
+    p.add_argument("--extra", nargs="*", default=[],
+                   help="more config overrides (a.b=v) applied to every run")
     args = p.parse_args()
     out = pathlib.Path(args.out)
     results = []
@@ -42,16 +44,16 @@ def main():
             for s in args.samplers:
                 ov = [f"sbm.num_nodes={args.nodes}", f"sbm.homophily={h}", f"model.kind={model}",
                       f"sampler={s}", f"num_steps={STEPS[s]}", f"eval_every={EVAL[s]}",
-                      f"log_every={EVAL[s]}"]
+                      f"log_every={EVAL[s]}", *args.extra]
                 cfg = override(configs.get_config("default"), ov)
-                wd = out / f"n{args.nodes}_h{h}_{model}_{s}"
+                wd = out / f"n{args.nodes}_h{h}_{model}_{s}{args.tag}"
                 if wd.exists():
                     shutil.rmtree(wd)
                 print("jaxlab meguide train --config default --workdir", wd,
                       " ".join(f"--config.{o}" for o in ov), flush=True)
                 summary = run.train(cfg, wd)
                 rows = [r for r in read_metrics(wd) if "eval_val_accuracy" in r]
-                results.append(dict(homophily=h, model=model, sampler=s, summary=summary,
+                results.append(dict(homophily=h, model=model, sampler=s + args.tag, summary=summary,
                                     curve=[(r["eval_train_time_s"], r["eval_val_accuracy"],
                                             r["eval_test_accuracy"]) for r in rows]))
                 (out / "results.json").write_text(json.dumps(results, indent=1))
