@@ -105,8 +105,8 @@ def contextual_sbm(num_nodes: int = 10_000, num_classes: int = 5, avg_degree: fl
     uniform partner v of the same class, else one of a uniformly chosen other class;
     self loops and duplicates are dropped, so the edge homophily (fraction of
     intra-class edges) is `homophily` up to sampling noise. Features
-    x_v = feature_signal * mu_{y_v} + noise * eps, mu_c ~ N(0, I/F) * sqrt(F)... i.e.
-    class means are standard Gaussian vectors scaled to norm about sqrt(F) * signal / sqrt(F).
+    x_v = feature_signal * mu_{y_v} + noise * eps / sqrt(F), eps ~ N(0, I_F), with
+    unit-norm random class means mu_c. Random split by `split` (train, val, test).
     """
     if not 0.0 <= homophily <= 1.0:
         raise ValueError(f"homophily must lie in [0, 1], got {homophily}")
@@ -349,9 +349,9 @@ def write_planetoid(data: GraphData, folder, name: str, num_labelled: Optional[i
 def read_planetoid(folder, name: str, num_val: int = 500, scale: str = "none") -> GraphData:
     """Reads Planetoid files as tkipf/gcn's `load_data` does: features = allx stacked
     with tx re-ordered by test.index; train = the first len(y) nodes, val = the next
-    `num_val`, test = test.index. Test ids missing from test.index (Citeseer's isolated
-    nodes) get zero features and label -1 is avoided by assigning class 0 and leaving them
-    out of every split. Raises `GraphFormatError` naming the file and field."""
+    `num_val`, test = test.index. Ids in the test range missing from test.index
+    (Citeseer's isolated nodes) get zero features and class 0 and are left out of every
+    split. Raises `GraphFormatError` naming the file and field."""
     folder = pathlib.Path(folder)
     objs = {}
     for k in PLANETOID_FIELDS:
