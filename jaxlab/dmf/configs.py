@@ -78,8 +78,8 @@ class DMFConfig:
     completion_observations: tuple[int, ...] = (2000, 5000)
     completion_depths: tuple[int, ...] = (2, 3, 4)
     completion_init_scales: tuple[float, ...] = (1e-3, 1e-4)
-    completion_lr: float = 1e-3
-    completion_steps: int = 20000
+    completion_lr: float = 1e-2
+    completion_steps: int = 10000
     completion_optimizer: str = "group_rmsprop"
     nuclear_lambdas: int = 30
     nuclear_iters: int = 100
