@@ -88,3 +88,25 @@ def test_train_evaluate_and_resume(tmp_path):
         train_lib.fit = orig_fit
     res_b = run.train(cfg, tmp_path / "b")
     assert res_b["test_accuracy"] == pytest.approx(res["test_accuracy"])
+
+
+def test_graphsaint_folder_multilabel_through_the_pipeline(tmp_path):
+    import jax
+
+    from jaxlab.graph import train as T
+
+    d = D.contextual_sbm(300, num_classes=3, avg_degree=5, num_features=6, seed=0)
+    y = (np.random.default_rng(0).random((300, 4)) < 0.3).astype(np.float32)
+    D.write_graphsaint(D.GraphData(d.adj, d.x, y, d.train, d.val, d.test), tmp_path / "ml")
+    cfg = override(configs.get_config("smoke"),
+                   [f"data={tmp_path / 'ml'}", "sampler=saint-node", "model.kind=sage"])
+    data = run.load_data(cfg)
+    assert data.multilabel and data.num_classes == 4
+    batch = run.make_sampler(cfg, data).batch(0)
+    model = run.make_model(cfg, data)
+    params = model.init(jax.random.key(0), batch)["params"]
+    loss_fn = T.make_loss_fn(model, multilabel=True)
+    (loss, _), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params, {}, batch, jax.random.key(1))
+    assert np.isfinite(float(loss)) and all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves(grads))
+    scores = T.make_eval(model, multilabel=True)(params, run.eval_graph(cfg, data))
+    assert set(scores) == {"train", "val", "test"} and 0 <= scores["test"]["micro_f1"] <= 1
