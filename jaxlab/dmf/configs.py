@@ -37,7 +37,8 @@ class DMFConfig:
     Curvature: hessian_points (Lanczos lambda_min evaluated at that many points along the
       run, 0: none), lanczos_iters.
     Sweep (stage count vs R, depth, init scale): ranks, depths, sweep_lrs (one per depth),
-      sweep_init_scales, seeds, sweep_steps, sweep_log_every.
+      sweep_init_scales, claim_init_scales (the "small init" per depth of the claim table
+      and of `escape`), seeds, sweep_steps, sweep_log_every.
     Completion (Arora et al. 2019 anchor): completion_n, completion_rank,
       completion_observations, completion_depths, completion_init_scales, completion_lr,
       completion_steps, completion_optimizer, nuclear_lambdas, nuclear_iters.
@@ -70,6 +71,7 @@ class DMFConfig:
     depths: tuple[int, ...] = (2, 3, 4)
     sweep_lrs: tuple[float, ...] = (2e-3, 3e-3, 3e-3)
     sweep_init_scales: tuple[float, ...] = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1)
+    claim_init_scales: tuple[float, ...] = (1e-6, 1e-4, 1e-3)
     seeds: int = 20
     sweep_steps: int = 30000
     sweep_log_every: int = 20
@@ -92,7 +94,7 @@ def _default() -> DMFConfig:
 def _smoke() -> DMFConfig:
     return DMFConfig(n=8, rank=2, singular_values=(5.0, 2.0), depth=2, init_scale=1e-4, lr=1e-2, steps=1500,
                      log_every=5, hessian_points=4, lanczos_iters=32, ranks=(1, 2), depths=(2,),
-                     sweep_lrs=(1e-2,), sweep_init_scales=(1e-4, 1e-1), seeds=2, sweep_steps=1500,
+                     sweep_lrs=(1e-2,), sweep_init_scales=(1e-4, 1e-1), claim_init_scales=(1e-4,), seeds=2, sweep_steps=1500,
                      sweep_log_every=5, completion_n=12, completion_rank=2, completion_observations=(80,),
                      completion_depths=(2,), completion_init_scales=(1e-3,), completion_lr=1e-2,
                      completion_steps=500, nuclear_lambdas=5, nuclear_iters=20)

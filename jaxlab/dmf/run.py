@@ -189,9 +189,10 @@ def spe(config: DMFConfig, workdir) -> dict:
 
 
 def _claim_init(config: DMFConfig, d: int) -> float:
-    """Smallest swept init scale at which depth d's runs complete within the budget is
-    chosen by the caller; here: the per-depth 'small init' of the claim table."""
-    return {2: 1e-6, 3: 1e-4}.get(d, 1e-3)
+    """The 'small init' of depth d (config.claim_init_scales, aligned with config.depths)."""
+    if len(config.claim_init_scales) != len(config.depths):
+        raise ValueError(f"config.claim_init_scales needs one init scale per depth in config.depths={config.depths}")
+    return config.claim_init_scales[list(config.depths).index(d)]
 
 
 def sweep(config: DMFConfig, workdir) -> dict:
