@@ -14,6 +14,8 @@ def _flops(ops):
     return cost[ops].sum(-1)
 
 
+_CANON = jax.jit(lambda o: E.canonicalize_ops(o, SEG))
+
 ops_strategy = st.lists(st.integers(0, 3), min_size=len(SEG), max_size=len(SEG)).map(np.array)
 
 
@@ -30,7 +32,7 @@ def test_canonical_properties(ops):
         # thermometer: non-id first, then id only
         assert np.all(nz[: nz.sum()]) and not np.any(nz[nz.sum():])
         np.testing.assert_array_equal(b[nz], a[a != 0])  # order of non-id ops kept
-    np.testing.assert_array_equal(np.asarray(jax.jit(lambda o: E.canonicalize_ops(o, SEG))(ops)), c)
+    np.testing.assert_array_equal(np.asarray(_CANON(ops)), c)
 
 
 def test_one_encoding_per_depth_and_sequence():

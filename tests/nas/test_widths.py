@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from jaxlab.nas import widths as W
 
 
-@settings(deadline=None, max_examples=40)
+@settings(deadline=None, max_examples=15)
 @given(st.integers(1, 64), st.data())
 def test_mask_equals_index_set(total, data):
     d = data.draw(st.integers(0, total))

@@ -10,15 +10,17 @@ from jaxlab.scalenet import sampler
 from jaxlab.scalenet.models import SuperNet, extract_subnet, init_params
 from jaxlab.scalenet.space import Space, SpaceConfig
 
-SP = Space(SpaceConfig())
-R = 12
+# a small space (5 super layers) keeps the compiles short
+SP = Space(SpaceConfig(stages=((1, 1, 8, 1), (2, 2, 12, 3)), head_channels=32, max_mult=1.5,
+                       mult_grid=((1.0,), (1.2, 1.3), (1.4, 1.5)), res_grid=((8,), (9,), (10,))))
+R = 10
 
 
 @pytest.fixture(scope="module")
 def setup():
     net = SuperNet(SP)
     x = jax.random.uniform(jax.random.key(0), (6, R, R, 3))
-    arch0 = jax.tree_util.tree_map(jnp.asarray, SP.scale(np.array([1, 2, 2, 0, 1, 1]), 1.0, 1.0))
+    arch0 = jax.tree_util.tree_map(jnp.asarray, SP.scale(np.array([1, 2, 1]), 1.0, 1.0))
     params = init_params(net, 0, x, arch0)
     # perturb every leaf so BN affine terms and the classifier matter
     leaves, tree = jax.tree_util.tree_flatten(params)
@@ -64,7 +66,7 @@ def test_one_compile_across_20_archs(setup):
 
 def test_exact_zero_gradients(setup):
     net, params, x, _, _ = setup
-    a = SP.scale(np.array([2, 1, 1, 0, 2, 0]), 1.0, 1.2, side=1)  # stage-1 layer 1: op 0
+    a = SP.scale(np.array([2, 1, 0]), 1.0, 1.3, side=1)  # stage-1 layers 1, 2: op 0
     g = jax.jit(jax.grad(lambda p: jnp.sum(net.apply(p, x, a) ** 2)))(params)["params"]
     ch = a["channels"]
     idx0 = index_set(SP.super_channels[0], int(ch[0]), "bilateral", side=1)
@@ -95,7 +97,7 @@ def test_population_eval_vmapped(setup):
         np.testing.assert_allclose(out[i], fwd(params, x, archs[i]), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("genes,d,w,r", [([1, 2, 2, 1, 2, 0], 1.0, 1.0, 12), ([2, 2, 1, 0, 1, 1], 1.36, 1.2, 15)])
+@pytest.mark.parametrize("genes,d,w,r", [([1, 2, 2], 1.0, 1.0, 8), ([2, 1, 0], 1.5, 1.3, 11)])
 def test_flops_match_xla(setup, genes, d, w, r):
     net, params, _, _, _ = setup
     a = SP.scale(np.array(genes), d, w)
