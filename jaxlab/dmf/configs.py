@@ -41,7 +41,9 @@ class DMFConfig:
       and of `escape`), seeds, sweep_steps, sweep_log_every.
     Completion (Arora et al. 2019 anchor): completion_n, completion_rank,
       completion_observations, completion_depths, completion_init_scales, completion_lr,
-      completion_steps, completion_optimizer, nuclear_lambdas, nuclear_iters.
+      completion_steps, completion_optimizer, completion_stop_loss (Arora et al.'s stopping
+      train loss: the error and effective rank at the first log point below it are
+      reported beside the final ones), nuclear_lambdas, nuclear_iters.
     """
 
     seed: int = 0
@@ -83,6 +85,7 @@ class DMFConfig:
     completion_lr: float = 1e-2
     completion_steps: int = 10000
     completion_optimizer: str = "group_rmsprop"
+    completion_stop_loss: float = 1e-6
     nuclear_lambdas: int = 30
     nuclear_iters: int = 100
 

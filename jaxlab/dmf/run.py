@@ -326,7 +326,7 @@ def completion(config: DMFConfig, workdir) -> dict:
         key = jax.random.PRNGKey(config.seed)
         target = model.arora_target(jax.random.fold_in(key, 1), config.completion_n, config.completion_rank)
         tn = np.asarray(target)
-        log_every = max(config.completion_steps // 200, 1)
+        log_every = max(config.completion_steps // 500, 1)
         for m in config.completion_observations:
             mask = data.random_mask(jax.random.fold_in(key, 1000 + m), target.shape, m)
             t0 = time.perf_counter()
@@ -347,10 +347,16 @@ def completion(config: DMFConfig, workdir) -> dict:
                 for i, s in enumerate(config.completion_init_scales):
                     one = out.select(0, i, 0)
                     w = np.asarray(model.end_to_end([jnp.asarray(f) for f in one.factors]))
+                    # Arora et al. stop at train loss <= 1e-6: the first log point below it
+                    hit = np.nonzero(one.loss <= config.completion_stop_loss)[0]
+                    k = int(hit[0]) if hit.size else None
                     rows.append({"observations": m, "method": "DMF", "depth": d, "init_scale": s,
                                  "test_error": float(np.linalg.norm(w - tn) / np.linalg.norm(tn)),
                                  "effective_rank": effective_rank(np.linalg.svd(w, compute_uv=False)),
                                  "train_loss": float(np.sum(np.asarray(mask) * (w - tn) ** 2) / m),
+                                 "stop_step": None if k is None else int(one.step[k]),
+                                 "test_error_at_stop": None if k is None else float(one.test_error[k]),
+                                 "effective_rank_at_stop": None if k is None else effective_rank(one.singular_values[k]),
                                  "wall_time_s": wall / len(config.completion_init_scales)})
                     curves[(m, d, s)] = (one.step, one.loss, one.test_error)
                 print(f"obs {m} depth {d}: {wall:.1f}s; " + ", ".join(
