@@ -282,3 +282,27 @@ def zero_out_padding(graph):
 def to_device(graph):
     """Puts every array leaf on the default device (None leaves stay None)."""
     return jax.tree_util.tree_map(jnp.asarray, graph)
+
+
+def node_graph_index(graph) -> jnp.ndarray:
+    """`[N]` int: the graph each node belongs to (jit-safe; N read from the node arrays)."""
+    n = jax.tree_util.tree_leaves(graph.nodes)[0].shape[0]
+    g = graph.n_node.shape[0]
+    return jnp.repeat(jnp.arange(g), graph.n_node, total_repeat_length=n)
+
+
+def graph_pool(graph, h, reduce: str = "mean"):
+    """Per-graph readout of node values `h [N, ...]` -> `[G, ...]` ("sum", "mean" or
+    "max"). Empty (padding) graphs give 0 for every reduction, with finite gradients
+    (`segment_max_or_constant`, never a bare `segment_max`)."""
+    idx = node_graph_index(graph)
+    g = graph.n_node.shape[0]
+    if reduce == "sum":
+        return jax.ops.segment_sum(h, idx, num_segments=g)
+    if reduce == "mean":
+        s = jax.ops.segment_sum(h, idx, num_segments=g)
+        cnt = jnp.maximum(graph.n_node, 1).astype(h.dtype)
+        return s / cnt.reshape((g,) + (1,) * (h.ndim - 1))
+    if reduce == "max":
+        return _jraph().segment_max_or_constant(h, idx, num_segments=g)
+    raise ValueError(f"reduce must be 'sum', 'mean' or 'max', got {reduce!r}")

@@ -95,3 +95,19 @@ def test_one_compile_per_budget():
         budgets.add(b)
         assert float(f(p)) == n
     assert len(traces) == len(budgets) < 30
+
+
+def test_graph_pool_against_numpy_with_padding():
+    rng = np.random.default_rng(0)
+    sizes = [3, 1, 4]
+    graphs = [G.from_edge_list([0], [0], k, nodes={"x": rng.normal(size=(k, 2)).astype(np.float32)},
+                               weights=[1.0]) for k in sizes]
+    batched = G.pad(jraph.batch_np(graphs), G.Budget(12, 8, 5))
+    h = jnp.asarray(batched.nodes["x"])
+    xs = [g.nodes["x"] for g in graphs]
+    for reduce, fn in (("sum", np.sum), ("mean", np.mean), ("max", np.max)):
+        out = np.asarray(jax.jit(lambda g, h: G.graph_pool(g, h, reduce))(batched, h))
+        np.testing.assert_allclose(out[:3], np.stack([fn(x, 0) for x in xs]), rtol=1e-6)
+        np.testing.assert_array_equal(out[4], 0)  # an empty padding graph
+    grad = jax.grad(lambda h: jnp.sum(G.graph_pool(batched, h, "max")))(h)
+    assert np.all(np.isfinite(np.asarray(grad)))
