@@ -13,3 +13,13 @@ from jaxlab.scalenet.space import Space, SpaceConfig
 from jaxlab.scalenet.models import SuperNet, SubNet, extract_subnet, init_params
 
 __all__ = ["Space", "SpaceConfig", "SuperNet", "SubNet", "extract_subnet", "init_params"]
+
+
+def load(workdir):
+    """Config, space, supernet parameters, family and retrain results of a run directory."""
+    from jaxlab.scalenet.run import load as _load
+
+    return _load(workdir)
+
+
+__all__.append("load")

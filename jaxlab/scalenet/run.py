@@ -47,9 +47,9 @@ def supernet_stage_accuracy(config: ScaleNetConfig, space: Space, net, params, d
     for s in range(space.num_scaling_stages):
         idx = np.nonzero(info["stage"] == s)[0][:n]
         accs = []
-        for i in idx:
-            a = {k: v[i:i + 1] for k, v in archs.items()}
-            accs.append(float(score(a, int(r[i]))[0]))
+        for res in np.unique(r[idx]):
+            sel = idx[r[idx] == res]
+            accs.extend(score({k: v[sel] for k, v in archs.items()}, int(res)).tolist())
         out[f"stage{s}"] = float(np.mean(accs)) if accs else float("nan")
     return out
 

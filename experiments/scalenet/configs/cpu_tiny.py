@@ -27,7 +27,7 @@ def get_config(variant: str = "hierarchical") -> ScaleNetConfig:
                                 checkpoint_every=200),
         search=SearchConfig(pop_size=8, num_generations=4, num_alternations=2, n_basenet=3, eval_chunk=4,
                             eval_batch=200, base_tol=0.15, ladder_tol=0.2, extrapolate_to=4),
-        retrain=RetrainConfig(num_steps=500, batch_size=64, lr=0.1, warmup_steps=25, stages="0,1,2,3,4"),
+        retrain=RetrainConfig(num_steps=300, batch_size=64, lr=0.1, warmup_steps=25, stages="0,1,2,3,4"),
     )
     if variant == "hierarchical":
         return cfg

@@ -1,0 +1,70 @@
+"""Markdown tables of experiments/scalenet/README.md from the run directories.
+
+    python experiments/scalenet/report.py [RUNS]      # RUNS defaults to runs/scalenet
+
+Copies the figures into experiments/scalenet/figures/.
+"""
+
+import json
+import pathlib
+import shutil
+import sys
+
+runs = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "runs/scalenet")
+here = pathlib.Path(__file__).parent
+
+
+def results(name):
+    p = runs / name / "summary.json"
+    return json.loads(p.read_text())["results"] if p.exists() else None
+
+
+def fam(name):
+    p = runs / name / "family.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+joint, dec = fam("joint"), fam("decoupled")
+if joint:
+    print("### Searched family (joint MCEA)\n")
+    print(f"base genes {joint['base']} (0 = id, 1 = k3, 2 = k5; per stage, canonical)\n")
+    print("| stage | d | w | r | MMACs | x S0 | extrapolated |")
+    print("|---|---|---|---|---|---|---|")
+    for r in joint["family"]:
+        print(f"| S{r['stage']} | {r['d']:.3f} | {r['w']:.3f} | {r['r']} | {r['macs'] / 1e6:.3f} | "
+              f"{r['ratio']:.2f} | {'yes' if r.get('extrapolated') else ''} |")
+    print()
+rt = runs / "joint" / "retrain.json"
+if rt.exists():
+    rows = json.loads(rt.read_text())
+    print("### Retrained from scratch: searched vs compound scaling\n")
+    print("| family | stage | d | w | r | MMACs | x S0 | test acc (%) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r["stage"], r["family"])):
+        print(f"| {r['family']} | S{r['stage']} | {r['d']:.3f} | {r['w']:.3f} | {r['resolution']} | "
+              f"{r['macs'] / 1e6:.3f} | {r['ratio']:.2f} | {100 * r['test_accuracy']:.1f} |")
+    print()
+h, u = results("hier"), results("unif")
+if h and u:
+    print("### Hierarchical vs uniform sampling (inherited accuracy, 8 sampled subnets per stage)\n")
+    print("| sampler | steps | train s | " + " | ".join(f"S{s}" for s in range(4)) + " | mean |")
+    print("|---|---|---|" + "---|" * 5)
+    for name, r in (("hierarchical", h), ("uniform", u)):
+        t = r["train-supernet"]
+        accs = [t["inherited_accuracy"][f"stage{s}"] for s in range(4)]
+        print(f"| {name} | {t['steps']} | {t['train_seconds']:.0f} | " + " | ".join(f"{100 * a:.1f}" for a in accs)
+              + f" | {100 * sum(accs) / 4:.1f} |")
+    print()
+if joint and dec:
+    print("### Joint vs decoupled (base-then-scale) search\n")
+    print("| search | supernet evaluations (archs) | GA genomes | search s | fitness f(b, S) (mean inherited acc, S1-S3) |")
+    print("|---|---|---|---|---|")
+    for name, r in (("joint (MCEA)", joint), ("decoupled", dec)):
+        print(f"| {name} | {r['arch_evaluations']} | {r['ga_evaluations']} | {r['search_seconds']:.0f} | "
+              f"{100 * r['fitness']:.1f} |")
+    print()
+(here / "figures").mkdir(exist_ok=True)
+for name, fig in (("hier", "supernet_loss"), ("unif", "supernet_loss"), ("joint", "family_accuracy")):
+    src = runs / name / "figures" / f"{fig}.png"
+    if src.exists():
+        shutil.copy(src, here / "figures" / f"{name}_{fig}.png")
