@@ -68,17 +68,21 @@ def main():
     p.add_argument("--flops-steps", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sizes", default="20,100")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch intra-op threads (1 is fastest for these small matmuls on a shared CPU; 0: torch's default)")
     p.add_argument("--flops-sizes", default="100,200,300,400")
     args = p.parse_args()
 
     import torch
 
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     from jaxlab import dmf
     from jaxlab.core.flops import xla_flops
 
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {os.cpu_count()} CPUs, "
           f"{platform.processor() or platform.machine()}; jax {jax.__version__}, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads)")
+          f"({torch.get_num_threads()} threads); load average {os.getloadavg()[0]:.1f}")
     depth, lr = 3, 3e-3
     with jax.enable_x64(True):
         print(f"\n(a) depth-{depth} GD trajectory, {args.steps} steps, float64, singular values every {args.log_every} steps\n")
@@ -147,4 +151,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from jaxlab.dmf import single_threaded_lapack
+
+    with single_threaded_lapack():  # jax's CPU SVD via SciPy's OpenBLAS; see jaxlab/dmf/threads.py
+        main()

@@ -18,6 +18,7 @@ from jaxlab.dmf.model import (arora_target, end_to_end, init_factors, loss_fn, l
                               plateau_levels)
 from jaxlab.dmf.optim import group_rmsprop, make_optimizer
 from jaxlab.dmf.stages import Stage, Stages, detect_stages, escape_alignment
+from jaxlab.dmf.threads import single_threaded_lapack
 
 
 def load(workdir):
@@ -33,5 +34,5 @@ __all__ = [
     "train", "sweep", "advance", "detect_stages", "escape_alignment",
     "hessian_min_eig", "hvp", "lanczos", "dense_hessian",
     "group_rmsprop", "make_optimizer",
-    "nuclear_norm_completion", "nuclear_norm_sensing", "soft_threshold_svd", "load",
+    "nuclear_norm_completion", "nuclear_norm_sensing", "soft_threshold_svd", "single_threaded_lapack", "load",
 ]

@@ -25,6 +25,7 @@ import numpy as np
 from jaxlab.core import workdir as workdir_lib
 from jaxlab.dmf import baselines, data, dynamics, hessian, model, stages
 from jaxlab.dmf.configs import DMFConfig
+from jaxlab.dmf.threads import single_threaded_lapack
 
 __all__ = ["spe", "sweep", "escape", "completion", "evaluate", "load", "effective_rank", "ACTIONS"]
 
@@ -424,6 +425,20 @@ def evaluate(config: Any, workdir) -> dict:
     return results
 
 
+def _lapack_single_threaded(fn):
+    """Runs an action with single-threaded CPU LAPACK (see `jaxlab.dmf.threads`)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapped(config, workdir):
+        with single_threaded_lapack():
+            return fn(config, workdir)
+
+    return wrapped
+
+
 evaluate.read_only = True
 
-ACTIONS = {"spe": spe, "sweep": sweep, "escape": escape, "completion": completion, "evaluate": evaluate}
+ACTIONS = {name: _lapack_single_threaded(fn) for name, fn in
+           {"spe": spe, "sweep": sweep, "escape": escape, "completion": completion, "evaluate": evaluate}.items()}
+ACTIONS["evaluate"].read_only = True
