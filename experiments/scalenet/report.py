@@ -34,9 +34,12 @@ if joint:
         print(f"| S{r['stage']} | {r['d']:.3f} | {r['w']:.3f} | {r['r']} | {r['macs'] / 1e6:.3f} | "
               f"{r['ratio']:.2f} | {'yes' if r.get('extrapolated') else ''} |")
     print()
-rt = runs / "joint" / "retrain.json"
-if rt.exists():
-    rows = json.loads(rt.read_text())
+rows = []
+for name in ("joint", "rt_a", "rt_b"):  # retrain may be split over workdirs (retrain.stages)
+    rt = runs / name / "retrain.json"
+    if rt.exists():
+        rows += json.loads(rt.read_text())
+if rows:
     print("### Retrained from scratch: searched vs compound scaling\n")
     print("| family | stage | d | w | r | MMACs | x S0 | test acc (%) |")
     print("|---|---|---|---|---|---|---|---|")
@@ -64,7 +67,43 @@ if joint and dec:
               f"{100 * r['fitness']:.1f} |")
     print()
 (here / "figures").mkdir(exist_ok=True)
-for name, fig in (("hier", "supernet_loss"), ("unif", "supernet_loss"), ("joint", "family_accuracy")):
+for name, fig in (("hier", "supernet_loss"), ("unif", "supernet_loss"), ("joint", "family_accuracy"),
+                  ("rt_a", "family_accuracy"), ("rt_b", "family_accuracy")):
     src = runs / name / "figures" / f"{fig}.png"
     if src.exists():
         shutil.copy(src, here / "figures" / f"{name}_{fig}.png")
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+if rows:
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    s0 = [r for r in rows if r["stage"] == 0]
+    for name, marker in (("searched", "o-"), ("compound", "s--")):
+        rr = sorted([r for r in rows if r["family"] == name] + (s0 if name == "compound" else []),
+                    key=lambda r: r["macs"])
+        if rr:
+            ax.plot([r["macs"] / 1e6 for r in rr], [100 * r["test_accuracy"] for r in rr], marker, label=name)
+            for r in rr:
+                ax.annotate(f"S{r['stage']}", (r["macs"] / 1e6, 100 * r["test_accuracy"]), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("MMACs (papers' convention)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend()
+    fig.savefig(here / "figures" / "family_accuracy.png", dpi=120, bbox_inches="tight")
+curves = {}
+for name in ("hier", "unif"):
+    p = runs / name / "metrics.jsonl"
+    if p.exists():
+        pts = [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
+        curves[name] = [(d["step"], d["loss"]) for d in pts if "loss" in d]
+if curves:
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for name, pts in curves.items():
+        ax.plot(*zip(*pts), label={"hier": "hierarchical", "unif": "uniform"}[name])
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (sampled subnet)")
+    ax.legend()
+    fig.savefig(here / "figures" / "supernet_loss.png", dpi=120, bbox_inches="tight")
