@@ -13,7 +13,6 @@ workdir `config.json`, `figures/*.png` and `summary.json` (plus `metrics.jsonl` 
 
 from __future__ import annotations
 
-import json
 import pathlib
 import time
 from typing import Any
