@@ -306,9 +306,9 @@ def _method_scores(cfg, outs: dict, target: str) -> dict[str, dict[str, np.ndarr
         res["MSP"] = detect.msp_scores(jnp.asarray(outs["mhui_logits"][-1]))
         if "mc_logits" in outs:
             res["MC dropout"], res["MCD + Dirichlet"] = detect.sample_method_scores(jnp.asarray(outs["mc_logits"]), d)
-    elif target == "ensemble":
+    elif target == "ensemble" and "ens_logits" in outs:
         res["Ensemble"], res["Ensemble + Dirichlet"] = detect.sample_method_scores(jnp.asarray(outs["ens_logits"]), d)
-    elif target == "prior_net":
+    elif target == "prior_net" and "pn_logits" in outs:
         res["RKL Prior Net"] = detect.prior_net_scores(jnp.asarray(outs["pn_logits"]))
     return {m: {k: np.asarray(v) for k, v in s.items()} for m, s in res.items()}
 
