@@ -67,8 +67,7 @@ if joint and dec:
               f"{100 * r['fitness']:.1f} |")
     print()
 (here / "figures").mkdir(exist_ok=True)
-for name, fig in (("hier", "supernet_loss"), ("unif", "supernet_loss"), ("joint", "family_accuracy"),
-                  ("rt_a", "family_accuracy"), ("rt_b", "family_accuracy")):
+for name, fig in (("hier", "supernet_loss"), ("unif", "supernet_loss")):
     src = runs / name / "figures" / f"{fig}.png"
     if src.exists():
         shutil.copy(src, here / "figures" / f"{name}_{fig}.png")
