@@ -75,6 +75,7 @@ for name, fig in (("hier", "supernet_loss"), ("unif", "supernet_loss")):
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
 if rows:
@@ -88,6 +89,8 @@ if rows:
             for r in rr:
                 ax.annotate(f"S{r['stage']}", (r["macs"] / 1e6, 100 * r["test_accuracy"]), fontsize=7)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks([0.125, 0.25, 0.5, 1.0, 2.0], ["0.125", "0.25", "0.5", "1", "2"])
     ax.set_xlabel("MMACs (papers' convention)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend()
