@@ -34,7 +34,9 @@ def discover_methods() -> dict[str, str]:
     for info in pkgutil.iter_modules(jaxlab.__path__):
         if not info.ispkg or info.name in _NOT_METHODS:
             continue
-        if importlib.util.find_spec(f"jaxlab.{info.name}.run") is not None:
+        # Look for the file rather than importing: a method that fails to import must
+        # not take the whole command line down with it.
+        if any((pathlib.Path(p) / info.name / "run.py").is_file() for p in jaxlab.__path__):
             found[info.name] = jaxlab.METHODS.get(info.name, "reference method")
     return found
 
@@ -158,8 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     top.add_argument("--version", action="version", version=f"jaxlab {jaxlab.__version__}")
     top.add_argument("command", nargs="?", help="list, or a method name")
-    if not argv or argv[0] in ("-h", "--help", "--version"):
-        top.parse_args(argv)
+    if argv and argv[0] == "--version":
+        print(f"jaxlab {jaxlab.__version__}")
+        return 0
+    if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
         return 0
     command = argv[0]

@@ -39,8 +39,8 @@ class ClassifierConfig:
 
     seed: int = 0
     batch_size: int = 64
-    num_steps: int = 1500
-    eval_every: int = 250
+    num_steps: int = 1000
+    eval_every: int = 200
     log_every: int = 50
     checkpoint_every: int = 500
     keep: int = 3
@@ -57,7 +57,7 @@ def _default() -> ClassifierConfig:
 def _smoke() -> ClassifierConfig:
     return ClassifierConfig(
         batch_size=32, num_steps=30, eval_every=15, log_every=10, checkpoint_every=15,
-        model=ModelConfig(stages=(8, 16), blocks_per_stage=1))
+        model=ModelConfig(stages=(16, 32), blocks_per_stage=1), opt=OptConfig(lr=1e-2, warmup_steps=5))
 
 
 def _paper() -> ClassifierConfig:

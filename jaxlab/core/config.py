@@ -182,22 +182,23 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def _set(cfg: Any, path: list[str], text: str, full_key: str) -> Any:
+def _set(cfg: Any, path: list[str], text: str, full_key: str, root: Any = None) -> Any:
+    root = cfg if root is None else root
     cls = type(cfg)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     head = path[0]
     if head not in names:
-        valid = ", ".join(field_names(cls_or_cfg=cfg))
+        valid = ", ".join(field_names(root))
         raise ConfigError(
-            f"unknown config key '{full_key}' for {cls.__name__}; valid keys: {valid}")
+            f"unknown config key '{full_key}' for {type(root).__name__}; valid keys: {valid}")
     tp = hints[head]
     current = getattr(cfg, head)
     if len(path) > 1:
         if not dataclasses.is_dataclass(current):
             raise ConfigError(
                 f"unknown config key '{full_key}': '{head}' is a {_type_name(tp)}, not a section")
-        return dataclasses.replace(cfg, **{head: _set(current, path[1:], text, full_key)})
+        return dataclasses.replace(cfg, **{head: _set(current, path[1:], text, full_key, root)})
     if dataclasses.is_dataclass(current):
         raise ConfigError(
             f"config key '{full_key}' is a section; set one of its fields: "

@@ -117,7 +117,7 @@ def make_train_step(loss_fn: LossFn, *, donate: bool = True, jit: bool = True) -
         new_state = state.apply_gradients(grads, extra=new_extra)
         metrics = dict(metrics)
         metrics["loss"] = loss
-        metrics["grad_norm"] = optax.global_norm(grads)
+        metrics["grad_norm"] = optax.tree.norm(grads)
         return new_state, metrics
 
     if not jit:

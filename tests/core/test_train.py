@@ -1,0 +1,158 @@
+import pathlib
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxlab.core import checkpoint as ckpt_lib
+from jaxlab.core import parallel
+from jaxlab.core import train
+
+
+def _problem(num_steps=40):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 5)).astype(np.float32)
+    w_true = rng.normal(size=(5, 3)).astype(np.float32)
+    y = np.tanh(x @ w_true)
+
+    def batch_fn(step):
+        r = np.random.default_rng([1, step])
+        idx = r.choice(len(x), 32, replace=False)
+        return x[idx], y[idx]
+
+    def loss_fn(params, extra, batch, key):
+        xb, yb = batch
+        h = jnp.tanh(xb @ params["w1"])
+        h = h * jax.random.bernoulli(key, 0.9, h.shape) / 0.9  # dropout: uses the step key
+        pred = h @ params["w2"]
+        loss = jnp.mean((pred - yb) ** 2)
+        return loss, ({"mse": loss}, {"calls": extra["calls"] + 1})
+
+    def init():
+        k1, k2 = jax.random.split(jax.random.key(0))
+        params = {"w1": 0.5 * jax.random.normal(k1, (5, 16)), "w2": 0.5 * jax.random.normal(k2, (16, 3))}
+        return train.TrainState.create(params=params, tx=optax.adam(1e-2), extra={"calls": jnp.zeros((), jnp.int32)})
+
+    return init, loss_fn, batch_fn
+
+
+def test_train_step_decreases_loss_and_counts():
+    init, loss_fn, batch_fn = _problem()
+    step = train.make_train_step(loss_fn)
+    state = init()
+    key = jax.random.key(1)
+    first = None
+    for s in range(30):
+        state, m = step(state, batch_fn(s), jax.random.fold_in(key, s))
+        first = float(m["loss"]) if first is None else first
+    assert float(m["loss"]) < 0.5 * first
+    assert int(state.step) == 30 and int(state.extra["calls"]) == 30
+
+
+def test_resume_is_bitwise_identical(tmp_path):
+    init, loss_fn, batch_fn = _problem()
+    step = train.make_train_step(loss_fn)
+    full, _ = train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path / "a", seed=3,
+                        log_every=10, checkpoint_every=10, progress=False)
+    # "Killed" after 25 steps (last checkpoint at 20), then restarted from scratch objects.
+    train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path / "b", seed=3,
+              log_every=10, checkpoint_every=10, progress=False, stop_after=25)
+    assert ckpt_lib.CheckpointManager(tmp_path / "b" / "checkpoints").latest_step() == 25
+    resumed, _ = train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path / "b", seed=3,
+                           log_every=10, checkpoint_every=10, progress=False)
+    for a, b in zip(jax.tree.leaves(full.state_dict()), jax.tree.leaves(resumed.state_dict())):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # A different seed gives different parameters: the comparison above can fail.
+    other, _ = train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path / "c", seed=4,
+                         log_every=10, progress=False)
+    assert not np.array_equal(np.asarray(other.params["w1"]), np.asarray(full.params["w1"]))
+
+
+def test_one_and_eight_devices_agree(tmp_path):
+    assert jax.device_count() == 8
+    init, loss_fn, batch_fn = _problem()
+    step = train.make_train_step(loss_fn)
+
+    def det_loss(params, extra, batch, key):  # no dropout: key handling differs per sharding
+        xb, yb = batch
+        loss = jnp.mean((jnp.tanh(xb @ params["w1"]) @ params["w2"] - yb) ** 2)
+        return loss, ({}, None)
+
+    step = train.make_train_step(det_loss)
+    one, h1 = train.fit(init(), step, batch_fn, num_steps=20, workdir=tmp_path / "one",
+                        mesh=parallel.make_mesh(1), log_every=5, progress=False)
+    eight, h8 = train.fit(init(), step, batch_fn, num_steps=20, workdir=tmp_path / "eight",
+                          mesh=parallel.make_mesh(8), log_every=5, progress=False)
+    assert len(eight.params["w1"].sharding.device_set) == 8
+    np.testing.assert_allclose(np.asarray(one.params["w1"]), np.asarray(eight.params["w1"]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose([r["loss"] for r in h1], [r["loss"] for r in h8], rtol=1e-4)
+
+
+def test_batch_not_divisible_by_devices_is_an_error():
+    with pytest.raises(ValueError, match="not divisible"):
+        parallel.shard_batch(np.zeros((12, 3)), parallel.make_mesh(8))
+
+
+def test_nan_guard_names_step_and_metric(tmp_path):
+    init, _, batch_fn = _problem()
+
+    def loss_fn(params, extra, batch, key):
+        xb, yb = batch
+        loss = jnp.mean((jnp.tanh(xb @ params["w1"]) @ params["w2"] - yb) ** 2)
+        # From update 13 on, the "ratio" metric divides by zero.
+        ratio = jnp.where(extra["calls"] >= 12, jnp.log(0.0) * 0.0, 1.0)
+        return loss, ({"ratio": ratio}, {"calls": extra["calls"] + 1})
+
+    with pytest.raises(train.NonFiniteError) as e:
+        train.fit(init(), train.make_train_step(loss_fn), batch_fn, num_steps=40, workdir=tmp_path,
+                  log_every=10, checkpoint_every=5, progress=False)
+    assert e.value.step == 13 and e.value.metric == "ratio"
+    assert "step 13" in str(e.value)
+    # Checkpoints stop before the bad step.
+    assert ckpt_lib.CheckpointManager(tmp_path / "checkpoints").latest_step() == 10
+
+
+def test_step_compiles_once_across_epochs(tmp_path):
+    init, loss_fn, batch_fn = _problem()
+    traces = []
+
+    def counted(params, extra, batch, key):
+        traces.append(1)  # runs only while tracing
+        return loss_fn(params, extra, batch, key)
+
+    train.fit(init(), train.make_train_step(counted), batch_fn, num_steps=50, workdir=tmp_path,
+              log_every=7, checkpoint_every=20, eval_fn=lambda s: {"w": jnp.sum(s.params["w1"])},
+              eval_every=10, progress=False)
+    assert len(traces) == 1
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_overwrites_nothing(tmp_path):
+    init, loss_fn, batch_fn = _problem()
+    step = train.make_train_step(loss_fn)
+    train.fit(init(), step, batch_fn, num_steps=20, workdir=tmp_path, log_every=10,
+              checkpoint_every=10, progress=False)
+    step_dir = tmp_path / "checkpoints" / "20"
+    for f in step_dir.rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"garbage")
+    before = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file())
+    with pytest.raises(ckpt_lib.CheckpointError, match=str(step_dir)):
+        train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path, log_every=10, progress=False)
+    after = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file())
+    assert before == after
+
+
+def test_unfinished_checkpoint_is_skipped_with_warning(tmp_path):
+    init, loss_fn, batch_fn = _problem()
+    step = train.make_train_step(loss_fn)
+    train.fit(init(), step, batch_fn, num_steps=20, workdir=tmp_path, log_every=10,
+              checkpoint_every=10, progress=False)
+    ckdir = tmp_path / "checkpoints"
+    shutil.copytree(ckdir / "20", ckdir / "30.orbax-checkpoint-tmp-1234")
+    with pytest.warns(RuntimeWarning, match="unfinished checkpoint"):
+        state, history = train.fit(init(), step, batch_fn, num_steps=30, workdir=tmp_path,
+                                   log_every=10, progress=False)
+    assert history[0]["step"] == 30 and int(state.step) == 30
