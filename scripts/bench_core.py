@@ -80,7 +80,7 @@ def bench_torch(x, y, batch_size, steps, stages, blocks):
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:]), float(loss)
+    return statistics.median(times[1:]), loss.item()
 
 
 def main():
