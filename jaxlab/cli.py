@@ -141,7 +141,17 @@ def run_method(method: str, argv: Sequence[str]) -> int:
     except (config_lib.ConfigError, workdir_lib.WorkdirError) as e:
         print(f"jaxlab {method} {args.action}: error: {e}", file=sys.stderr)
         return 2
-    result = fn(config, workdir)
+    from jaxlab.core.checkpoint import CheckpointError
+    from jaxlab.core.train import NonFiniteError
+
+    try:
+        result = fn(config, workdir)
+    except (config_lib.ConfigError, workdir_lib.WorkdirError, CheckpointError) as e:
+        print(f"jaxlab {method} {args.action}: error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteError as e:
+        print(f"jaxlab {method} {args.action}: stopped: {e}", file=sys.stderr)
+        return 1
     if result is not None:
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
     return 0

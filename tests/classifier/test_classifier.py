@@ -104,3 +104,18 @@ def test_console_entry_points():
     assert cli.main(["--help"]) == 0
     with pytest.raises(SystemExit):
         cli.main(["classifier", "bogus-action"])
+
+
+def test_evaluate_without_checkpoint_is_a_clear_cli_error(tmp_path, capsys):
+    cfg = configs.get_config("smoke")
+    workdir_lib.prepare(tmp_path, cfg)
+    assert cli.main(["classifier", "evaluate", "--workdir", str(tmp_path)]) == 2
+    assert "no finished checkpoint" in capsys.readouterr().err
+
+
+def test_diverging_run_stops_through_the_cli(tmp_path, capsys):
+    code = cli.main(["classifier", "train", "--config", "smoke", "--workdir", str(tmp_path),
+                     "--config.opt.lr=1e30", "--config.opt.clip_norm=1e30", "--config.opt.warmup_steps=0",
+                     "--config.num_steps=20", "--config.log_every=5"])
+    assert code == 1
+    assert "non-finite" in capsys.readouterr().err
