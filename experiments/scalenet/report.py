@@ -79,16 +79,10 @@ import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
 if rows:
+    from jaxlab.scalenet.run import plot_family
+
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    s0 = [r for r in rows if r["stage"] == 0]
-    for name, marker in (("searched", "o-"), ("compound", "s--")):
-        rr = sorted([r for r in rows if r["family"] == name] + (s0 if name == "compound" else []),
-                    key=lambda r: r["macs"])
-        if rr:
-            ax.plot([r["macs"] / 1e6 for r in rr], [100 * r["test_accuracy"] for r in rr], marker, label=name)
-            for r in rr:
-                ax.annotate(f"S{r['stage']}", (r["macs"] / 1e6, 100 * r["test_accuracy"]), fontsize=7)
-    ax.set_xscale("log")
+    plot_family(ax, rows, annotate=True)
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xticks([0.125, 0.25, 0.5, 1.0, 2.0], ["0.125", "0.25", "0.5", "1", "2"])
     ax.set_xlabel("MMACs (papers' convention)")

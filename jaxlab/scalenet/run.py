@@ -147,17 +147,25 @@ def retrain(config: ScaleNetConfig, workdir) -> dict:
     return _summary_update(workdir, "retrain", {"rows": rows}, config)
 
 
-def _plot_family(workdir, rows):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+def plot_family(ax, rows, annotate: bool = False) -> None:
+    """Test accuracy against MMACs of the searched and compound families (S0 shared)."""
     s0 = [r for r in rows if r["stage"] == 0]
     for name, marker in (("searched", "o-"), ("compound", "s--")):
         rr = sorted([r for r in rows if r["family"] == name] + (s0 if name == "compound" else []),
                     key=lambda r: r["macs"])
         if rr:
             ax.plot([r["macs"] / 1e6 for r in rr], [100 * r["test_accuracy"] for r in rr], marker, label=name)
+            if annotate:
+                for r in rr:
+                    ax.annotate(f"S{r['stage']}", (r["macs"] / 1e6, 100 * r["test_accuracy"]), fontsize=7)
     ax.set_xscale("log")
+
+
+def _plot_family(workdir, rows):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    plot_family(ax, rows)
     ax.set_xlabel("MMACs")
     ax.set_ylabel("test accuracy (%)")
     ax.legend()
