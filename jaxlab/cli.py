@@ -16,6 +16,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import pathlib
 import pkgutil
 import sys
@@ -103,8 +104,11 @@ def _method_parser(method: str, actions: dict) -> argparse.ArgumentParser:
 
 def run_method(method: str, argv: Sequence[str]) -> int:
     from jaxlab.core import config as config_lib
+    from jaxlab.core import runtime
     from jaxlab.core import workdir as workdir_lib
 
+    if os.environ.get("JAXLAB_TUNE_ALLOCATOR", "1") != "0":
+        runtime.tune_host_allocator()
     try:
         run_mod = importlib.import_module(f"jaxlab.{method}.run")
         cfg_mod = importlib.import_module(f"jaxlab.{method}.configs")
