@@ -40,12 +40,15 @@ def _libc():
     return lib
 
 
-def tune_host_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30,
+def tune_host_allocator(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30,
                         top_pad: int = 64 << 20) -> bool:
     """Keeps freed host memory for reuse instead of returning it to the kernel (glibc).
 
     Args:
-      mmap_threshold: allocations at least this large still get their own mapping.
+      mmap_threshold: allocations at least this large still get their own mapping. XLA
+        allocates all temporaries of a program as one block, so this should exceed a
+        step's temporary memory. glibc versions that refuse a value above 32 MiB get
+        32 MiB.
       trim_threshold: free memory at the top of the heap kept before trimming.
       top_pad: extra memory requested from the kernel when the heap grows.
 
@@ -61,6 +64,8 @@ def tune_host_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 
     if lib is None:
         return False
     ok = lib.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
+    if not ok and mmap_threshold > 32 << 20:
+        ok = lib.mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1
     ok &= lib.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)) == 1
     ok &= lib.mallopt(_M_TOP_PAD, int(top_pad)) == 1
     return bool(ok)

@@ -5,6 +5,17 @@ All layers read edge weights `w [E]` from `graph.edges` (None means ones); an ed
 `jaxlab.graph.pad`. Messages flow senders -> receivers. Reductions are segment sums
 and a `segment_max_or_constant` softmax shift, so empty (padding) segments give
 finite outputs and finite gradients.
+
+Edge indices must lie in `[0, N)` (every builder and sampler of `jaxlab.graph` makes
+them so; padding edges point at a padding node). Gathers and scatters therefore skip
+JAX's out-of-bounds handling, which on CPU cost a masked copy of every `[E, F]`
+message array.
+
+Speed: GCN and SAGE apply their linear maps before or after aggregating, whichever
+aggregates the narrower features (`aggregate_first=None`); on the first layer, whose
+input features take no gradient, aggregating first also skips the backward pass
+through the graph. GAT's weighted aggregation has a hand-written VJP
+(`attention_aggregate`) that needs no softmax scatter in the backward pass.
 """
 
 from __future__ import annotations
@@ -14,6 +25,25 @@ from typing import Callable, Optional, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
+
+_IN_BOUNDS = lax.GatherScatterMode.PROMISE_IN_BOUNDS
+
+
+def take_rows(x, index):
+    """`x[index]` along axis 0 for in-range `index` (no bounds masking)."""
+    return jnp.take(x, index, axis=0, mode="clip")  # XLA gathers clamp natively: no extra ops
+
+
+def sum_into(messages, index, num_segments: int):
+    """`segment_sum` of `messages` into `num_segments` rows for in-range `index`."""
+    return jax.ops.segment_sum(messages, index, num_segments=num_segments, mode=_IN_BOUNDS)
+
+
+def propagate(graph, h, weights):
+    """`out_v = sum_{e: s(e) -> v} w_e h_{s(e)}`: [N, ...] -> [N, ...]."""
+    w = weights.reshape(weights.shape + (1,) * (h.ndim - 1)).astype(h.dtype)
+    return sum_into(take_rows(h, graph.senders) * w, graph.receivers, h.shape[0])
 
 
 def _weights(graph, dtype=jnp.float32):
@@ -29,6 +59,10 @@ def _num_nodes(x):
     return x.shape[0]
 
 
+def _aggregate_first(flag: Optional[bool], in_features: int, out_features: int) -> bool:
+    return in_features <= out_features if flag is None else bool(flag)
+
+
 def gcn_coefficients(graph, num_nodes: int):
     """Edge and self-loop coefficients of D^-1/2 (A + I) D^-1/2 from weights `w`.
 
@@ -36,9 +70,36 @@ def gcn_coefficients(graph, num_nodes: int):
     c_self,v = 1 / deg_v.  Returns (c_edge [E], c_self [N]).
     """
     w = _weights(graph)
-    deg = 1.0 + jax.ops.segment_sum(w, graph.receivers, num_segments=num_nodes)
-    inv = jax.lax.rsqrt(deg)
-    return w * inv[graph.senders] * inv[graph.receivers], 1.0 / deg
+    deg = 1.0 + sum_into(w, graph.receivers, num_nodes)
+    inv = lax.rsqrt(deg)
+    return w * take_rows(inv, graph.senders) * take_rows(inv, graph.receivers), 1.0 / deg
+
+
+@jax.custom_vjp
+def attention_aggregate(weights, z, senders, receivers):
+    """`out_v = sum_{e: s(e) -> v} weights_e * z_{s(e)}` per head: weights [E, H],
+    z [N, H, F] -> [N, H, F].
+
+    The VJP is written out: d z = scatter_s(weights * g[r]) and d weights_e =
+    <g_{r(e)}, z_{s(e)}> over F, each one fused gather-multiply pass over the edges.
+    """
+    return sum_into(weights[..., None] * take_rows(z, senders), receivers, z.shape[0])
+
+
+def _attention_fwd(weights, z, senders, receivers):
+    return attention_aggregate(weights, z, senders, receivers), (weights, z, senders, receivers)
+
+
+def _attention_bwd(res, g):
+    weights, z, senders, receivers = res
+    g_r = take_rows(g, receivers)  # [E, H, F]
+    d_weights = jnp.sum(g_r * take_rows(z, senders), axis=-1)
+    d_z = sum_into(weights[..., None] * g_r, senders, z.shape[0])
+    int_zero = lambda a: jnp.zeros(a.shape, jax.dtypes.float0)
+    return d_weights.astype(weights.dtype), d_z, int_zero(senders), int_zero(receivers)
+
+
+attention_aggregate.defvjp(_attention_fwd, _attention_bwd)
 
 
 class GCNConv(nn.Module):
@@ -48,28 +109,33 @@ class GCNConv(nn.Module):
     (`gcn_coefficients`); normalize=False uses the edge weights as the final
     coefficients (host-normalised graphs from `normalized_graph(model="gcn")` or a
     sampler, which carry explicit self-loop edges).
+    aggregate_first: aggregate before the linear map (True), after it (False), or
+    whichever aggregates the narrower features (None). The result is the same.
     h: [N, F_in] -> [N, features].
     """
 
     features: int
     normalize: bool = True
     use_bias: bool = True
+    aggregate_first: Optional[bool] = None
     dtype: Optional[jnp.dtype] = None
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, graph, h):
         n = _num_nodes(h)
-        h = nn.Dense(self.features, use_bias=False, dtype=self.dtype,
-                     param_dtype=self.param_dtype, name="linear")(h)
+        linear = nn.Dense(self.features, use_bias=False, dtype=self.dtype,
+                          param_dtype=self.param_dtype, name="linear")
+        first = _aggregate_first(self.aggregate_first, h.shape[-1], self.features)
+        if not first:
+            h = linear(h)
         if self.normalize:
             c_edge, c_self = gcn_coefficients(graph, n)
-            out = jax.ops.segment_sum(h[graph.senders] * c_edge[:, None].astype(h.dtype),
-                                      graph.receivers, num_segments=n)
-            out = out + h * c_self[:, None].astype(h.dtype)
+            out = propagate(graph, h, c_edge) + h * c_self[:, None].astype(h.dtype)
         else:
-            w = _weights(graph, h.dtype)
-            out = jax.ops.segment_sum(h[graph.senders] * w[:, None], graph.receivers, num_segments=n)
+            out = propagate(graph, h, _weights(graph, h.dtype))
+        if first:
+            out = linear(out)
         if self.use_bias:
             b = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
             out = out + b.astype(out.dtype)
@@ -83,26 +149,33 @@ class SAGEConv(nn.Module):
 
     normalize=False uses `sum_u w_uv h_u` with host-normalised weights (`D^-1 A`, or
     GraphSAINT's aggregator-normalised weights). Nodes without in-edges aggregate 0.
+    aggregate_first: as in `GCNConv`, for W_neigh.
     """
 
     features: int
     normalize: bool = True
     use_bias: bool = True
+    aggregate_first: Optional[bool] = None
     dtype: Optional[jnp.dtype] = None
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, graph, h):
         n = _num_nodes(h)
-        w = _weights(graph, h.dtype if self.dtype is None else self.dtype)
-        agg = jax.ops.segment_sum(h[graph.senders] * w[:, None].astype(h.dtype),
-                                  graph.receivers, num_segments=n)
-        if self.normalize:
-            deg = jax.ops.segment_sum(w, graph.receivers, num_segments=n)
-            agg = agg / jnp.maximum(deg, 1e-12)[:, None].astype(agg.dtype) * (deg > 0)[:, None]
         dense = lambda name, bias: nn.Dense(self.features, use_bias=bias, dtype=self.dtype,
                                             param_dtype=self.param_dtype, name=name)
-        return dense("self", self.use_bias)(h) + dense("neigh", False)(agg)
+        neigh = dense("neigh", False)
+        first = _aggregate_first(self.aggregate_first, h.shape[-1], self.features)
+        x = h if first else neigh(h)
+        w = _weights(graph, x.dtype)
+        agg = propagate(graph, x, w)
+        if self.normalize:
+            deg = sum_into(w, graph.receivers, n)
+            scale = jnp.where(deg > 0, 1.0 / jnp.maximum(deg, 1e-12), 0.0)
+            agg = agg * scale[:, None].astype(agg.dtype)
+        if first:
+            agg = neigh(agg)
+        return dense("self", self.use_bias)(h) + agg
 
 
 class GATConv(nn.Module):
@@ -114,6 +187,8 @@ class GATConv(nn.Module):
 
     Edge weights only mask (w == 0: absent). The softmax shift uses
     `segment_max_or_constant` under `stop_gradient`, so padding segments stay finite.
+    The normalisation is applied per node after aggregating
+    (`sum_u exp(e_uv - m_v) z_u / sum_u exp(e_uv - m_v)`), with `attention_aggregate`.
     """
 
     features: int
@@ -139,17 +214,18 @@ class GATConv(nn.Module):
         s_src = jnp.sum(z * a_src, -1)  # [N, K]
         s_dst = jnp.sum(z * a_dst, -1)
         live = (_weights(graph) != 0)[:, None]  # [E, 1]
-        logits = nn.leaky_relu(s_src[graph.senders] + s_dst[graph.receivers], self.negative_slope)
+        logits = nn.leaky_relu(take_rows(s_src, graph.senders) + take_rows(s_dst, graph.receivers),
+                               self.negative_slope)
         neg = jnp.finfo(logits.dtype).min
-        masked = jnp.where(live, logits, neg)
-        shift = jraph.segment_max_or_constant(masked, graph.receivers, num_segments=n)
+        shift = jraph.segment_max_or_constant(jnp.where(live, logits, neg), graph.receivers,
+                                              num_segments=n)
         if self.add_self_loops:
             self_logit = nn.leaky_relu(s_src + s_dst, self.negative_slope)
             shift = jnp.maximum(shift, self_logit)
-        shift = jax.lax.stop_gradient(shift)
-        ex = jnp.where(live, jnp.exp(jnp.where(live, logits - shift[graph.receivers], 0.0)), 0.0)
-        num = jax.ops.segment_sum(ex[..., None] * z[graph.senders], graph.receivers, num_segments=n)
-        den = jax.ops.segment_sum(ex, graph.receivers, num_segments=n)
+        shift = lax.stop_gradient(shift)
+        ex = jnp.where(live, jnp.exp(jnp.where(live, logits - take_rows(shift, graph.receivers), 0.0)), 0.0)
+        num = attention_aggregate(ex, z, graph.senders, graph.receivers)
+        den = sum_into(ex, graph.receivers, n)
         if self.add_self_loops:
             ex_self = jnp.exp(self_logit - shift)
             num = num + ex_self[..., None] * z

@@ -123,3 +123,49 @@ def test_gat_grads_finite_with_empty_segments():
     params = layer.init(jax.random.key(0), padded, padded.nodes["x"])
     grad = jax.jit(jax.grad(lambda p: jnp.sum(layer.apply(p, padded, padded.nodes["x"]) ** 2)))(params)
     assert all(np.all(np.isfinite(np.asarray(v))) for v in jax.tree_util.tree_leaves(grad))
+
+
+@pytest.mark.parametrize("layer_cls", [L.GCNConv, L.SAGEConv])
+@pytest.mark.parametrize("features", [2, 9])
+def test_aggregate_first_or_last_gives_the_same_outputs_and_gradients(layer_cls, features):
+    a, x = random_graph(seed=5)  # 5 input features: width 2 aggregates last, 9 first
+    g = G.from_scipy(sp.csr_matrix(a), {"x": x})
+    xj = jnp.asarray(x)
+    params = layer_cls(features).init(jax.random.key(1), g, xj)
+
+    def run(first):
+        layer = layer_cls(features, aggregate_first=first)
+        f = lambda p, h: jnp.sum(jnp.sin(layer.apply(p, g, h)))
+        return layer.apply(params, g, xj), jax.grad(f, argnums=(0, 1))(params, xj)
+
+    (o1, g1), (o2, g2), (o3, g3) = run(True), run(False), run(None)
+    for o, gr in ((o2, g2), (o3, g3)):
+        np.testing.assert_allclose(np.asarray(o), np.asarray(o1), rtol=1e-5, atol=1e-5)
+        for u, v in zip(jax.tree_util.tree_leaves(gr), jax.tree_util.tree_leaves(g1)):
+            np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-4, atol=1e-5)
+
+
+def test_attention_aggregate_vjp_matches_autodiff_of_the_plain_formula():
+    rng = np.random.default_rng(3)
+    n, e, h, f = 9, 30, 3, 4
+    s = jnp.asarray(rng.integers(0, n, e))
+    r = jnp.asarray(rng.integers(0, n, e))
+    w = jnp.asarray(rng.random((e, h)), jnp.float32)
+    z = jnp.asarray(rng.normal(size=(n, h, f)), jnp.float32)
+    cot = jnp.asarray(rng.normal(size=(n, h, f)), jnp.float32)
+
+    def plain(w, z):
+        return jax.ops.segment_sum(w[..., None] * z[s], r, num_segments=n)
+
+    out, vjp = jax.vjp(lambda w, z: L.attention_aggregate(w, z, s, r), w, z)
+    ref, vjp_ref = jax.vjp(plain, w, z)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=1e-6, atol=1e-6)
+    for u, v in zip(vjp(cot), vjp_ref(cot)):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=1e-6)
+    # and against finite differences, in float64
+    with jax.enable_x64(True):
+        w64, z64 = w.astype(jnp.float64), z.astype(jnp.float64)
+        from jax.test_util import check_grads
+
+        check_grads(lambda w, z: L.attention_aggregate(w, z, s, r), (w64, z64),
+                                  order=1, modes=("rev",))
