@@ -14,7 +14,7 @@
    pyg-lib or torch-sparse; the script says whether they are importable and skips them
    otherwise.
 
-Both frameworks run with `--threads` CPU threads (default 1: on a shared 2-core
+Both frameworks run in one process with `--threads` CPU threads (default 1: on a shared 2-core
 machine torch's OpenMP pool with 2 threads was 40x slower than with 1).
 
 Prints markdown tables of medians and ratios (peer time / jaxlab time: > 1 means
@@ -43,6 +43,12 @@ THREADS = _threads_from_argv()
 if THREADS == 1:  # must be set before jax is imported
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+# Before jax starts its threads: keep freed host temporaries for reuse (both peers run
+# in this process, so both get it); `--default-allocator` measures without it.
+from jaxlab.core.runtime import tune_host_allocator  # noqa: E402
+
+ALLOCATOR = "glibc defaults" if "--default-allocator" in sys.argv else (
+    "tuned (jaxlab.core.runtime.tune_host_allocator)" if tune_host_allocator() else "glibc defaults")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -203,12 +209,15 @@ def main():
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--skip-torch", action="store_true")
+    p.add_argument("--default-allocator", action="store_true",
+                   help="leave glibc's malloc settings alone (see jaxlab.core.runtime)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for both jax (XLA Eigen pool) and torch; 1 avoids "
                         "oversubscription on a shared machine")
     args = p.parse_args()
 
-    print(f"jax {jax.__version__} devices: {jax.devices()}, threads: {args.threads}")
+    print(f"jax {jax.__version__} devices: {jax.devices()}, threads: {args.threads}, "
+          f"host allocator: {ALLOCATOR}")
     have_torch = False
     if not args.skip_torch:
         try:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxlab.core import runtime
 from jaxlab.graph import graphs as G
 
 
@@ -114,7 +115,7 @@ def make_step(model, tx, multilabel: bool = False, weight_decay: float = 0.0):
     (experiments, benchmarks); `make_loss_fn` plugs into `jaxlab.core.train` too."""
     loss_fn = make_loss_fn(model, multilabel, weight_decay)
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    @functools.partial(jax.jit, donate_argnums=(0, 1), compiler_options=runtime.cpu_compiler_options())
     def step(params, opt_state, batch, key):
         (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, {}, batch, key)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -126,7 +127,7 @@ def make_step(model, tx, multilabel: bool = False, weight_decay: float = 0.0):
 def make_eval(model, multilabel: bool = False, mask_keys=("train_mask", "val_mask", "test_mask")):
     """Jitted full-graph evaluation: {split: counts} for each mask key present."""
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=runtime.cpu_compiler_options())
     def evaluate(params, graph):
         logits = model.apply({"params": params}, graph, train=False)
         return {k: counts(logits, graph, multilabel, mask_key=k)

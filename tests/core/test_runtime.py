@@ -72,3 +72,17 @@ def test_cli_tunes_the_allocator_unless_told_not_to(monkeypatch):
     monkeypatch.setenv("JAXLAB_TUNE_ALLOCATOR", "0")
     cli.main(["classifier", "train", "--config", "smoke", "--print-config"])
     assert calls == [1]
+
+
+def test_cpu_compiler_options_compile_and_keep_results(monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    opts = runtime.cpu_compiler_options()
+    assert opts is None or "xla_cpu_experimental_ynn_fusion_type" in opts
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(300, 4, 16)), jnp.float32)
+    f = lambda x: jax.nn.log_softmax(jnp.sum(x * x[::-1], -1))
+    np.testing.assert_allclose(np.asarray(jax.jit(f, compiler_options=opts)(x)),
+                               np.asarray(jax.jit(f)(x)), rtol=1e-5, atol=1e-5)
+    monkeypatch.setenv("JAXLAB_CPU_COMPILER_OPTIONS", "0")
+    assert runtime.cpu_compiler_options() is None
