@@ -93,7 +93,10 @@ def _attention_fwd(weights, z, senders, receivers):
 def _attention_bwd(res, g):
     weights, z, senders, receivers = res
     g_r = take_rows(g, receivers)  # [E, H, F]
-    d_weights = jnp.sum(g_r * take_rows(z, senders), axis=-1)
+    # The barrier keeps XLA from sharing the forward pass's `z[senders]`: recomputing the
+    # gather inside this reduction is cheaper than keeping [E, H, F] messages alive.
+    z_s = take_rows(lax.optimization_barrier(z), senders)
+    d_weights = jnp.sum(g_r * z_s, axis=-1)
     d_z = sum_into(weights[..., None] * g_r, senders, z.shape[0])
     int_zero = lambda a: jnp.zeros(a.shape, jax.dtypes.float0)
     return d_weights.astype(weights.dtype), d_z, int_zero(senders), int_zero(receivers)
