@@ -145,6 +145,24 @@ class GCNConv(nn.Module):
         return out
 
 
+class _Affine(nn.Module):
+    """The parameters of an `nn.Dense` (same names, shapes and initialisers), returned
+    instead of applied, so that two of them can run as one matmul."""
+
+    in_features: int
+    features: int
+    use_bias: bool = True
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self):
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (self.in_features, self.features),
+                            self.param_dtype)
+        bias = (self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+                if self.use_bias else None)
+        return kernel, bias
+
+
 class SAGEConv(nn.Module):
     """GraphSAGE with the mean aggregator (Hamilton et al. 2017):
 
@@ -152,7 +170,9 @@ class SAGEConv(nn.Module):
 
     normalize=False uses `sum_u w_uv h_u` with host-normalised weights (`D^-1 A`, or
     GraphSAINT's aggregator-normalised weights). Nodes without in-edges aggregate 0.
-    aggregate_first: as in `GCNConv`, for W_neigh.
+    aggregate_first: as in `GCNConv`, for W_neigh. Either way the two linear maps run
+    as one matmul: `[h, mean] @ [W_self; W_neigh]` or `h @ [W_self, W_neigh]`.
+    Parameters are those of two `nn.Dense` named "self" and "neigh".
     """
 
     features: int
@@ -164,21 +184,30 @@ class SAGEConv(nn.Module):
 
     @nn.compact
     def __call__(self, graph, h):
-        n = _num_nodes(h)
-        dense = lambda name, bias: nn.Dense(self.features, use_bias=bias, dtype=self.dtype,
-                                            param_dtype=self.param_dtype, name=name)
-        neigh = dense("neigh", False)
-        first = _aggregate_first(self.aggregate_first, h.shape[-1], self.features)
-        x = h if first else neigh(h)
-        w = _weights(graph, x.dtype)
-        agg = propagate(graph, x, w)
-        if self.normalize:
-            deg = sum_into(w, graph.receivers, n)
-            scale = jnp.where(deg > 0, 1.0 / jnp.maximum(deg, 1e-12), 0.0)
-            agg = agg * scale[:, None].astype(agg.dtype)
-        if first:
-            agg = neigh(agg)
-        return dense("self", self.use_bias)(h) + agg
+        n, f_in = _num_nodes(h), h.shape[-1]
+        w_self, bias = _Affine(f_in, self.features, self.use_bias, self.param_dtype, name="self")()
+        w_neigh, _ = _Affine(f_in, self.features, False, self.param_dtype, name="neigh")()
+        dtype = self.dtype or jnp.result_type(h, w_self)
+        h = h.astype(dtype)
+        w = _weights(graph, dtype)
+
+        def mean(x):
+            agg = propagate(graph, x, w)
+            if self.normalize:
+                deg = sum_into(w, graph.receivers, n)
+                scale = jnp.where(deg > 0, 1.0 / jnp.maximum(deg, 1e-12), 0.0)
+                agg = agg * scale[:, None].astype(agg.dtype)
+            return agg
+
+        if _aggregate_first(self.aggregate_first, f_in, self.features):
+            kernel = jnp.concatenate([w_self, w_neigh], axis=0).astype(dtype)
+            out = jnp.concatenate([h, mean(h)], axis=-1) @ kernel
+        else:
+            y = h @ jnp.concatenate([w_self, w_neigh], axis=1).astype(dtype)
+            out = y[:, :self.features] + mean(y[:, self.features:])
+        if bias is not None:
+            out = out + bias.astype(dtype)
+        return out
 
 
 class GATConv(nn.Module):
