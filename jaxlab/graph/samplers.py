@@ -71,13 +71,18 @@ class Sampler:
       model: "gcn" | "sage" | "gat" (which aggregation coefficients to attach).
       norm_aggr / norm_loss: GraphSAINT normalisations (need `estimate_normalization`).
       budget_multiple, budget_growth: padding bucket ladder (see `graphs.bucket`).
+      budget_presample: size one padding budget from the largest of this many
+        subgraphs (steps 0, 1, ...) plus `budget_headroom`; every subgraph that fits
+        uses it (one compile, a few percent of padding) and the rest fall back to the
+        ladder. 0: ladder only (up to `budget_growth`x padding).
     """
 
     saint = False
 
     def __init__(self, adj, nodes, train_mask, model: str = "gcn", seed: int = 0,
                  norm_aggr: bool = False, norm_loss: bool = False,
-                 budget_multiple: int = 64, budget_growth: float = 1.25):
+                 budget_multiple: int = 64, budget_growth: float = 1.25,
+                 budget_presample: int = 8, budget_headroom: float = 1.05):
         a = sp.csr_matrix(adj, dtype=np.float32)
         a.sort_indices()
         self.adj = a
@@ -96,6 +101,9 @@ class Sampler:
         self.norm_loss = norm_loss
         self.budget_multiple = budget_multiple
         self.budget_growth = budget_growth
+        self.budget_presample = int(budget_presample)
+        self.budget_headroom = float(budget_headroom)
+        self._budget = None
         self._local = np.full(self.n, -1, np.int64)
         self.node_count = None
         self.edge_count = None
@@ -183,13 +191,33 @@ class Sampler:
             c = np.maximum(self.node_count[nodes], 1).astype(np.float64)
             lw = self.num_presampled / (c * max(len(self.train_nodes), 1))
             arrays["loss_weight"] = np.where(mask, lw, 0.0).astype(np.float32)
-        budget = G.Budget(G.bucket(len(nodes), self.budget_multiple, self.budget_growth),
-                          G.bucket(len(s), self.budget_multiple, self.budget_growth))
-        return G.pad_fast(s, r, w, arrays, budget)
+        return G.pad_fast(s, r, w, arrays, self.padding_budget(len(nodes), len(s)))
 
     def steps_per_epoch(self) -> int:
         """Batches that cover about |V_train| nodes (GraphSAINT's epoch convention)."""
         return 1
+
+    # -- padding --------------------------------------------------------------------
+    def _edge_count(self, nodes, s) -> int:
+        return len(s) + (len(nodes) if self.model == "gcn" else 0)  # + GCN self loops
+
+    def padding_budget(self, num_nodes: int, num_edges: int) -> G.Budget:
+        """The presampled budget if the subgraph fits it, else the ladder's (a pure
+        function of the sampler's seed and the sizes, so resumed runs pad alike)."""
+        if self.budget_presample > 0 and self._budget is None:
+            sizes = []
+            for i in range(self.budget_presample):
+                nodes, s = self.sample_step(i)[:2]
+                sizes.append((len(nodes), self._edge_count(nodes, s)))
+            n, e = np.max(np.asarray(sizes), axis=0)
+            m = self.budget_multiple
+            up = lambda x: int(math.ceil(x * self.budget_headroom / m)) * m
+            self._budget = G.Budget(max(up(n + 1), n + 1 + m // 2), max(up(e), e + 1))
+        b = self._budget
+        if b is not None and num_nodes + 1 <= b.n_node and num_edges <= b.n_edge:
+            return b
+        return G.Budget(G.bucket(num_nodes, self.budget_multiple, self.budget_growth),
+                        G.bucket(num_edges, self.budget_multiple, self.budget_growth))
 
 
 class SaintNodeSampler(Sampler):
@@ -404,9 +432,7 @@ class NeighborSampler(Sampler):
         s, r, w = self.coefficients(nodes, s, r, eid)
         arrays = {k: v[nodes] for k, v in self.nodes.items()}
         arrays["mask"] = mask
-        budget = G.Budget(G.bucket(len(nodes), self.budget_multiple, self.budget_growth),
-                          G.bucket(len(s), self.budget_multiple, self.budget_growth))
-        return G.pad_fast(s, r, w, arrays, budget)
+        return G.pad_fast(s, r, w, arrays, self.padding_budget(len(nodes), len(s)))
 
 
 class FullBatch:

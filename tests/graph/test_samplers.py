@@ -175,3 +175,30 @@ def test_full_batch_matches_normalized_graph():
     n = int(g.n_node[0])
     a = G.to_scipy(g, g.nodes["x"].shape[0]).toarray()[:n, :n]
     np.testing.assert_allclose(a, G.normalize_adjacency(d.adj, "sym").toarray(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls,kw", [(S.SaintRWSampler, dict(num_roots=150, walk_length=2)),
+                                    (S.SaintNodeSampler, dict(budget=500)),
+                                    (S.NeighborSampler, dict(batch_size=64, fanouts=(5, 3)))])
+def test_presampled_padding_budget_fits_tightly_and_falls_back_to_the_ladder(cls, kw):
+    d = D.contextual_sbm(2000, num_classes=3, avg_degree=6, num_features=4, seed=0)
+    nodes, tm = {"x": d.x, "y": d.y}, d.masks()["train_mask"]
+    s = cls(d.adj, nodes, tm, model="gcn", seed=3, budget_multiple=16, **kw)
+    batches = [s.batch(i) for i in range(30)]
+    budgets = {(b.nodes["x"].shape[0], b.senders.shape[0]) for b in batches}
+    assert len(budgets) <= 2
+    real = np.array([int(b.n_node[0]) for b in batches])
+    padded = np.array([b.nodes["x"].shape[0] for b in batches])
+    assert np.all(padded >= real + 1)
+    assert np.mean(padded / real) < 1.15  # the ladder alone allows up to 1.25x
+    # same batches as with the ladder only, up to padding
+    ladder = cls(d.adj, nodes, tm, model="gcn", seed=3, budget_multiple=16, budget_presample=0, **kw)
+    for i in (0, 7, 29):
+        a, b = batches[i], ladder.batch(i)
+        n, e = int(a.n_node[0]), int(a.n_edge[0])
+        assert (n, e) == (int(b.n_node[0]), int(b.n_edge[0]))
+        np.testing.assert_array_equal(np.asarray(a.senders[:e]), np.asarray(b.senders[:e]))
+        np.testing.assert_array_equal(np.asarray(a.nodes["x"][:n]), np.asarray(b.nodes["x"][:n]))
+    # a subgraph larger than the presampled budget gets a ladder budget
+    big = s.padding_budget(10 * padded.max(), 10)
+    assert big.n_node >= 10 * padded.max() + 1 and big != s.padding_budget(1, 1)
