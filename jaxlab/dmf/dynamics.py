@@ -96,6 +96,38 @@ def _check(factors, target, mask, measurements, steps, log_every, optimizer, los
             raise ValueError(f"measurements (A, y) must be [m, {w_shape[0]}, {w_shape[1]}] and [m], got {a.shape}, {y.shape}")
 
 
+# LAPACK calls of the logging, one matrix per call even under `vmap`. jaxlib 0.10.2's
+# batched CPU LAPACK kernels (one custom call for a whole batch) split the batch over
+# XLA's intra-op thread pool and block a pool thread until the pieces are done; when
+# several programs run at once (the devices of a sharded `sweep`), every pool thread can
+# end up blocked that way and the process deadlocks (seen on a 2-core host with 2 CPU
+# devices). A `lax.map` of single-matrix calls avoids that and computes each matrix
+# with the same LAPACK routine, so the numbers do not change.
+@jax.custom_batching.custom_vmap
+def _singular_values(w):
+    return jnp.linalg.svd(w, compute_uv=False)
+
+
+@_singular_values.def_vmap
+def _singular_values_vmap(axis_size, in_batched, w):
+    if not in_batched[0]:
+        return _singular_values(w), False
+    return jax.lax.map(_singular_values, w), True
+
+
+@jax.custom_batching.custom_vmap
+def _top_singular_pair(m):
+    u, _, vt = jnp.linalg.svd(m, full_matrices=False)
+    return u[:, 0], vt[0]
+
+
+@_top_singular_pair.def_vmap
+def _top_singular_pair_vmap(axis_size, in_batched, m):
+    if not in_batched[0]:
+        return _top_singular_pair(m), (False, False)
+    return jax.lax.map(_top_singular_pair, m), (True, True)
+
+
 def _simulate(factors, target, mask, measurements, opt_state, lr, *, steps, log_every, optimizer, reduction, track_escape, start_step=0):
     """Traced body shared by `train` and `sweep` (returns a Trajectory)."""
     _TRACES["train"] += 1
@@ -136,13 +168,12 @@ def _simulate(factors, target, mask, measurements, opt_state, lr, *, steps, log_
         metrics = {
             "loss": loss,
             "grad_norm": gnorm,
-            "singular_values": jnp.linalg.svd(w, compute_uv=False),
+            "singular_values": _singular_values(w),
             "test_error": jnp.linalg.norm(w - target) / target_norm,
         }
         if track_escape:
             gw = jax.grad(loss_of_w)(w)
-            u, _, vt = jnp.linalg.svd(-gw, full_matrices=False)
-            metrics["grad_u"], metrics["grad_v"] = u[:, 0], vt[0]
+            metrics["grad_u"], metrics["grad_v"] = _top_singular_pair(-gw)
         carry = update(fs, os, g)
         if log_every > 1:
             carry = jax.lax.fori_loop(0, log_every - 1, plain_step, carry)
@@ -222,14 +253,45 @@ def train(
                       track_escape=bool(track_escape))
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC + ("depth", "kind", "shape"))
-def _sweep_jit(key, target, mask, measurements, seeds, scales, lrs, *, depth, kind, shape, steps, log_every, optimizer, reduction, track_escape):
+_SWEEP_STATIC = _STATIC + ("depth", "kind", "shape")
+
+
+def _sweep_runs(key, target, mask, measurements, seeds, scales, lrs, *, depth, kind, shape, steps, log_every, optimizer, reduction, track_escape):
+    """The vmapped runs of a flat `[R]` batch of (seed, scale, lr) (traced body of `sweep`)."""
     def one(seed, scale, lr):
         fs = model.init_factors(jax.random.fold_in(key, seed), shape, depth, scale, kind)
         return _simulate(fs, target, mask, measurements, None, lr, steps=steps, log_every=log_every,
                          optimizer=optimizer, reduction=reduction, track_escape=track_escape)
 
     return jax.vmap(one)(seeds, scales, lrs)
+
+
+_sweep_jit = jax.jit(_sweep_runs, static_argnames=_SWEEP_STATIC)
+
+_RUNS = "runs"  # mesh axis name of the sharded sweep
+
+
+@functools.partial(jax.jit, static_argnames=_SWEEP_STATIC + ("mesh",))
+def _sweep_sharded_jit(key, target, mask, measurements, seeds, scales, lrs, *, mesh, **static):
+    """`_sweep_runs` with the run axis split over `mesh` (1-D, axis "runs"): every device
+    vmaps its own contiguous block of runs; nothing is communicated."""
+    P = jax.sharding.PartitionSpec
+    body = functools.partial(_sweep_runs, **static)
+    return jax.shard_map(body, mesh=mesh, in_specs=(P(), P(), P(), P(), P(_RUNS), P(_RUNS), P(_RUNS)),
+                         out_specs=P(_RUNS), check_vma=False)(key, target, mask, measurements, seeds, scales, lrs)
+
+
+def _devices(devices) -> list:
+    if devices is None:
+        return list(jax.devices())
+    if isinstance(devices, int):
+        if not 1 <= devices <= jax.device_count():
+            raise ValueError(f"devices={devices}: need 1..{jax.device_count()} (jax.device_count())")
+        return list(jax.devices()[:devices])
+    devices = list(devices)
+    if not devices:
+        raise ValueError("devices: empty sequence")
+    return devices
 
 
 def sweep(
@@ -248,6 +310,7 @@ def sweep(
     measurements: Optional[tuple] = None,
     loss_reduction: Optional[str] = None,
     track_escape: bool = False,
+    devices=None,
 ) -> Trajectory:
     """All combinations seeds x init_scales x lrs, vmapped in one compiled call.
 
@@ -255,6 +318,18 @@ def sweep(
     init_scales[i], kind)` and trains with `lrs[j]`. `seeds` is a count (seeds 0..S-1)
     or a sequence of ints. Every array of the returned `Trajectory` has leading axes
     `[S, I, L]`; `traj.select(s, i, j)` is one run.
+
+    `devices`: where the runs execute. None (default) uses all of `jax.devices()`, an int
+    k the first k of them, or give a sequence of devices. With more than one device the
+    flat run axis is split into contiguous blocks over a 1-D mesh (`shard_map`; the run
+    count is padded up to a multiple of the device count by repeating the last run, and
+    the padding is dropped), each device vmapping its block; the runs are independent, so
+    the numbers are the same as with one device. On a CPU host, several devices need
+    `jax.config.update("jax_num_cpu_devices", k)` (or the environment variable
+    `JAX_NUM_CPU_DEVICES=k`) before JAX's first computation; each CPU device then runs its
+    block on its own thread, so k up to the number of cores puts them all to work.
+    A sharded call returns when the runs are done, with the result on the first device
+    (as from one device).
     """
     seed_arr = np.arange(seeds) if np.ndim(seeds) == 0 else np.asarray(seeds)
     scales = np.asarray(init_scales, dtype=np.float64).reshape(-1)
@@ -264,10 +339,32 @@ def sweep(
     _check(dummy, target, mask, measurements, steps, log_every, optimizer, loss_reduction)
     reduction = loss_reduction or model.default_reduction(mask, measurements)
     dt = target.dtype
-    out = _sweep_jit(key, target, mask, measurements,
-                     jnp.asarray(seed_arr[s_.ravel()], jnp.uint32), jnp.asarray(scales[i_.ravel()], dt), jnp.asarray(lr_arr[l_.ravel()], dt),
-                     depth=int(depth), kind=kind, shape=tuple(target.shape), steps=int(steps), log_every=int(log_every),
-                     optimizer=optimizer, reduction=reduction, track_escape=bool(track_escape))
+    run_seeds, run_scales, run_lrs = seed_arr[s_.ravel()], scales[i_.ravel()], lr_arr[l_.ravel()]
+    static = dict(depth=int(depth), kind=kind, shape=tuple(target.shape), steps=int(steps), log_every=int(log_every),
+                  optimizer=optimizer, reduction=reduction, track_escape=bool(track_escape))
+    devs = _devices(devices)
+    runs = len(run_seeds)
+    if len(devs) == 1 or runs == 0:
+        with jax.default_device(devs[0]):
+            out = _sweep_jit(key, target, mask, measurements, jnp.asarray(run_seeds, jnp.uint32),
+                             jnp.asarray(run_scales, dt), jnp.asarray(run_lrs, dt), **static)
+    else:
+        mesh = jax.sharding.Mesh(np.array(devs), (_RUNS,))
+        padded = -(-runs // len(devs)) * len(devs)
+        pad = lambda a: np.concatenate([a, np.repeat(a[-1:], padded - runs)])
+        split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(_RUNS))
+        same = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        put = lambda x, sh: None if x is None else jax.device_put(x, sh)
+        out = _sweep_sharded_jit(put(key, same), put(target, same), put(mask, same), put(measurements, same),
+                                 put(pad(run_seeds).astype(np.uint32), split), put(pad(run_scales).astype(dt), split),
+                                 put(pad(run_lrs).astype(dt), split), mesh=mesh, **static)
+        # Wait for the runs, then gather them onto the first device. Dispatching more
+        # multi-device work (the reshape below) on sharded results that are not ready yet
+        # deadlocked XLA's CPU client on a 2-core host (jax 0.10.2): the per-device
+        # executions wait for their inputs on the threads the sweep itself needs.
+        out = jax.device_put(jax.block_until_ready(out), devs[0])
+        if padded != runs:
+            out = jax.tree.map(lambda x: x[:runs], out)
     lead = (len(seed_arr), len(scales), len(lr_arr))
     return jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]), out)
 
