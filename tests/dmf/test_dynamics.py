@@ -150,3 +150,37 @@ def test_bad_inputs_raise_clear_errors():
         dmf.train(fs, target, lr=0.1, steps=2, loss_reduction="sum")
     with pytest.raises(ValueError, match="mask has shape"):
         dmf.train(fs, target, mask=jnp.ones((3, 4)), lr=0.1, steps=2)
+
+
+def _assert_same_runs(a, b):
+    for x, y in zip(jax.tree.leaves(a.to_numpy()), jax.tree.leaves(b.to_numpy())):
+        assert x.shape == y.shape
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("devices", [None, 3])
+def test_sharded_sweep_equals_one_device(devices):
+    # 5 seeds x 2 lrs = 10 runs: not a multiple of the 8 test devices (nor of 3), so the
+    # run axis is padded and sliced back; completion + track_escape cover the optional inputs
+    assert jax.device_count() == 8
+    n = 5
+    with jax.enable_x64(True):
+        key = jax.random.PRNGKey(3)
+        target = dmf.low_rank_target(key, n, 2, (3.0, 1.0))
+        mask = (jax.random.uniform(jax.random.PRNGKey(4), (n, n)) < 0.7).astype(target.dtype)
+        kw = dict(depth=3, seeds=5, init_scales=[1e-2], lrs=[0.05, 0.1], steps=20, log_every=2, mask=mask, track_escape=True)
+        one = dmf.sweep(key, target, devices=1, **kw)
+        many = dmf.sweep(key, target, devices=devices, **kw)
+    assert many.loss.shape == (5, 1, 2, 10) and many.grad_u.shape == (5, 1, 2, 10, n)
+    _assert_same_runs(one, many)
+    # the unsharded vmap is the same computation as a single run
+    with jax.enable_x64(True):
+        fs = dmf.init_factors(jax.random.fold_in(key, 4), n, 3, 1e-2)
+        single = dmf.train(fs, target, mask=mask, lr=0.1, steps=20, log_every=2, track_escape=True)
+    np.testing.assert_allclose(np.asarray(many.select(4, 0, 1).loss), np.asarray(single.loss), rtol=1e-10)
+
+
+def test_sweep_devices_argument_is_checked():
+    target = jnp.zeros((4, 4))
+    with pytest.raises(ValueError, match="devices"):
+        dmf.sweep(jax.random.PRNGKey(0), target, depth=2, seeds=2, init_scales=[0.1], lrs=[0.1], steps=2, devices=0)
