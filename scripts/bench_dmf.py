@@ -7,7 +7,9 @@
     logging loss, gradient norm and the singular values of W every `--log-every` steps:
     jaxlab `train` (one jitted lax.scan) vs a PyTorch Python loop (autograd +
     torch.optim.SGD, `.item()`/`svdvals` at log steps);
-(b) 64 seeds: one vmapped `sweep` vs 64 sequential `train` calls (n = 20, depth 3);
+(b) 64 seeds: 64 sequential `train` calls (one device) vs one vmapped `sweep` on one
+    device and the same sweep with its run axis sharded over all `--cpu-devices` CPU
+    devices (n = 20, depth 3);
 (c) achieved FLOP/s of the scanned GD step at n = 100..400 (XLA cost analysis of one
     step x steps / time) as a fraction of measured float64 matmul FLOP/s (jnp.dot, n = 1024);
 (d) peer check of the completion protocol: a port of Arora et al.'s loop (MSE on the
@@ -15,6 +17,9 @@
     from the same factors: loss curves must agree.
 
 Medians over `--repeats` runs; compile time reported apart (first call minus steady state).
+`--cpu-devices` (default: the number of CPUs) CPU devices are created before JAX starts;
+everything except the sharded sweep of (b) runs on the first one. The host allocator is
+tuned first (`jaxlab.core.runtime.tune_host_allocator`, as in the `jaxlab` command line).
 """
 
 from __future__ import annotations
@@ -104,7 +109,13 @@ def main():
                    help="torch intra-op threads (1 is fastest for these small matmuls on a shared CPU; 0: torch's default)")
     p.add_argument("--flops-sizes", default="100,200,300,400")
     p.add_argument("--completion-steps", type=int, default=2000)
+    p.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1,
+                   help="CPU devices to create (jax_num_cpu_devices); (b) shards its sweep over all of them")
     args = p.parse_args()
+    jax.config.update("jax_num_cpu_devices", args.cpu_devices)  # before JAX's first computation
+    from jaxlab.core.runtime import tune_host_allocator
+
+    tuned = tune_host_allocator()
 
     import torch
 
@@ -115,7 +126,8 @@ def main():
 
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {os.cpu_count()} CPUs, "
           f"{platform.processor() or platform.machine()}; jax {jax.__version__}, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads); load average {os.getloadavg()[0]:.1f}")
+          f"({torch.get_num_threads()} threads); {jax.device_count()} CPU devices; host allocator tuned: {tuned}; "
+          f"load average {os.getloadavg()[0]:.1f}")
     depth, lr = 3, 3e-3
     with jax.enable_x64(True):
         print(f"\n(a) depth-{depth} GD trajectory, {args.steps} steps, float64, singular values every {args.log_every} steps\n")
@@ -136,16 +148,23 @@ def main():
             diff = float(np.max(np.abs(jl - np.array(log["loss"])) / np.abs(np.array(log["loss"]))))
             print(f"| {n} | {tj:.3f} | {first - tj:.2f} | {tt:.3f} | {tt / tj:.1f}x | {diff:.1e} |", flush=True)
 
-        print(f"\n(b) {args.seeds} seeds, n=20, depth {depth}, {args.sweep_steps} steps, log every {args.log_every}\n")
+        ndev = jax.device_count()
+        print(f"\n(b) {args.seeds} seeds, n=20, depth {depth}, {args.sweep_steps} steps, log every {args.log_every}; "
+              f"sharded over {ndev} CPU devices\n")
         n = 20
         target = dmf.low_rank_target(jax.random.PRNGKey(0), n, 3)
         key = jax.random.PRNGKey(2)
-        vm = lambda: dmf.sweep(key, target, depth=depth, seeds=args.seeds, init_scales=[1e-4], lrs=[lr],
-                               steps=args.sweep_steps, log_every=args.log_every).loss.block_until_ready()
-        t0 = time.perf_counter()
-        vm()
-        first = time.perf_counter() - t0
-        tv = _median_time(vm, args.repeats)
+
+        def vm(devices):
+            return dmf.sweep(key, target, depth=depth, seeds=args.seeds, init_scales=[1e-4], lrs=[lr],
+                             steps=args.sweep_steps, log_every=args.log_every, devices=devices)
+
+        sweeps = {}
+        for devices in (1, None):
+            t0 = time.perf_counter()
+            out = vm(devices).to_numpy()
+            first = time.perf_counter() - t0
+            sweeps[devices] = (_median_time(lambda: vm(devices).loss.block_until_ready(), args.repeats), first, out)
 
         def seq():
             for s in range(args.seeds):
@@ -154,9 +173,13 @@ def main():
 
         seq()  # compile
         ts = _median_time(seq, max(1, args.repeats // 2))
-        print("| mode | time (s) | speed-up |\n|---|---|---|")
-        print(f"| {args.seeds} sequential train calls | {ts:.2f} | 1.0x |")
-        print(f"| one vmapped sweep (compile {first - tv:.2f} s apart) | {tv:.2f} | {ts / tv:.1f}x |", flush=True)
+        same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(sweeps[1][2]), jax.tree.leaves(sweeps[None][2])))
+        print("| mode | devices | time (s) | speed-up |\n|---|---|---|---|")
+        print(f"| {args.seeds} sequential train calls | 1 | {ts:.2f} | 1.0x |")
+        for devices, label in ((1, "one vmapped sweep"), (None, "one vmapped sweep, sharded")):
+            tv, first, _ = sweeps[devices]
+            print(f"| {label} (compile {first - tv:.2f} s apart) | {1 if devices else ndev} | {tv:.2f} | {ts / tv:.1f}x |")
+        print(f"\nsharded sweep == one-device sweep (every array, exactly): {same}", flush=True)
 
         print(f"\n(c) achieved FLOP/s of the scanned depth-{depth} GD step (float64)\n")
         m = 1024
