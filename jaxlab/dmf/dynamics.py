@@ -320,7 +320,8 @@ def sweep(
     `[S, I, L]`; `traj.select(s, i, j)` is one run.
 
     `devices`: where the runs execute. None (default) uses all of `jax.devices()`, an int
-    k the first k of them, or give a sequence of devices. With more than one device the
+    k the first k of them, or give a sequence of devices (at most one per run is used).
+    With more than one device the
     flat run axis is split into contiguous blocks over a 1-D mesh (`shard_map`; the run
     count is padded up to a multiple of the device count by repeating the last run, and
     the padding is dropped), each device vmapping its block; the runs are independent, so
@@ -342,8 +343,8 @@ def sweep(
     run_seeds, run_scales, run_lrs = seed_arr[s_.ravel()], scales[i_.ravel()], lr_arr[l_.ravel()]
     static = dict(depth=int(depth), kind=kind, shape=tuple(target.shape), steps=int(steps), log_every=int(log_every),
                   optimizer=optimizer, reduction=reduction, track_escape=bool(track_escape))
-    devs = _devices(devices)
     runs = len(run_seeds)
+    devs = _devices(devices)[:max(runs, 1)]  # no device gets only padding
     if len(devs) == 1 or runs == 0:
         with jax.default_device(devs[0]):
             out = _sweep_jit(key, target, mask, measurements, jnp.asarray(run_seeds, jnp.uint32),

@@ -9,6 +9,16 @@ workdir `config.json`, `figures/*.png` and `summary.json` (plus `metrics.jsonl` 
     jaxlab dmf escape --workdir runs/escape          # escape time vs lr, depth, optimizer
     jaxlab dmf completion --workdir runs/completion  # Arora et al. 2019 anchor
     jaxlab dmf evaluate --workdir runs/spe
+
+`sweep`, `escape` and `completion` run their seeds x init scales x lrs as one
+`dynamics.sweep` call, whose run axis is sharded over all of `jax.devices()`. A CPU host
+has one device unless asked for more before JAX starts; `JAX_NUM_CPU_DEVICES=k` (read
+by jax's `jax_num_cpu_devices` option) gives k, each running its share of the runs on its
+own thread, e.g. on a 2-core machine
+
+    JAX_NUM_CPU_DEVICES=2 jaxlab dmf sweep --workdir runs/sweep
+
+The numbers do not depend on the device count; `summary.json` records it (`devices`).
 """
 
 from __future__ import annotations
@@ -197,7 +207,7 @@ def _claim_init(config: DMFConfig, d: int) -> float:
 
 def sweep(config: DMFConfig, workdir) -> dict:
     """Stage count vs rank R x depth x init scale, `seeds` runs per cell, one compiled
-    vmapped call per (depth, R)."""
+    vmapped call per (depth, R), sharded over all devices (see the module docstring)."""
     workdir = workdir_lib.prepare(workdir, config)
     if len(config.sweep_lrs) != len(config.depths):
         raise ValueError(f"config.sweep_lrs needs one lr per depth in config.depths={config.depths}")
@@ -234,7 +244,7 @@ def sweep(config: DMFConfig, workdir) -> dict:
                                           and c["init_scale"] == min(config.sweep_init_scales, key=lambda x: abs(np.log(x / _claim_init(config, d)))))
                            for r in config.ranks} for d in config.depths}
     results = {"claim_success": claim, "claim_init_scales": {f"depth{d}": min(config.sweep_init_scales, key=lambda x: abs(np.log(x / _claim_init(config, d)))) for d in config.depths},
-               "num_runs": len(cells) * config.seeds, "sweep_wall_time_s": t_total}
+               "num_runs": len(cells) * config.seeds, "sweep_wall_time_s": t_total, "devices": jax.device_count()}
     workdir_lib.write_summary(workdir, results, config, seed=config.seed)
     return results
 
