@@ -14,8 +14,11 @@
    pyg-lib or torch-sparse; the script says whether they are importable and skips them
    otherwise.
 
-Both frameworks run in one process with `--threads` CPU threads (default 1: on a shared 2-core
-machine torch's OpenMP pool with 2 threads was 40x slower than with 1).
+Both frameworks run in one process with `--threads` CPU threads, and the process is
+pinned to that many cores (XLA:CPU otherwise spreads independent ops over every core
+whatever its thread flags say). Default 1: on a shared 2-core machine torch's OpenMP
+pool with 2 threads was 40x slower than with 1. `--threads 0` leaves both frameworks
+their defaults on all cores.
 
 Prints markdown tables of medians and ratios (peer time / jaxlab time: > 1 means
 jaxlab is faster) and the devices used.
@@ -42,7 +45,12 @@ def _threads_from_argv(default=1):
 THREADS = _threads_from_argv()
 if THREADS == 1:  # must be set before jax is imported
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+                               + " --xla_cpu_multi_thread_eigen=false")
+# XLA:CPU also runs independent ops and loop partitions on a pool of its own; pinning
+# the process to THREADS cores gives both peers the same hardware.
+if THREADS > 0 and hasattr(os, "sched_setaffinity"):
+    _cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, _cores[:THREADS])
 # Before jax starts its threads: keep freed host temporaries for reuse (both peers run
 # in this process, so both get it); `--default-allocator` measures without it.
 from jaxlab.core.runtime import tune_host_allocator  # noqa: E402
@@ -73,18 +81,21 @@ def median_time(fn, repeats, warmup=1):
     return statistics.median(ts)
 
 
-def interleaved_medians(fns, repeats, warmup=1):
-    """Median seconds per call of each of `fns` ({name: fn}), calling them in turn
-    (a, b, a, b, ...) so that a burst of load from elsewhere slows both."""
+def interleaved_medians(fns, repeats, rounds=3, warmup=1):
+    """Median seconds per call of each of `fns` ({name: fn}). The peers take turns in
+    blocks (`rounds` x [a x repeats, b x repeats, ...]): within a block a framework runs
+    back to back with warm caches, as in training, and a burst of load from elsewhere
+    hits both."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {k: [] for k in fns}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -227,12 +238,13 @@ def main():
     p.add_argument("--default-allocator", action="store_true",
                    help="leave glibc's malloc settings alone (see jaxlab.core.runtime)")
     p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for both jax (XLA Eigen pool) and torch; 1 avoids "
-                        "oversubscription on a shared machine")
+                   help="cores (and threads) for both jax and torch; 0: all cores, each "
+                        "framework's default threading")
     args = p.parse_args()
 
-    print(f"jax {jax.__version__} devices: {jax.devices()}, threads: {args.threads}, "
-          f"host allocator: {ALLOCATOR}")
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    print(f"jax {jax.__version__} devices: {jax.devices()}, threads: {args.threads} "
+          f"(process pinned to cores {cores}), host allocator: {ALLOCATOR}")
     have_torch = False
     if not args.skip_torch:
         try:
@@ -240,7 +252,8 @@ def main():
             import torch_geometric
 
             have_torch = True
-            torch.set_num_threads(args.threads)
+            if args.threads > 0:
+                torch.set_num_threads(args.threads)
             print(f"torch {torch.__version__} (threads {torch.get_num_threads()}), "
                   f"torch_geometric {torch_geometric.__version__}, device cpu")
         except ImportError as e:
@@ -278,7 +291,8 @@ def main():
             fns["torch"] = lambda: trun(b)
         med = interleaved_medians(fns, args.repeats)
         rows.append((kind, compile_s, med["jax"], med.get("torch")))
-    print("### Full-batch training step (forward + backward + Adam), median\n")
+    print("### Full-batch training step (forward + backward + Adam), median of 3 rounds x "
+          f"{args.repeats} steps per peer, peers alternating by round\n")
     print("| model | jaxlab compile (s) | jaxlab step (ms) | PyG step (ms) | PyG / jaxlab |")
     print("|---|---|---|---|---|")
     for kind, c, tj, tt in rows:
@@ -309,7 +323,7 @@ def main():
                 tb = [strip_self_loops(b) for b in tb]
             trun = torch_trainer(kind, args.features, 5, args.hidden, args.heads)
             fns["torch"] = lambda: [trun(b) for b in tb]
-        med = interleaved_medians(fns, max(3, args.repeats // 2))
+        med = interleaved_medians(fns, max(2, args.repeats // 3))
         jsps = nsub / med["jax"]
         tsps = nsub / med["torch"] if "torch" in med else None
         print(f"| {kind} | {nsub} | {len(budgets)} | {jsps:.1f} | {'-' if tsps is None else f'{tsps:.1f}'} | "
