@@ -329,8 +329,7 @@ def sweep(
     `jax.config.update("jax_num_cpu_devices", k)` (or the environment variable
     `JAX_NUM_CPU_DEVICES=k`) before JAX's first computation; each CPU device then runs its
     block on its own thread, so k up to the number of cores puts them all to work.
-    A sharded call returns when the runs are done, with the result on the first device
-    (as from one device).
+    A sharded call returns its result on the first device, as a one-device call does.
     """
     seed_arr = np.arange(seeds) if np.ndim(seeds) == 0 else np.asarray(seeds)
     scales = np.asarray(init_scales, dtype=np.float64).reshape(-1)
@@ -359,11 +358,8 @@ def sweep(
         out = _sweep_sharded_jit(put(key, same), put(target, same), put(mask, same), put(measurements, same),
                                  put(pad(run_seeds).astype(np.uint32), split), put(pad(run_scales).astype(dt), split),
                                  put(pad(run_lrs).astype(dt), split), mesh=mesh, **static)
-        # Wait for the runs, then gather them onto the first device. Dispatching more
-        # multi-device work (the reshape below) on sharded results that are not ready yet
-        # deadlocked XLA's CPU client on a 2-core host (jax 0.10.2): the per-device
-        # executions wait for their inputs on the threads the sweep itself needs.
-        out = jax.device_put(jax.block_until_ready(out), devs[0])
+        # gather onto the first device, where the one-device call leaves its result
+        out = jax.device_put(out, devs[0])
         if padded != runs:
             out = jax.tree.map(lambda x: x[:runs], out)
     lead = (len(seed_arr), len(scales), len(lr_arr))
