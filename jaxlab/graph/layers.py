@@ -41,9 +41,14 @@ def sum_into(messages, index, num_segments: int):
 
 
 def propagate(graph, h, weights):
-    """`out_v = sum_{e: s(e) -> v} w_e h_{s(e)}`: [N, ...] -> [N, ...]."""
-    w = weights.reshape(weights.shape + (1,) * (h.ndim - 1)).astype(h.dtype)
-    return sum_into(take_rows(h, graph.senders) * w, graph.receivers, h.shape[0])
+    """`out_v = sum_{e: s(e) -> v} w_e h_{s(e)}`: h [N, F], weights [E] -> [N, F]
+    (through `attention_aggregate`, so the same kernels and VJP)."""
+    if h.ndim != 2:
+        w = weights.reshape(weights.shape + (1,) * (h.ndim - 1)).astype(h.dtype)
+        return sum_into(take_rows(h, graph.senders) * w, graph.receivers, h.shape[0])
+    out = attention_aggregate(weights.astype(h.dtype)[:, None], h[:, None, :], graph.senders,
+                              graph.receivers)
+    return out[:, 0, :]
 
 
 def _weights(graph, dtype=jnp.float32):
@@ -75,15 +80,53 @@ def gcn_coefficients(graph, num_nodes: int):
     return w * take_rows(inv, graph.senders) * take_rows(inv, graph.receivers), 1.0 / deg
 
 
+# Features per head from which, on the CPU backend, the forward product runs as a CSR
+# sparse-dense product (XLA:CPU's `cpu_csr_sparse_dense_ffi` kernel, through
+# `jax.experimental.sparse.BCSR`) instead of a gather of [E, F] messages and a scatter:
+# 0.96 vs 2.7 ms at F = 64 and 0.44 vs 0.95 ms at F = 16 on a 10k-node, 111k-edge graph
+# (one core); at F = 5 the kernel was slower (1.9 vs 1.0 ms).
+CSR_MIN_FEATURES = 16
+
+
+def _scatter_product(weights, z, senders, receivers):
+    return sum_into(weights[..., None] * take_rows(z, senders), receivers, z.shape[0])
+
+
+def _csr_product(weights, z, senders, receivers):
+    from jax.experimental import sparse as jsparse
+
+    n = z.shape[0]
+    index = senders.astype(jnp.int32)
+    indptr = jnp.searchsorted(receivers.astype(jnp.int32), jnp.arange(n + 1, dtype=jnp.int32),
+                              side="left").astype(jnp.int32)
+    heads = [jsparse.BCSR((weights[:, k], index, indptr), shape=(n, n)) @ z[:, k, :]
+             for k in range(z.shape[1])]
+    return jnp.stack(heads, axis=1)
+
+
+def _product(weights, z, senders, receivers):
+    if (z.shape[-1] < CSR_MIN_FEATURES or jax.default_backend() != "cpu"
+            or z.dtype not in (jnp.float32, jnp.float64) or weights.dtype != z.dtype):
+        return _scatter_product(weights, z, senders, receivers)
+    # The CSR layout needs edges sorted by receiver (every builder and sampler of
+    # jaxlab.graph makes them so); other graphs take the scatter path, decided on the
+    # device at the cost of one comparison per edge.
+    in_order = jnp.all(receivers[1:] >= receivers[:-1])
+    return lax.cond(in_order, _csr_product, _scatter_product, weights, z, senders, receivers)
+
+
 @jax.custom_vjp
 def attention_aggregate(weights, z, senders, receivers):
     """`out_v = sum_{e: s(e) -> v} weights_e * z_{s(e)}` per head: weights [E, H],
     z [N, H, F] -> [N, H, F].
 
-    The VJP is written out: d z = scatter_s(weights * g[r]) and d weights_e =
-    <g_{r(e)}, z_{s(e)}> over F, each one fused gather-multiply pass over the edges.
+    Forward: a CSR sparse-dense product per head on CPU for F >= `CSR_MIN_FEATURES`
+    when the edges are sorted by receiver, else gather + `segment_sum`. The VJP is
+    written out: d z = scatter_s(weights * g[r]) and d weights_e = <g_{r(e)}, z_{s(e)}>
+    over F, each one fused gather-multiply pass over the edges (XLA drops the
+    d weights pass when the weights are constants).
     """
-    return sum_into(weights[..., None] * take_rows(z, senders), receivers, z.shape[0])
+    return _product(weights, z, senders, receivers)
 
 
 def _attention_fwd(weights, z, senders, receivers):
