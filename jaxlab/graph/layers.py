@@ -92,27 +92,81 @@ def _scatter_product(weights, z, senders, receivers):
     return sum_into(weights[..., None] * take_rows(z, senders), receivers, z.shape[0])
 
 
-def _csr_product(weights, z, senders, receivers):
+def _row_starts(receivers, n):
+    """CSR `indptr` [n + 1] of receiver-sorted edges."""
+    return jnp.searchsorted(receivers.astype(jnp.int32), jnp.arange(n + 1, dtype=jnp.int32),
+                            side="left").astype(jnp.int32)
+
+
+def _csr_product(weights, z, senders, receivers, indptr=None):
     from jax.experimental import sparse as jsparse
 
     n = z.shape[0]
     index = senders.astype(jnp.int32)
-    indptr = jnp.searchsorted(receivers.astype(jnp.int32), jnp.arange(n + 1, dtype=jnp.int32),
-                              side="left").astype(jnp.int32)
+    indptr = _row_starts(receivers, n) if indptr is None else indptr
     heads = [jsparse.BCSR((weights[:, k], index, indptr), shape=(n, n)) @ z[:, k, :]
              for k in range(z.shape[1])]
     return jnp.stack(heads, axis=1)
 
 
+def _use_csr(weights, z) -> bool:
+    return (z.shape[-1] >= CSR_MIN_FEATURES and jax.default_backend() == "cpu"
+            and z.dtype in (jnp.float32, jnp.float64) and weights.dtype == z.dtype)
+
+
 def _product(weights, z, senders, receivers):
-    if (z.shape[-1] < CSR_MIN_FEATURES or jax.default_backend() != "cpu"
-            or z.dtype not in (jnp.float32, jnp.float64) or weights.dtype != z.dtype):
+    if not _use_csr(weights, z):
         return _scatter_product(weights, z, senders, receivers)
     # The CSR layout needs edges sorted by receiver (every builder and sampler of
     # jaxlab.graph makes them so); other graphs take the scatter path, decided on the
     # device at the cost of one comparison per edge.
     in_order = jnp.all(receivers[1:] >= receivers[:-1])
     return lax.cond(in_order, _csr_product, _scatter_product, weights, z, senders, receivers)
+
+
+def reverse_edges(senders, receivers, indptr):
+    """`rev[e]`: the index of edge `receivers[e] -> senders[e]`, and whether every edge
+    has exactly one reverse (`rev[rev] == id`; a self loop is its own reverse).
+
+    Needs edges sorted by receiver and, within a receiver, by sender (the order of
+    `from_scipy`); found by a vectorised binary search within each row, so it costs
+    about log2(max degree) passes over the edges.
+    """
+    e = senders.shape[0]
+    s = senders.astype(jnp.int32)
+    target = receivers.astype(jnp.int32)
+    lo, hi = indptr[s], indptr[s + 1]
+
+    def cond(c):
+        return jnp.any(c[0] < c[1])
+
+    def body(c):
+        lo, hi = c
+        active = lo < hi
+        mid = (lo + hi) // 2
+        less = take_rows(s, jnp.minimum(mid, e - 1)) < target
+        return jnp.where(active & less, mid + 1, lo), jnp.where(active & ~less, mid, hi)
+
+    rev, _ = lax.while_loop(cond, body, (lo, hi))
+    # A self loop is its own reverse, also when repeated (padding edges all are v -> v).
+    rev = jnp.where(s == target, jnp.arange(e, dtype=jnp.int32), jnp.minimum(rev, e - 1))
+    ok = jnp.all(take_rows(s, rev) == target) & jnp.all(take_rows(rev, rev) == jnp.arange(e))
+    return rev, ok
+
+
+def _transposed_product(weights, g, senders, receivers):
+    """`out_u = sum_{e: s(e) = u} weights_e g_{r(e)}` (the VJP of `_product` in z)."""
+    if not _use_csr(weights, g):
+        return sum_into(weights[..., None] * take_rows(g, receivers), senders, g.shape[0])
+    # With a symmetric edge set the transpose has the same CSR layout, its entries
+    # permuted by the reverse-edge map.
+    indptr = _row_starts(receivers, g.shape[0])
+    rev, ok = reverse_edges(senders, receivers, indptr)
+    ok = ok & jnp.all(receivers[1:] >= receivers[:-1])
+    return lax.cond(
+        ok,
+        lambda: _csr_product(take_rows(weights, rev), g, senders, receivers, indptr),
+        lambda: sum_into(weights[..., None] * take_rows(g, receivers), senders, g.shape[0]))
 
 
 @jax.custom_vjp
@@ -122,9 +176,10 @@ def attention_aggregate(weights, z, senders, receivers):
 
     Forward: a CSR sparse-dense product per head on CPU for F >= `CSR_MIN_FEATURES`
     when the edges are sorted by receiver, else gather + `segment_sum`. The VJP is
-    written out: d z = scatter_s(weights * g[r]) and d weights_e = <g_{r(e)}, z_{s(e)}>
-    over F, each one fused gather-multiply pass over the edges (XLA drops the
-    d weights pass when the weights are constants).
+    written out: d weights_e = <g_{r(e)}, z_{s(e)}> over F, one fused gather-multiply
+    pass over the edges (XLA drops it when the weights are constants), and
+    d z = A^T g, again a CSR product when the edge set is symmetric (`reverse_edges`),
+    else a scatter to the senders.
     """
     return _product(weights, z, senders, receivers)
 
@@ -140,7 +195,7 @@ def _attention_bwd(res, g):
     # gather inside this reduction is cheaper than keeping [E, H, F] messages alive.
     z_s = take_rows(lax.optimization_barrier(z), senders)
     d_weights = jnp.sum(g_r * z_s, axis=-1)
-    d_z = sum_into(weights[..., None] * g_r, senders, z.shape[0])
+    d_z = _transposed_product(weights, g, senders, receivers)
     int_zero = lambda a: jnp.zeros(a.shape, jax.dtypes.float0)
     return d_weights.astype(weights.dtype), d_z, int_zero(senders), int_zero(receivers)
 

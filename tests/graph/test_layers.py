@@ -205,3 +205,29 @@ def test_wide_gnn_on_a_sorted_padded_graph_matches_the_dense_reference():
     out = np.asarray(layer.apply(params, g, xp))[:30]
     w = np.asarray(params["params"]["linear"]["kernel"])
     np.testing.assert_allclose(out, dense_gcn(a, x, w, 0.0), rtol=1e-4, atol=1e-4)
+
+
+def test_reverse_edges_and_the_transposed_csr_gradient_on_a_symmetric_padded_graph():
+    a, _ = random_graph(n=50, p=0.15, f=1, seed=8)
+    g = G.pad_to_budget(G.from_scipy(sp.csr_matrix(a)))[0]
+    s, r = np.asarray(g.senders), np.asarray(g.receivers)
+    n, e = g.nodes["x"].shape[0], len(s)
+    indptr = L._row_starts(jnp.asarray(r), n)
+    rev, ok = L.reverse_edges(jnp.asarray(s), jnp.asarray(r), indptr)
+    assert bool(ok)
+    rev = np.asarray(rev)
+    real = int(g.n_edge[0])
+    np.testing.assert_array_equal(s[rev[:real]], r[:real])
+    np.testing.assert_array_equal(r[rev[:real]], s[:real])
+    # a one-way edge has no reverse
+    _, ok1 = L.reverse_edges(jnp.asarray(s[1:]), jnp.asarray(r[1:]), L._row_starts(jnp.asarray(r[1:]), n))
+    assert not bool(ok1)
+
+    rng = np.random.default_rng(9)
+    w = jnp.asarray(rng.random((e, 2)), jnp.float32)
+    z = jnp.asarray(rng.normal(size=(n, 2, L.CSR_MIN_FEATURES)), jnp.float32)
+    sj, rj = jnp.asarray(s), jnp.asarray(r)
+    f_op = jax.jit(lambda w, z: jnp.sum(jnp.sin(L.attention_aggregate(w, z, sj, rj))))
+    f_ref = lambda w, z: jnp.sum(jnp.sin(L._scatter_product(w, z, sj, rj)))
+    for u, v in zip(jax.grad(f_op, argnums=(0, 1))(w, z), jax.grad(f_ref, argnums=(0, 1))(w, z)):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-4, atol=1e-5)
