@@ -153,7 +153,8 @@ class Sampler:
 
     # -- coefficients ---------------------------------------------------------------
     def coefficients(self, nodes, s, r, eid):
-        """Edge list (with GCN self loops) and coefficients for the sampled subgraph."""
+        """Edge list (with GCN self loops) and coefficients for the sampled subgraph,
+        sorted by (receiver, sender)."""
         k = len(nodes)
         if self.norm_aggr:
             w = self._coef[eid].astype(np.float64)
@@ -178,7 +179,9 @@ class Sampler:
             s = np.concatenate([s, ar])
             r = np.concatenate([r, ar])
             w = np.concatenate([w, self_w.astype(np.float32)])
-        return s, r, w
+        # Edges sorted by (receiver, sender), the CSR order the layers' fast path wants.
+        order = np.lexsort((s, r))
+        return s[order], r[order], w[order]
 
     def batch(self, step: int):
         """Padded GraphsTuple for `step`; nodes: x, y, mask (+ loss_weight), "ids"."""

@@ -180,7 +180,7 @@ def test_full_batch_matches_normalized_graph():
 @pytest.mark.parametrize("cls,kw", [(S.SaintRWSampler, dict(num_roots=150, walk_length=2)),
                                     (S.SaintNodeSampler, dict(budget=500)),
                                     (S.NeighborSampler, dict(batch_size=64, fanouts=(5, 3)))])
-def test_presampled_padding_budget_fits_tightly_and_falls_back_to_the_ladder(cls, kw):
+def test_presampled_budget_is_tight_edges_are_in_csr_order_and_large_batches_use_the_ladder(cls, kw):
     d = D.contextual_sbm(2000, num_classes=3, avg_degree=6, num_features=4, seed=0)
     nodes, tm = {"x": d.x, "y": d.y}, d.masks()["train_mask"]
     s = cls(d.adj, nodes, tm, model="gcn", seed=3, budget_multiple=16, **kw)
@@ -191,6 +191,9 @@ def test_presampled_padding_budget_fits_tightly_and_falls_back_to_the_ladder(cls
     padded = np.array([b.nodes["x"].shape[0] for b in batches])
     assert np.all(padded >= real + 1)
     assert np.mean(padded / real) < 1.15  # the ladder alone allows up to 1.25x
+    for b in batches:  # CSR order: by receiver, then sender (padding edges last)
+        key = np.asarray(b.receivers).astype(np.int64) * (1 << 32) + np.asarray(b.senders)
+        assert np.all(np.diff(key) >= 0)
     # same batches as with the ladder only, up to padding
     ladder = cls(d.adj, nodes, tm, model="gcn", seed=3, budget_multiple=16, budget_presample=0, **kw)
     for i in (0, 7, 29):
