@@ -174,14 +174,18 @@ class Sampler:
             else:
                 w = np.ones(len(s), np.float32)
                 self_w = None
+        # Edges in (receiver, sender) order, the CSR order of the layers' fast path:
+        # induced subgraphs of a CSR matrix come sorted; self loops are merged in.
+        key = r.astype(np.int64) * k + s
+        if len(key) > 1 and np.any(key[1:] < key[:-1]):
+            order = np.argsort(key, kind="stable")
+            s, r, w, key = s[order], r[order], w[order], key[order]
         if self_w is not None:
             ar = np.arange(k)
-            s = np.concatenate([s, ar])
-            r = np.concatenate([r, ar])
-            w = np.concatenate([w, self_w.astype(np.float32)])
-        # Edges sorted by (receiver, sender), the CSR order the layers' fast path wants.
-        order = np.lexsort((s, r))
-        return s[order], r[order], w[order]
+            at = np.searchsorted(key, ar * (k + 1))
+            s, r = np.insert(s, at, ar), np.insert(r, at, ar)
+            w = np.insert(w, at, self_w.astype(np.float32))
+        return s, r, w
 
     def batch(self, step: int):
         """Padded GraphsTuple for `step`; nodes: x, y, mask (+ loss_weight), "ids"."""
