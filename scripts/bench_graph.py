@@ -64,6 +64,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from jaxlab.graph import data as D  # noqa: E402
+from jaxlab.graph import graphs as G  # noqa: E402
 from jaxlab.graph import layers as L  # noqa: E402
 from jaxlab.graph import samplers as S  # noqa: E402
 from jaxlab.graph import train as T  # noqa: E402
@@ -164,7 +165,7 @@ def to_torch(g):
     n, e = int(g.n_node[0]), int(g.n_edge[0])
     x = torch.from_numpy(np.array(g.nodes["x"][:n]))
     ei = torch.from_numpy(np.stack([np.asarray(g.senders[:e]), np.asarray(g.receivers[:e])]).astype(np.int64))
-    ew = torch.from_numpy(np.asarray(g.edges[:e], np.float32))
+    ew = torch.from_numpy(np.array(G.edge_weights(g)[:e], np.float32))
     y = torch.from_numpy(np.asarray(g.nodes["y"][:n]).astype(np.int64))
     m = torch.from_numpy(np.asarray(g.nodes["mask"][:n]).astype(bool))
     return x, ei, ew, y, m
@@ -275,7 +276,10 @@ def main():
     # 1. full batch: the two peers alternate, so load from other processes hits both
     rows = []
     for kind in ("gcn", "sage", "gat"):
-        g = jax.tree_util.tree_map(jnp.asarray, d.full_graph(kind, prenormalize=kind != "gat"))
+        # jaxlab's host preprocessing: the reverse-edge index (one searchsorted, kept
+        # for every step); PyG gets the same graph without it.
+        g = G.with_reverse_index(d.full_graph(kind, prenormalize=kind != "gat"))
+        g = jax.tree_util.tree_map(jnp.asarray, g)
         g = g._replace(nodes={**g.nodes, "mask": g.nodes["train_mask"]})
         jrun = jax_trainer(kind, g, 5, args.hidden, args.heads)
         t0 = time.perf_counter()

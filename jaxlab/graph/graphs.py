@@ -100,7 +100,8 @@ def from_scipy(adj, nodes: Optional[Mapping] = None):
 def to_scipy(graph, num_nodes: Optional[int] = None) -> sp.csr_matrix:
     """Inverse of `from_scipy`: `A[receiver, sender] = weight` (duplicates summed)."""
     n = int(np.sum(graph.n_node)) if num_nodes is None else num_nodes
-    w = np.ones(len(graph.senders), np.float32) if graph.edges is None else np.asarray(graph.edges)
+    w = edge_weights(graph)
+    w = np.ones(len(graph.senders), np.float32) if w is None else np.asarray(w)
     return sp.csr_matrix((w, (np.asarray(graph.receivers), np.asarray(graph.senders))), shape=(n, n))
 
 
@@ -262,6 +263,39 @@ def edge_mask(graph) -> jnp.ndarray:
 def graph_mask(graph) -> jnp.ndarray:
     """Boolean `[G_pad]`, True for real graphs of a padded graph (jit-safe)."""
     return _jraph().get_graph_padding_mask(graph)
+
+
+def edge_weights(graph):
+    """The edge weights `[E]` of a graph: `graph.edges`, or `graph.edges["weight"]`
+    when the edges are a dict (as after `with_reverse_index`); None means ones."""
+    e = graph.edges
+    return e.get("weight") if isinstance(e, Mapping) else e
+
+
+def with_reverse_index(graph):
+    """Adds `edges["reverse"]`: for every edge u -> v the index of its reverse v -> u.
+
+    The layers' backward pass uses it to run `A^T g` as a CSR product without searching
+    for the reverse edges on the device every step. Apply it last (after padding): the
+    edges must be in (receiver, sender) order, as `from_scipy`, `pad`, `pad_fast` and
+    the samplers leave them, and the edge set symmetric; self loops (padding edges
+    included) are their own reverse. `edges` becomes `{"weight": w, "reverse": rev}`.
+    """
+    s = np.asarray(graph.senders, np.int64)
+    r = np.asarray(graph.receivers, np.int64)
+    n = int(np.sum(graph.n_node))
+    key = r * n + s
+    if len(key) > 1 and np.any(key[1:] < key[:-1]):
+        raise ValueError("with_reverse_index: edges must be sorted by (receiver, sender); "
+                         "build the graph with from_scipy or sort its edges first")
+    want = s * n + r
+    rev = np.minimum(np.searchsorted(key, want), max(len(key) - 1, 0))
+    rev = np.where(s == r, np.arange(len(s)), rev)
+    if len(s) and not (np.array_equal(key[rev], want) and np.array_equal(rev[rev], np.arange(len(s)))):
+        bad = int(np.flatnonzero((key[rev] != want) | (rev[rev] != np.arange(len(s))))[0])
+        raise ValueError(f"with_reverse_index: edge {bad} ({s[bad]} -> {r[bad]}) has no unique "
+                         "reverse edge; the edge set must be symmetric without repeated edges")
+    return graph._replace(edges={"weight": edge_weights(graph), "reverse": rev.astype(np.int32)})
 
 
 def zero_out_padding(graph):

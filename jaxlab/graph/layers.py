@@ -20,7 +20,7 @@ through the graph. GAT's weighted aggregation has a hand-written VJP
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -47,17 +47,23 @@ def propagate(graph, h, weights):
         w = weights.reshape(weights.shape + (1,) * (h.ndim - 1)).astype(h.dtype)
         return sum_into(take_rows(h, graph.senders) * w, graph.receivers, h.shape[0])
     out = attention_aggregate(weights.astype(h.dtype)[:, None], h[:, None, :], graph.senders,
-                              graph.receivers)
+                              graph.receivers, _reverse(graph))
     return out[:, 0, :]
 
 
 def _weights(graph, dtype=jnp.float32):
-    if graph.edges is None:
+    w = graph.edges.get("weight") if isinstance(graph.edges, Mapping) else graph.edges
+    if w is None:
         return jnp.ones(graph.senders.shape, dtype)
-    w = jnp.asarray(graph.edges)
+    w = jnp.asarray(w)
     if w.ndim > 1:
         w = w.reshape(w.shape[0], -1)[:, 0]
     return w.astype(dtype)
+
+
+def _reverse(graph):
+    """The reverse-edge index of `jaxlab.graph.with_reverse_index`, if present."""
+    return graph.edges.get("reverse") if isinstance(graph.edges, Mapping) else None
 
 
 def _num_nodes(x):
@@ -154,14 +160,19 @@ def reverse_edges(senders, receivers, indptr):
     return rev, ok
 
 
-def _transposed_product(weights, g, senders, receivers):
+def _transposed_product(weights, g, senders, receivers, reverse=None):
     """`out_u = sum_{e: s(e) = u} weights_e g_{r(e)}` (the VJP of `_product` in z)."""
     if not _use_csr(weights, g):
         return sum_into(weights[..., None] * take_rows(g, receivers), senders, g.shape[0])
     # With a symmetric edge set the transpose has the same CSR layout, its entries
-    # permuted by the reverse-edge map.
+    # permuted by the reverse-edge map: given (checked, two gathers) or searched for.
     indptr = _row_starts(receivers, g.shape[0])
-    rev, ok = reverse_edges(senders, receivers, indptr)
+    if reverse is None:
+        rev, ok = reverse_edges(senders, receivers, indptr)
+    else:
+        rev = reverse.astype(jnp.int32)
+        ok = (jnp.all(take_rows(senders, rev) == receivers)
+              & jnp.all(take_rows(rev, rev) == jnp.arange(rev.shape[0], dtype=jnp.int32)))
     ok = ok & jnp.all(receivers[1:] >= receivers[:-1])
     return lax.cond(
         ok,
@@ -170,7 +181,7 @@ def _transposed_product(weights, g, senders, receivers):
 
 
 @jax.custom_vjp
-def attention_aggregate(weights, z, senders, receivers):
+def attention_aggregate(weights, z, senders, receivers, reverse=None):
     """`out_v = sum_{e: s(e) -> v} weights_e * z_{s(e)}` per head: weights [E, H],
     z [N, H, F] -> [N, H, F].
 
@@ -179,25 +190,28 @@ def attention_aggregate(weights, z, senders, receivers):
     written out: d weights_e = <g_{r(e)}, z_{s(e)}> over F, one fused gather-multiply
     pass over the edges (XLA drops it when the weights are constants), and
     d z = A^T g, again a CSR product when the edge set is symmetric (`reverse_edges`),
-    else a scatter to the senders.
+    else a scatter to the senders. `reverse` ([E] int, optional): the reverse-edge index
+    of `jaxlab.graph.with_reverse_index`, which saves searching for it.
     """
     return _product(weights, z, senders, receivers)
 
 
-def _attention_fwd(weights, z, senders, receivers):
-    return attention_aggregate(weights, z, senders, receivers), (weights, z, senders, receivers)
+def _attention_fwd(weights, z, senders, receivers, reverse=None):
+    out = attention_aggregate(weights, z, senders, receivers, reverse)
+    return out, (weights, z, senders, receivers, reverse)
 
 
 def _attention_bwd(res, g):
-    weights, z, senders, receivers = res
+    weights, z, senders, receivers, reverse = res
     g_r = take_rows(g, receivers)  # [E, H, F]
     # The barrier keeps XLA from sharing the forward pass's `z[senders]`: recomputing the
     # gather inside this reduction is cheaper than keeping [E, H, F] messages alive.
     z_s = take_rows(lax.optimization_barrier(z), senders)
     d_weights = jnp.sum(g_r * z_s, axis=-1)
-    d_z = _transposed_product(weights, g, senders, receivers)
+    d_z = _transposed_product(weights, g, senders, receivers, reverse)
     int_zero = lambda a: jnp.zeros(a.shape, jax.dtypes.float0)
-    return d_weights.astype(weights.dtype), d_z, int_zero(senders), int_zero(receivers)
+    d_rev = None if reverse is None else int_zero(reverse)
+    return d_weights.astype(weights.dtype), d_z, int_zero(senders), int_zero(receivers), d_rev
 
 
 attention_aggregate.defvjp(_attention_fwd, _attention_bwd)
@@ -354,7 +368,7 @@ class GATConv(nn.Module):
             shift = jnp.maximum(shift, self_logit)
         shift = lax.stop_gradient(shift)
         ex = jnp.where(live, jnp.exp(jnp.where(live, logits - take_rows(shift, graph.receivers), 0.0)), 0.0)
-        num = attention_aggregate(ex, z, graph.senders, graph.receivers)
+        num = attention_aggregate(ex, z, graph.senders, graph.receivers, _reverse(graph))
         den = sum_into(ex, graph.receivers, n)
         if self.add_self_loops:
             ex_self = jnp.exp(self_logit - shift)

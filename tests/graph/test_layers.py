@@ -231,3 +231,25 @@ def test_reverse_edges_and_the_transposed_csr_gradient_on_a_symmetric_padded_gra
     f_ref = lambda w, z: jnp.sum(jnp.sin(L._scatter_product(w, z, sj, rj)))
     for u, v in zip(jax.grad(f_op, argnums=(0, 1))(w, z), jax.grad(f_ref, argnums=(0, 1))(w, z)):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-4, atol=1e-5)
+
+
+def test_with_reverse_index_keeps_outputs_and_gradients_and_rejects_one_way_edges():
+    a, x = random_graph(n=40, p=0.2, f=L.CSR_MIN_FEATURES, seed=10)
+    g = G.pad_to_budget(G.from_scipy(sp.csr_matrix(a), {"x": x}))[0]
+    gr = G.with_reverse_index(g)
+    s, r, rev = np.asarray(g.senders), np.asarray(g.receivers), np.asarray(gr.edges["reverse"])
+    np.testing.assert_array_equal(s[rev], r)
+    np.testing.assert_array_equal(np.asarray(G.edge_weights(gr)), np.asarray(g.edges))
+    net = L.GNN(model="gat", hidden=(2 * L.CSR_MIN_FEATURES,), num_classes=3, heads=2)
+    params = net.init(jax.random.key(0), g)["params"]
+    loss = lambda p, graph: jnp.sum(jnp.sin(net.apply({"params": p}, graph)))
+    (v1, g1), (v2, g2) = (jax.value_and_grad(loss)(params, h) for h in (g, gr))
+    np.testing.assert_allclose(float(v1), float(v2), rtol=1e-5)
+    for u, v in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-4, atol=1e-5)
+    one_way = sp.csr_matrix(np.triu(a))
+    with pytest.raises(ValueError, match="no unique reverse"):
+        G.with_reverse_index(G.from_scipy(one_way))
+    shuffled = g._replace(senders=np.asarray(g.senders)[::-1], receivers=np.asarray(g.receivers)[::-1])
+    with pytest.raises(ValueError, match="sorted by"):
+        G.with_reverse_index(shuffled)
