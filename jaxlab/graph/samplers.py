@@ -72,7 +72,7 @@ class Sampler:
       norm_aggr / norm_loss: GraphSAINT normalisations (need `estimate_normalization`).
       budget_multiple, budget_growth: padding bucket ladder (see `graphs.bucket`).
       budget_presample: size one padding budget from the largest of this many
-        subgraphs (steps 0, 1, ...) plus `budget_headroom`; every subgraph that fits
+        subgraphs (steps 0, 1, ...) plus `budget_headroom`, rounded up to a multiple of 8; every subgraph that fits
         uses it (one compile, a few percent of padding) and the rest fall back to the
         ladder. 0: ladder only (up to `budget_growth`x padding).
     """
@@ -217,9 +217,9 @@ class Sampler:
                 nodes, s = self.sample_step(i)[:2]
                 sizes.append((len(nodes), self._edge_count(nodes, s)))
             n, e = np.max(np.asarray(sizes), axis=0)
-            m = self.budget_multiple
+            m = 8  # one budget, so no ladder to align to: round to SIMD-friendly sizes
             up = lambda x: int(math.ceil(x * self.budget_headroom / m)) * m
-            self._budget = G.Budget(max(up(n + 1), n + 1 + m // 2), max(up(e), e + 1))
+            self._budget = G.Budget(max(up(n + 1), n + 1 + m), max(up(e), e + 1))
         b = self._budget
         if b is not None and num_nodes + 1 <= b.n_node and num_edges <= b.n_edge:
             return b
