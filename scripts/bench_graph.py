@@ -334,7 +334,7 @@ def main():
               f"{'-' if tsps is None else f'{jsps / tsps:.2f}x'} |")
 
     # 3. samplers
-    print("\n### Sampler throughput (subgraphs/s; jaxlab includes coefficients + padding)\n")
+    print("\n### Sampler throughput (subgraphs/s; jaxlab includes coefficients, CSR edge order and padding)\n")
     print("| sampler | jaxlab subgraphs/s | scipy.sparse baseline subgraphs/s | jaxlab / baseline |")
     print("|---|---|---|---|")
     adj = d.adj
