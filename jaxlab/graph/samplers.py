@@ -443,13 +443,19 @@ class NeighborSampler(Sampler):
 
 
 class FullBatch:
-    """The whole graph every step (padded once); loss on the training nodes."""
+    """The whole graph every step (padded once, with its reverse-edge index when the
+    edge set is symmetric); loss on the training nodes."""
 
     def __init__(self, adj, nodes, train_mask, model: str = "gcn", budget_multiple: int = 64, **_):
         arrays = dict(nodes)
         arrays["mask"] = np.asarray(train_mask, bool)
         g = G.normalized_graph(adj, arrays, model)
-        self.graph = G.pad_to_budget(g, multiple=budget_multiple)[0]
+        g = G.pad_to_budget(g, multiple=budget_multiple)[0]
+        try:  # the layers' backward pass uses it; a directed graph goes without
+            g = G.with_reverse_index(g)
+        except ValueError:
+            pass
+        self.graph = g
 
     def steps_per_epoch(self):
         return 1

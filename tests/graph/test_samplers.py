@@ -175,6 +175,10 @@ def test_full_batch_matches_normalized_graph():
     n = int(g.n_node[0])
     a = G.to_scipy(g, g.nodes["x"].shape[0]).toarray()[:n, :n]
     np.testing.assert_allclose(a, G.normalize_adjacency(d.adj, "sym").toarray(), rtol=1e-6)
+    rev = np.asarray(g.edges["reverse"])  # symmetric: the reverse-edge index is attached
+    np.testing.assert_array_equal(np.asarray(g.senders)[rev], np.asarray(g.receivers))
+    directed = sp.csr_matrix(np.triu(d.adj.toarray()))
+    assert not isinstance(S.FullBatch(directed, {"x": d.x, "y": d.y}, d.masks()["train_mask"]).batch(0).edges, dict)
 
 
 @pytest.mark.parametrize("cls,kw", [(S.SaintRWSampler, dict(num_roots=150, walk_length=2)),
