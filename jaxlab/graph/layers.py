@@ -217,6 +217,45 @@ def _attention_bwd(res, g):
 attention_aggregate.defvjp(_attention_fwd, _attention_bwd)
 
 
+@jax.custom_vjp
+def _matmul(x, k):
+    """`x @ k` whose kernel gradient is `(x^T materialised) @ g`: XLA:CPU sends the
+    plain `x^T g` (a contraction over x's rows) to a slower generic dot; copying x^T
+    first lets it use the library kernel of the forward product (0.34 vs 0.43 ms for a
+    [1728, 128] x [1728, 64] gradient, 1.5 vs 1.7 ms for [11840, 64] x [11840, 64])."""
+    return x @ k
+
+
+def _matmul_fwd(x, k):
+    return x @ k, (x, k)
+
+
+def _matmul_bwd(res, g):
+    x, k = res
+    return g @ k.T, lax.optimization_barrier(x.T) @ g
+
+
+_matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+class _Affine(nn.Module):
+    """The parameters of an `nn.Dense` (same names, shapes and initialisers), returned
+    instead of applied, so that two of them can run as one matmul."""
+
+    in_features: int
+    features: int
+    use_bias: bool = True
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self):
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (self.in_features, self.features),
+                            self.param_dtype)
+        bias = (self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+                if self.use_bias else None)
+        return kernel, bias
+
+
 class GCNConv(nn.Module):
     """Graph convolution  h' = D^-1/2 (A + I) D^-1/2 h W + b  (Kipf & Welling 2017).
 
@@ -239,8 +278,10 @@ class GCNConv(nn.Module):
     @nn.compact
     def __call__(self, graph, h):
         n = _num_nodes(h)
-        linear = nn.Dense(self.features, use_bias=False, dtype=self.dtype,
-                          param_dtype=self.param_dtype, name="linear")
+        kernel, _ = _Affine(h.shape[-1], self.features, False, self.param_dtype, name="linear")()
+        dtype = self.dtype or jnp.result_type(h, kernel)
+        h = h.astype(dtype)
+        linear = lambda x: _matmul(x, kernel.astype(dtype))
         first = _aggregate_first(self.aggregate_first, h.shape[-1], self.features)
         if not first:
             h = linear(h)
@@ -255,24 +296,6 @@ class GCNConv(nn.Module):
             b = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
             out = out + b.astype(out.dtype)
         return out
-
-
-class _Affine(nn.Module):
-    """The parameters of an `nn.Dense` (same names, shapes and initialisers), returned
-    instead of applied, so that two of them can run as one matmul."""
-
-    in_features: int
-    features: int
-    use_bias: bool = True
-    param_dtype: jnp.dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self):
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (self.in_features, self.features),
-                            self.param_dtype)
-        bias = (self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
-                if self.use_bias else None)
-        return kernel, bias
 
 
 class SAGEConv(nn.Module):
@@ -313,9 +336,9 @@ class SAGEConv(nn.Module):
 
         if _aggregate_first(self.aggregate_first, f_in, self.features):
             kernel = jnp.concatenate([w_self, w_neigh], axis=0).astype(dtype)
-            out = jnp.concatenate([h, mean(h)], axis=-1) @ kernel
+            out = _matmul(jnp.concatenate([h, mean(h)], axis=-1), kernel)
         else:
-            y = h @ jnp.concatenate([w_self, w_neigh], axis=1).astype(dtype)
+            y = _matmul(h, jnp.concatenate([w_self, w_neigh], axis=1).astype(dtype))
             out = y[:, :self.features] + mean(y[:, self.features:])
         if bias is not None:
             out = out + bias.astype(dtype)
@@ -350,8 +373,9 @@ class GATConv(nn.Module):
 
         n = _num_nodes(h)
         k, f = self.heads, self.features
-        z = nn.Dense(k * f, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
-                     name="linear")(h).reshape(n, k, f)
+        kernel, _ = _Affine(h.shape[-1], k * f, False, self.param_dtype, name="linear")()
+        dtype = self.dtype or jnp.result_type(h, kernel)
+        z = _matmul(h.astype(dtype), kernel.astype(dtype)).reshape(n, k, f)
         init = nn.initializers.glorot_uniform()
         a_src = self.param("att_src", init, (1, k, f), self.param_dtype).astype(z.dtype)
         a_dst = self.param("att_dst", init, (1, k, f), self.param_dtype).astype(z.dtype)
