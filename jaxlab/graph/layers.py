@@ -217,12 +217,23 @@ def _attention_bwd(res, g):
 attention_aggregate.defvjp(_attention_fwd, _attention_bwd)
 
 
-@jax.custom_vjp
+# Up to this many rows, kernel gradients copy x^T first (see `_matmul`).
+TRANSPOSE_COPY_MAX_ROWS = 4096
+
+
 def _matmul(x, k):
-    """`x @ k` whose kernel gradient is `(x^T materialised) @ g`: XLA:CPU sends the
-    plain `x^T g` (a contraction over x's rows) to a slower generic dot; copying x^T
-    first lets it use the library kernel of the forward product (0.34 vs 0.43 ms for a
-    [1728, 128] x [1728, 64] gradient, 1.5 vs 1.7 ms for [11840, 64] x [11840, 64])."""
+    """`x @ k`; for x of at most `TRANSPOSE_COPY_MAX_ROWS` rows the kernel gradient is
+    `(x^T materialised) @ g`: XLA:CPU sends the plain `x^T g` (a contraction over x's
+    rows) to a slower generic dot, and copying x^T first lets it use the library kernel
+    of the forward product (0.34 vs 0.43 ms for a [1728, 128] x [1728, 64] gradient).
+    On full graphs the copy cost more than it saved (1.1 ms for [11840, 64])."""
+    if x.ndim != 2 or x.shape[0] > TRANSPOSE_COPY_MAX_ROWS:
+        return x @ k
+    return _matmul_copy_t(x, k)
+
+
+@jax.custom_vjp
+def _matmul_copy_t(x, k):
     return x @ k
 
 
@@ -235,7 +246,7 @@ def _matmul_bwd(res, g):
     return g @ k.T, lax.optimization_barrier(x.T) @ g
 
 
-_matmul.defvjp(_matmul_fwd, _matmul_bwd)
+_matmul_copy_t.defvjp(_matmul_fwd, _matmul_bwd)
 
 
 class _Affine(nn.Module):
