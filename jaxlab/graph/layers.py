@@ -161,12 +161,20 @@ def reverse_edges(senders, receivers, indptr):
 
 
 def _transposed_product(weights, g, senders, receivers, reverse=None):
-    """`out_u = sum_{e: s(e) = u} weights_e g_{r(e)}` (the VJP of `_product` in z)."""
-    if not _use_csr(weights, g):
-        return sum_into(weights[..., None] * take_rows(g, receivers), senders, g.shape[0])
-    # With a symmetric edge set the transpose has the same CSR layout, its entries
-    # permuted by the reverse-edge map: given (checked, two gathers) or searched for.
-    indptr = _row_starts(receivers, g.shape[0])
+    """`out_u = sum_{e: s(e) = u} weights_e g_{r(e)}` (the VJP of `_product` in z).
+
+    With a symmetric edge set this is the forward product with the weights permuted by
+    the reverse-edge map (`out_u = sum_{e: r(e) = u} weights_{rev(e)} g_{s(e)}`): a CSR
+    product for wide features, else a scatter into the sorted receivers instead of the
+    unsorted senders. The map is given (checked, two gathers) or searched for (only
+    when the CSR product pays for it); otherwise a scatter to the senders.
+    """
+    n = g.shape[0]
+    plain = lambda: sum_into(weights[..., None] * take_rows(g, receivers), senders, n)
+    wide = _use_csr(weights, g)
+    if not wide and reverse is None:
+        return plain()
+    indptr = _row_starts(receivers, n) if wide else None
     if reverse is None:
         rev, ok = reverse_edges(senders, receivers, indptr)
     else:
@@ -174,10 +182,11 @@ def _transposed_product(weights, g, senders, receivers, reverse=None):
         ok = (jnp.all(take_rows(senders, rev) == receivers)
               & jnp.all(take_rows(rev, rev) == jnp.arange(rev.shape[0], dtype=jnp.int32)))
     ok = ok & jnp.all(receivers[1:] >= receivers[:-1])
-    return lax.cond(
-        ok,
-        lambda: _csr_product(take_rows(weights, rev), g, senders, receivers, indptr),
-        lambda: sum_into(weights[..., None] * take_rows(g, receivers), senders, g.shape[0]))
+    if wide:
+        fast = lambda: _csr_product(take_rows(weights, rev), g, senders, receivers, indptr)
+    else:
+        fast = lambda: _scatter_product(take_rows(weights, rev), g, senders, receivers)
+    return lax.cond(ok, fast, plain)
 
 
 @jax.custom_vjp
