@@ -41,14 +41,12 @@ def sum_into(messages, index, num_segments: int):
 
 
 def propagate(graph, h, weights):
-    """`out_v = sum_{e: s(e) -> v} w_e h_{s(e)}`: h [N, F], weights [E] -> [N, F]
-    (through `attention_aggregate`, so the same kernels and VJP)."""
-    if h.ndim != 2:
-        w = weights.reshape(weights.shape + (1,) * (h.ndim - 1)).astype(h.dtype)
-        return sum_into(take_rows(h, graph.senders) * w, graph.receivers, h.shape[0])
-    out = attention_aggregate(weights.astype(h.dtype)[:, None], h[:, None, :], graph.senders,
+    """`out_v = sum_{e: s(e) -> v} w_e h_{s(e)}`: h [N, ...], weights [E] -> [N, ...]
+    (one head of `attention_aggregate`, so the same kernels and VJP)."""
+    n = h.shape[0]
+    out = attention_aggregate(weights.astype(h.dtype)[:, None], h.reshape(n, 1, -1), graph.senders,
                               graph.receivers, _reverse(graph))
-    return out[:, 0, :]
+    return out.reshape(h.shape)
 
 
 def _weights(graph, dtype=jnp.float32):
