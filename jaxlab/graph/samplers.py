@@ -72,9 +72,10 @@ class Sampler:
       norm_aggr / norm_loss: GraphSAINT normalisations (need `estimate_normalization`).
       budget_multiple, budget_growth: padding bucket ladder (see `graphs.bucket`).
       budget_presample: size one padding budget from the largest of this many
-        subgraphs (steps 0, 1, ...) plus `budget_headroom`, rounded up to a multiple of 8; every subgraph that fits
-        uses it (one compile, a few percent of padding) and the rest fall back to the
-        ladder. 0: ladder only (up to `budget_growth`x padding).
+        subgraphs (steps 0, 1, ...) plus `budget_headroom`, rounded up to a multiple
+        of 8; every subgraph that fits uses it (one compile, a few percent of padding)
+        and the rest fall back to the ladder. 0: ladder only (up to `budget_growth`x
+        padding).
     """
 
     saint = False
