@@ -118,14 +118,31 @@ def _use_csr(weights, z) -> bool:
             and z.dtype in (jnp.float32, jnp.float64) and weights.dtype == z.dtype)
 
 
-def _product(weights, z, senders, receivers):
+def _csr_layout(weights, z, receivers):
+    """(indptr, in_order) when the CSR product applies to these shapes, else None.
+
+    The CSR layout needs edges sorted by receiver (every builder and sampler of
+    jaxlab.graph makes them so); `in_order` says on the device whether they are, at the
+    cost of one comparison per edge, and other graphs take the scatter path.
+    """
     if not _use_csr(weights, z):
+        return None
+    return _row_starts(receivers, z.shape[0]), jnp.all(receivers[1:] >= receivers[:-1])
+
+
+def _product(weights, z, senders, receivers, layout):
+    if layout is None:
         return _scatter_product(weights, z, senders, receivers)
-    # The CSR layout needs edges sorted by receiver (every builder and sampler of
-    # jaxlab.graph makes them so); other graphs take the scatter path, decided on the
-    # device at the cost of one comparison per edge.
-    in_order = jnp.all(receivers[1:] >= receivers[:-1])
-    return lax.cond(in_order, _csr_product, _scatter_product, weights, z, senders, receivers)
+    indptr, in_order = layout
+    return lax.cond(in_order, lambda: _csr_product(weights, z, senders, receivers, indptr),
+                    lambda: _scatter_product(weights, z, senders, receivers))
+
+
+def _is_reverse_map(senders, receivers, rev):
+    """Whether `rev` maps every edge to its reverse and back (`rev[rev] == id`)."""
+    e = rev.shape[0]
+    return (jnp.all(take_rows(senders, rev) == receivers)
+            & jnp.all(take_rows(rev, rev) == jnp.arange(e, dtype=rev.dtype)))
 
 
 def reverse_edges(senders, receivers, indptr):
@@ -154,11 +171,10 @@ def reverse_edges(senders, receivers, indptr):
     rev, _ = lax.while_loop(cond, body, (lo, hi))
     # A self loop is its own reverse, also when repeated (padding edges all are v -> v).
     rev = jnp.where(s == target, jnp.arange(e, dtype=jnp.int32), jnp.minimum(rev, e - 1))
-    ok = jnp.all(take_rows(s, rev) == target) & jnp.all(take_rows(rev, rev) == jnp.arange(e))
-    return rev, ok
+    return rev, _is_reverse_map(s, target, rev)
 
 
-def _transposed_product(weights, g, senders, receivers, reverse=None):
+def _transposed_product(weights, g, senders, receivers, reverse, layout):
     """`out_u = sum_{e: s(e) = u} weights_e g_{r(e)}` (the VJP of `_product` in z).
 
     With a symmetric edge set this is the forward product with the weights permuted by
@@ -169,22 +185,22 @@ def _transposed_product(weights, g, senders, receivers, reverse=None):
     """
     n = g.shape[0]
     plain = lambda: sum_into(weights[..., None] * take_rows(g, receivers), senders, n)
-    wide = _use_csr(weights, g)
-    if not wide and reverse is None:
+    if layout is None and reverse is None:
         return plain()
-    indptr = _row_starts(receivers, n) if wide else None
+    if layout is None:
+        in_order = jnp.all(receivers[1:] >= receivers[:-1])
+    else:
+        indptr, in_order = layout
     if reverse is None:
         rev, ok = reverse_edges(senders, receivers, indptr)
     else:
         rev = reverse.astype(jnp.int32)
-        ok = (jnp.all(take_rows(senders, rev) == receivers)
-              & jnp.all(take_rows(rev, rev) == jnp.arange(rev.shape[0], dtype=jnp.int32)))
-    ok = ok & jnp.all(receivers[1:] >= receivers[:-1])
-    if wide:
-        fast = lambda: _csr_product(take_rows(weights, rev), g, senders, receivers, indptr)
-    else:
+        ok = _is_reverse_map(senders.astype(jnp.int32), receivers.astype(jnp.int32), rev)
+    if layout is None:
         fast = lambda: _scatter_product(take_rows(weights, rev), g, senders, receivers)
-    return lax.cond(ok, fast, plain)
+    else:
+        fast = lambda: _csr_product(take_rows(weights, rev), g, senders, receivers, indptr)
+    return lax.cond(ok & in_order, fast, plain)
 
 
 @jax.custom_vjp
@@ -200,22 +216,23 @@ def attention_aggregate(weights, z, senders, receivers, reverse=None):
     else a scatter to the senders. `reverse` ([E] int, optional): the reverse-edge index
     of `jaxlab.graph.with_reverse_index`, which saves searching for it.
     """
-    return _product(weights, z, senders, receivers)
+    return _product(weights, z, senders, receivers, _csr_layout(weights, z, receivers))
 
 
 def _attention_fwd(weights, z, senders, receivers, reverse=None):
-    out = attention_aggregate(weights, z, senders, receivers, reverse)
-    return out, (weights, z, senders, receivers, reverse)
+    layout = _csr_layout(weights, z, receivers)  # shared with the backward pass
+    out = _product(weights, z, senders, receivers, layout)
+    return out, (weights, z, senders, receivers, reverse, layout)
 
 
 def _attention_bwd(res, g):
-    weights, z, senders, receivers, reverse = res
+    weights, z, senders, receivers, reverse, layout = res
     g_r = take_rows(g, receivers)  # [E, H, F]
     # The barrier keeps XLA from sharing the forward pass's `z[senders]`: recomputing the
     # gather inside this reduction is cheaper than keeping [E, H, F] messages alive.
     z_s = take_rows(lax.optimization_barrier(z), senders)
     d_weights = jnp.sum(g_r * z_s, axis=-1)
-    d_z = _transposed_product(weights, g, senders, receivers, reverse)
+    d_z = _transposed_product(weights, g, senders, receivers, reverse, layout)
     int_zero = lambda a: jnp.zeros(a.shape, jax.dtypes.float0)
     d_rev = None if reverse is None else int_zero(reverse)
     return d_weights.astype(weights.dtype), d_z, int_zero(senders), int_zero(receivers), d_rev
