@@ -70,10 +70,11 @@ class GraphData:
 
     def full_graph(self, model: str = "gcn", prenormalize: bool = True, budget_multiple: int = 64):
         """The whole graph as a padded GraphsTuple (edge weights normalised on the host
-        for `model` when `prenormalize`, else raw 0/1 adjacency)."""
+        for `model` when `prenormalize`, else raw 0/1 adjacency), padded to the next
+        multiple of `budget_multiple` (no bucket ladder: it is padded once)."""
         nodes = self.node_arrays()
         g = G.normalized_graph(self.adj, nodes, model) if prenormalize else G.from_scipy(self.adj, nodes)
-        return G.pad_to_budget(g, multiple=budget_multiple, growth=1.25)[0]
+        return G.pad_to_budget(g, multiple=budget_multiple, growth=None)[0]
 
 
 def scale_features(x, train_idx, how: str = "standard"):

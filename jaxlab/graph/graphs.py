@@ -161,18 +161,22 @@ def normalized_graph(adj, nodes: Optional[Mapping] = None, model: str = "gcn"):
 # ----------------------------------------------------------------------------- padding
 
 
-def bucket(n: int, multiple: int = 64, growth: float = 1.25) -> int:
+def bucket(n: int, multiple: int = 64, growth: Optional[float] = 1.25) -> int:
     """Smallest bucket >= n + 1 from the geometric ladder `multiple * ceil(growth^k)`.
 
     Sizes are rounded up to a multiple of `multiple` and then to the next rung of a
     ladder with ratio `growth`, so sizes between 1 and M need O(log M / log growth)
     distinct budgets (each a compile of a jitted step) at most `growth`x waste.
-    The `+ 1` leaves room for the padding node/graph that `jraph.pad_with_graphs` needs.
+    `growth=None` skips the ladder (a graph padded once, as in full-batch training,
+    pays no more than `multiple - 1` rows of waste). The `+ 1` leaves room for the
+    padding node/graph that `jraph.pad_with_graphs` needs.
     """
-    if growth <= 1.0:
-        raise ValueError(f"growth must be > 1, got {growth}")
     need = int(n) + 1
     units = max(1, math.ceil(need / multiple))
+    if growth is None:
+        return units * multiple
+    if growth <= 1.0:
+        raise ValueError(f"growth must be > 1 (or None for no ladder), got {growth}")
     rung = 1
     while rung < units:
         rung = max(rung + 1, math.ceil(rung * growth))
@@ -188,7 +192,7 @@ class Budget:
     n_graph: int = 2
 
     @classmethod
-    def for_graph(cls, graph, multiple: int = 64, growth: float = 1.25) -> "Budget":
+    def for_graph(cls, graph, multiple: int = 64, growth: Optional[float] = 1.25) -> "Budget":
         n = int(np.sum(graph.n_node))
         e = int(np.sum(graph.n_edge))
         g = int(np.shape(graph.n_node)[0])
@@ -210,8 +214,9 @@ def pad(graph, budget: Budget):
     return _jraph().pad_with_graphs(graph, budget.n_node, budget.n_edge, budget.n_graph)
 
 
-def pad_to_budget(graph, multiple: int = 64, growth: float = 1.25):
-    """Pads `graph` to its bucketed `Budget.for_graph`; returns (padded graph, budget)."""
+def pad_to_budget(graph, multiple: int = 64, growth: Optional[float] = 1.25):
+    """Pads `graph` to its bucketed `Budget.for_graph`; returns (padded graph, budget).
+    `growth=None`: the smallest multiple of `multiple` that fits (a graph padded once)."""
     b = Budget.for_graph(graph, multiple, growth)
     return pad(graph, b), b
 

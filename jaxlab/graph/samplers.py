@@ -451,7 +451,7 @@ class FullBatch:
         arrays = dict(nodes)
         arrays["mask"] = np.asarray(train_mask, bool)
         g = G.normalized_graph(adj, arrays, model)
-        g = G.pad_to_budget(g, multiple=budget_multiple)[0]
+        g = G.pad_to_budget(g, multiple=budget_multiple, growth=None)[0]
         try:  # the layers' backward pass uses it; a directed graph goes without
             g = G.with_reverse_index(g)
         except ValueError:

@@ -51,6 +51,14 @@ def test_bucket_ladder_bounds_distinct_budgets():
     assert max(G.bucket(int(n)) / (n + 1) for n in sizes[1000:]) <= 1.25 + 64 / 1000
 
 
+def test_bucket_without_ladder_is_the_next_multiple():
+    sizes = np.arange(0, 3000, 7)
+    tight = np.array([G.bucket(int(n), 64, growth=None) for n in sizes])
+    np.testing.assert_array_equal(tight, 64 * np.ceil((sizes + 1) / 64))
+    with pytest.raises(ValueError, match="growth"):
+        G.bucket(10, 64, growth=1.0)
+
+
 def test_pad_fast_equals_jraph_pad_with_graphs_and_masks():
     g = G.from_edge_list([0, 1, 2], [1, 2, 0], 3, symmetric=True)
     g = g._replace(nodes={"x": np.arange(6, dtype=np.float32).reshape(3, 2), "y": np.array([1, 2, 3])})

@@ -181,6 +181,16 @@ def test_full_batch_matches_normalized_graph():
     assert not isinstance(S.FullBatch(directed, {"x": d.x, "y": d.y}, d.masks()["train_mask"]).batch(0).edges, dict)
 
 
+def test_full_batch_pads_to_the_next_multiple_only():
+    # padded once, so no bucket ladder: 1000 + 1 nodes -> 1024 (the ladder's rung is 1216)
+    d = D.contextual_sbm(1000, seed=0)
+    g = S.FullBatch(d.adj, {"x": d.x, "y": d.y}, d.masks()["train_mask"], model="gcn").batch(0)
+    e = d.adj.nnz + 1000  # with self loops
+    assert g.nodes["x"].shape[0] == 1024 and g.senders.shape[0] == 64 * -(-(e + 1) // 64)
+    assert G.bucket(1000) == 1216
+    assert d.full_graph("sage", prenormalize=False).nodes["x"].shape[0] == 1024
+
+
 @pytest.mark.parametrize("cls,kw", [(S.SaintRWSampler, dict(num_roots=150, walk_length=2)),
                                     (S.SaintNodeSampler, dict(budget=500)),
                                     (S.NeighborSampler, dict(batch_size=64, fanouts=(5, 3)))])
