@@ -111,9 +111,10 @@ def jax_trainer(model_kind, graph, num_classes, hidden, heads):
     opt = tx.init(params)
     step = T.make_step(net, tx)
     state = {"p": params, "o": opt}
+    key = jax.random.key(0)  # no dropout here: the key is passed, not used
 
     def run(g):
-        state["p"], state["o"], loss = step(state["p"], state["o"], g, jax.random.key(0))
+        state["p"], state["o"], loss = step(state["p"], state["o"], g, key)
         jax.block_until_ready(loss)
 
     return run
