@@ -97,7 +97,8 @@ class TrainState(flax.struct.PyTreeNode):
         return self.replace(step=d["step"], params=d["params"], opt_state=d["opt_state"], extra=d["extra"])
 
 
-def make_train_step(loss_fn: LossFn, *, donate: bool = True, jit: bool = True) -> Callable:
+def make_train_step(loss_fn: LossFn, *, donate: bool = True, jit: bool = True,
+                    compiler_options: Mapping[str, Any] | None = None) -> Callable:
     """Builds `step(state, batch, key) -> (state, metrics)` from a loss function.
 
     Args:
@@ -105,6 +106,8 @@ def make_train_step(loss_fn: LossFn, *, donate: bool = True, jit: bool = True) -
         may be None to keep `extra` unchanged.
       donate: donate the input state's buffers (the caller must not reuse it).
       jit: compile with `jax.jit` (turn off to debug).
+      compiler_options: XLA options for the jitted step (for example
+        `jaxlab.core.runtime.cpu_compiler_options()`).
 
     The returned metrics hold `loss`, `grad_norm` (global L2 norm) and the loss
     function's own metrics. Under a mesh, pass a replicated state and a batch sharded
@@ -122,7 +125,7 @@ def make_train_step(loss_fn: LossFn, *, donate: bool = True, jit: bool = True) -
 
     if not jit:
         return step
-    return jax.jit(step, donate_argnums=(0,) if donate else ())
+    return jax.jit(step, donate_argnums=(0,) if donate else (), compiler_options=compiler_options)
 
 
 def check_finite(step: int, metrics: Mapping[str, Any]) -> None:

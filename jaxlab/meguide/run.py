@@ -18,6 +18,7 @@ import numpy as np
 import optax
 import scipy.sparse as sp
 
+from jaxlab.core import runtime
 from jaxlab.core import train as train_lib
 from jaxlab.core import workdir as workdir_lib
 from jaxlab.core.config import ConfigError
@@ -149,7 +150,8 @@ def train(config: MeGuideConfig, workdir: str | pathlib.Path) -> dict:
     setup_s = time.perf_counter() - t_s
     model = make_model(config, data)
     state = init_state(config, model, sampler.batch(0))
-    step_fn = train_lib.make_train_step(T.make_loss_fn(model, data.multilabel))
+    step_fn = train_lib.make_train_step(T.make_loss_fn(model, data.multilabel),
+                                        compiler_options=runtime.cpu_compiler_options())
     graph = eval_graph(config, data)
     evaluator = T.make_eval(model, data.multilabel)
     clock = {"start": None, "eval": 0.0, "budgets": set()}

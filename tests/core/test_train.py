@@ -52,6 +52,23 @@ def test_train_step_decreases_loss_and_counts():
     assert int(state.step) == 30 and int(state.extra["calls"]) == 30
 
 
+def test_train_step_compiler_options_reach_xla_and_keep_results():
+    from jaxlab.core import runtime
+
+    init, loss_fn, batch_fn = _problem()
+    key = jax.random.key(1)
+    losses = []
+    for opts in (None, runtime.cpu_compiler_options()):
+        step, state = train.make_train_step(loss_fn, compiler_options=opts), init()
+        for s in range(5):
+            state, m = step(state, batch_fn(s), jax.random.fold_in(key, s))
+        losses.append(float(m["loss"]))
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    bad = train.make_train_step(loss_fn, compiler_options={"xla_jaxlab_no_such_option": "1"})
+    with pytest.raises(Exception, match="xla_jaxlab_no_such_option"):
+        bad(init(), batch_fn(0), key)
+
+
 def test_resume_is_bitwise_identical(tmp_path):
     init, loss_fn, batch_fn = _problem()
     step = train.make_train_step(loss_fn)
