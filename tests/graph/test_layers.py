@@ -171,10 +171,12 @@ def test_attention_aggregate_vjp_matches_autodiff_of_the_plain_formula():
                                   order=1, modes=("rev",))
 
 
+@pytest.mark.parametrize("f", [L.CSR_MIN_FEATURES, 5, 2 * L.CSR_FEATURE_MULTIPLE])
 @pytest.mark.parametrize("sort_edges", [True, False])
-def test_csr_and_scatter_products_agree_with_their_gradients(sort_edges):
+def test_csr_and_scatter_products_agree_with_their_gradients(sort_edges, f):
+    # f = 2 and 5 take the CSR kernel on zero-padded features, 16 without padding
     rng = np.random.default_rng(4)
-    n, e, h, f = 40, 300, 2, L.CSR_MIN_FEATURES
+    n, e, h = 40, 300, 2
     s = rng.integers(0, n, e).astype(np.int32)
     r = rng.integers(0, n - 3, e).astype(np.int32)  # the last nodes receive nothing
     if sort_edges:
