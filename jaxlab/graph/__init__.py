@@ -15,12 +15,12 @@ from jaxlab.graph.graphs import (Budget, add_self_loops, bucket, edge_mask, edge
                                  node_graph_index, with_reverse_index,
                                  from_scipy, graph_mask, node_mask, normalize_adjacency,
                                  normalized_graph, pad, pad_fast, pad_to_budget,
-                                 remove_self_loops, to_scipy, zero_out_padding)
+                                 remove_self_loops, reverse_index, to_scipy, zero_out_padding)
 from jaxlab.graph.layers import GATConv, GCNConv, GNN, SAGEConv
 
 __all__ = [
     "Budget", "add_self_loops", "bucket", "edge_mask", "edge_weights", "with_reverse_index", "from_edge_list", "from_scipy", "graph_pool", "node_graph_index",
     "graph_mask", "node_mask", "normalize_adjacency", "normalized_graph", "pad", "pad_fast",
-    "pad_to_budget", "remove_self_loops", "to_scipy", "zero_out_padding",
+    "pad_to_budget", "remove_self_loops", "reverse_index", "to_scipy", "zero_out_padding",
     "GATConv", "GCNConv", "GNN", "SAGEConv",
 ]

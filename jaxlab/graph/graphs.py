@@ -221,11 +221,14 @@ def pad_to_budget(graph, multiple: int = 64, growth: Optional[float] = 1.25):
     return pad(graph, b), b
 
 
-def pad_fast(senders, receivers, weights, nodes: Mapping, budget: Budget):
+def pad_fast(senders, receivers, weights, nodes: Mapping, budget: Budget, reverse=None):
     """Host-side padding of a single graph without building an intermediate GraphsTuple.
 
     Same result as `pad(from arrays, budget)` with `n_graph = 2` (tested against jraph),
-    but a single allocation per array: samplers call this on every subgraph.
+    but a single allocation per array: samplers call this on every subgraph. With
+    `reverse` (the `reverse_index` of the real edges) the edges become
+    `{"weight": w, "reverse": rev}` as after `with_reverse_index`; padding edges, self
+    loops on the padding node, are their own reverse.
     """
     jraph = _jraph()
     n = next(iter(nodes.values())).shape[0]
@@ -248,7 +251,12 @@ def pad_fast(senders, receivers, weights, nodes: Mapping, budget: Budget):
     n_edge = np.zeros(g, np.int32)
     n_node[0], n_node[1] = n, budget.n_node - n
     n_edge[0], n_edge[1] = e, budget.n_edge - e
-    return jraph.GraphsTuple(nodes=out_nodes, edges=w, senders=s, receivers=r,
+    edges = w
+    if reverse is not None:
+        rev = np.arange(budget.n_edge, dtype=np.int32)
+        rev[:e] = reverse
+        edges = {"weight": w, "reverse": rev}
+    return jraph.GraphsTuple(nodes=out_nodes, edges=edges, senders=s, receivers=r,
                              n_node=n_node, n_edge=n_edge, globals=None)
 
 
@@ -277,6 +285,36 @@ def edge_weights(graph):
     return e.get("weight") if isinstance(e, Mapping) else e
 
 
+def _stable_order(values):
+    """Stable argsort of non-negative integers below 2**32, in two least-significant-first
+    passes over 16-bit digits (NumPy's stable sort of 16-bit integers is a radix sort)."""
+    v = np.asarray(values, np.int64)
+    order = np.argsort((v & 0xFFFF).astype(np.uint16), kind="stable")
+    high = v >> 16
+    if high.size and int(high.max()) > 0:
+        order = order[np.argsort(high[order].astype(np.uint16), kind="stable")]
+    return order
+
+
+def reverse_index(senders, receivers):
+    """`rev [E]` (int32) with edge `rev[e]` the reverse of edge e, or None when some edge
+    has none.
+
+    For edges in (receiver, sender) order, a stable sort by sender orders them by
+    (sender, receiver); when the edge set is symmetric that is the same list with every
+    edge reversed, position by position, so the sorting permutation is the map (linear
+    time; checked before it is returned). Self loops, repeated ones included, come out
+    as their own reverse.
+    """
+    s = np.asarray(senders, np.int64)
+    r = np.asarray(receivers, np.int64)
+    rev = _stable_order(s)
+    if not (np.array_equal(s[rev], r) and np.array_equal(r[rev], s)
+            and np.array_equal(rev[rev], np.arange(len(s)))):
+        return None
+    return rev.astype(np.int32)
+
+
 def with_reverse_index(graph):
     """Adds `edges["reverse"]`: for every edge u -> v the index of its reverse v -> u.
 
@@ -293,14 +331,16 @@ def with_reverse_index(graph):
     if len(key) > 1 and np.any(key[1:] < key[:-1]):
         raise ValueError("with_reverse_index: edges must be sorted by (receiver, sender); "
                          "build the graph with from_scipy or sort its edges first")
-    want = s * n + r
-    rev = np.minimum(np.searchsorted(key, want), max(len(key) - 1, 0))
-    rev = np.where(s == r, np.arange(len(s)), rev)
-    if len(s) and not (np.array_equal(key[rev], want) and np.array_equal(rev[rev], np.arange(len(s)))):
-        bad = int(np.flatnonzero((key[rev] != want) | (rev[rev] != np.arange(len(s))))[0])
-        raise ValueError(f"with_reverse_index: edge {bad} ({s[bad]} -> {r[bad]}) has no unique "
-                         "reverse edge; the edge set must be symmetric without repeated edges")
-    return graph._replace(edges={"weight": edge_weights(graph), "reverse": rev.astype(np.int32)})
+    rev = reverse_index(s, r)
+    if rev is None:  # name an edge whose reverse is missing, or repeated unequally
+        want = s * n + r
+        lo, hi = np.searchsorted(key, want, "left"), np.searchsorted(key, want, "right")
+        count = np.searchsorted(key, key, "right") - np.searchsorted(key, key, "left")
+        bad = int(np.flatnonzero(hi - lo != count)[0])
+        what = "no reverse edge" if hi[bad] == lo[bad] else "a reverse repeated a different number of times"
+        raise ValueError(f"with_reverse_index: edge {bad} ({s[bad]} -> {r[bad]}) has {what}; "
+                         "the edge set must be symmetric")
+    return graph._replace(edges={"weight": edge_weights(graph), "reverse": rev})
 
 
 def zero_out_padding(graph):

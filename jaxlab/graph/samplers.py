@@ -76,6 +76,9 @@ class Sampler:
         of 8; every subgraph that fits uses it (one compile, a few percent of padding)
         and the rest fall back to the ladder. 0: ladder only (up to `budget_growth`x
         padding).
+      reverse_index: attach each subgraph's reverse-edge index (`graphs.reverse_index`,
+        linear time on the host) when `adj` is symmetric, so the layers' backward pass
+        does not search for it on the device every step.
     """
 
     saint = False
@@ -83,10 +86,12 @@ class Sampler:
     def __init__(self, adj, nodes, train_mask, model: str = "gcn", seed: int = 0,
                  norm_aggr: bool = False, norm_loss: bool = False,
                  budget_multiple: int = 64, budget_growth: float = 1.25,
-                 budget_presample: int = 8, budget_headroom: float = 1.05):
+                 budget_presample: int = 8, budget_headroom: float = 1.05,
+                 reverse_index: bool = True):
         a = sp.csr_matrix(adj, dtype=np.float32)
         a.sort_indices()
         self.adj = a
+        self.reverse_index = bool(reverse_index) and (a != a.T).nnz == 0
         self.indptr = a.indptr.astype(np.int64)
         self.indices = a.indices.astype(np.int64)
         self.n = a.shape[0]
@@ -199,7 +204,9 @@ class Sampler:
             c = np.maximum(self.node_count[nodes], 1).astype(np.float64)
             lw = self.num_presampled / (c * max(len(self.train_nodes), 1))
             arrays["loss_weight"] = np.where(mask, lw, 0.0).astype(np.float32)
-        return G.pad_fast(s, r, w, arrays, self.padding_budget(len(nodes), len(s)))
+        # induced subgraphs of a symmetric adjacency are symmetric
+        rev = G.reverse_index(s, r) if self.reverse_index else None
+        return G.pad_fast(s, r, w, arrays, self.padding_budget(len(nodes), len(s)), reverse=rev)
 
     def steps_per_epoch(self) -> int:
         """Batches that cover about |V_train| nodes (GraphSAINT's epoch convention)."""

@@ -75,6 +75,71 @@ def test_pad_fast_equals_jraph_pad_with_graphs_and_masks():
     np.testing.assert_array_equal(np.asarray(z.nodes["x"]).sum(1), [2, 2, 2, 0, 0, 0, 0, 0])
 
 
+def _reference_reverse(s, r):
+    """rev by a dictionary from (sender, receiver) to the edge indices, in order."""
+    where = {}
+    for e, key in enumerate(zip(s.tolist(), r.tolist())):
+        where.setdefault(key, []).append(e)
+    seen = {}
+    rev = []
+    for u, v in zip(s.tolist(), r.tolist()):
+        k = seen.get((u, v), 0)
+        seen[(u, v)] = k + 1
+        rev.append(where[(v, u)][k])
+    return np.asarray(rev)
+
+
+@pytest.mark.parametrize("num_nodes", [50, 70_000])  # one and two 16-bit radix passes
+def test_reverse_index_matches_a_dictionary_reference(num_nodes):
+    rng = np.random.default_rng(3)
+    u = rng.integers(0, num_nodes, 400)
+    v = rng.integers(0, num_nodes, 400)
+    loops = rng.integers(0, num_nodes, 5)
+    # symmetric, with self loops, repeated edges and repeated self loops
+    s = np.concatenate([u, v, u[:20], v[:20], loops, loops[:2]])
+    r = np.concatenate([v, u, v[:20], u[:20], loops, loops[:2]])
+    order = np.lexsort((s, r))  # (receiver, sender) order
+    s, r = s[order], r[order]
+    rev = G.reverse_index(s, r)
+    assert rev is not None and rev.dtype == np.int32
+    np.testing.assert_array_equal(rev, _reference_reverse(s, r))
+    np.testing.assert_array_equal(rev[rev], np.arange(len(s)))
+    drop = int(np.flatnonzero(s != r)[0])
+    keep = np.arange(len(s)) != drop
+    assert G.reverse_index(s[keep], r[keep]) is None
+
+
+def test_with_reverse_index_names_the_edge_without_a_reverse():
+    g = G.pad_to_budget(G.from_edge_list([0, 1, 2], [1, 2, 3], 4, symmetric=True))[0]
+    s, r = np.asarray(g.senders), np.asarray(g.receivers)
+    real = int(g.n_edge[0])
+    keep = np.ones(len(s), bool)
+    keep[2] = False  # 2 -> 1 gone: 1 -> 2 has no reverse
+    h = g._replace(senders=s[keep], receivers=r[keep], edges=np.asarray(g.edges)[keep],
+                   n_edge=np.asarray([real - 1, len(s) - real]))
+    bad = int(np.flatnonzero((s[keep] == 1) & (r[keep] == 2))[0])
+    with pytest.raises(ValueError, match=f"edge {bad} \\(1 -> 2\\) has no reverse edge"):
+        G.with_reverse_index(h)
+    twice = np.insert(np.arange(len(s)), 2, 2)  # 2 -> 1 twice, 1 -> 2 once
+    h = g._replace(senders=s[twice], receivers=r[twice], edges=np.asarray(g.edges)[twice],
+                   n_edge=np.asarray([real + 1, len(s) - real]))
+    with pytest.raises(ValueError, match="repeated a different number of times"):
+        G.with_reverse_index(h)
+
+
+def test_pad_fast_attaches_the_reverse_index_with_padding_edges_as_their_own():
+    g = G.from_edge_list([0, 1, 2], [1, 2, 0], 3, symmetric=True)
+    s, r = np.asarray(g.senders), np.asarray(g.receivers)
+    p = G.pad_fast(s, r, g.edges, {"x": np.zeros((3, 1), np.float32)}, G.Budget(8, 10, 2),
+                   reverse=G.reverse_index(s, r))
+    rev = p.edges["reverse"]
+    np.testing.assert_array_equal(rev[:6], _reference_reverse(s, r))
+    np.testing.assert_array_equal(rev[6:], np.arange(6, 10))
+    np.testing.assert_array_equal(np.asarray(p.senders)[rev], np.asarray(p.receivers))
+    np.testing.assert_array_equal(G.edge_weights(p), G.pad(g, G.Budget(8, 10, 2)).edges)
+    np.testing.assert_array_equal(G.with_reverse_index(p).edges["reverse"], rev)
+
+
 def test_pad_needs_room_for_padding_node_and_graph():
     g = G.from_edge_list([0], [1], 2, symmetric=True)
     with pytest.raises(ValueError, match="n_node >= real \\+ 1"):

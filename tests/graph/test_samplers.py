@@ -120,7 +120,8 @@ def test_saint_batch_is_induced_normalised_and_deterministic():
     for k in range(e):
         v, u = ids[g.receivers[k]], ids[g.senders[k]]
         eid = a.indptr[v] + np.searchsorted(a.indices[a.indptr[v]:a.indptr[v + 1]], u)
-        np.testing.assert_allclose(g.edges[k], s.node_count[v] / s.edge_count[eid] / deg[v], rtol=1e-5)
+        np.testing.assert_allclose(G.edge_weights(g)[k], s.node_count[v] / s.edge_count[eid] / deg[v],
+                                   rtol=1e-5)
     lw = g.nodes["loss_weight"][:n]
     np.testing.assert_allclose(lw, 200 / (s.node_count[ids] * 30), rtol=1e-5)
     assert np.all(g.nodes["loss_weight"][n:] == 0) and g.nodes["x"].shape[0] >= n + 1
@@ -216,6 +217,19 @@ def test_presampled_budget_is_tight_edges_are_in_csr_order_and_large_batches_use
         assert (n, e) == (int(b.n_node[0]), int(b.n_edge[0]))
         np.testing.assert_array_equal(np.asarray(a.senders[:e]), np.asarray(b.senders[:e]))
         np.testing.assert_array_equal(np.asarray(a.nodes["x"][:n]), np.asarray(b.nodes["x"][:n]))
+    # the reverse-edge index of symmetric subgraphs (padding edges are their own);
+    # neighbour sampling keeps edges one way and attaches none
+    for b in batches[:5]:
+        if cls is S.NeighborSampler:
+            assert not isinstance(b.edges, dict)
+            continue
+        rev = b.edges["reverse"]
+        np.testing.assert_array_equal(np.asarray(b.senders)[rev], np.asarray(b.receivers))
+        np.testing.assert_array_equal(np.asarray(b.receivers)[rev], np.asarray(b.senders))
+        np.testing.assert_array_equal(rev[rev], np.arange(len(rev)))
+        np.testing.assert_array_equal(rev, G.with_reverse_index(b).edges["reverse"])
+    plain = cls(d.adj, nodes, tm, model="gcn", seed=3, budget_multiple=16, reverse_index=False, **kw)
+    np.testing.assert_array_equal(plain.batch(7).edges, G.edge_weights(batches[7]))
     # a subgraph larger than the presampled budget gets a ladder budget
     big = s.padding_budget(10 * padded.max(), 10)
     assert big.n_node >= 10 * padded.max() + 1 and big != s.padding_budget(1, 1)
