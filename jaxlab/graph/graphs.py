@@ -345,7 +345,7 @@ def with_reverse_index(graph):
 
 def zero_out_padding(graph):
     """Zeros node and edge arrays of padding (jraph's version calls the removed
-    `jax.tree_map`, so it is rewritten here)."""
+    `jax.tree_map`, so it is rewritten here); `edges["reverse"]` is kept whole."""
     nm, em = node_mask(graph), edge_mask(graph)
 
     def z(mask):
@@ -354,8 +354,13 @@ def zero_out_padding(graph):
             return jnp.where(m, x, jnp.zeros_like(x))
         return f
 
-    return graph._replace(nodes=jax.tree_util.tree_map(z(nm), graph.nodes),
-                          edges=jax.tree_util.tree_map(z(em), graph.edges))
+    edges = graph.edges
+    if isinstance(edges, Mapping) and "reverse" in edges:  # an index map, not data
+        edges = {**jax.tree_util.tree_map(z(em), {k: v for k, v in edges.items() if k != "reverse"}),
+                 "reverse": edges["reverse"]}
+    else:
+        edges = jax.tree_util.tree_map(z(em), edges)
+    return graph._replace(nodes=jax.tree_util.tree_map(z(nm), graph.nodes), edges=edges)
 
 
 def to_device(graph):

@@ -138,6 +138,9 @@ def test_pad_fast_attaches_the_reverse_index_with_padding_edges_as_their_own():
     np.testing.assert_array_equal(np.asarray(p.senders)[rev], np.asarray(p.receivers))
     np.testing.assert_array_equal(G.edge_weights(p), G.pad(g, G.Budget(8, 10, 2)).edges)
     np.testing.assert_array_equal(G.with_reverse_index(p).edges["reverse"], rev)
+    z = G.zero_out_padding(jax.tree_util.tree_map(jnp.asarray, p))
+    np.testing.assert_array_equal(np.asarray(z.edges["reverse"]), rev)
+    np.testing.assert_array_equal(np.asarray(z.edges["weight"]), G.edge_weights(p))
 
 
 def test_pad_needs_room_for_padding_node_and_graph():
