@@ -60,7 +60,8 @@ def _weights(graph, dtype=jnp.float32):
 
 
 def _reverse(graph):
-    """The reverse-edge index of `jaxlab.graph.with_reverse_index`, if present."""
+    """The reverse-edge index (`jaxlab.graph.with_reverse_index`, or attached by the
+    samplers), if present."""
     return graph.edges.get("reverse") if isinstance(graph.edges, Mapping) else None
 
 
