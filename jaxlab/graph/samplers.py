@@ -91,7 +91,9 @@ class Sampler:
         a = sp.csr_matrix(adj, dtype=np.float32)
         a.sort_indices()
         self.adj = a
-        self.reverse_index = bool(reverse_index) and (a != a.T).nnz == 0
+        pattern = sp.csr_matrix((np.ones(a.nnz, np.int8), a.indices, a.indptr), shape=a.shape)
+        # the map needs a symmetric stored structure, whatever the weights
+        self.reverse_index = bool(reverse_index) and (pattern != pattern.T).nnz == 0
         self.indptr = a.indptr.astype(np.int64)
         self.indices = a.indices.astype(np.int64)
         self.n = a.shape[0]
