@@ -16,6 +16,7 @@ import json
 import pathlib
 import shutil
 
+from jaxlab.core import runtime
 from jaxlab.core.config import override
 from jaxlab.core.metrics import read_metrics
 from jaxlab.meguide import configs, run
@@ -26,6 +27,8 @@ EVAL = {"full": 10, "saint-rw": 20, "cluster": 20, "neighbor": 20, "meguide": 20
 
 
 def main():
+    # this script is its own process: keep XLA's per-step temporaries (as the CLI does)
+    runtime.tune_host_allocator()
     p = argparse.ArgumentParser()
     p.add_argument("--nodes", type=int, default=10_000)
     p.add_argument("--homophily", type=float, nargs="+", default=[0.1, 0.8])
