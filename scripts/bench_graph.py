@@ -22,7 +22,9 @@ whatever its thread flags say). Default 1: on a shared 2-core machine torch's Op
 pool with 2 threads was 40x slower than with 1. `--threads 0` leaves both frameworks
 their defaults on all cores.
 
-Prints markdown tables of medians and ratios (peer time / jaxlab time: > 1 means
+The peers take turns: full-batch steps in `--repeats` rounds of 3 steps each, mini-batch
+passes one pass each, so that a burst of load from elsewhere on a shared machine hits
+both. Prints markdown tables of medians and ratios (peer time / jaxlab time: > 1 means
 jaxlab is faster) and the devices used.
 """
 
@@ -73,6 +75,9 @@ from jaxlab.graph import train as T  # noqa: E402
 from jaxlab.meguide.sampler import MeGuideSampler  # noqa: E402
 
 
+FULL_BLOCK = 3  # full-batch steps per peer and round
+
+
 def median_time(fn, repeats, warmup=1):
     for _ in range(warmup):
         fn()
@@ -86,9 +91,9 @@ def median_time(fn, repeats, warmup=1):
 
 def interleaved_medians(fns, repeats, rounds=3, warmup=1):
     """Median seconds per call of each of `fns` ({name: fn}). The peers take turns in
-    blocks (`rounds` x [a x repeats, b x repeats, ...]): within a block a framework runs
-    back to back with warm caches, as in training, and a burst of load from elsewhere
-    hits both."""
+    short blocks (`rounds` x [a x repeats, b x repeats, ...]): within a block a framework
+    runs back to back with warm caches, as in training, and the many turns spread a burst
+    of load from elsewhere over both."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -239,7 +244,9 @@ def main():
     p.add_argument("--features", type=int, default=64)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=10,
+                   help="rounds of the peers' turns (full batch: 3 steps per turn; mini-batch: "
+                        "one pass of 20 subgraphs per turn) and sampler calls timed")
     p.add_argument("--skip-torch", action="store_true")
     p.add_argument("--default-allocator", action="store_true",
                    help="leave glibc's malloc settings alone (see jaxlab.core.runtime)")
@@ -298,10 +305,10 @@ def main():
                 b = strip_self_loops(b)
             trun = torch_trainer(kind, args.features, 5, args.hidden, args.heads)
             fns["torch"] = lambda: trun(b)
-        med = interleaved_medians(fns, args.repeats)
+        med = interleaved_medians(fns, FULL_BLOCK, rounds=args.repeats)
         rows.append((kind, compile_s, med["jax"], med.get("torch")))
-    print("### Full-batch training step (forward + backward + Adam), median of 3 rounds x "
-          f"{args.repeats} steps per peer, peers alternating by round\n")
+    print(f"### Full-batch training step (forward + backward + Adam), median of {args.repeats} "
+          f"rounds x {FULL_BLOCK} steps per peer, peers alternating by round\n")
     print("| model | jaxlab compile (s) | jaxlab step (ms) | PyG step (ms) | PyG / jaxlab |")
     print("|---|---|---|---|---|")
     for kind, c, tj, tt in rows:
@@ -310,7 +317,7 @@ def main():
 
     # 2. mini-batch throughput
     print("\n### Mini-batch training throughput (GraphSAINT-RW subgraphs, 600 roots x 2 steps; "
-          "median over passes of 20 subgraphs)\n")
+          f"median of {max(3, args.repeats)} passes of 20 subgraphs per peer, peers alternating by pass)\n")
     print("| model | subgraphs | jaxlab compiles | jaxlab steps/s | PyG steps/s | jaxlab / PyG |")
     print("|---|---|---|---|---|---|")
     nsub = 20
@@ -334,7 +341,7 @@ def main():
                 tb = [strip_self_loops(b) for b in tb]
             trun = torch_trainer(kind, args.features, 5, args.hidden, args.heads)
             fns["torch"] = lambda: [trun(b) for b in tb]
-        med = interleaved_medians(fns, max(2, args.repeats // 3))
+        med = interleaved_medians(fns, 1, rounds=max(3, args.repeats))
         jsps = nsub / med["jax"]
         tsps = nsub / med["torch"] if "torch" in med else None
         print(f"| {kind} | {nsub} | {len(budgets)} | {jsps:.1f} | {'-' if tsps is None else f'{tsps:.1f}'} | "
