@@ -33,3 +33,24 @@ METHODS = {
 }
 
 __all__ = ["__version__", "METHODS"]
+
+_SUBPACKAGES = {"core", "nn", "graph", "nas", "data", "classifier", *METHODS}
+
+
+def __getattr__(name: str):
+    """Sub-packages on first use: `jaxlab.classifier.load(DIR)` works after `import jaxlab`
+    without importing every method (and its dependencies) up front."""
+    if name in _SUBPACKAGES:
+        import importlib
+
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"{__name__}.{name}":
+                raise AttributeError(f"jaxlab.{name} is planned but not implemented yet") from None
+            raise
+    raise AttributeError(f"module 'jaxlab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBPACKAGES)

@@ -20,6 +20,7 @@ import os
 import pathlib
 import pkgutil
 import sys
+import traceback
 from typing import Sequence
 
 import jaxlab
@@ -70,7 +71,7 @@ def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
                 overrides.append(f"{body}={argv[i + 1]}")
                 i += 1
             else:
-                raise SystemExit(f"jaxlab: error: {arg} needs a value (--config.key=value)")
+                raise ValueError(f"{arg} needs a value (--config.key=value)")
         else:
             rest.append(arg)
         i += 1
@@ -92,20 +93,30 @@ def _method_parser(method: str, actions: dict) -> argparse.ArgumentParser:
     p.add_argument("action", choices=sorted(actions), help="what to run")
     p.add_argument("--config", default=None,
                    help="a variant (smoke, default, paper) or a file path.py[:variant]; "
-                        "for read-only actions the run's own config.json by default")
+                        "read-only actions (evaluate) always use the run's own config.json")
     p.add_argument("--workdir", default=None, help="run directory (default: runs/<method>-<action>)")
     p.add_argument("--force", action="store_true",
                    help="move a previous run of a different config aside into old-<time>/")
     p.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() first (multi-host)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
+
+
+def _fail(prefix: str, e: BaseException, debug: bool, status: int = 2) -> int:
+    if debug:
+        traceback.print_exception(e)
+    print(f"{prefix}: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
+    return status
 
 
 def run_method(method: str, argv: Sequence[str]) -> int:
     from jaxlab.core import config as config_lib
     from jaxlab.core import runtime
     from jaxlab.core import workdir as workdir_lib
+    from jaxlab.core.errors import JaxlabError
+    from jaxlab.core.metrics import jsonable
 
     if os.environ.get("JAXLAB_TUNE_ALLOCATOR", "1") != "0":
         runtime.tune_host_allocator()
@@ -116,11 +127,16 @@ def run_method(method: str, argv: Sequence[str]) -> int:
         print(f"jaxlab: method {method!r} cannot be imported: {e}", file=sys.stderr)
         return 2
     actions = getattr(run_mod, "ACTIONS", {})
-    rest, overrides = _split_overrides(argv)
+    try:
+        rest, overrides = _split_overrides(argv)
+    except ValueError as e:
+        print(f"jaxlab {method}: error: {e}", file=sys.stderr)
+        return 2
     parser = _method_parser(method, actions)
     args = parser.parse_args(rest)
     fn = actions[args.action]
     read_only = getattr(fn, "read_only", False)
+    prefix = f"jaxlab {method} {args.action}"
     if args.distributed:
         import jax
 
@@ -130,34 +146,40 @@ def run_method(method: str, argv: Sequence[str]) -> int:
             parser.error(f"'{args.action}' needs --workdir (the run to read)")
         args.workdir = f"runs/{method}-{args.action}"
     workdir = pathlib.Path(args.workdir)
+    config_cls = getattr(fn, "config_class", None) or type(cfg_mod.get_config("smoke"))
     try:
-        if args.config is None and read_only:
-            default_cls = type(cfg_mod.get_config("default"))
-            config = workdir_lib.load_config(workdir, default_cls)
+        if read_only:
+            if args.config is not None or overrides:
+                raise config_lib.ConfigError(
+                    f"'{args.action}' reads the run's own {workdir / 'config.json'}; "
+                    "--config and --config.<field> are not accepted here")
+            config = workdir_lib.load_config(workdir, config_cls)
         else:
-            config = config_lib.resolve(args.config, cfg_mod.get_config)
-        config = config_lib.override(config, overrides)
+            config = config_lib.resolve(args.config, cfg_mod.get_config, expected=config_cls)
+            config = config_lib.override(config, overrides)
         if args.print_config:
             print(config_lib.to_json(config))
             return 0
-        if not read_only:
-            workdir_lib.prepare(workdir, config, force=args.force)
-    except (config_lib.ConfigError, workdir_lib.WorkdirError) as e:
-        print(f"jaxlab {method} {args.action}: error: {e}", file=sys.stderr)
-        return 2
-    from jaxlab.core.checkpoint import CheckpointError
+    except JaxlabError as e:
+        return _fail(f"{prefix}: error", e, args.debug)
     from jaxlab.core.train import NonFiniteError
 
     try:
-        result = fn(config, workdir)
-    except (config_lib.ConfigError, workdir_lib.WorkdirError, CheckpointError) as e:
-        print(f"jaxlab {method} {args.action}: error: {e}", file=sys.stderr)
-        return 2
+        if hasattr(fn, "action_name"):
+            result = fn(config, workdir, force=args.force)
+        else:  # an action not declared with @action: prepare the workdir here
+            if not read_only:
+                workdir_lib.prepare(workdir, config, force=args.force)
+            result = fn(config, workdir)
     except NonFiniteError as e:
-        print(f"jaxlab {method} {args.action}: stopped: {e}", file=sys.stderr)
-        return 1
+        return _fail(f"{prefix}: stopped", e, args.debug, status=1)
+    except JaxlabError as e:
+        return _fail(f"{prefix}: error", e, args.debug)
+    except OSError as e:
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        return _fail(f"{prefix}: error{where}", e, args.debug)
     if result is not None:
-        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+        print(json.dumps(jsonable(result), indent=2, sort_keys=True, allow_nan=False, default=str))
     return 0
 
 

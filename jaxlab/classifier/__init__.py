@@ -9,6 +9,6 @@ the template new methods copy:
 """
 
 from jaxlab.classifier.configs import ClassifierConfig, get_config
-from jaxlab.classifier.run import evaluate, load, train_and_evaluate
+from jaxlab.classifier.run import evaluate, load, train
 
-__all__ = ["ClassifierConfig", "get_config", "train_and_evaluate", "evaluate", "load"]
+__all__ = ["ClassifierConfig", "get_config", "train", "evaluate", "load"]

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
-from jaxlab.core.config import variants
+from jaxlab.core.config import LoopConfig, NonNegativeFloat, PositiveFloat, PositiveInt, variants
+
+Dtype = Literal["float32", "bfloat16", "float16"]
 
 
 @dataclasses.dataclass
 class ModelConfig:
-    stages: tuple[int, ...] = (32, 64)
-    blocks_per_stage: int = 2
-    norm: str = "group"
-    dtype: str = "float32"
+    stages: tuple[PositiveInt, ...] = (32, 64)
+    blocks_per_stage: PositiveInt = 2
+    norm: Literal["group", "layer", "none"] = "group"
+    dtype: Dtype = "float32"
 
 
 @dataclasses.dataclass
 class OptConfig:
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
+    lr: PositiveFloat = 3e-3
+    weight_decay: NonNegativeFloat = 1e-4
     warmup_steps: int = 50
-    clip_norm: float = 1.0
+    clip_norm: PositiveFloat = 1.0
 
 
 @dataclasses.dataclass
@@ -30,24 +33,25 @@ class ClassifierConfig:
     Attributes:
       seed: initialisation, shuffling and dropout seed.
       batch_size: global batch (divisible by the number of devices used).
-      num_steps: optimizer updates.
-      eval_every, log_every, checkpoint_every: periods in steps (0: only at the end).
-      keep: checkpoints kept.
-      num_devices: devices of the data-parallel mesh (0: all).
+      eval_batch_size: rows per evaluation call (the last batch is padded and masked).
       data_dir: TFDS data directory ("" : $JAXLAB_DATA_DIR or ~/.cache/jaxlab/tfds).
+      loop: steps, logging/eval/checkpoint periods, kept checkpoints, devices.
     """
 
     seed: int = 0
-    batch_size: int = 64
-    num_steps: int = 1000
-    eval_every: int = 200
-    log_every: int = 50
-    checkpoint_every: int = 500
-    keep: int = 3
-    num_devices: int = 0
+    batch_size: PositiveInt = 64
+    eval_batch_size: PositiveInt = 256
     data_dir: str = ""
+    loop: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(
+        num_steps=1000, eval_every=200, log_every=50, checkpoint_every=500))
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     opt: OptConfig = dataclasses.field(default_factory=OptConfig)
+
+    def validate(self) -> None:
+        if not self.model.stages:
+            from jaxlab.core.config import ConfigError
+
+            raise ConfigError("config field 'model.stages' needs at least one stage")
 
 
 def _default() -> ClassifierConfig:
@@ -56,15 +60,16 @@ def _default() -> ClassifierConfig:
 
 def _smoke() -> ClassifierConfig:
     return ClassifierConfig(
-        batch_size=32, num_steps=30, eval_every=15, log_every=10, checkpoint_every=15,
+        batch_size=32, loop=LoopConfig(num_steps=30, eval_every=15, log_every=10, checkpoint_every=15),
         model=ModelConfig(stages=(16, 32), blocks_per_stage=1), opt=OptConfig(lr=1e-2, warmup_steps=5))
 
 
 def _paper() -> ClassifierConfig:
     # No paper: the accelerator-scale variant trains longer with wider stages in bf16.
-    return ClassifierConfig(batch_size=256, num_steps=4000, eval_every=500,
+    return ClassifierConfig(batch_size=256, loop=LoopConfig(num_steps=4000, eval_every=500, checkpoint_every=500),
                             model=ModelConfig(stages=(64, 128), dtype="bfloat16"))
 
 
 def get_config(variant: str = "default") -> ClassifierConfig:
+    """The classifier's config for `variant` in {"smoke", "default", "paper"}."""
     return variants({"smoke": _smoke, "default": _default, "paper": _paper}, variant)

@@ -16,14 +16,26 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.util
+import inspect
 import json
 import pathlib
 import types
 import typing
-from typing import Any, Callable, Sequence
+from typing import Annotated, Any, Callable, Sequence
+
+from jaxlab.core.errors import JaxlabError
 
 __all__ = [
     "ConfigError",
+    "LoopConfig",
+    "Range",
+    "PositiveInt",
+    "NonNegativeInt",
+    "PositiveFloat",
+    "NonNegativeFloat",
+    "Probability",
+    "validate",
+    "variants",
     "override",
     "to_dict",
     "from_dict",
@@ -34,8 +46,62 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(JaxlabError, ValueError):
     """A config key or value is not what the config's dataclass declares."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A bound on a number field, used as `Annotated[int, Range(min=1)]`.
+
+    `validate` (run when a config is resolved, and on every override) checks it and
+    names the field and the bound in its error.
+    """
+
+    min: float | None = None
+    max: float | None = None
+    min_exclusive: bool = False
+
+    def check(self, value: Any, key: str) -> None:
+        if value is None:
+            return
+        lo_bad = self.min is not None and (value <= self.min if self.min_exclusive else value < self.min)
+        hi_bad = self.max is not None and value > self.max
+        if lo_bad or hi_bad or (isinstance(value, float) and value != value):
+            lo = "" if self.min is None else ("> " if self.min_exclusive else ">= ") + f"{self.min:g}"
+            hi = "" if self.max is None else f"<= {self.max:g}"
+            want = " and ".join(x for x in (lo, hi) if x)
+            raise ConfigError(f"config field '{key}' must be {want}, got {value!r}")
+
+
+PositiveInt = Annotated[int, Range(min=1)]
+NonNegativeInt = Annotated[int, Range(min=0)]
+PositiveFloat = Annotated[float, Range(min=0.0, min_exclusive=True)]
+NonNegativeFloat = Annotated[float, Range(min=0.0)]
+Probability = Annotated[float, Range(min=0.0, max=1.0)]
+
+
+@dataclasses.dataclass
+class LoopConfig:
+    """The training loop's settings, embedded as `loop` in every method's config.
+
+    Attributes:
+      num_steps: optimizer updates of the finished run.
+      log_every: fetch, check and write the training metrics every this many steps.
+      eval_every: evaluate every this many steps (0: only at the end).
+      checkpoint_every: save every this many steps (0: only at the end).
+      keep: finished checkpoints kept on disk.
+      num_devices: devices of the data-parallel mesh (0: all local devices; 1: no mesh).
+      progress: show a progress bar (on process 0, when stderr is a terminal).
+    """
+
+    num_steps: NonNegativeInt = 1000
+    log_every: PositiveInt = 50
+    eval_every: NonNegativeInt = 0
+    checkpoint_every: NonNegativeInt = 0
+    keep: PositiveInt = 3
+    num_devices: NonNegativeInt = 0
+    progress: bool = True
 
 
 def field_names(cls_or_cfg: Any, prefix: str = "") -> list[str]:
@@ -60,6 +126,10 @@ def _type_name(tp: Any) -> str:
 
 def _parse(text: str, tp: Any, key: str) -> Any:
     """Parses the command-line string `text` as a value of type `tp`."""
+    if typing.get_origin(tp) is Annotated:
+        value = _parse(text, typing.get_args(tp)[0], key)
+        _check_constraints(value, tp, key)
+        return value
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -125,6 +195,10 @@ def _parse(text: str, tp: Any, key: str) -> Any:
 
 def _check_value(value: Any, tp: Any, key: str) -> Any:
     """Checks (and lightly coerces) a Python value against an annotation."""
+    if typing.get_origin(tp) is Annotated:
+        value = _check_value(value, typing.get_args(tp)[0], key)
+        _check_constraints(value, tp, key)
+        return value
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -182,10 +256,40 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def _check_constraints(value: Any, tp: Any, key: str) -> None:
+    for meta in getattr(tp, "__metadata__", ()):
+        if isinstance(meta, Range):
+            meta.check(value, key)
+
+
+def validate(cfg: Any, prefix: str = "") -> Any:
+    """Checks every field of `cfg` against its annotation, recursively, and returns it.
+
+    Types, `Literal` enumerations and `Range` bounds are checked field by field (the
+    error names the dotted field and the valid values); then a config class may add
+    cross-field rules in a `validate(self)` method, which runs last and raises
+    `ConfigError`.
+    """
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+        raise ConfigError(f"expected a config dataclass, got {type(cfg).__name__}")
+    hints = typing.get_type_hints(type(cfg), include_extras=True)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = prefix + f.name
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            validate(value, key + ".")
+        else:
+            _check_value(value, hints[f.name], key)
+    own = getattr(cfg, "validate", None)
+    if callable(own):
+        own()
+    return cfg
+
+
 def _set(cfg: Any, path: list[str], text: str, full_key: str, root: Any = None) -> Any:
     root = cfg if root is None else root
     cls = type(cfg)
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = [f.name for f in dataclasses.fields(cls)]
     head = path[0]
     if head not in names:
@@ -223,7 +327,7 @@ def override(cfg: Any, overrides: Sequence[str]) -> Any:
         if not key:
             raise ConfigError(f"config override {item!r} has an empty key")
         cfg = _set(cfg, key.split("."), text, key)
-    return cfg
+    return validate(cfg) if overrides else cfg
 
 
 def to_dict(cfg: Any) -> dict:
@@ -239,7 +343,7 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
     """Builds `cls` from a nested dict, checking keys and value types."""
     if not isinstance(data, dict):
         raise ConfigError(f"config section '{prefix.rstrip('.') or cls.__name__}' must be a mapping")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -265,21 +369,54 @@ def load_file(path: str | pathlib.Path, variant: str | None = None) -> Any:
     except Exception as e:  # noqa: BLE001 - report any failure of the user's file
         raise ConfigError(f"config file {path} failed to load: {type(e).__name__}: {e}") from e
     get = getattr(module, "get_config", None)
-    if get is None:
+    if not callable(get):
         raise ConfigError(f"config file {path} defines no get_config() function")
-    return get(variant) if variant is not None else get()
+    if variant is None:
+        required = [p for p in inspect.signature(get).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if required:
+            raise ConfigError(
+                f"config file {path}: get_config({required[0].name}) needs a variant; "
+                f"pass --config {path}:VARIANT")
+    try:
+        return get(variant) if variant is not None else get()
+    except JaxlabError:
+        raise
+    except Exception as e:  # noqa: BLE001 - report any failure of the user's function
+        raise ConfigError(f"config file {path}: get_config({variant or ''}) failed: "
+                          f"{type(e).__name__}: {e}") from e
 
 
-def resolve(spec: str | None, get_config: Callable[[str], Any], default: str = "default") -> Any:
-    """A config from `VARIANT`, `path.py` or `path.py:VARIANT`."""
+def resolve(spec: str | None, get_config: Callable[[str], Any], default: str = "default",
+            expected: type | None = None) -> Any:
+    """A config from `VARIANT`, `path.py` or `path.py:VARIANT`, validated.
+
+    Args:
+      spec: the `--config` argument.
+      get_config: the method's `get_config(variant)`.
+      default: the variant used when `spec` is empty.
+      expected: the method's config class; a file that returns anything else (a dict,
+        another method's config) is an error naming both.
+    """
     spec = spec or default
     file_part, _, variant = spec.partition(":")
     if file_part.endswith(".py"):
-        return load_file(file_part, variant or None)
-    try:
-        return get_config(spec)
-    except KeyError as e:
-        raise ConfigError(str(e.args[0]) if e.args else f"unknown config variant {spec!r}") from None
+        cfg = load_file(file_part, variant or None)
+        source = f"config file {file_part}"
+    else:
+        try:
+            cfg = get_config(spec)
+        except KeyError as e:
+            raise ConfigError(str(e.args[0]) if e.args else f"unknown config variant {spec!r}") from None
+        source = f"config variant {spec!r}"
+    if expected is not None and not isinstance(cfg, expected):
+        got = type(cfg).__name__ if dataclasses.is_dataclass(cfg) else f"a {type(cfg).__name__}"
+        raise ConfigError(
+            f"{source} gives {got}, but this method expects a {expected.__name__} "
+            f"(from {expected.__module__}); start from `get_config` of that module")
+    if not dataclasses.is_dataclass(cfg):
+        raise ConfigError(f"{source} gives a {type(cfg).__name__}, not a config dataclass")
+    return validate(cfg)
 
 
 def variants(table: dict[str, Callable[[], Any]], variant: str) -> Any:

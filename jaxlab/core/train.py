@@ -25,9 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from flax import serialization
+
 from jaxlab.core import checkpoint as ckpt_lib
 from jaxlab.core import metrics as metrics_lib
 from jaxlab.core import parallel
+from jaxlab.core import workdir as workdir_lib
+from jaxlab.core.config import LoopConfig
 from jaxlab.core.progress import progress as progress_bar
 
 __all__ = [
@@ -36,6 +40,8 @@ __all__ = [
     "make_train_step",
     "fit",
     "restore_latest",
+    "load_state",
+    "run_times",
     "check_finite",
 ]
 
@@ -147,54 +153,105 @@ def _track_nonfinite(first_bad: jax.Array, metrics: Mapping[str, jax.Array], ste
     return jnp.where((first_bad[0] < 0) & is_bad, new, first_bad)
 
 
-def restore_latest(workdir: str | pathlib.Path, state: TrainState, *, keep: int = 3) -> tuple[TrainState, int]:
-    """Restores the latest checkpoint of `workdir/checkpoints` into `state`'s structure.
+def _step_of(state: Any) -> int:
+    step = state["step"] if isinstance(state, Mapping) else state.step
+    return int(jax.device_get(step))
 
-    Returns `(state, step)`; `(state, 0)` unchanged when there is none.
+
+def _restore(workdir: pathlib.Path, state: Any, keep: int, *, move_aside: bool
+             ) -> tuple[Any, int, dict]:
+    """The newest intact checkpoint of `workdir/checkpoints` in `state`'s structure."""
+    manager = ckpt_lib.CheckpointManager(workdir / "checkpoints", max_to_keep=keep)
+    try:
+        tree, step = manager.restore_newest_intact(
+            serialization.to_state_dict(state),
+            move_aside=workdir / "corrupt-checkpoints" if move_aside else None)
+        if step is None:
+            return state, 0, {}
+        return serialization.from_state_dict(state, tree), int(step), manager.meta(step)
+    finally:
+        manager.close()
+
+
+def restore_latest(workdir: str | pathlib.Path, state: Any, *, keep: int = 3) -> tuple[Any, int]:
+    """Restores the newest intact checkpoint of `workdir/checkpoints` into `state`'s structure.
+
+    `state` is any pytree that flax can serialise (a `TrainState`, a dict of states, a
+    struct with several optimizers). Corrupt steps are skipped with a warning naming
+    them. Returns `(state, step)`; `(state, 0)` unchanged when there is none.
     """
-    manager = ckpt_lib.CheckpointManager(pathlib.Path(workdir) / "checkpoints", max_to_keep=keep)
-    latest = manager.latest_step()
-    if latest is None:
-        return state, 0
-    restored = manager.restore(latest, state.state_dict())
-    manager.close()
-    return state.load_state_dict(restored), int(latest)
+    state, step, _ = _restore(pathlib.Path(workdir), state, keep, move_aside=False)
+    return state, step
+
+
+def load_state(workdir: str | pathlib.Path, state: Any, *, keep: int = 3) -> tuple[Any, int]:
+    """Like `restore_latest`, for reading a run: no finished checkpoint is a `WorkdirError`.
+
+    The step used is returned (and, when older than the latest because the latest is
+    corrupt, named in a warning), so callers can report which checkpoint they read.
+    """
+    state, step = restore_latest(workdir, state, keep=keep)
+    if step == 0:
+        raise workdir_lib.WorkdirError(f"{pathlib.Path(workdir) / 'checkpoints'} holds no finished checkpoint")
+    return state, step
+
+
+def run_times(workdir: str | pathlib.Path) -> dict:
+    """Timing of a whole run, over all of its segments (a resumed run has several).
+
+    Returns `{"train_time_s", "eval_time_s", "wall_time_s", "segments": [...]}`, where
+    `train_time_s` is the time spent in training steps and data (compiles included,
+    evaluation and checkpointing excluded) from step 0 to the last step reached, and each
+    segment row records one call of `fit` (start and end step, its own times, the
+    duration of its first step, which includes compilation).
+    """
+    rows = metrics_lib.read_metrics(pathlib.Path(workdir) / SEGMENTS)
+    last = rows[-1] if rows else {}
+    return {"train_time_s": last.get("cum_train_time_s", 0.0), "eval_time_s": last.get("cum_eval_time_s", 0.0),
+            "wall_time_s": last.get("cum_wall_time_s", 0.0), "segments": rows}
+
+
+SEGMENTS = "segments.jsonl"
 
 
 def fit(
-    state: TrainState,
+    state: Any,
     step_fn: Callable,
     batch_fn: Callable[[int], Any],
     *,
-    num_steps: int,
     workdir: str | pathlib.Path,
+    loop: LoopConfig | None = None,
+    num_steps: int | None = None,
     seed: int = 0,
-    eval_fn: Callable[[TrainState], Mapping[str, Any]] | None = None,
-    eval_every: int = 0,
-    log_every: int = 50,
-    checkpoint_every: int = 0,
-    keep: int = 3,
-    progress: bool = True,
+    eval_fn: Callable[[Any], Mapping[str, Any]] | None = None,
+    eval_every: int | None = None,
+    log_every: int | None = None,
+    checkpoint_every: int | None = None,
+    keep: int | None = None,
+    progress: bool | None = None,
     mesh: jax.sharding.Mesh | None = None,
     nan_guard: bool = True,
     desc: str = "train",
     stop_after: int | None = None,
-) -> tuple[TrainState, list[dict]]:
-    """Runs `step_fn` from the state's (or the latest checkpoint's) step to `num_steps`.
+) -> tuple[Any, list[dict]]:
+    """Runs `step_fn` from the state's (or the newest intact checkpoint's) step to the end.
 
     Args:
-      state: the initial state; replaced by the latest checkpoint in
-        `workdir/checkpoints` when there is one (resume).
-      step_fn: from `make_train_step`.
+      state: the initial state, any pytree with a `step` (attribute or key) that flax can
+        serialise: a `TrainState`, or a struct holding several (a GAN's generator and
+        discriminator, a population). Replaced by the newest intact checkpoint in
+        `workdir/checkpoints` when there is one (resume); corrupt steps are moved aside
+        into `workdir/corrupt-checkpoints/` with a warning naming them.
+      step_fn: `(state, batch, key) -> (state, metrics)`, e.g. from `make_train_step`.
       batch_fn: `step -> batch`, a pure function of the step number.
-      num_steps: total number of updates of the finished run.
-      workdir: the run directory (metrics.jsonl and checkpoints/ go there).
+      workdir: the run directory (metrics.jsonl, segments.jsonl and checkpoints/ go there).
+      loop: the `LoopConfig` (steps, periods, keep, devices, progress); the keyword
+        arguments of the same names override it. With `loop` and no `mesh`, the mesh is
+        built from `loop.num_devices` (0: all devices; 1: no mesh).
       seed: the key of step `s` is `fold_in(key(seed), s)`.
       eval_fn: `state -> metrics`, run every `eval_every` steps and at the end; logged
-        with an `eval_` prefix.
-      log_every: fetch, check and write the training metrics every this many steps.
-      checkpoint_every: save every this many steps (0: only at the end).
-      keep: number of checkpoints kept.
+        with an `eval_` prefix, with `train_time_s` (training time so far, evaluation
+        excluded) beside them.
       mesh: if given, the state is replicated and each batch sharded along `data`.
       nan_guard: stop with `NonFiniteError` (step and metric) on NaN/Inf; nothing
         non-finite is ever checkpointed.
@@ -202,15 +259,33 @@ def fit(
         used to test resumption.
 
     Returns:
-      `(state, history)`, history being the logged metric rows of this call.
+      `(state, history)`: history holds the logged rows of the *whole* run (rows of
+      earlier segments read back from metrics.jsonl, one row per step, eval metrics merged
+      in), so best-of summaries are right after a resume. Rows logged after the
+      checkpoint a resumed run starts from are dropped from metrics.jsonl first, since
+      the run logs them again. Timing over all segments: `run_times(workdir)`.
     """
+    given_loop = loop is not None
+    loop = loop if given_loop else LoopConfig()
+    num_steps = loop.num_steps if num_steps is None else num_steps
+    eval_every = loop.eval_every if eval_every is None else eval_every
+    log_every = loop.log_every if log_every is None else log_every
+    checkpoint_every = loop.checkpoint_every if checkpoint_every is None else checkpoint_every
+    keep = loop.keep if keep is None else keep
+    progress = loop.progress if progress is None else progress
+    if mesh is None and given_loop and loop.num_devices != 1:
+        mesh = parallel.make_mesh(loop.num_devices or None)
     workdir = pathlib.Path(workdir)
+    state, start, meta = _restore(workdir, state, keep, move_aside=True)
+    if start == 0:
+        start = _step_of(state)
+    metrics_lib.truncate_after(workdir / "metrics.jsonl", start)
+    metrics_lib.truncate_after(workdir / SEGMENTS, start, key="end_step")
+    past = metrics_lib.merge_by_step(metrics_lib.read_metrics(workdir / "metrics.jsonl"))
+    cum_train = float(meta.get("train_time_s", 0.0))
+    cum_eval = float(meta.get("eval_time_s", 0.0))
+    cum_wall = float(meta.get("wall_time_s", 0.0))
     manager = ckpt_lib.CheckpointManager(workdir / "checkpoints", max_to_keep=keep)
-    latest = manager.latest_step()
-    if latest is not None:
-        restored = manager.restore(latest, state.state_dict())
-        state = state.load_state_dict(restored)
-    start = int(jax.device_get(state.step))
     if mesh is not None:
         state = parallel.replicate(state, mesh)
     writer = metrics_lib.MetricWriter(workdir)
@@ -219,13 +294,30 @@ def fit(
     metric_names: list[str] | None = None
     first_bad = jnp.array([-1, -1], jnp.int32)
     end = num_steps if stop_after is None else min(num_steps, stop_after)
-    t0, steps_done = time.perf_counter(), 0
+    seg = {"start_step": start, "end_step": start, "train_time_s": 0.0, "eval_time_s": 0.0,
+           "checkpoint_time_s": 0.0, "first_step_s": None}
+    t_seg = time.perf_counter()
+    t_mark, steps_done = t_seg, 0
 
-    def guard(step_number: int) -> None:
+    def guard() -> None:
         bad = np.asarray(jax.device_get(first_bad))
         if bad[0] >= 0:
             name = metric_names[int(bad[1])] if metric_names else "metric"
             raise NonFiniteError(int(bad[0]), name, "nan/inf")
+
+    def pause() -> float:
+        """Waits for the device, books the time since the last mark as training."""
+        nonlocal t_mark
+        jax.block_until_ready(state)
+        now = time.perf_counter()
+        seg["train_time_s"] += now - t_mark
+        t_mark = now
+        return now
+
+    def times() -> dict:
+        wall = time.perf_counter() - t_seg
+        return {"train_time_s": cum_train + seg["train_time_s"], "eval_time_s": cum_eval + seg["eval_time_s"],
+                "wall_time_s": cum_wall + wall}
 
     bar = progress_bar(range(start, end), desc=desc, initial=start, total=num_steps,
                        disable=None if progress else True)
@@ -238,6 +330,10 @@ def fit(
             state, metrics = step_fn(state, batch, key)
             steps_done += 1
             done = s + 1
+            seg["end_step"] = done
+            if seg["first_step_s"] is None:
+                jax.block_until_ready(metrics)
+                seg["first_step_s"] = time.perf_counter() - t_seg
             if nan_guard:
                 if metric_names is None:
                     metric_names = sorted(metrics)
@@ -245,28 +341,46 @@ def fit(
             last = done == end
             if done % log_every == 0 or last:
                 if nan_guard:
-                    guard(done)
+                    guard()
                 row = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
-                elapsed = time.perf_counter() - t0
-                row["steps_per_sec"] = steps_done / max(elapsed, 1e-9)
+                row["steps_per_sec"] = steps_done / max(seg["train_time_s"] + time.perf_counter() - t_mark, 1e-9)
+                row["train_time_s"] = times()["train_time_s"] + time.perf_counter() - t_mark
                 writer.write(done, row)
                 history.append({"step": done, **row})
-                bar.set_postfix(loss=f"{row['loss']:.4g}")
+                bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4g}")
             if eval_fn is not None and ((eval_every and done % eval_every == 0) or last):
                 if nan_guard:
-                    guard(done)
-                erow = {f"eval_{k}": float(np.asarray(v)) for k, v in dict(eval_fn(state)).items()}
+                    guard()
+                t0 = pause()
+                erow = {f"eval_{k}": _to_float(v) for k, v in dict(eval_fn(state)).items()}
+                erow["train_time_s"] = times()["train_time_s"]
                 writer.write(done, erow)
                 if history and history[-1]["step"] == done:
                     history[-1].update(erow)
                 else:
                     history.append({"step": done, **erow})
+                t_mark = time.perf_counter()
+                seg["eval_time_s"] += t_mark - t0
             if (checkpoint_every and done % checkpoint_every == 0) or last:
                 if nan_guard:
-                    guard(done)
-                manager.save(done, state.state_dict())
+                    guard()
+                t0 = pause()
+                manager.save(done, serialization.to_state_dict(state), meta=times())
+                t_mark = time.perf_counter()
+                seg["checkpoint_time_s"] += t_mark - t0
     finally:
         bar.close()
         writer.close()
         manager.close()
-    return state, history
+    if steps_done:
+        pause()
+        tt = times()
+        seg_row = {**seg, "cum_train_time_s": tt["train_time_s"], "cum_eval_time_s": tt["eval_time_s"],
+                   "cum_wall_time_s": tt["wall_time_s"], "wall_time_s": time.perf_counter() - t_seg}
+        metrics_lib.append_jsonl(workdir / SEGMENTS, seg_row)
+    return state, metrics_lib.merge_by_step(past + history)
+
+
+def _to_float(v: Any) -> Any:
+    a = np.asarray(v)
+    return float(a) if a.size == 1 else a.tolist()

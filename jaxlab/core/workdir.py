@@ -23,16 +23,20 @@ import pathlib
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 from typing import Any
 
 from jaxlab.core import config as config_lib
+from jaxlab.core.errors import JaxlabError
 
 __all__ = [
     "WorkdirError",
     "prepare",
     "write_json",
     "write_summary",
+    "update_summary",
+    "stage_dir",
     "read_summary",
     "load_config",
     "save_figure",
@@ -41,19 +45,31 @@ __all__ = [
 ]
 
 
-class WorkdirError(RuntimeError):
+class WorkdirError(JaxlabError, RuntimeError):
     """A workdir holds something that conflicts with the requested run."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_json(path: str | pathlib.Path, obj: Any) -> None:
-    """Writes JSON atomically (temporary file + rename), so readers never see half a file."""
+    """Writes strict JSON atomically (temporary file + rename), so readers never see half
+    a file. Non-finite floats become `null` (JSON has no NaN); the file gets the mode the
+    user's umask gives new files."""
+    from jaxlab.core.metrics import jsonable
+
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(jsonable(json.loads(json.dumps(obj, default=_json_default))),
+                      indent=2, sort_keys=True, allow_nan=False)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-            f.write("\n")
+            f.write(text + "\n")
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -90,35 +106,68 @@ def _move_aside(workdir: pathlib.Path) -> pathlib.Path:
     return dest
 
 
+def _started(workdir: pathlib.Path) -> bool:
+    """Whether a run in `workdir` got past its setup (wrote anything but its config)."""
+    for p in workdir.iterdir():
+        if p.name in ("config.json", "figures") or p.name.startswith(("old-", ".")):
+            continue
+        return True
+    figures = workdir / "figures"
+    return figures.is_dir() and any(figures.iterdir())
+
+
 def prepare(workdir: str | pathlib.Path, config: Any, force: bool = False) -> pathlib.Path:
     """Creates `workdir` for a run of `config`, or checks that it may resume there.
 
     Returns the workdir as a path. If `workdir/config.json` exists and differs from
     `config`, raises `WorkdirError` naming the first differing field, unless `force`,
-    which moves the previous run into `workdir/old-<time>/` first.
+    which moves the previous run into `workdir/old-<time>/` first, or unless the previous
+    attempt never started (nothing but its config.json was written: e.g. its data path
+    was wrong), whose config is then simply replaced. Messages go to stderr.
     """
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    path = workdir / "config.json"
-    new = config_lib.to_dict(config)
-    if path.exists():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            old = {"<unreadable config.json>": str(e)}
-        if old != new:
-            if not force:
-                diff = _first_difference(old, new)
-                raise WorkdirError(
-                    f"{workdir} holds a run of a different config ({diff}); use another "
-                    "--workdir, or --force to move the old run aside into old-<time>/")
+    try:
+        if workdir.exists() and not workdir.is_dir():
+            raise WorkdirError(f"--workdir {workdir} exists and is not a directory")
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = workdir / "config.json"
+        new = config_lib.to_dict(config)
+        if path.exists():
+            try:
+                old = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                old = {"<unreadable config.json>": str(e)}
+            if old != new:
+                if force:
+                    moved = _move_aside(workdir)
+                    print(f"moved the previous run in {workdir} to {moved}", file=sys.stderr)
+                elif _started(workdir):
+                    diff = _first_difference(old, new)
+                    raise WorkdirError(
+                        f"{workdir} holds a run of a different config ({diff}); use another "
+                        "--workdir, or --force to move the old run aside into old-<time>/")
+                else:
+                    print(f"replacing the config of {workdir}: its previous run never started "
+                          f"({_first_difference(old, new)})", file=sys.stderr)
+        elif force and any(workdir.iterdir()):
             moved = _move_aside(workdir)
-            print(f"moved the previous run in {workdir} to {moved}")
-    elif force and any(workdir.iterdir()):
-        _move_aside(workdir)
-    write_json(path, new)
-    (workdir / "figures").mkdir(exist_ok=True)
+            print(f"moved the previous contents of {workdir} to {moved}", file=sys.stderr)
+        write_json(path, new)
+        (workdir / "figures").mkdir(exist_ok=True)
+    except OSError as e:
+        raise WorkdirError(f"cannot use --workdir {workdir}: {e.strerror or e}") from None
     return workdir
+
+
+def stage_dir(workdir: str | pathlib.Path, name: str) -> pathlib.Path:
+    """`workdir/<name>/`, the run directory of one stage of a multi-stage method.
+
+    Each stage (a supernet, a retraining, a detector) keeps its own `checkpoints/` and
+    `metrics.jsonl` there, so `fit` resumes every stage independently.
+    """
+    path = pathlib.Path(workdir) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
@@ -199,6 +248,26 @@ def write_summary(workdir: str | pathlib.Path, results: dict, config: Any = None
     return summary
 
 
+def update_summary(workdir: str | pathlib.Path, section: str, results: dict, config: Any = None,
+                   seed: int | None = None) -> dict:
+    """Sets `results[section]` of `workdir/summary.json`, keeping the other sections.
+
+    For methods with several actions on one workdir (train, attack, evaluate): each
+    action writes its own section. Returns `results`.
+    """
+    path = pathlib.Path(workdir) / "summary.json"
+    old = {}
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8")).get("results", {})
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            old = {}
+    old = old if isinstance(old, dict) else {}
+    old[section] = results
+    write_summary(workdir, old, config, seed=seed)
+    return results
+
+
 def read_summary(workdir: str | pathlib.Path) -> dict:
     path = pathlib.Path(workdir) / "summary.json"
     if not path.exists():
@@ -208,10 +277,6 @@ def read_summary(workdir: str | pathlib.Path) -> dict:
 
 def save_figure(fig: Any, workdir: str | pathlib.Path, name: str, dpi: int = 120) -> pathlib.Path:
     """Saves a matplotlib figure as `workdir/figures/<name>.png` and closes it."""
-    import matplotlib.pyplot as plt
+    from jaxlab.core import plotting
 
-    path = pathlib.Path(workdir) / "figures" / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return plotting.save_figure(fig, workdir, name, dpi=dpi)

@@ -19,7 +19,7 @@ def _files(root):
 def smoke_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke")
     code = cli.main(["classifier", "train", "--config", "smoke", "--workdir", str(workdir),
-                     "--config.num_steps=40", "--config.num_devices=8"])
+                     "--config.loop.num_steps=40", "--config.loop.num_devices=8"])
     assert code == 0
     return workdir
 
@@ -34,7 +34,7 @@ def test_cli_smoke_run_writes_the_workdir(smoke_run):
     # 40 smoke steps on digits already beat chance (10%) clearly.
     assert summary["results"]["test_accuracy"] > 0.25
     cfg = json.loads((smoke_run / "config.json").read_text())
-    assert cfg["num_steps"] == 40 and cfg["model"]["stages"] == [16, 32]
+    assert cfg["loop"]["num_steps"] == 40 and cfg["model"]["stages"] == [16, 32]
 
 
 def test_evaluate_and_load_agree_with_training(smoke_run):
@@ -43,7 +43,7 @@ def test_evaluate_and_load_agree_with_training(smoke_run):
     assert result["step"] == 40
     np.testing.assert_allclose(result["test_accuracy"], summary["results"]["test_accuracy"])
     loaded = run.load(smoke_run)
-    assert loaded.step == 40 and loaded.config.num_steps == 40
+    assert loaded.step == 40 and loaded.config.loop.num_steps == 40
     assert cli.main(["classifier", "evaluate", "--workdir", str(smoke_run)]) == 0
 
 
@@ -54,16 +54,16 @@ def test_different_config_in_workdir_is_refused_then_forced(smoke_run, tmp_path,
     shutil.copytree(smoke_run, workdir)
     before = _files(workdir)
     code = cli.main(["classifier", "train", "--config", "smoke", "--workdir", str(workdir),
-                     "--config.num_steps=41", "--config.num_devices=8"])
+                     "--config.loop.num_steps=41", "--config.loop.num_devices=8"])
     assert code == 2
     assert "num_steps" in capsys.readouterr().err
     assert _files(workdir) == before
     code = cli.main(["classifier", "train", "--config", "smoke", "--workdir", str(workdir),
-                     "--config.num_steps=10", "--force"])
+                     "--config.loop.num_steps=10", "--force"])
     assert code == 0
     old = [p for p in workdir.iterdir() if p.name.startswith("old-")]
     assert len(old) == 1 and (old[0] / "summary.json").exists()
-    assert json.loads((workdir / "config.json").read_text())["num_steps"] == 10
+    assert json.loads((workdir / "config.json").read_text())["loop"]["num_steps"] == 10
 
 
 def test_override_typo_and_wrong_type_write_nothing(tmp_path, capsys):
@@ -91,7 +91,7 @@ def test_variants_and_user_config_file(tmp_path):
     f.write_text("from jaxlab.classifier.configs import get_config as base\n"
                  "def get_config(variant='smoke'):\n    c = base(variant)\n    c.seed = 7\n    return c\n")
     cfg = config_lib.resolve(f"{f}:default", configs.get_config)
-    assert cfg.seed == 7 and cfg.num_steps == configs.get_config("default").num_steps
+    assert cfg.seed == 7 and cfg.loop.num_steps == configs.get_config("default").loop.num_steps
 
 
 def test_console_entry_points():
@@ -116,6 +116,6 @@ def test_evaluate_without_checkpoint_is_a_clear_cli_error(tmp_path, capsys):
 def test_diverging_run_stops_through_the_cli(tmp_path, capsys):
     code = cli.main(["classifier", "train", "--config", "smoke", "--workdir", str(tmp_path),
                      "--config.opt.lr=1e30", "--config.opt.clip_norm=1e30", "--config.opt.warmup_steps=0",
-                     "--config.num_steps=20", "--config.log_every=5"])
+                     "--config.loop.num_steps=20", "--config.loop.log_every=5"])
     assert code == 1
     assert "non-finite" in capsys.readouterr().err

@@ -146,20 +146,110 @@ def test_step_compiles_once_across_epochs(tmp_path):
     assert len(traces) == 1
 
 
-def test_corrupt_checkpoint_is_a_clear_error_and_overwrites_nothing(tmp_path):
+def _flip_bytes(step_dir: pathlib.Path, n: int = 400) -> pathlib.Path:
+    """Flips `n` bytes in the middle of the largest array data file of a step."""
+    data = [f for f in step_dir.rglob("*") if f.is_file() and "/d/" in f.as_posix()]
+    target = max(data, key=lambda f: f.stat().st_size)
+    raw = bytearray(target.read_bytes())
+    lo = max(0, len(raw) // 2 - n // 2)
+    for i in range(lo, min(len(raw), lo + n)):
+        raw[i] ^= 0xFF
+    target.write_bytes(bytes(raw))
+    return target
+
+
+def _leaves(state):
+    return [np.asarray(x) for x in jax.tree.leaves(state.params)]
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_corrupt_latest_checkpoint_is_detected_and_training_falls_back(tmp_path, damage):
+    init, loss_fn, batch_fn = _problem()
+    step = train.make_train_step(loss_fn)
+    full, _ = train.fit(init(), step, batch_fn, num_steps=30, workdir=tmp_path / "full", log_every=10,
+                        progress=False)
+    wd = tmp_path / "run"
+    train.fit(init(), step, batch_fn, num_steps=30, workdir=wd, log_every=10, checkpoint_every=10,
+              stop_after=20, progress=False)
+    step_dir = wd / "checkpoints" / "20"
+    if damage == "flip":
+        _flip_bytes(step_dir)
+    else:
+        f = max((f for f in step_dir.rglob("*") if f.is_file() and "/d/" in f.as_posix()),
+                key=lambda f: f.stat().st_size)
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    manager = ckpt_lib.CheckpointManager(wd / "checkpoints")
+    with pytest.raises(ckpt_lib.CorruptCheckpointError, match="step 20"):
+        manager.restore(20, init().state_dict())
+    manager.close()
+    with pytest.warns(RuntimeWarning, match="step 20"):
+        resumed, history = train.fit(init(), step, batch_fn, num_steps=30, workdir=wd, log_every=10,
+                                     checkpoint_every=10, progress=False)
+    # The bad step is kept aside, not deleted, and the run redid steps 11..30 from step 10.
+    moved = list((wd / "corrupt-checkpoints").iterdir())
+    assert len(moved) == 1 and moved[0].name.startswith("20-") and any(moved[0].rglob("*"))
+    for a, b in zip(_leaves(full), _leaves(resumed)):
+        np.testing.assert_array_equal(a, b)
+    assert [r["step"] for r in history] == [10, 20, 30]
+
+
+def test_intact_checkpoint_of_another_structure_is_an_error_and_overwrites_nothing(tmp_path):
     init, loss_fn, batch_fn = _problem()
     step = train.make_train_step(loss_fn)
     train.fit(init(), step, batch_fn, num_steps=20, workdir=tmp_path, log_every=10,
               checkpoint_every=10, progress=False)
-    step_dir = tmp_path / "checkpoints" / "20"
-    for f in step_dir.rglob("*"):
-        if f.is_file() and f.stat().st_size > 0:
-            f.write_bytes(b"garbage")
     before = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file())
-    with pytest.raises(ckpt_lib.CheckpointError, match=str(step_dir)):
-        train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path, log_every=10, progress=False)
+    other = train.TrainState.create(params={"w": jnp.zeros((2, 2))}, tx=optax.sgd(0.1))
+    with pytest.raises(ckpt_lib.CheckpointError, match=str(tmp_path / "checkpoints" / "20")):
+        train.fit(other, step, batch_fn, num_steps=40, workdir=tmp_path, log_every=10, progress=False)
     after = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file())
     assert before == after
+
+
+def test_load_state_names_the_step_it_used_and_refuses_when_none_is_intact(tmp_path):
+    from jaxlab.core.workdir import WorkdirError
+
+    init, loss_fn, batch_fn = _problem()
+    step = train.make_train_step(loss_fn)
+    train.fit(init(), step, batch_fn, num_steps=20, workdir=tmp_path, log_every=10,
+              checkpoint_every=10, progress=False)
+    _flip_bytes(tmp_path / "checkpoints" / "20")
+    with pytest.warns(RuntimeWarning, match="step 20"):
+        _, used = train.load_state(tmp_path, init())
+    assert used == 10
+    assert (tmp_path / "checkpoints" / "20").exists()  # reading never moves anything
+    _flip_bytes(tmp_path / "checkpoints" / "10")
+    with pytest.warns(RuntimeWarning), pytest.raises(WorkdirError, match="no finished checkpoint"):
+        train.load_state(tmp_path, init())
+
+
+def test_resume_keeps_one_metric_row_per_step_and_accumulates_time(tmp_path):
+    import json
+
+    init, loss_fn, batch_fn = _problem()
+    step = train.make_train_step(loss_fn)
+    evals = lambda st: {"w1_norm": jnp.linalg.norm(st.params["w1"])}  # noqa: E731
+    train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path, log_every=5, checkpoint_every=20,
+              eval_fn=evals, eval_every=10, stop_after=35, progress=False)
+    first = train.run_times(tmp_path)
+    assert [s["end_step"] for s in first["segments"]] == [35]
+    # As if killed before the save at 35 (rows 25..35 logged after the checkpoint at 20).
+    shutil.rmtree(tmp_path / "checkpoints" / "35")
+    _, history = train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path, log_every=5,
+                           checkpoint_every=20, eval_fn=evals, eval_every=10, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in rows if "loss" in r]
+    eval_steps = [r["step"] for r in rows if "eval_w1_norm" in r]
+    assert train_steps == list(range(5, 45, 5)) and eval_steps == [10, 20, 30, 40]
+    assert [r["step"] for r in history] == list(range(5, 45, 5))
+    times = train.run_times(tmp_path)
+    # The dropped segment (20..35) is replaced by the resumed one (20..40).
+    assert [(s["start_step"], s["end_step"]) for s in times["segments"]] == [(20, 40)]
+    assert times["train_time_s"] > times["segments"][-1]["train_time_s"]  # includes 0..20
+    # Rerunning the finished run changes nothing it reports.
+    _, again = train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path, log_every=5,
+                         checkpoint_every=20, eval_fn=evals, eval_every=10, progress=False)
+    assert again == history and train.run_times(tmp_path) == times
 
 
 def test_unfinished_checkpoint_is_skipped_with_warning(tmp_path):
@@ -172,4 +262,4 @@ def test_unfinished_checkpoint_is_skipped_with_warning(tmp_path):
     with pytest.warns(RuntimeWarning, match="unfinished checkpoint"):
         state, history = train.fit(init(), step, batch_fn, num_steps=30, workdir=tmp_path,
                                    log_every=10, progress=False)
-    assert history[0]["step"] == 30 and int(state.step) == 30
+    assert history[-1]["step"] == 30 and int(state.step) == 30
