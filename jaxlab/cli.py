@@ -21,7 +21,7 @@ import pathlib
 import pkgutil
 import sys
 import traceback
-from typing import Sequence
+from collections.abc import Sequence
 
 import jaxlab
 

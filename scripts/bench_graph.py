@@ -74,7 +74,6 @@ from jaxlab.graph import samplers as S  # noqa: E402
 from jaxlab.graph import train as T  # noqa: E402
 from jaxlab.meguide.sampler import MeGuideSampler  # noqa: E402
 
-
 FULL_BLOCK = 3  # full-batch steps per peer and round
 
 

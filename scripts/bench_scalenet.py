@@ -25,10 +25,9 @@ import numpy as np
 import optax
 
 from jaxlab.core import config as config_lib
-from jaxlab.core import train as train_lib
 from jaxlab.nas.population import make_population_eval
 from jaxlab.scalenet import configs, sampler, training
-from jaxlab.scalenet.models import SuperNet, extract_subnet
+from jaxlab.scalenet.models import extract_subnet
 from jaxlab.scalenet.space import Space
 
 

@@ -10,6 +10,6 @@ jax.config.update("jax_num_cpu_devices", 8)
 os.environ.setdefault("JAXLAB_PROGRESS", "0")
 os.environ.setdefault("JAXLAB_DATA_DIR", tempfile.mkdtemp(prefix="jaxlab-tfds-"))
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")

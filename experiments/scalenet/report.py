@@ -75,8 +75,8 @@ for name, fig in (("hier", "supernet_loss"), ("unif", "supernet_loss")):
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 if rows:
     from jaxlab.scalenet.run import plot_family

@@ -23,7 +23,8 @@ from __future__ import annotations
 import functools
 import pathlib
 import types
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from jaxlab.core import workdir as workdir_lib
 
@@ -97,7 +98,7 @@ def _config_class(fn: Callable) -> type | None:
 
     try:
         hints = typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - forward references that do not resolve
+    except Exception:
         return None
     params = list(fn.__code__.co_varnames[: fn.__code__.co_argcount])
     tp = hints.get(params[0]) if params else None

@@ -152,7 +152,7 @@ class CheckpointManager:
                                                enable_async_checkpointing=False)
         try:
             self._manager = ocp.CheckpointManager(self.directory, options=options)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise CheckpointError(f"cannot open checkpoint directory {self.directory}: {e}") from e
 
     def _warn_unfinished(self) -> None:
@@ -202,7 +202,7 @@ class CheckpointManager:
         abstract = abstract_like(target)
         try:
             return self._manager.restore(int(step), args=ocp.args.StandardRestore(abstract))
-        except Exception as e:  # noqa: BLE001 - name the directory whatever orbax raised
+        except Exception as e:
             raise CheckpointError(
                 f"checkpoint step {step} in {self.step_dir(step)} is finished but cannot be "
                 f"restored into the expected structure ({type(e).__name__}: {str(e)[:300]}). "

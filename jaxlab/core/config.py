@@ -21,7 +21,8 @@ import json
 import pathlib
 import types
 import typing
-from typing import Annotated, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
 
 from jaxlab.core.errors import JaxlabError
 
@@ -366,7 +367,7 @@ def load_file(path: str | pathlib.Path, variant: str | None = None) -> Any:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 - report any failure of the user's file
+    except Exception as e:
         raise ConfigError(f"config file {path} failed to load: {type(e).__name__}: {e}") from e
     get = getattr(module, "get_config", None)
     if not callable(get):
@@ -382,7 +383,7 @@ def load_file(path: str | pathlib.Path, variant: str | None = None) -> Any:
         return get(variant) if variant is not None else get()
     except JaxlabError:
         raise
-    except Exception as e:  # noqa: BLE001 - report any failure of the user's function
+    except Exception as e:
         raise ConfigError(f"config file {path}: get_config({variant or ''}) failed: "
                           f"{type(e).__name__}: {e}") from e
 

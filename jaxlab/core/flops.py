@@ -7,7 +7,8 @@ of jaxlab (and the papers' budgets) count multiply-adds (MACs). Compare `2 * mac
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 

@@ -42,7 +42,7 @@ _M_ARENA_MAX = -8
 _CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_options_supported() -> bool:
     import jax
     import jax.numpy as jnp
@@ -65,7 +65,7 @@ def cpu_compiler_options() -> dict | None:
     return dict(_CPU_OPTIONS) if _cpu_options_supported() else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _libc():
     name = ctypes.util.find_library("c")
     if not name:

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import pathlib
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
 from flax import serialization
 
 from jaxlab.core import checkpoint as ckpt_lib
@@ -76,7 +76,7 @@ class TrainState(flax.struct.PyTreeNode):
     tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
 
     @classmethod
-    def create(cls, *, params: Any, tx: optax.GradientTransformation, extra: Any = None) -> "TrainState":
+    def create(cls, *, params: Any, tx: optax.GradientTransformation, extra: Any = None) -> TrainState:
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
@@ -85,7 +85,7 @@ class TrainState(flax.struct.PyTreeNode):
             tx=tx,
         )
 
-    def apply_gradients(self, grads: Any, extra: Any = None) -> "TrainState":
+    def apply_gradients(self, grads: Any, extra: Any = None) -> TrainState:
         """One optimizer update: `params <- params + tx.update(grads)`."""
         updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
         return self.replace(
@@ -99,7 +99,7 @@ class TrainState(flax.struct.PyTreeNode):
         """The pytree that checkpoints hold (no `tx`)."""
         return {"step": self.step, "params": self.params, "opt_state": self.opt_state, "extra": self.extra}
 
-    def load_state_dict(self, d: Mapping[str, Any]) -> "TrainState":
+    def load_state_dict(self, d: Mapping[str, Any]) -> TrainState:
         return self.replace(step=d["step"], params=d["params"], opt_state=d["opt_state"], extra=d["extra"])
 
 

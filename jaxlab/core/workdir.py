@@ -235,7 +235,7 @@ def environment() -> dict:
         "num_devices": len(devices),
         "num_processes": jax.process_count(),
         "host": platform.node(),
-        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 

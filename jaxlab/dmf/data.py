@@ -23,7 +23,7 @@ def load_target(path) -> np.ndarray:
     path = pathlib.Path(path)
     try:
         t = np.load(path)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ValueError(f"{path}: cannot read a .npy target: {e}") from e
     if t.ndim != 2 or not np.issubdtype(t.dtype, np.floating):
         raise ValueError(f"{path}: expected a float [n, m] array, got {t.dtype} {t.shape}")

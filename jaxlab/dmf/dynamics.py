@@ -13,7 +13,8 @@ whole trajectory.
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.struct
 import jax
@@ -59,16 +60,16 @@ class Trajectory:
     test_error: jax.Array
     factors: Any
     opt_state: Any = None
-    grad_u: Optional[jax.Array] = None
-    grad_v: Optional[jax.Array] = None
+    grad_u: jax.Array | None = None
+    grad_v: jax.Array | None = None
     reduction: str = flax.struct.field(pytree_node=False, default="half_sum")
     observation: str = flax.struct.field(pytree_node=False, default="full")
 
-    def select(self, *index) -> "Trajectory":
+    def select(self, *index) -> Trajectory:
         """The run at `index` of the leading (sweep) axes, e.g. `traj.select(seed, i, j)`."""
         return jax.tree.map(lambda x: x[index], self)
 
-    def to_numpy(self) -> "Trajectory":
+    def to_numpy(self) -> Trajectory:
         return jax.tree.map(np.asarray, self)
 
 
@@ -212,13 +213,13 @@ def train(
     factors: Sequence[jax.Array],
     target: jax.Array,
     *,
-    mask: Optional[jax.Array] = None,
-    measurements: Optional[tuple] = None,
+    mask: jax.Array | None = None,
+    measurements: tuple | None = None,
     lr: float,
     steps: int,
     optimizer: str = "gd",
     log_every: int = 1,
-    loss_reduction: Optional[str] = None,
+    loss_reduction: str | None = None,
     track_escape: bool = False,
     opt_state: Any = None,
     start_step: int = 0,
@@ -306,9 +307,9 @@ def sweep(
     log_every: int = 1,
     optimizer: str = "gd",
     kind: str = "gaussian",
-    mask: Optional[jax.Array] = None,
-    measurements: Optional[tuple] = None,
-    loss_reduction: Optional[str] = None,
+    mask: jax.Array | None = None,
+    measurements: tuple | None = None,
+    loss_reduction: str | None = None,
     track_escape: bool = False,
     devices=None,
 ) -> Trajectory:

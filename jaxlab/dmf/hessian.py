@@ -9,7 +9,6 @@ spectrum {+-sigma_i*} (each n times) and zeros; at depth >= 3 it is identically 
 from __future__ import annotations
 
 import functools
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -93,8 +92,8 @@ def _min_eig(factors, target, mask, measurements, key, *, num_iters, loss_reduct
     return lanczos(matvec, v0, num_iters, k1)[0]
 
 
-def hessian_min_eig(factors, target, mask: Optional[jax.Array] = None, *, key, num_iters: int = 64,
-                    measurements=None, loss_reduction: Optional[str] = None) -> jax.Array:
+def hessian_min_eig(factors, target, mask: jax.Array | None = None, *, key, num_iters: int = 64,
+                    measurements=None, loss_reduction: str | None = None) -> jax.Array:
     """Smallest eigenvalue of the Hessian of the loss in the factors (Lanczos on HVPs).
 
     `num_iters` Lanczos steps (capped at the dimension N n^2; then it is exact up to

@@ -20,7 +20,7 @@ completion and sensing.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -57,7 +57,7 @@ def geometric_singular_values(rank: int, top: float = 10.0, ratio: float = 0.5) 
     return tuple(float(top * ratio**k) for k in range(rank))
 
 
-def low_rank_target(key: jax.Array, n: int, rank: int, singular_values: Optional[Sequence[float]] = None) -> jax.Array:
+def low_rank_target(key: jax.Array, n: int, rank: int, singular_values: Sequence[float] | None = None) -> jax.Array:
     """A `[n, n]` rank-`rank` target M* = U diag(sigma*) V^T.
 
     U, V have orthonormal columns (QR of Gaussian `[n, rank]` matrices), so the target's
@@ -88,7 +88,7 @@ def arora_target(key: jax.Array, n: int, rank: int) -> jax.Array:
     return w * (n / jnp.linalg.norm(w))
 
 
-def init_factors(key: jax.Array, n, depth: int, init_scale, kind: str = "gaussian", width: Optional[int] = None) -> list:
+def init_factors(key: jax.Array, n, depth: int, init_scale, kind: str = "gaussian", width: int | None = None) -> list:
     """`depth` factors [W_1, ..., W_N] with end-to-end Frobenius norm about init_scale * sqrt(n).
 
     gaussian:   each entry ~ N(0, (init_scale^(1/N) / sqrt(h))^2) (Arora et al.'s scaling;
@@ -160,7 +160,7 @@ def _count(target, mask, measurements):
     return target.size
 
 
-def loss_fn(factors, target, mask=None, measurements=None, loss_reduction: Optional[str] = None):
+def loss_fn(factors, target, mask=None, measurements=None, loss_reduction: str | None = None):
     """The training loss of the factors (see the module docstring)."""
     red = loss_reduction or default_reduction(mask, measurements)
     if red not in REDUCTIONS:

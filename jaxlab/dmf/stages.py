@@ -27,7 +27,8 @@ CLI), documented as reconstructions: the paper does not state them.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import scipy.signal
@@ -91,7 +92,7 @@ def _runs(flags: np.ndarray):
     return list(zip(np.nonzero(d == 1)[0], np.nonzero(d == -1)[0]))
 
 
-def _activation(x: np.ndarray, thr: float, dwell: int) -> Optional[int]:
+def _activation(x: np.ndarray, thr: float, dwell: int) -> int | None:
     above = x >= thr
     for a, b in _runs(above):
         if b - a >= dwell or b == len(x):
@@ -115,7 +116,7 @@ def detect_stages(
     dip_prominence: float = 0.5,
     min_dwell: int = 3,
     min_plateau_frac: float = 0.1,
-    levels: Optional[Sequence[float]] = None,
+    levels: Sequence[float] | None = None,
 ) -> Stages:
     """Detects the SPE stages of one logged run (see the module docstring).
 
@@ -216,7 +217,7 @@ def detect_stages(
     return Stages(stages, status=status, expected=R, activations=act_steps, merged=merged, plateaus=plateaus, message=msg)
 
 
-def escape_alignment(trajectory, target, stages: Optional[Stages] = None, **detect_kwargs) -> np.ndarray:
+def escape_alignment(trajectory, target, stages: Stages | None = None, **detect_kwargs) -> np.ndarray:
     """`[R]` alignment of each stage's escape direction with the next target pair.
 
     At the middle of the plateau of the stage near the rank-k critical point, the top

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Optional
-
-import numpy as np
-import scipy.sparse as sp
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
 
 
 def _jraph():
@@ -37,7 +36,7 @@ def _jraph():
 # ----------------------------------------------------------------------------- build
 
 
-def from_edge_list(senders, receivers, num_nodes: int, nodes: Optional[Mapping] = None,
+def from_edge_list(senders, receivers, num_nodes: int, nodes: Mapping | None = None,
                    weights=None, symmetric: bool = False):
     """Builds a single-graph `GraphsTuple` from an edge list.
 
@@ -85,7 +84,7 @@ def _make(senders, receivers, w, num_nodes, nodes):
     )
 
 
-def from_scipy(adj, nodes: Optional[Mapping] = None):
+def from_scipy(adj, nodes: Mapping | None = None):
     """GraphsTuple from a sparse adjacency with `adj[receiver, sender] = weight`.
 
     For a symmetric adjacency the orientation does not matter. Explicit zeros are dropped.
@@ -97,7 +96,7 @@ def from_scipy(adj, nodes: Optional[Mapping] = None):
     return _make(coo.col, coo.row, coo.data, a.shape[0], nodes)
 
 
-def to_scipy(graph, num_nodes: Optional[int] = None) -> sp.csr_matrix:
+def to_scipy(graph, num_nodes: int | None = None) -> sp.csr_matrix:
     """Inverse of `from_scipy`: `A[receiver, sender] = weight` (duplicates summed)."""
     n = int(np.sum(graph.n_node)) if num_nodes is None else num_nodes
     w = edge_weights(graph)
@@ -148,7 +147,7 @@ def normalize_adjacency(adj, kind: str = "sym", deg=None) -> sp.csr_matrix:
 AGGREGATION_NORM = {"gcn": "sym", "sage": "row", "gat": "none"}
 
 
-def normalized_graph(adj, nodes: Optional[Mapping] = None, model: str = "gcn"):
+def normalized_graph(adj, nodes: Mapping | None = None, model: str = "gcn"):
     """GraphsTuple whose edge weights are the final aggregation coefficients for `model`.
 
     gcn: D^-1/2 (A+I) D^-1/2 with explicit self-loop edges; sage: D^-1 A; gat: A.
@@ -161,7 +160,7 @@ def normalized_graph(adj, nodes: Optional[Mapping] = None, model: str = "gcn"):
 # ----------------------------------------------------------------------------- padding
 
 
-def bucket(n: int, multiple: int = 64, growth: Optional[float] = 1.25) -> int:
+def bucket(n: int, multiple: int = 64, growth: float | None = 1.25) -> int:
     """Smallest bucket >= n + 1 from the geometric ladder `multiple * ceil(growth^k)`.
 
     Sizes are rounded up to a multiple of `multiple` and then to the next rung of a
@@ -192,7 +191,7 @@ class Budget:
     n_graph: int = 2
 
     @classmethod
-    def for_graph(cls, graph, multiple: int = 64, growth: Optional[float] = 1.25) -> "Budget":
+    def for_graph(cls, graph, multiple: int = 64, growth: float | None = 1.25) -> Budget:
         n = int(np.sum(graph.n_node))
         e = int(np.sum(graph.n_edge))
         g = int(np.shape(graph.n_node)[0])
@@ -214,7 +213,7 @@ def pad(graph, budget: Budget):
     return _jraph().pad_with_graphs(graph, budget.n_node, budget.n_edge, budget.n_graph)
 
 
-def pad_to_budget(graph, multiple: int = 64, growth: Optional[float] = 1.25):
+def pad_to_budget(graph, multiple: int = 64, growth: float | None = 1.25):
     """Pads `graph` to its bucketed `Budget.for_graph`; returns (padded graph, budget).
     `growth=None`: the smallest multiple of `multiple` that fits (a graph padded once)."""
     b = Budget.for_graph(graph, multiple, growth)

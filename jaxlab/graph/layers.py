@@ -20,7 +20,7 @@ through the graph. GAT's weighted aggregation has a hand-written VJP
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -69,7 +69,7 @@ def _num_nodes(x):
     return x.shape[0]
 
 
-def _aggregate_first(flag: Optional[bool], in_features: int, out_features: int) -> bool:
+def _aggregate_first(flag: bool | None, in_features: int, out_features: int) -> bool:
     return in_features <= out_features if flag is None else bool(flag)
 
 
@@ -314,8 +314,8 @@ class GCNConv(nn.Module):
     features: int
     normalize: bool = True
     use_bias: bool = True
-    aggregate_first: Optional[bool] = None
-    dtype: Optional[jnp.dtype] = None
+    aggregate_first: bool | None = None
+    dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -356,8 +356,8 @@ class SAGEConv(nn.Module):
     features: int
     normalize: bool = True
     use_bias: bool = True
-    aggregate_first: Optional[bool] = None
-    dtype: Optional[jnp.dtype] = None
+    aggregate_first: bool | None = None
+    dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -407,7 +407,7 @@ class GATConv(nn.Module):
     negative_slope: float = 0.2
     add_self_loops: bool = True
     use_bias: bool = True
-    dtype: Optional[jnp.dtype] = None
+    dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -468,7 +468,7 @@ class GNN(nn.Module):
     heads: int = 4
     prenormalized: bool = False
     activation: Callable = nn.relu
-    dtype: Optional[jnp.dtype] = None
+    dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
 
     def _conv(self, features, last, i):

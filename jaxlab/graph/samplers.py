@@ -25,7 +25,7 @@ Samplers without SAINT normalisation normalise each subgraph with its own degree
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -141,7 +141,7 @@ class Sampler:
         """`sample` for a step: a pure function of (seed, step)."""
         return self.sample(rng_for(self.seed, step))
 
-    def estimate_normalization(self, num_subgraphs: int, seed: Optional[int] = None):
+    def estimate_normalization(self, num_subgraphs: int, seed: int | None = None):
         """Pre-samples `num_subgraphs` subgraphs and counts how often each node and each
         (directed CSR) edge appears: p_v ≈ C_v / n, p_{u,v} ≈ C_{u,v} / n (GraphSAINT)."""
         base = self.seed + 1_000_003 if seed is None else seed

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -141,8 +141,8 @@ def make_eval(model, multilabel: bool = False, mask_keys=("train_mask", "val_mas
 
 
 def train_loop(step, params, opt_state, batches: Callable[[int], object], num_steps: int,
-               key, eval_fn: Optional[Callable] = None, eval_every: int = 0,
-               time_limit: Optional[float] = None, log: Optional[Callable] = None):
+               key, eval_fn: Callable | None = None, eval_every: int = 0,
+               time_limit: float | None = None, log: Callable | None = None):
     """Runs `step` over `batches(i)` (a pure function of the step index), evaluating
     every `eval_every` steps. Wall time excludes evaluation. Returns
     (params, opt_state, history) with history rows {step, time, loss, **eval}."""

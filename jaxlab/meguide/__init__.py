@@ -9,8 +9,7 @@ The paper's two metrics and its sampler are a documented *reconstruction* (see
 """
 
 from jaxlab.meguide.configs import MeGuideConfig, get_config
-from jaxlab.meguide.metrics import (connection_failure_distance, feature_smoothness,
-                                    label_smoothness, node_smoothness)
+from jaxlab.meguide.metrics import connection_failure_distance, feature_smoothness, label_smoothness, node_smoothness
 from jaxlab.meguide.run import evaluate, load, train
 from jaxlab.meguide.sampler import MeGuideSampler
 

@@ -22,7 +22,8 @@ integer arguments static (or use `make_attack`, which does).
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -221,15 +222,15 @@ def make_attack(name: str, *, eps: float = 0.0, num_steps: int = 10, step_size: 
     """
     a = step_size if step_size is not None else rel_step_size * eps / max(num_steps, 1)
     if name == "fgsm":
-        fn = lambda f, x, y, key: fgsm(f, x, y, eps)  # noqa: E731
+        fn = lambda f, x, y, key: fgsm(f, x, y, eps)
     elif name == "bim":
-        fn = lambda f, x, y, key: bim(f, x, y, eps=eps, step_size=a, num_steps=num_steps)  # noqa: E731
+        fn = lambda f, x, y, key: bim(f, x, y, eps=eps, step_size=a, num_steps=num_steps)
     elif name in ("pgd_linf", "pgd_l2"):
         norm = name[4:]
-        fn = lambda f, x, y, key: pgd(f, x, y, key, eps=eps, step_size=a, num_steps=num_steps,  # noqa: E731
+        fn = lambda f, x, y, key: pgd(f, x, y, key, eps=eps, step_size=a, num_steps=num_steps,
                                       norm=norm, random_start=True)
     elif name == "cw_l2":
-        fn = lambda f, x, y, key: cw_l2(f, x, y, initial_c=cw_initial_c, binary_steps=cw_binary_steps,  # noqa: E731
+        fn = lambda f, x, y, key: cw_l2(f, x, y, initial_c=cw_initial_c, binary_steps=cw_binary_steps,
                                         num_steps=cw_steps, learning_rate=cw_lr, kappa=cw_kappa)
     else:
         raise ValueError(f"unknown attack {name!r}; expected fgsm, bim, pgd_linf, pgd_l2 or cw_l2")

@@ -17,7 +17,8 @@ Dropout (SmallCNN: after every stage) is active when `train=True` and an rng str
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -21,7 +21,6 @@ import functools
 import itertools
 import pathlib
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -226,7 +225,7 @@ def attack(cfg, workdir) -> dict:
         logits_fn = logit_fns[target]
         pe = nets[target][1:]
         if (target, name) not in fns:
-            ce = lambda pe_, xx, yy, lf=logits_fn: optax.softmax_cross_entropy_with_integer_labels(lf(pe_, xx), yy)  # noqa: E731
+            ce = lambda pe_, xx, yy, lf=logits_fn: optax.softmax_cross_entropy_with_integer_labels(lf(pe_, xx), yy)
             fns[(target, name)] = _make_attack_fn(name, acfg, logits_fn, ce)
         fn = fns[(target, name)]
         t0 = time.perf_counter()
@@ -419,7 +418,7 @@ def format_tables(cfg, results) -> str:
     methods = ["MH-UI", "MSP", "MC dropout", "MCD + Dirichlet", "Ensemble", "Ensemble + Dirichlet", "RKL Prior Net"]
     methods = [m for m in methods if any(r["method"] == m for r in rows)]
     attacks = sorted({(r["attack"], r["eps"]) for r in rows}, key=lambda a: (cfg.attack.attacks.index(a[0]), a[1]))
-    lines = [f"Clean test accuracy per head (MH-UI network): "
+    lines = ["Clean test accuracy per head (MH-UI network): "
              + ", ".join(f"{a:.3f}" for a in results["clean_head_acc"]), ""]
     lines += [f"### Detection AUROC, all attacked / successful only (MH-UI and Dirichlet baselines: "
               f"score `{cfg.detect.score}`; MSP: max prob; MC dropout, Ensemble: mutual information)", ""]

@@ -51,7 +51,7 @@ def shift_augment(key, x, max_shift: int):
     b, h, w, _ = x.shape
     pad = jnp.pad(x, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
     offs = jax.random.randint(key, (b, 2), 0, 2 * max_shift + 1)
-    crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, img.shape[-1]))  # noqa: E731
+    crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, img.shape[-1]))
     return jax.vmap(crop)(pad, offs)
 
 

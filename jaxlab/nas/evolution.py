@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -80,9 +80,9 @@ class Problem:
     lower: np.ndarray
     upper: np.ndarray
     fitness: Callable[[np.ndarray], np.ndarray]
-    violation: Optional[Callable[[np.ndarray], np.ndarray]] = None
-    repair: Optional[Callable[[np.ndarray], np.ndarray]] = None
-    sample: Optional[Callable[[np.random.Generator, int], np.ndarray]] = None
+    violation: Callable[[np.ndarray], np.ndarray] | None = None
+    repair: Callable[[np.ndarray], np.ndarray] | None = None
+    sample: Callable[[np.random.Generator, int], np.ndarray] | None = None
 
     def __post_init__(self):
         self.lower = np.asarray(self.lower, np.int64)
@@ -283,7 +283,7 @@ def load_state(path: str | os.PathLike) -> GAState:
     try:
         with np.load(path) as z:
             d = {k: z[k] for k in z.files}
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ValueError(f"GA state file {path} cannot be read: {e}") from e
     d["generation"] = int(d["generation"])
     d["num_evaluations"] = int(d["num_evaluations"])

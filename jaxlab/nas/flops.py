@@ -11,8 +11,7 @@ bias-free layer XLA counts 2 FLOPs per MAC, so `2 * macs ~= xla_conv_dense_flops
 from __future__ import annotations
 
 import functools
-import math
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -29,7 +28,7 @@ def same_out(size: int, stride: int) -> int:
     return -(-int(size) // int(stride))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _same_taps(size: int, kernel: int, stride: int) -> int:
     out = same_out(size, stride)
     pad_lo = max((out - 1) * stride + kernel - size, 0) // 2

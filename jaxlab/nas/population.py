@@ -10,7 +10,8 @@ Masks give every architecture of a supernet the same shapes, so a population pyt
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -20,7 +20,7 @@ channel; `usage_stats` summarises the counts (min, max, coefficient of variation
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np

@@ -5,7 +5,8 @@ Shapes follow Flax: images are `[B, H, W, C]`.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp

@@ -29,7 +29,8 @@ parameters of a standalone `MBConv` whose output equals the masked block's.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -13,7 +13,8 @@ multi-exit networks attach heads to.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -48,9 +49,9 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
-        conv = lambda f, k, s: nn.Conv(f, (k, k), strides=(s, s), padding="SAME" if k > 1 else "VALID",  # noqa: E731
+        conv = lambda f, k, s: nn.Conv(f, (k, k), strides=(s, s), padding="SAME" if k > 1 else "VALID",
                                        use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype)
-        norm = lambda zero=False: _norm(self.norm, train, self.dtype, self.param_dtype, self.features, zero)  # noqa: E731
+        norm = lambda zero=False: _norm(self.norm, train, self.dtype, self.param_dtype, self.features, zero)
         y = nn.relu(norm()(conv(self.features, 3, self.strides)(x)))
         y = norm()(conv(self.features, 3, 1)(y))
         if x.shape[-1] != self.features or self.strides != 1:
@@ -96,6 +97,6 @@ class ResNet(nn.Module):
         return (logits, feats) if return_features else logits
 
 
-def ResNet18(num_classes: int = 10, **kwargs) -> ResNet:  # noqa: N802 - a constructor
+def ResNet18(num_classes: int = 10, **kwargs) -> ResNet:
     """ResNet-18 for 32x32 inputs: stage_sizes (2, 2, 2, 2), widths (64, 128, 256, 512)."""
     return ResNet(num_classes=num_classes, stage_sizes=(2, 2, 2, 2), widths=(64, 128, 256, 512), **kwargs)

@@ -9,8 +9,8 @@
   run       CLI actions: train-supernet, search, retrain, evaluate
 """
 
+from jaxlab.scalenet.models import SubNet, SuperNet, extract_subnet, init_params
 from jaxlab.scalenet.space import Space, SpaceConfig
-from jaxlab.scalenet.models import SuperNet, SubNet, extract_subnet, init_params
 
 __all__ = ["Space", "SpaceConfig", "SuperNet", "SubNet", "extract_subnet", "init_params"]
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.nas.widths import LEFT, index_set, width_mask
-from jaxlab.nn.mbconv import MBConv, MaskedMBConv, activation, conv_init, extract_mbconv, masked_batch_norm
+from jaxlab.nn.mbconv import MaskedMBConv, MBConv, activation, conv_init, extract_mbconv, masked_batch_norm
 from jaxlab.scalenet.space import Space
 
 __all__ = ["SuperNet", "SubNet", "init_params", "extract_subnet", "subnet_blocks", "subnet_from_arch", "ensemble_logits"]

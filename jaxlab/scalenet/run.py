@@ -18,7 +18,6 @@ import pathlib
 import time
 from typing import Any
 
-import jax
 import numpy as np
 
 from jaxlab.core import workdir as workdir_lib

@@ -25,12 +25,10 @@ fitness in tests). The state is written after every GA generation and every step
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import os
 import pathlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -38,7 +36,7 @@ from jaxlab.core.workdir import write_json
 from jaxlab.nas import evolution as ga
 from jaxlab.scalenet.configs import SearchConfig
 from jaxlab.scalenet.sampler import sample_base
-from jaxlab.scalenet.space import Space, ceil_mult
+from jaxlab.scalenet.space import Space
 
 __all__ = ["reference_macs", "ladder_ok", "scaled_archs", "mean_fitness", "scaling_step", "init_scaling",
            "mcea", "extrapolate", "compound_scaling", "family"]

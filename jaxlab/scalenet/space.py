@@ -25,8 +25,6 @@ population; the tests check `2 * macs` against XLA's cost analysis.
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Sequence
 
 import numpy as np
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import pathlib
 import time
-from typing import Any, Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

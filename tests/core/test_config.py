@@ -1,5 +1,4 @@
 import dataclasses
-from typing import Optional
 
 import pytest
 
@@ -17,7 +16,7 @@ class Cfg:
     seed: int = 0
     widths: tuple[int, ...] = (8, 16)
     use_bias: bool = True
-    limit: Optional[int] = None
+    limit: int | None = None
     opt: Opt = dataclasses.field(default_factory=Opt)
 
 
@@ -66,7 +65,7 @@ def test_dict_round_trip_and_checks():
 
 def test_resolve_variant_and_file(tmp_path):
     table = {"default": Cfg, "smoke": lambda: Cfg(seed=9)}
-    get = lambda v: config_lib.variants(table, v)  # noqa: E731
+    get = lambda v: config_lib.variants(table, v)
     assert config_lib.resolve("smoke", get).seed == 9
     with pytest.raises(config_lib.ConfigError, match="unknown config variant"):
         config_lib.resolve("huge", get)

@@ -8,8 +8,7 @@ import optax
 import pytest
 
 from jaxlab.core import checkpoint as ckpt_lib
-from jaxlab.core import parallel
-from jaxlab.core import train
+from jaxlab.core import parallel, train
 
 
 def _problem(num_steps=40):
@@ -228,7 +227,7 @@ def test_resume_keeps_one_metric_row_per_step_and_accumulates_time(tmp_path):
 
     init, loss_fn, batch_fn = _problem()
     step = train.make_train_step(loss_fn)
-    evals = lambda st: {"w1_norm": jnp.linalg.norm(st.params["w1"])}  # noqa: E731
+    evals = lambda st: {"w1_norm": jnp.linalg.norm(st.params["w1"])}
     train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path, log_every=5, checkpoint_every=20,
               eval_fn=evals, eval_every=10, stop_after=35, progress=False)
     first = train.run_times(tmp_path)

@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxlab import cli
-from jaxlab import dmf
+from jaxlab import cli, dmf
 from jaxlab.dmf import configs, data, run
 
 

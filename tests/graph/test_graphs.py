@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import jraph
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from jaxlab.graph import graphs as G
 

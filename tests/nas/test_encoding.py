@@ -2,7 +2,8 @@ import itertools
 
 import jax
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxlab.nas import encoding as E
 

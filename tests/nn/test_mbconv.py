@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jaxlab.nas.widths import index_set, width_mask
-from jaxlab.nn.mbconv import MBConv, MaskedMBConv, extract_mbconv
+from jaxlab.nn.mbconv import MaskedMBConv, MBConv, extract_mbconv
 
 KERNELS = (3, 5)
 

@@ -37,9 +37,9 @@ def test_configs_and_actions():
     paper = Space(configs.get_config("paper").space)
     # spec 2.2: ceil(1.64 n_max) layers per stage (4 -> 7, 1 -> 2)
     assert list(paper.n_super) == [2, 7, 7, 7, 7, 7, 2]
-    from jaxlab.scalenet.sampler import stage_probabilities
-
     import numpy as np
+
+    from jaxlab.scalenet.sampler import stage_probabilities
 
     np.testing.assert_allclose(stage_probabilities(paper), np.array([1, 4, 5, 7]) / 17)
     from jaxlab.core.config import ConfigError, override

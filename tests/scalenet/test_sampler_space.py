@@ -1,6 +1,7 @@
 import numpy as np
 import scipy.stats
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxlab.scalenet import sampler
 from jaxlab.scalenet.space import Space, SpaceConfig

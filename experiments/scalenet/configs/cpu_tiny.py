@@ -9,8 +9,7 @@ base-then-scale search baseline (both read `supernet_dir` / `search_dir` overrid
 
 import dataclasses
 
-from jaxlab.scalenet.configs import (DataConfig, RetrainConfig, ScaleNetConfig, SearchConfig,
-                                     SupernetConfig)
+from jaxlab.scalenet.configs import DataConfig, RetrainConfig, ScaleNetConfig, SearchConfig, SupernetConfig
 from jaxlab.scalenet.space import SpaceConfig
 
 
