@@ -1,0 +1,348 @@
+"""MultiHeadAttention and T5 relative position bias: a dense NumPy reference, flax's own attention,
+width masks vs extracted smaller modules, KV-cache decoding, fully masked rows, bucket table."""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab.nn.attention import (
+    MultiHeadAttention,
+    RelativePositionBias,
+    causal_mask,
+    combine_masks,
+    padding_mask,
+    relative_position_bucket,
+)
+
+
+def _rand_params(module, *args, seed=0, **kw):
+    """Variables of `module` with NumPy random values (non-zero biases make every term count)."""
+    shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kw))
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda s: jnp.asarray(rng.normal(0.0, 0.5, s.shape), s.dtype), shapes["params"])
+
+
+def _np(tree):
+    return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
+
+
+def _bucket_py(r, bidirectional, num_buckets, max_distance):
+    """T5 bucket of one relative position, written from the paper's description in plain Python."""
+    ret = 0
+    if bidirectional:
+        num_buckets //= 2
+        if r > 0:
+            ret = num_buckets
+        n = abs(r)
+    else:
+        n = max(-r, 0)
+    exact = num_buckets // 2
+    if n < exact:
+        return ret + n
+    large = exact + int(math.log(n / exact) / math.log(max_distance / exact) * (num_buckets - exact))
+    return ret + min(large, num_buckets - 1)
+
+
+def _softmax_rows(logits, valid):
+    out = np.zeros_like(logits)
+    for i in range(logits.shape[0]):
+        if valid[i].any():
+            z = np.where(valid[i], logits[i], -np.inf)
+            e = np.exp(z - z.max())
+            out[i] = e / e.sum()
+    return out
+
+
+def _ref_mha(p, xq, xkv, num_heads, scale, mask=None, bias=None):
+    """Dense NumPy multi-head attention in float64, head by head."""
+    p = _np(p)
+    xq, xkv = np.asarray(xq, np.float64), np.asarray(xkv, np.float64)
+    lin = lambda x, d: x @ d["kernel"] + (d.get("bias", 0.0))
+    q, k, v = lin(xq, p["query"]), lin(xkv, p["key"]), lin(xkv, p["value"])
+    b, tq, tk = xq.shape[0], xq.shape[1], xkv.shape[1]
+    hd = q.shape[-1] // num_heads
+    mask = np.ones((b, num_heads, tq, tk), bool) if mask is None else np.broadcast_to(mask, (b, num_heads, tq, tk))
+    bias = np.zeros((1, num_heads, tq, tk)) if bias is None else np.asarray(bias, np.float64)
+    o = np.zeros((b, tq, num_heads * hd))
+    for bi in range(b):
+        for h in range(num_heads):
+            s = slice(h * hd, (h + 1) * hd)
+            logits = scale * q[bi, :, s] @ k[bi, :, s].T + bias[min(bi, bias.shape[0] - 1), h]
+            o[bi, :, s] = _softmax_rows(logits, mask[bi, h]) @ v[bi, :, s]
+    out = lin(o, p["out"])
+    return out * mask.any(axis=(1, 3))[..., None]
+
+
+# --------------------------------------------------------------------------- relative position buckets
+
+
+def test_relative_position_bucket_hand_table():
+    # bidirectional, 32 buckets, max_distance 128: 16 per side, exact below E = 8, then
+    # 8 + floor(log(n/8) / log(16) * 8) = 8 + floor(2 log2(n/8)), capped at 15; keys after the query + 16
+    r = jnp.array([0, -1, 1, -7, -8, -12, -16, -20, -32, -64, -127, -128, -1000, 7, 8, 20, 1000])
+    want = [0, 1, 17, 7, 8, 9, 10, 10, 12, 14, 15, 15, 15, 23, 24, 26, 31]
+    got = relative_position_bucket(r, bidirectional=True, num_buckets=32, max_distance=128)
+    assert got.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(got), want)
+    # causal: n = max(-r, 0); exact below 16, then 16 + floor(log(n/16) / log(8) * 16), capped at 31
+    r = jnp.array([3, 0, -1, -15, -16, -20, -32, -64, -127, -128, -500])
+    want = [0, 0, 1, 15, 16, 17, 21, 26, 31, 31, 31]
+    got = relative_position_bucket(r, bidirectional=False, num_buckets=32, max_distance=128)
+    np.testing.assert_array_equal(np.asarray(got), want)
+
+
+@pytest.mark.parametrize("bidirectional,nb,md", [(True, 32, 128), (False, 32, 128), (True, 8, 20), (False, 10, 40)])
+def test_relative_position_bucket_matches_python(bidirectional, nb, md):
+    r = np.arange(-300, 301)
+    got = np.asarray(relative_position_bucket(jnp.asarray(r), bidirectional=bidirectional, num_buckets=nb,
+                                              max_distance=md))
+    want = [_bucket_py(int(x), bidirectional, nb, md) for x in r]
+    np.testing.assert_array_equal(got, want)
+    assert got.min() == 0 and got.max() == nb - 1
+
+
+def test_relative_position_bias_module_gathers_table():
+    mod = RelativePositionBias(num_heads=3, num_buckets=16, max_distance=32, bidirectional=False)
+    p = _rand_params(mod, 4, 9)
+    table = np.asarray(p["rel_embedding"])
+    for off in (0, 5):
+        got = np.asarray(mod.apply({"params": p}, 4, 9, q_offset=off))
+        assert got.shape == (1, 3, 4, 9)
+        for i in range(4):
+            for j in range(9):
+                np.testing.assert_array_equal(got[0, :, i, j], table[_bucket_py(j - (i + off), False, 16, 32)])
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def test_mask_helpers():
+    valid = jnp.array([[1, 1, 0], [1, 0, 0]])
+    m = padding_mask(valid, q_len=2)
+    assert m.shape == (2, 1, 2, 3) and m.dtype == jnp.bool_
+    np.testing.assert_array_equal(np.asarray(m[:, 0, 1]), np.asarray(valid, bool))
+    np.testing.assert_array_equal(np.asarray(causal_mask(4)[0, 0]), np.tril(np.ones((4, 4), bool)))
+    np.testing.assert_array_equal(np.asarray(causal_mask(2, 5, offset=2)[0, 0]),
+                                  np.tril(np.ones((5, 5), bool))[2:4])
+    np.testing.assert_array_equal(np.asarray(combine_masks(None, m, causal_mask(2, 3))),
+                                  np.asarray(m) & np.tril(np.ones((2, 3), bool)))
+    assert combine_masks(None, None) is None
+
+
+# --------------------------------------------------------------------------- forward vs references
+
+
+@pytest.mark.parametrize("case", ["plain", "padding", "relative", "cross_nobias_scale1"])
+def test_mha_matches_numpy_reference(case):
+    b, tq, d, h = 2, 5, 12, 3
+    tk = 7 if case == "cross_nobias_scale1" else tq
+    kw = {"use_bias": False, "scale": 1.0, "qkv_features": 9, "out_features": 6} if case == "cross_nobias_scale1" else {}
+    mod = MultiHeadAttention(num_heads=h, **kw)
+    kx = jax.random.split(jax.random.key(1), 2)
+    xq = jax.random.normal(kx[0], (b, tq, d))
+    xkv = jax.random.normal(kx[1], (b, tk, d)) if tk != tq else xq
+    p = _rand_params(mod, xq, xkv)
+    mask = bias = None
+    if case == "padding":
+        mask = padding_mask(jnp.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]))
+    if case == "relative":
+        rpb = RelativePositionBias(num_heads=h, num_buckets=8, max_distance=16)
+        bias = rpb.apply({"params": _rand_params(rpb, tq, tk, seed=3)}, tq, tk)
+        mask = causal_mask(tq)
+    got = mod.apply({"params": p}, xq, xkv, mask=mask, bias=bias)
+    hd = (kw.get("qkv_features", d)) // h
+    want = _ref_mha(p, xq, xkv, h, kw.get("scale", 1 / math.sqrt(hd)), mask=None if mask is None else np.asarray(mask),
+                    bias=bias)
+    assert got.shape == (b, tq, kw.get("out_features", d)) and got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+
+
+def test_mha_matches_flax_multihead_dot_product_attention():
+    b, tq, tk, d, h, qkv = 2, 4, 6, 10, 2, 8
+    mine = MultiHeadAttention(num_heads=h, qkv_features=qkv, out_features=d)
+    ref = nn.MultiHeadDotProductAttention(num_heads=h, qkv_features=qkv, out_features=d)
+    xq = jax.random.normal(jax.random.key(0), (b, tq, d))
+    xkv = jax.random.normal(jax.random.key(1), (b, tk, d))
+    mask = padding_mask(jnp.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]))
+    p = _rand_params(mine, xq, xkv)
+    hd = qkv // h
+    # flax keeps the head axis in the kernels: [D, H, hd] in, [H, hd, D] out
+    fp = {n: {"kernel": p[n]["kernel"].reshape(-1, h, hd), "bias": p[n]["bias"].reshape(h, hd)}
+          for n in ("query", "key", "value")}
+    fp["out"] = {"kernel": p["out"]["kernel"].reshape(h, hd, d), "bias": p["out"]["bias"]}
+    ref_shapes = jax.eval_shape(lambda: ref.init(jax.random.key(0), xq, xkv))["params"]
+    assert jax.tree.map(jnp.shape, ref_shapes) == jax.tree.map(jnp.shape, fp)
+    got = mine.apply({"params": p}, xq, xkv, mask=mask)
+    want = ref.apply({"params": fp}, xq, xkv, mask=mask)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- width masks
+
+
+def test_head_and_embed_masks_equal_smaller_attention():
+    b, t, d, h, hd = 2, 5, 8, 4, 3
+    heads = np.array([0, 2, 3])  # active heads
+    emb = np.array([0, 2, 3, 6, 7])  # active token channels (not a prefix)
+    big = MultiHeadAttention(num_heads=h, head_dim=hd)
+    x = jax.random.normal(jax.random.key(0), (b, t, d))
+    emask = np.zeros(d, np.float32)
+    emask[emb] = 1
+    x = x * emask  # inactive input channels are zero in a supernet
+    p = _rand_params(big, x)
+    hmask = np.zeros(h, np.float32)
+    hmask[heads] = 1
+    got = big.apply({"params": p}, x, head_mask=jnp.asarray(hmask), embed_mask=jnp.asarray(emask),
+                    mask=padding_mask(jnp.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])))
+    cols = np.concatenate([np.arange(i * hd, (i + 1) * hd) for i in heads])
+    sp = {n: {"kernel": p[n]["kernel"][emb][:, cols], "bias": p[n]["bias"][cols]} for n in ("query", "key", "value")}
+    sp["out"] = {"kernel": p["out"]["kernel"][cols][:, emb], "bias": p["out"]["bias"][emb]}
+    small = MultiHeadAttention(num_heads=len(heads), head_dim=hd)
+    want = small.apply({"params": sp}, x[..., emb], mask=padding_mask(jnp.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])))
+    np.testing.assert_allclose(np.asarray(got[..., emb]), np.asarray(want), rtol=1e-5, atol=1e-5)
+    inactive = np.setdiff1d(np.arange(d), emb)
+    np.testing.assert_array_equal(np.asarray(got[..., inactive]), 0.0)
+    # the mask does something: all heads on differs
+    full = big.apply({"params": p}, x)
+    assert not np.allclose(np.asarray(full[..., emb]), np.asarray(want), atol=1e-3)
+
+
+def test_qkv_mask_equals_narrower_heads_with_same_scale():
+    b, t, d, h, hd = 2, 4, 6, 2, 4
+    keep = np.array([0, 2, 3])  # per-head active channels (same in every head)
+    cols = np.concatenate([i * hd + keep for i in range(h)])
+    qmask = np.zeros(h * hd, np.float32)
+    qmask[cols] = 1
+    big = MultiHeadAttention(num_heads=h, head_dim=hd)
+    x = jax.random.normal(jax.random.key(2), (b, t, d))
+    p = _rand_params(big, x, seed=5)
+    got = big.apply({"params": p}, x, qkv_mask=jnp.asarray(qmask))
+    sp = {n: {"kernel": p[n]["kernel"][:, cols], "bias": p[n]["bias"][cols]} for n in ("query", "key", "value")}
+    sp["out"] = {"kernel": p["out"]["kernel"][cols], "bias": p["out"]["bias"]}
+    small = MultiHeadAttention(num_heads=h, head_dim=len(keep), scale=1 / math.sqrt(hd))
+    want = small.apply({"params": sp}, x)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- KV cache
+
+
+@pytest.mark.parametrize("with_bias_and_padding", [False, True])
+def test_cached_decoding_equals_causal_forward(with_bias_and_padding):
+    b, t, d, h = 2, 6, 8, 2
+    x = jax.random.normal(jax.random.key(3), (b, t, d))
+    full_mod = MultiHeadAttention(num_heads=h, causal=True)
+    dec_mod = MultiHeadAttention(num_heads=h, decode=True)
+    p = _rand_params(full_mod, x)
+    mask = bias_full = None
+    rpb = RelativePositionBias(num_heads=h, num_buckets=8, max_distance=8, bidirectional=False)
+    rp = {"params": _rand_params(rpb, t, t, seed=4)}
+    if with_bias_and_padding:
+        mask = padding_mask(jnp.array([[1] * t, [1, 1, 1, 1, 0, 0]]))
+        bias_full = rpb.apply(rp, t, t)
+    want = full_mod.apply({"params": p}, x, mask=mask, bias=bias_full)
+
+    cache = dec_mod.init(jax.random.key(0), x)["cache"]  # full max length allocates the cache
+    assert cache["cached_key"].shape == (b, t, h, d // h) and int(cache["cache_index"]) == 0
+    traces = []
+
+    @jax.jit
+    def step(cache, tok, pos):
+        traces.append(1)
+        bias = rpb.apply(rp, 1, t, q_offset=pos) if with_bias_and_padding else None
+        out, upd = dec_mod.apply({"params": p, "cache": cache}, tok, mask=mask, bias=bias, mutable=["cache"])
+        return out, upd["cache"]
+
+    outs = []
+    for i in range(t):
+        o, cache = step(cache, x[:, i:i + 1], jnp.int32(i))
+        outs.append(o)
+    got = jnp.concatenate(outs, axis=1)
+    assert len(traces) == 1 and int(cache["cache_index"]) == t
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+    # decode mode is causal at init too (the call that creates the cache)
+    np.testing.assert_allclose(np.asarray(dec_mod.apply({"params": p}, x, mask=mask, bias=bias_full,
+                                                        mutable=["cache"])[0]), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def test_cached_decoding_prefill_chunk_then_steps():
+    b, t, d, h = 1, 7, 6, 3
+    x = jax.random.normal(jax.random.key(5), (b, t, d))
+    p = _rand_params(MultiHeadAttention(num_heads=h), x)
+    want = MultiHeadAttention(num_heads=h, causal=True).apply({"params": p}, x)
+    dec = MultiHeadAttention(num_heads=h, decode=True)
+    cache = dec.init(jax.random.key(0), x)["cache"]
+    o1, upd = dec.apply({"params": p, "cache": cache}, x[:, :4], mutable=["cache"])
+    outs = [o1]
+    cache = upd["cache"]
+    for i in range(4, t):
+        o, upd = dec.apply({"params": p, "cache": cache}, x[:, i:i + 1], mutable=["cache"])
+        cache = upd["cache"]
+        outs.append(o)
+    np.testing.assert_allclose(np.asarray(jnp.concatenate(outs, 1)), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def test_decode_rejects_cross_attention():
+    x = jnp.ones((1, 3, 4))
+    with pytest.raises(ValueError, match="self-attention only"):
+        MultiHeadAttention(num_heads=2, decode=True).init(jax.random.key(0), x, x)
+
+
+# --------------------------------------------------------------------------- masking edge cases, dtypes, dropout
+
+
+def test_fully_masked_row_gives_zeros_and_finite_gradients():
+    b, t, d, h = 2, 4, 6, 2
+    mod = MultiHeadAttention(num_heads=h)
+    x = jax.random.normal(jax.random.key(6), (b, t, d))
+    p = _rand_params(mod, x)
+    # batch 1 has no valid key at all; in batch 0 query 2 is blocked from every key in both heads
+    mask = np.broadcast_to(np.array([[1, 1, 0, 1], [0, 0, 0, 0]], bool)[:, None, None, :], (b, h, t, t)).copy()
+    mask[0, :, 2, :] = False
+    mask[0, 0, 1, :] = False  # only head 0 is blocked for query 1: that head contributes zero
+    mask = jnp.asarray(mask)
+    out = mod.apply({"params": p}, x, mask=mask)
+    assert np.all(np.isfinite(np.asarray(out)))
+    np.testing.assert_array_equal(np.asarray(out[1]), 0.0)
+    np.testing.assert_array_equal(np.asarray(out[0, 2]), 0.0)
+    np.testing.assert_allclose(np.asarray(out), _ref_mha(p, x, x, h, 1 / math.sqrt(d // h), mask=np.asarray(mask)),
+                               rtol=1e-5, atol=1e-5)
+    gp, gx = jax.grad(lambda p, x: jnp.sum(mod.apply({"params": p}, x, mask=mask) ** 2), argnums=(0, 1))(p, x)
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves((gp, gx)))
+    # the fully masked batch element receives no gradient
+    np.testing.assert_array_equal(np.asarray(gx[1]), 0.0)
+
+
+def test_bfloat16_inputs_softmax_in_float32():
+    b, t, d, h = 2, 5, 8, 2
+    x = jax.random.normal(jax.random.key(7), (b, t, d))
+    p = _rand_params(MultiHeadAttention(num_heads=h), x)
+    # large logits: a bf16 softmax would lose the small weights entirely; the f32 one matches the f32 model
+    p32 = jax.tree.map(lambda a: a * 3.0, p)
+    want = MultiHeadAttention(num_heads=h).apply({"params": p32}, x)
+    got = MultiHeadAttention(num_heads=h, dtype=jnp.bfloat16).apply({"params": p32}, x.astype(jnp.bfloat16))
+    assert got.dtype == jnp.bfloat16 and np.all(np.isfinite(np.asarray(got, np.float32)))
+    scale = float(jnp.max(jnp.abs(want)))
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want), atol=0.05 * scale)
+
+
+def test_attention_dropout_only_when_not_deterministic():
+    x = jax.random.normal(jax.random.key(8), (2, 6, 8))
+    mod = MultiHeadAttention(num_heads=2, dropout_rate=0.5)
+    p = _rand_params(mod, x)
+    base = MultiHeadAttention(num_heads=2).apply({"params": p}, x)
+    np.testing.assert_array_equal(np.asarray(mod.apply({"params": p}, x)), np.asarray(base))
+    a = mod.apply({"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+    a2 = mod.apply({"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+    c = mod.apply({"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(2)})
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(a2))
+    assert not np.allclose(np.asarray(a), np.asarray(base)) and not np.allclose(np.asarray(a), np.asarray(c))
+
+
+def test_bad_head_count_is_an_error():
+    with pytest.raises(ValueError, match="not divisible"):
+        MultiHeadAttention(num_heads=3).init(jax.random.key(0), jnp.ones((1, 2, 8)))
