@@ -12,9 +12,14 @@ Importing this module imports `tensorflow_datasets`; the rest of jaxlab does not
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import logging
 import os
 import pathlib
+import sys
+from typing import ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -26,16 +31,16 @@ __all__ = ["JaxlabDigits", "JaxlabSynthetic", "SyntheticConfig", "build", "defau
 
 
 def default_data_dir() -> pathlib.Path:
-    """`$JAXLAB_DATA_DIR`, else `~/.cache/jaxlab/tfds`."""
+    """Where prepared datasets are cached: `$JAXLAB_DATA_DIR`, else `~/.cache/jaxlab/tfds`."""
     env = os.environ.get("JAXLAB_DATA_DIR")
-    return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "jaxlab" / "tfds"
+    return pathlib.Path(env).expanduser() if env else pathlib.Path.home() / ".cache" / "jaxlab" / "tfds"
 
 
 class JaxlabDigits(tfds.core.GeneratorBasedBuilder):
     """scikit-learn's 8x8 digits, stratified 75/25 train/test split (seed 0)."""
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First release."}
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -74,8 +79,8 @@ class JaxlabSynthetic(tfds.core.GeneratorBasedBuilder):
     """Procedural shapes x textures (see `jaxlab.data.synthetic`), uint8 RGB."""
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
-    BUILDER_CONFIGS = [
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First release."}
+    BUILDER_CONFIGS: ClassVar[list[SyntheticConfig]] = [
         SyntheticConfig(name=f"r{r}", description=f"{r}x{r} pixels", resolution=r)
         for r in (16, 24, 32, 48, 64)
     ]
@@ -114,12 +119,43 @@ _BUILDERS = {"jaxlab_digits": JaxlabDigits, "jaxlab_synthetic": JaxlabSynthetic}
 
 
 def build(name: str, data_dir: str | pathlib.Path | None = None, config: str | SyntheticConfig | None = None):
-    """Prepares (once) and returns the builder `name`, stored as array_record."""
+    """Prepares (once) and returns the builder `name`, stored as array_record.
+
+    The first call generates the examples and writes them under `data_dir` (default
+    `default_data_dir()`), saying so in one line on stderr; TFDS's own messages (which
+    speak of a download although nothing is downloaded) and progress bars are silenced.
+    Later calls find the prepared files and print nothing.
+    """
     if name not in _BUILDERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(_BUILDERS)}")
     kwargs = {"data_dir": str(data_dir or default_data_dir()), "file_format": "array_record"}
     if config is not None:
         kwargs["config"] = config
-    builder = _BUILDERS[name](**kwargs)
-    builder.download_and_prepare()
+    with _quiet_tfds():
+        builder = _BUILDERS[name](**kwargs)
+        if not builder.is_prepared():
+            print(f"jaxlab: preparing dataset {builder.name} once, from local data; cached in "
+                  f"{builder.data_dir} (set $JAXLAB_DATA_DIR to move the cache)", file=sys.stderr, flush=True)
+            builder.download_and_prepare()
     return builder
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+    """Silences TFDS while it prepares a local dataset: its progress bars (through
+    `tfds.display_progress_bar`), its absl warnings, and the "Downloading and preparing
+    ... Unknown size" / "downloaded and prepared" lines it prints to stdout; all restored
+    afterwards. Errors still propagate."""
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    was_active = getattr(tqdm_utils, "_active", True)
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    tfds.display_progress_bar(False)
+    absl_logger.setLevel(logging.ERROR)  # e.g. "Variant folder ... has no dataset_info.json" mid-preparation
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        tfds.display_progress_bar(was_active)
+        absl_logger.setLevel(level)
