@@ -14,7 +14,7 @@ Arora et al., NeurIPS 2019).
 from jaxlab.dmf.baselines import nuclear_norm_completion, nuclear_norm_sensing, soft_threshold_svd
 from jaxlab.dmf.dynamics import Trajectory, advance, sweep, train
 from jaxlab.dmf.hessian import dense_hessian, hessian_min_eig, hvp, lanczos
-from jaxlab.dmf.model import arora_target, end_to_end, init_factors, loss_fn, low_rank_target, plateau_levels
+from jaxlab.dmf.models import arora_target, end_to_end, init_factors, loss_fn, low_rank_target, plateau_levels
 from jaxlab.dmf.optim import group_rmsprop, make_optimizer
 from jaxlab.dmf.stages import Stage, Stages, detect_stages, escape_alignment
 from jaxlab.dmf.threads import single_threaded_lapack

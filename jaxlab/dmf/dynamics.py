@@ -21,8 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import PartitionSpec as P
 
-from jaxlab.dmf import model
+from jaxlab.core import parallel
+from jaxlab.dmf import models
 from jaxlab.dmf.optim import OPTIMIZERS, make_optimizer
 
 __all__ = ["Trajectory", "train", "sweep", "advance", "trace_count"]
@@ -82,8 +84,8 @@ def _observation(mask, measurements) -> str:
 def _check(factors, target, mask, measurements, steps, log_every, optimizer, loss_reduction):
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    if loss_reduction not in (None,) + model.REDUCTIONS:
-        raise ValueError(f"loss_reduction must be one of {model.REDUCTIONS} or None, got {loss_reduction!r}")
+    if loss_reduction not in (None,) + models.REDUCTIONS:
+        raise ValueError(f"loss_reduction must be one of {models.REDUCTIONS} or None, got {loss_reduction!r}")
     if steps < 0 or log_every < 1:
         raise ValueError(f"need steps >= 0 and log_every >= 1, got steps={steps}, log_every={log_every}")
     w_shape = (factors[-1].shape[0], factors[0].shape[1])
@@ -139,17 +141,17 @@ def _simulate(factors, target, mask, measurements, opt_state, lr, *, steps, log_
     target_norm = jnp.linalg.norm(target)
 
     def loss_w(fs):
-        w = model.end_to_end(fs)
-        r = model.residuals(w, target, mask, measurements)
+        w = models.end_to_end(fs)
+        r = models.residuals(w, target, mask, measurements)
         sq = jnp.sum(r * r)
         if reduction == "half_sum":
             return 0.5 * sq, w
-        return sq / model._count(target, mask, measurements), w
+        return sq / models._count(target, mask, measurements), w
 
     def loss_of_w(w):
-        r = model.residuals(w, target, mask, measurements)
+        r = models.residuals(w, target, mask, measurements)
         sq = jnp.sum(r * r)
-        return 0.5 * sq if reduction == "half_sum" else sq / model._count(target, mask, measurements)
+        return 0.5 * sq if reduction == "half_sum" else sq / models._count(target, mask, measurements)
 
     grad_fn = jax.value_and_grad(loss_w, has_aux=True)
 
@@ -238,7 +240,7 @@ def train(
       lr: learning rate (may be a traced scalar).
       steps: number of updates; log_every: log every that many updates; T = steps // log_every.
       loss_reduction: "half_sum" (default under full observation) or "mean" (default for
-        completion and sensing); see `jaxlab.dmf.model`.
+        completion and sensing); see `jaxlab.dmf.models`.
       track_escape: also record the top singular pair of -dl/dW (for `escape_alignment`).
       opt_state, start_step: continue a previous run (`traj.opt_state`, its step count).
 
@@ -248,7 +250,7 @@ def train(
     """
     factors = list(factors)
     _check(factors, target, mask, measurements, steps, log_every, optimizer, loss_reduction)
-    reduction = loss_reduction or model.default_reduction(mask, measurements)
+    reduction = loss_reduction or models.default_reduction(mask, measurements)
     return _train_jit(factors, target, mask, measurements, opt_state, jnp.asarray(lr, target.dtype), jnp.asarray(start_step),
                       steps=int(steps), log_every=int(log_every), optimizer=optimizer, reduction=reduction,
                       track_escape=bool(track_escape))
@@ -260,7 +262,7 @@ _SWEEP_STATIC = _STATIC + ("depth", "kind", "shape")
 def _sweep_runs(key, target, mask, measurements, seeds, scales, lrs, *, depth, kind, shape, steps, log_every, optimizer, reduction, track_escape):
     """The vmapped runs of a flat `[R]` batch of (seed, scale, lr) (traced body of `sweep`)."""
     def one(seed, scale, lr):
-        fs = model.init_factors(jax.random.fold_in(key, seed), shape, depth, scale, kind)
+        fs = models.init_factors(jax.random.fold_in(key, seed), shape, depth, scale, kind)
         return _simulate(fs, target, mask, measurements, None, lr, steps=steps, log_every=log_every,
                          optimizer=optimizer, reduction=reduction, track_escape=track_escape)
 
@@ -269,30 +271,15 @@ def _sweep_runs(key, target, mask, measurements, seeds, scales, lrs, *, depth, k
 
 _sweep_jit = jax.jit(_sweep_runs, static_argnames=_SWEEP_STATIC)
 
-_RUNS = "runs"  # mesh axis name of the sharded sweep
-
-
 @functools.partial(jax.jit, static_argnames=_SWEEP_STATIC + ("mesh",))
 def _sweep_sharded_jit(key, target, mask, measurements, seeds, scales, lrs, *, mesh, **static):
-    """`_sweep_runs` with the run axis split over `mesh` (1-D, axis "runs"): every device
-    vmaps its own contiguous block of runs; nothing is communicated."""
-    P = jax.sharding.PartitionSpec
+    """`_sweep_runs` with the run axis split over the `data` axis of `mesh`
+    (`parallel.make_mesh`): every device vmaps its own contiguous block of runs; nothing
+    is communicated."""
+    rep, split = P(), P(parallel.DATA)
     body = functools.partial(_sweep_runs, **static)
-    return jax.shard_map(body, mesh=mesh, in_specs=(P(), P(), P(), P(), P(_RUNS), P(_RUNS), P(_RUNS)),
-                         out_specs=P(_RUNS), check_vma=False)(key, target, mask, measurements, seeds, scales, lrs)
-
-
-def _devices(devices) -> list:
-    if devices is None:
-        return list(jax.devices())
-    if isinstance(devices, int):
-        if not 1 <= devices <= jax.device_count():
-            raise ValueError(f"devices={devices}: need 1..{jax.device_count()} (jax.device_count())")
-        return list(jax.devices()[:devices])
-    devices = list(devices)
-    if not devices:
-        raise ValueError("devices: empty sequence")
-    return devices
+    return jax.shard_map(body, mesh=mesh, in_specs=(rep, rep, rep, rep, split, split, split),
+                         out_specs=split, check_vma=False)(key, target, mask, measurements, seeds, scales, lrs)
 
 
 def sweep(
@@ -311,7 +298,7 @@ def sweep(
     measurements: tuple | None = None,
     loss_reduction: str | None = None,
     track_escape: bool = False,
-    devices=None,
+    devices: int | None = None,
 ) -> Trajectory:
     """All combinations seeds x init_scales x lrs, vmapped in one compiled call.
 
@@ -320,10 +307,10 @@ def sweep(
     or a sequence of ints. Every array of the returned `Trajectory` has leading axes
     `[S, I, L]`; `traj.select(s, i, j)` is one run.
 
-    `devices`: where the runs execute. None (default) uses all of `jax.devices()`, an int
-    k the first k of them, or give a sequence of devices (at most one per run is used).
-    With more than one device the
-    flat run axis is split into contiguous blocks over a 1-D mesh (`shard_map`; the run
+    `devices`: how many devices the runs use: None (default) all of `jax.devices()`, an
+    int k the first k of them (at most one per run is used). With more than one device
+    the flat run axis is split into contiguous blocks over the `data` axis of
+    `jaxlab.core.parallel.make_mesh` (`shard_map`; the run
     count is padded up to a multiple of the device count by repeating the last run, and
     the padding is dropped), each device vmapping its block; the runs are independent, so
     the numbers are the same as with one device. On a CPU host, several devices need
@@ -336,31 +323,33 @@ def sweep(
     scales = np.asarray(init_scales, dtype=np.float64).reshape(-1)
     lr_arr = np.asarray(lrs, dtype=np.float64).reshape(-1)
     s_, i_, l_ = np.meshgrid(np.arange(len(seed_arr)), np.arange(len(scales)), np.arange(len(lr_arr)), indexing="ij")
-    dummy = model.init_factors(jax.random.PRNGKey(0), tuple(target.shape), depth, 1.0, kind)
+    dummy = models.init_factors(jax.random.PRNGKey(0), tuple(target.shape), depth, 1.0, kind)
     _check(dummy, target, mask, measurements, steps, log_every, optimizer, loss_reduction)
-    reduction = loss_reduction or model.default_reduction(mask, measurements)
+    reduction = loss_reduction or models.default_reduction(mask, measurements)
     dt = target.dtype
     run_seeds, run_scales, run_lrs = seed_arr[s_.ravel()], scales[i_.ravel()], lr_arr[l_.ravel()]
     static = dict(depth=int(depth), kind=kind, shape=tuple(target.shape), steps=int(steps), log_every=int(log_every),
                   optimizer=optimizer, reduction=reduction, track_escape=bool(track_escape))
     runs = len(run_seeds)
-    devs = _devices(devices)[:max(runs, 1)]  # no device gets only padding
-    if len(devs) == 1 or runs == 0:
-        with jax.default_device(devs[0]):
+    if devices is not None and not 1 <= int(devices) <= jax.device_count():
+        raise ValueError(f"devices={devices}: need 1..{jax.device_count()} (jax.device_count())")
+    num = min(jax.device_count() if devices is None else int(devices), max(runs, 1))  # no device gets only padding
+    first = jax.devices()[0]
+    if num == 1 or runs == 0:
+        with jax.default_device(first):
             out = _sweep_jit(key, target, mask, measurements, jnp.asarray(run_seeds, jnp.uint32),
                              jnp.asarray(run_scales, dt), jnp.asarray(run_lrs, dt), **static)
     else:
-        mesh = jax.sharding.Mesh(np.array(devs), (_RUNS,))
-        padded = -(-runs // len(devs)) * len(devs)
+        mesh = parallel.make_mesh(num)
+        padded = -(-runs // num) * num
         pad = lambda a: np.concatenate([a, np.repeat(a[-1:], padded - runs)])
-        split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(_RUNS))
-        same = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        split, same = parallel.data_sharding(mesh), parallel.replicated(mesh)
         put = lambda x, sh: None if x is None else jax.device_put(x, sh)
         out = _sweep_sharded_jit(put(key, same), put(target, same), put(mask, same), put(measurements, same),
                                  put(pad(run_seeds).astype(np.uint32), split), put(pad(run_scales).astype(dt), split),
                                  put(pad(run_lrs).astype(dt), split), mesh=mesh, **static)
         # gather onto the first device, where the one-device call leaves its result
-        out = jax.device_put(out, devs[0])
+        out = jax.device_put(out, first)
         if padded != runs:
             out = jax.tree.map(lambda x: x[:runs], out)
     lead = (len(seed_arr), len(scales), len(lr_arr))
@@ -370,7 +359,7 @@ def sweep(
 @functools.partial(jax.jit, static_argnames=("optimizer", "reduction"))
 def _advance_jit(factors, target, mask, measurements, lr, steps, *, optimizer, reduction):
     tx = make_optimizer(optimizer, lr)
-    grad = jax.grad(lambda fs: model.loss_fn(fs, target, mask, measurements, reduction))
+    grad = jax.grad(lambda fs: models.loss_fn(fs, target, mask, measurements, reduction))
 
     def body(_, c):
         fs, os = c
@@ -386,6 +375,6 @@ def advance(factors, target, *, steps, lr, mask=None, measurements=None, optimiz
     `steps` is a traced loop bound, so any number of steps reuses one compiled program
     (used to revisit points of a trajectory, e.g. for the Hessian at a saddle).
     """
-    reduction = loss_reduction or model.default_reduction(mask, measurements)
+    reduction = loss_reduction or models.default_reduction(mask, measurements)
     return _advance_jit(list(factors), target, mask, measurements, jnp.asarray(lr, target.dtype),
                         jnp.asarray(steps, jnp.int32), optimizer=optimizer, reduction=reduction)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jaxlab.dmf import model
+from jaxlab.dmf import models
 
 __all__ = ["hvp", "hessian_min_eig", "lanczos", "dense_hessian"]
 
@@ -23,14 +23,14 @@ def _flat_loss(factors, target, mask, measurements, loss_reduction):
     flat, unravel = ravel_pytree(list(factors))
 
     def f(x):
-        return model.loss_fn(unravel(x), target, mask, measurements, loss_reduction)
+        return models.loss_fn(unravel(x), target, mask, measurements, loss_reduction)
 
     return f, flat
 
 
 def hvp(factors, target, vector_factors, mask=None, measurements=None, loss_reduction=None):
     """H v for v given as factors-shaped arrays: d/de grad l(factors + e v) at e = 0."""
-    g = lambda fs: jax.grad(model.loss_fn)(fs, target, mask, measurements, loss_reduction)
+    g = lambda fs: jax.grad(models.loss_fn)(fs, target, mask, measurements, loss_reduction)
     return jax.jvp(g, (list(factors),), (list(vector_factors),))[1]
 
 

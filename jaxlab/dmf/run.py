@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.core import workdir as workdir_lib
-from jaxlab.dmf import baselines, data, dynamics, hessian, model, stages
+from jaxlab.dmf import baselines, data, dynamics, hessian, models, stages
 from jaxlab.dmf.configs import DMFConfig
 from jaxlab.dmf.threads import single_threaded_lapack
 
@@ -51,7 +51,7 @@ def _spectrum(config: DMFConfig, rank: int) -> tuple:
         if len(config.singular_values) < rank:
             raise ValueError(f"config.singular_values has {len(config.singular_values)} values, need rank={rank}")
         return tuple(config.singular_values[:rank])
-    return model.geometric_singular_values(rank) if rank == 3 else tuple(10.0 * 0.5**k for k in range(rank))
+    return models.geometric_singular_values(rank) if rank == 3 else tuple(10.0 * 0.5**k for k in range(rank))
 
 
 def _detect_kwargs(config: DMFConfig) -> dict:
@@ -70,7 +70,7 @@ def _problem(config: DMFConfig, key):
     if config.target_file:
         target = jnp.asarray(data.load_target(config.target_file))
     else:
-        target = model.low_rank_target(kt, config.n, config.rank, _spectrum(config, config.rank))
+        target = models.low_rank_target(kt, config.n, config.rank, _spectrum(config, config.rank))
     if config.observation == "completion":
         mask = data.random_mask(ko, target.shape, config.num_observations)
     elif config.observation == "sensing":
@@ -139,7 +139,7 @@ def spe(config: DMFConfig, workdir) -> dict:
         key = jax.random.PRNGKey(config.seed)
         kp, ki, kh = jax.random.split(key, 3)
         target, mask, meas = _problem(config, kp)
-        fs0 = model.init_factors(ki, tuple(target.shape), config.depth, config.init_scale, config.init_kind)
+        fs0 = models.init_factors(ki, tuple(target.shape), config.depth, config.init_scale, config.init_kind)
         red = config.loss_reduction or None
         kw = dict(mask=mask, measurements=meas, lr=config.lr, optimizer=config.optimizer, loss_reduction=red)
         p = max(config.hessian_points, 1)
@@ -160,7 +160,7 @@ def spe(config: DMFConfig, workdir) -> dict:
         traj = _concat(parts)
         st = stages.detect_stages(traj, target, **_detect_kwargs(config))
         align = stages.escape_alignment(traj, target, st)
-        levels = model.plateau_levels(target, traj.reduction) if traj.observation == "full" else None
+        levels = models.plateau_levels(target, traj.reduction) if traj.observation == "full" else None
         # lambda_min exactly at each stage's gradient dip (factors recomputed from the init)
         dips = []
         for s, (a, b) in zip(st, st.plateaus):
@@ -216,7 +216,7 @@ def sweep(config: DMFConfig, workdir) -> dict:
         key = jax.random.PRNGKey(config.seed)
         for d, lr in zip(config.depths, config.sweep_lrs):
             for r in config.ranks:
-                target = model.low_rank_target(jax.random.fold_in(key, r), config.n, r, _spectrum(config, r))
+                target = models.low_rank_target(jax.random.fold_in(key, r), config.n, r, _spectrum(config, r))
                 t0 = time.perf_counter()
                 out = dynamics.sweep(key, target, depth=d, seeds=config.seeds, init_scales=config.sweep_init_scales,
                                      lrs=[lr], steps=config.sweep_steps, log_every=config.sweep_log_every,
@@ -283,7 +283,7 @@ def escape(config: DMFConfig, workdir) -> dict:
     rows = []
     with jax.enable_x64(True):
         key = jax.random.PRNGKey(config.seed)
-        target = model.low_rank_target(jax.random.fold_in(key, config.rank), config.n, config.rank, _spectrum(config, config.rank))
+        target = models.low_rank_target(jax.random.fold_in(key, config.rank), config.n, config.rank, _spectrum(config, config.rank))
         s_star = np.linalg.svd(np.asarray(target), compute_uv=False)[: config.rank]
         for d, lr0 in zip(config.depths, config.sweep_lrs):
             init = _claim_init(config, d)
@@ -334,7 +334,7 @@ def completion(config: DMFConfig, workdir) -> dict:
     curves = {}
     with jax.enable_x64(True):
         key = jax.random.PRNGKey(config.seed)
-        target = model.arora_target(jax.random.fold_in(key, 1), config.completion_n, config.completion_rank)
+        target = models.arora_target(jax.random.fold_in(key, 1), config.completion_n, config.completion_rank)
         tn = np.asarray(target)
         log_every = max(config.completion_steps // 500, 1)
         for m in config.completion_observations:
@@ -356,7 +356,7 @@ def completion(config: DMFConfig, workdir) -> dict:
                 wall = time.perf_counter() - t0
                 for i, s in enumerate(config.completion_init_scales):
                     one = out.select(0, i, 0)
-                    w = np.asarray(model.end_to_end([jnp.asarray(f) for f in one.factors]))
+                    w = np.asarray(models.end_to_end([jnp.asarray(f) for f in one.factors]))
                     # Arora et al. stop at train loss <= 1e-6: the first log point below it
                     hit = np.nonzero(one.loss <= config.completion_stop_loss)[0]
                     k = int(hit[0]) if hit.size else None
@@ -424,7 +424,7 @@ def evaluate(config: Any, workdir) -> dict:
     traj, target = run["trajectory"], run["target"]
     st = stages.detect_stages(traj, target, **_detect_kwargs(cfg))
     align = stages.escape_alignment(traj, target, st)
-    levels = model.plateau_levels(target, traj.reduction) if traj.observation == "full" else None
+    levels = models.plateau_levels(target, traj.reduction) if traj.observation == "full" else None
     fig = plot_staircase(traj, levels, *run["hessian"], st, f"evaluate: {len(st)} stages ({st.status})")
     workdir_lib.save_figure(fig, workdir, "staircase_evaluate")
     results = {"status": st.status, "num_stages": len(st), "expected_stages": st.expected,

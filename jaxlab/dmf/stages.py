@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.signal
 
-from jaxlab.dmf import model
+from jaxlab.dmf import models
 
 __all__ = ["Stage", "Stages", "detect_stages", "escape_alignment"]
 
@@ -147,7 +147,7 @@ def detect_stages(
         R = int(np.sum(s_star > 1e-8 * s_star[0])) if s_star[0] > 0 else 0
         thr = theta * s_star[:R]
         if levels is None and t.observation == "full":
-            levels = model.plateau_levels(target, t.reduction)
+            levels = models.plateau_levels(target, t.reduction)
     else:
         init, final = sv[0], sv[-1]
         learned = (final >= 1e-2 * final[0]) & (final >= 100.0 * np.maximum(init, 1e-300))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxlab import dmf
-from jaxlab.dmf import model
+from jaxlab.dmf import models
 
 
 def test_low_rank_target_has_exact_singular_values():
@@ -74,7 +74,7 @@ def test_loss_and_gradient_against_numpy_and_finite_differences(obs, reduction):
     with jax.enable_x64(True):
         jm = None if mask is None else jnp.asarray(mask)
         jmeas = None if meas is None else tuple(map(jnp.asarray, meas))
-        f = lambda fs_: model.loss_fn(fs_, jnp.asarray(target), jm, jmeas, reduction)
+        f = lambda fs_: models.loss_fn(fs_, jnp.asarray(target), jm, jmeas, reduction)
         val = float(f([jnp.asarray(x) for x in fs]))
         grads = [np.asarray(g) for g in jax.grad(f)([jnp.asarray(x) for x in fs])]
     np.testing.assert_allclose(val, _np_loss(fs, target, mask, meas, reduction), rtol=1e-12)
