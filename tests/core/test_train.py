@@ -262,3 +262,42 @@ def test_unfinished_checkpoint_is_skipped_with_warning(tmp_path):
         state, history = train.fit(init(), step, batch_fn, num_steps=30, workdir=tmp_path,
                                    log_every=10, progress=False)
     assert history[-1]["step"] == 30 and int(state.step) == 30
+
+
+def test_fit_resumes_a_state_with_two_optimizers(tmp_path):
+    """A GAN-like state: two TrainStates with different optimizers in one struct."""
+    import flax.struct
+
+    class Pair(flax.struct.PyTreeNode):
+        step: jax.Array
+        g: train.TrainState
+        d: train.TrainState
+
+    def init():
+        g = train.TrainState.create(params={"w": jnp.ones((3,))}, tx=optax.adam(1e-2))
+        d = train.TrainState.create(params={"v": jnp.full((3,), 2.0)}, tx=optax.sgd(1e-1, momentum=0.9))
+        return Pair(step=jnp.zeros((), jnp.int32), g=g, d=d)
+
+    def batch_fn(s):
+        return np.random.default_rng([7, s]).normal(size=(4, 3)).astype(np.float32)
+
+    @jax.jit
+    def step_fn(state, batch, key):
+        noise = jax.random.normal(key, (3,))
+        gl, gg = jax.value_and_grad(lambda p: jnp.sum((batch @ p["w"] - state.d.params["v"].sum()) ** 2))(
+            state.g.params)
+        dl, dg = jax.value_and_grad(lambda p: jnp.sum((p["v"] - state.g.params["w"] + noise) ** 2))(state.d.params)
+        new = state.replace(step=state.step + 1, g=state.g.apply_gradients(gg), d=state.d.apply_gradients(dg))
+        return new, {"loss": gl + dl}
+
+    full, _ = train.fit(init(), step_fn, batch_fn, num_steps=20, workdir=tmp_path / "full", log_every=5,
+                        progress=False)
+    train.fit(init(), step_fn, batch_fn, num_steps=20, workdir=tmp_path / "cut", log_every=5,
+              checkpoint_every=5, stop_after=10, progress=False)
+    resumed, history = train.fit(init(), step_fn, batch_fn, num_steps=20, workdir=tmp_path / "cut",
+                                 log_every=5, checkpoint_every=5, progress=False)
+    assert int(resumed.step) == 20 and [r["step"] for r in history] == [5, 10, 15, 20]
+    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # The SGD momentum of the second optimizer came back from the checkpoint, not from zero.
+    assert float(jnp.abs(jax.tree.leaves(resumed.d.opt_state)[0]).sum()) > 0
