@@ -3,86 +3,121 @@
 `sampler` picks the subgraph sampler: meguide (the metric-guided reconstruction),
 saint-rw / saint-node / saint-edge (GraphSAINT), cluster (Cluster-GCN), neighbor
 (GraphSAGE) or full (full-batch). `data` is "sbm" (contextual SBM, `sbm` section),
-"karate", a GraphSAINT folder path, or "planetoid:<folder>:<name>".
+"karate", a GraphSAINT folder path, or "planetoid:<folder>:<name>" (read by
+`jaxlab.graph.data.load`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Literal
 
-from jaxlab.core.config import variants
+from jaxlab.core.config import (
+    ConfigError,
+    LoopConfig,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    variants,
+)
 
-SAMPLERS = ("meguide", "saint-rw", "saint-node", "saint-edge", "cluster", "neighbor", "full")
+Sampler = Literal["meguide", "saint-rw", "saint-node", "saint-edge", "cluster", "neighbor", "full"]
+SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
+Scaling = Literal["standard", "minmax", "none"]
 
 
 @dataclasses.dataclass
 class SBMConfig:
-    num_nodes: int = 10_000
-    num_classes: int = 5
-    avg_degree: float = 10.0
-    homophily: float = 0.8
-    num_features: int = 32
-    feature_signal: float = 1.0
-    noise: float = 6.0
+    """The contextual stochastic block model of `jaxlab.graph.data.contextual_sbm`."""
+
+    num_nodes: PositiveInt = 10_000
+    num_classes: PositiveInt = 5
+    avg_degree: PositiveFloat = 10.0
+    homophily: Probability = 0.8
+    num_features: PositiveInt = 32
+    feature_signal: NonNegativeFloat = 1.0
+    noise: NonNegativeFloat = 6.0
 
 
 @dataclasses.dataclass
 class ModelConfig:
     kind: Literal["gcn", "sage", "gat"] = "gcn"
-    hidden: tuple[int, ...] = (64,)
-    dropout: float = 0.1
-    heads: int = 4
-    dtype: str = "float32"
+    hidden: tuple[PositiveInt, ...] = (64,)
+    dropout: Probability = 0.1
+    heads: PositiveInt = 4
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
 
 @dataclasses.dataclass
 class OptConfig:
-    lr: float = 0.01
-    weight_decay: float = 0.0
+    lr: PositiveFloat = 0.01
+    weight_decay: NonNegativeFloat = 0.0
 
 
 @dataclasses.dataclass
 class SaintConfig:
-    """GraphSAINT samplers (Zeng et al. 2020)."""
+    """GraphSAINT samplers (Zeng et al. 2020).
 
-    node_budget: int = 2000  # saint-node: draws per subgraph
-    num_edges: int = 1000  # saint-edge: edges per subgraph
-    num_roots: int = 600  # saint-rw: roots per subgraph
-    walk_length: int = 2
+    Attributes:
+      node_budget: saint-node: draws per subgraph.
+      num_edges: saint-edge: edges per subgraph.
+      num_roots: saint-rw: roots per subgraph.
+      walk_length: saint-rw: steps of each walk.
+      norm_aggr, norm_loss: GraphSAINT's aggregator and loss normalisations.
+      presample: subgraphs pre-sampled to estimate the normalisation.
+    """
+
+    node_budget: PositiveInt = 2000
+    num_edges: PositiveInt = 1000
+    num_roots: PositiveInt = 600
+    walk_length: PositiveInt = 2
     norm_aggr: bool = True
     norm_loss: bool = True
-    presample: int = 50  # subgraphs pre-sampled to estimate the normalisation
+    presample: PositiveInt = 50
 
 
 @dataclasses.dataclass
 class ClusterConfig:
-    num_parts: int = 50
-    clusters_per_batch: int = 5
+    num_parts: PositiveInt = 50
+    clusters_per_batch: PositiveInt = 5
 
 
 @dataclasses.dataclass
 class NeighborConfig:
-    batch_size: int = 512
-    fanouts: tuple[int, ...] = (10, 5)
+    batch_size: PositiveInt = 512
+    fanouts: tuple[PositiveInt, ...] = (10, 5)
 
 
 @dataclasses.dataclass
 class MeGuideSamplerConfig:
     """The metric-guided sampler. Every field is part of a documented
-    `reconstruction` (the paper's equations are not available)."""
+    `reconstruction` (the paper's equations are not available).
 
-    node_budget: int = 2000
-    prefer: Literal["high", "low"] = "high"  # node smoothness preferred for roots
-    score_power: float = 1.0
-    uniform_mix: float = 0.5
-    max_walk_length: int = 4
-    patience: int = 1  # connection failures before a walk stops
-    cfd_walks: int = 4  # walks per node to estimate connection failure distance
-    smoothness_scaling: Literal["minmax", "standard", "none"] = "minmax"  # minmax: CS-GNN
+    Attributes:
+      node_budget: target number of nodes per subgraph.
+      prefer: roots prefer "high" or "low" node smoothness.
+      score_power: exponent of the relative smoothness in the root probabilities.
+      uniform_mix: weight of the uniform part of the root probabilities.
+      max_walk_length: the longest walk from a root.
+      patience: connection failures before a walk stops.
+      cfd_walks: walks per node to estimate the connection failure distance.
+      smoothness_scaling: feature scaling before the smoothness (minmax: CS-GNN's).
+      norm_aggr, norm_loss, presample: GraphSAINT normalisation, as in `SaintConfig`.
+    """
+
+    node_budget: PositiveInt = 2000
+    prefer: Literal["high", "low"] = "high"
+    score_power: NonNegativeFloat = 1.0
+    uniform_mix: Probability = 0.5
+    max_walk_length: PositiveInt = 4
+    patience: PositiveInt = 1
+    cfd_walks: PositiveInt = 4
+    smoothness_scaling: Scaling = "minmax"
     norm_aggr: bool = True
     norm_loss: bool = True
-    presample: int = 50
+    presample: PositiveInt = 50
 
 
 @dataclasses.dataclass
@@ -90,21 +125,24 @@ class MeGuideConfig:
     """Everything a MeGuide run depends on.
 
     Attributes:
+      seed: the SBM, the samplers' streams, initialisation and dropout.
       data: "sbm" | "karate" | GraphSAINT folder | "planetoid:<folder>:<name>".
       feature_scale: scaling of features read from files (standard | minmax | none).
       sampler: one of SAMPLERS.
       train_graph: "full": subgraphs are sampled from the whole graph, the loss counts
         training nodes; "train": from the graph induced on the training nodes
         (GraphSAINT's inductive protocol).
-      num_steps, eval_every, log_every, checkpoint_every, keep: periods in steps.
-      budget_multiple, budget_growth: padding bucket ladder.
+      loop: steps, logging/eval/checkpoint periods, kept checkpoints. `num_devices`
+        must stay 1: a padded graph batch is one graph and cannot be split over a
+        data-parallel mesh.
+      budget_multiple, budget_growth: padding bucket ladder (`jaxlab.graph.graphs.bucket`).
     """
 
     seed: int = 0
     data: str = "sbm"
-    feature_scale: Literal["standard", "minmax", "none"] = "standard"
+    feature_scale: Scaling = "standard"
     sbm: SBMConfig = dataclasses.field(default_factory=SBMConfig)
-    sampler: Literal["meguide", "saint-rw", "saint-node", "saint-edge", "cluster", "neighbor", "full"] = "meguide"
+    sampler: Sampler = "meguide"
     train_graph: Literal["full", "train"] = "full"
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     opt: OptConfig = dataclasses.field(default_factory=OptConfig)
@@ -112,13 +150,31 @@ class MeGuideConfig:
     cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
     neighbor: NeighborConfig = dataclasses.field(default_factory=NeighborConfig)
     meguide: MeGuideSamplerConfig = dataclasses.field(default_factory=MeGuideSamplerConfig)
-    num_steps: int = 300
-    eval_every: int = 25
-    log_every: int = 25
-    checkpoint_every: int = 0
-    keep: int = 2
-    budget_multiple: int = 64
-    budget_growth: float = 1.25
+    loop: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(
+        num_steps=300, eval_every=25, log_every=25, checkpoint_every=0, keep=2, num_devices=1))
+    budget_multiple: PositiveInt = 64
+    budget_growth: PositiveFloat = 1.25
+
+    def validate(self) -> None:
+        if self.loop.num_devices != 1:
+            raise ConfigError(
+                f"config field 'loop.num_devices' must be 1 for meguide, got {self.loop.num_devices}: "
+                "a padded graph batch is one graph and cannot be sharded over a data mesh")
+        if self.sampler == "full" and self.train_graph == "train":
+            raise ConfigError("config field 'train_graph' must be 'full' with sampler=full")
+        if not self.data.strip():
+            raise ConfigError("config field 'data' is empty: expected 'sbm', 'karate', "
+                              "'planetoid:<folder>:<name>' or a GraphSAINT folder")
+        if self.budget_growth <= 1.0:
+            raise ConfigError(f"config field 'budget_growth' must be > 1, got {self.budget_growth}")
+        if self.cluster.clusters_per_batch > self.cluster.num_parts:
+            raise ConfigError(
+                f"config field 'cluster.clusters_per_batch' ({self.cluster.clusters_per_batch}) must be "
+                f"<= cluster.num_parts ({self.cluster.num_parts})")
+        if not self.neighbor.fanouts:
+            raise ConfigError("config field 'neighbor.fanouts' needs at least one hop")
+        if self.model.dropout >= 1.0:
+            raise ConfigError(f"config field 'model.dropout' must be < 1, got {self.model.dropout}")
 
 
 def _default() -> MeGuideConfig:
@@ -133,7 +189,8 @@ def _smoke() -> MeGuideConfig:
         cluster=ClusterConfig(num_parts=8, clusters_per_batch=2),
         neighbor=NeighborConfig(batch_size=64, fanouts=(5, 3)),
         meguide=MeGuideSamplerConfig(node_budget=150, presample=10),
-        num_steps=20, eval_every=10, log_every=10, checkpoint_every=10)
+        loop=LoopConfig(num_steps=20, eval_every=10, log_every=10, checkpoint_every=10, keep=2,
+                        num_devices=1))
 
 
 def _paper() -> MeGuideConfig:
@@ -145,8 +202,10 @@ def _paper() -> MeGuideConfig:
         cluster=ClusterConfig(num_parts=1500, clusters_per_batch=20),
         neighbor=NeighborConfig(batch_size=1024, fanouts=(25, 10)),
         meguide=MeGuideSamplerConfig(node_budget=8000, presample=200),
-        num_steps=3000, eval_every=200, log_every=100, checkpoint_every=1000)
+        loop=LoopConfig(num_steps=3000, eval_every=200, log_every=100, checkpoint_every=1000, keep=2,
+                        num_devices=1))
 
 
 def get_config(variant: str = "default") -> MeGuideConfig:
+    """The MeGuide config for `variant` in {"smoke", "default", "paper"}."""
     return variants({"smoke": _smoke, "default": _default, "paper": _paper}, variant)

@@ -20,10 +20,20 @@ reconstruction (every choice a field of `MeGuideSamplerConfig`):
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
+import numpy as np
+import scipy.sparse as sp
+
+from jaxlab.graph import samplers
 from jaxlab.graph.samplers import Sampler
-from jaxlab.meguide import metrics as M
+from jaxlab.meguide import metrics
+
+if TYPE_CHECKING:
+    from jaxlab.graph.data import GraphData
+    from jaxlab.meguide.configs import MeGuideConfig
+
+__all__ = ["MeGuideSampler", "make_sampler"]
 
 
 class MeGuideSampler(Sampler):
@@ -40,7 +50,7 @@ class MeGuideSampler(Sampler):
             raise ValueError(f"uniform_mix must lie in [0, 1], got {uniform_mix}")
         self.max_walk_length = max_walk_length
         self.patience = patience
-        s = M.node_smoothness(self.adj, nodes["x"], smoothness_scaling) if scores is None else np.asarray(scores)
+        s = metrics.node_smoothness(self.adj, nodes["x"], smoothness_scaling) if scores is None else np.asarray(scores)
         st = s[self.train_nodes]
         rel = st / max(st.mean(), 1e-12) + 1e-6
         pref = rel ** (score_power if prefer == "high" else -score_power)
@@ -49,7 +59,7 @@ class MeGuideSampler(Sampler):
         self.root_prob = q / q.sum()
         self._cdf = np.cumsum(self.root_prob)
         self.scores = s
-        self.cfd = M.connection_failure_distance(self.adj, self.train_mask, cfd_walks,
+        self.cfd = metrics.connection_failure_distance(self.adj, self.train_mask, cfd_walks,
                                                  max_walk_length, patience, seed=self.seed)
         expected = float(np.sum(self.root_prob * self.cfd[self.train_nodes]))
         self.expected_walk_length = expected
@@ -59,9 +69,61 @@ class MeGuideSampler(Sampler):
         u = rng.random(self.num_roots) * self._cdf[-1]
         idx = np.minimum(np.searchsorted(self._cdf, u, side="right"), len(self._cdf) - 1)
         roots = self.train_nodes[idx]
-        walks, added = M.walk_stop_lengths(self.indptr, self.indices, self.train_mask, roots,
+        walks, added = metrics.walk_stop_lengths(self.indptr, self.indices, self.train_mask, roots,
                                            self.max_walk_length, self.patience, rng)
         return np.unique(walks[added])
 
     def steps_per_epoch(self):
         return max(1, int(np.ceil(len(self.train_nodes) / (self.num_roots * (1 + self.expected_walk_length)))))
+
+
+def make_sampler(config: MeGuideConfig, data: GraphData):
+    """The sampler of `config.sampler` over the full or the training graph, with its
+    GraphSAINT normalisation pre-sampled where it uses one. `batch(step)` of the result
+    is a pure function of (config.seed, step)."""
+    masks = data.masks()
+    nodes = {"x": data.x.astype(np.float32), "y": data.y}
+    train_mask = masks["train_mask"]
+    adj = data.adj
+    if config.train_graph == "train":
+        keep = sp.diags(train_mask.astype(np.float32))
+        adj = (keep @ adj @ keep).tocsr()
+        adj.eliminate_zeros()
+    common = dict(model=config.model.kind, seed=config.seed, budget_multiple=config.budget_multiple,
+                  budget_growth=config.budget_growth)
+    kind, saint = config.sampler, config.saint
+    saint_norm = dict(norm_aggr=saint.norm_aggr, norm_loss=saint.norm_loss)
+    if kind == "full":
+        return samplers.FullBatch(data.adj, nodes, train_mask, model=config.model.kind,
+                                  budget_multiple=config.budget_multiple)
+    if kind == "cluster":
+        return samplers.ClusterSampler(adj, nodes, train_mask, num_parts=config.cluster.num_parts,
+                                       clusters_per_batch=config.cluster.clusters_per_batch,
+                                       partition_all=config.train_graph == "full", **common)
+    if kind == "neighbor":
+        return samplers.NeighborSampler(adj, nodes, train_mask, batch_size=config.neighbor.batch_size,
+                                        fanouts=config.neighbor.fanouts, **common)
+    if kind == "meguide":
+        m = config.meguide
+        sampler = MeGuideSampler(
+            adj, nodes, train_mask, node_budget=m.node_budget, prefer=m.prefer, score_power=m.score_power,
+            uniform_mix=m.uniform_mix, max_walk_length=m.max_walk_length, patience=m.patience,
+            smoothness_scaling=m.smoothness_scaling, cfd_walks=m.cfd_walks,
+            norm_aggr=m.norm_aggr, norm_loss=m.norm_loss, **common)
+        presample = m.presample if (m.norm_aggr or m.norm_loss) else 0
+    else:
+        if kind == "saint-node":
+            sampler = samplers.SaintNodeSampler(adj, nodes, train_mask, budget=saint.node_budget,
+                                                **saint_norm, **common)
+        elif kind == "saint-edge":
+            sampler = samplers.SaintEdgeSampler(adj, nodes, train_mask, num_edges=saint.num_edges,
+                                                **saint_norm, **common)
+        elif kind == "saint-rw":
+            sampler = samplers.SaintRWSampler(adj, nodes, train_mask, num_roots=saint.num_roots,
+                                              walk_length=saint.walk_length, **saint_norm, **common)
+        else:
+            raise ValueError(f"unknown sampler {kind!r}")
+        presample = saint.presample if (saint.norm_aggr or saint.norm_loss) else 0
+    if presample:
+        sampler.estimate_normalization(presample)
+    return sampler
