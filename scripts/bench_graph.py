@@ -67,11 +67,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from jaxlab.graph import data as D  # noqa: E402
-from jaxlab.graph import graphs as G  # noqa: E402
-from jaxlab.graph import layers as L  # noqa: E402
-from jaxlab.graph import samplers as S  # noqa: E402
-from jaxlab.graph import train as T  # noqa: E402
+from jaxlab.core import runtime  # noqa: E402
+from jaxlab.core import train as train_lib  # noqa: E402
+from jaxlab.graph import data as graph_data  # noqa: E402
+from jaxlab.graph import graphs, layers, samplers  # noqa: E402
+from jaxlab.graph import train as graph_train  # noqa: E402
 from jaxlab.meguide.sampler import MeGuideSampler  # noqa: E402
 
 FULL_BLOCK = 3  # full-batch steps per peer and round
@@ -110,17 +110,18 @@ def interleaved_medians(fns, repeats, rounds=3, warmup=1):
 
 
 def jax_trainer(model_kind, graph, num_classes, hidden, heads):
-    net = L.GNN(model=model_kind, hidden=(hidden,), num_classes=num_classes, heads=heads,
-                prenormalized=model_kind != "gat")
+    net = layers.GNN(model=model_kind, hidden=(hidden,), num_classes=num_classes, heads=heads,
+                     prenormalized=model_kind != "gat")
     params = net.init(jax.random.key(0), graph)["params"]
-    tx = optax.adam(1e-2)
-    opt = tx.init(params)
-    step = T.make_step(net, tx)
-    state = {"p": params, "o": opt}
+    # the engine's step, as `jaxlab meguide train` runs it (state donated, one compile per budget)
+    step = train_lib.make_train_step(graph_train.make_loss_fn(net),
+                                     compiler_options=runtime.cpu_compiler_options())
+    state = {"s": train_lib.TrainState.create(params=params, tx=optax.adam(1e-2))}
     key = jax.random.key(0)  # no dropout here: the key is passed, not used
 
     def run(g, block=True):
-        state["p"], state["o"], loss = step(state["p"], state["o"], g, key)
+        state["s"], metrics = step(state["s"], g, key)
+        loss = metrics["loss"]
         if block:
             jax.block_until_ready(loss)
         return loss
@@ -174,7 +175,7 @@ def to_torch(g):
     n, e = int(g.n_node[0]), int(g.n_edge[0])
     x = torch.from_numpy(np.array(g.nodes["x"][:n]))
     ei = torch.from_numpy(np.stack([np.asarray(g.senders[:e]), np.asarray(g.receivers[:e])]).astype(np.int64))
-    ew = torch.from_numpy(np.array(G.edge_weights(g)[:e], np.float32))
+    ew = torch.from_numpy(np.array(graphs.edge_weights(g)[:e], np.float32))
     y = torch.from_numpy(np.asarray(g.nodes["y"][:n]).astype(np.int64))
     m = torch.from_numpy(np.asarray(g.nodes["mask"][:n]).astype(bool))
     return x, ei, ew, y, m
@@ -277,7 +278,7 @@ def main():
         except ImportError:
             print(f"{mod}: not installed -> PyG's NeighborLoader / ClusterLoader / SAINT loaders skipped")
 
-    d = D.contextual_sbm(args.nodes, num_classes=5, avg_degree=args.degree,
+    d = graph_data.contextual_sbm(args.nodes, num_classes=5, avg_degree=args.degree,
                          num_features=args.features, noise=6.0, seed=0)
     nodes = {"x": d.x, "y": d.y}
     tm = d.masks()["train_mask"]
@@ -289,7 +290,7 @@ def main():
     for kind in ("gcn", "sage", "gat"):
         # jaxlab's host preprocessing: the reverse-edge index (one searchsorted, kept
         # for every step); PyG gets the same graph without it.
-        g = G.with_reverse_index(d.full_graph(kind, prenormalize=kind != "gat"))
+        g = graphs.with_reverse_index(d.full_graph(kind, prenormalize=kind != "gat"))
         g = jax.tree_util.tree_map(jnp.asarray, g)
         g = g._replace(nodes={**g.nodes, "mask": g.nodes["train_mask"]})
         jrun = jax_trainer(kind, g, 5, args.hidden, args.heads)
@@ -321,7 +322,7 @@ def main():
     print("|---|---|---|---|---|---|")
     nsub = 20
     for kind in ("gcn", "sage", "gat"):
-        s = S.SaintRWSampler(d.adj, nodes, tm, num_roots=600, walk_length=2, model=kind,
+        s = samplers.SaintRWSampler(d.adj, nodes, tm, num_roots=600, walk_length=2, model=kind,
                              norm_aggr=kind != "gat", norm_loss=kind != "gat", seed=0)
         if kind != "gat":
             s.estimate_normalization(20)
@@ -355,11 +356,11 @@ def main():
     rng = np.random.default_rng(0)
     deg = np.diff(adj.indptr)[train].astype(float)
     deg_p = deg / deg.sum()
-    node = S.SaintNodeSampler(adj, nodes, tm, budget=2000)
-    edge = S.SaintEdgeSampler(adj, nodes, tm, num_edges=1000)
-    rw = S.SaintRWSampler(adj, nodes, tm, num_roots=600, walk_length=2)
-    cl = S.ClusterSampler(adj, nodes, tm, num_parts=50, clusters_per_batch=5)
-    nb = S.NeighborSampler(adj, nodes, tm, batch_size=512, fanouts=(10, 5))
+    node = samplers.SaintNodeSampler(adj, nodes, tm, budget=2000)
+    edge = samplers.SaintEdgeSampler(adj, nodes, tm, num_edges=1000)
+    rw = samplers.SaintRWSampler(adj, nodes, tm, num_roots=600, walk_length=2)
+    cl = samplers.ClusterSampler(adj, nodes, tm, num_parts=50, clusters_per_batch=5)
+    nb = samplers.NeighborSampler(adj, nodes, tm, batch_size=512, fanouts=(10, 5))
     mg = MeGuideSampler(adj, nodes, tm, node_budget=2000)
     cases = [
         ("saint-node", node, lambda: scipy_node(adj, train, deg_p, 2000, rng)),

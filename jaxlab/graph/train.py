@@ -1,4 +1,5 @@
-"""Node classification on padded graphs: masked losses, accuracy, micro-F1, steps.
+"""Node classification on padded graphs: masked losses, accuracy, micro-F1, the loss
+function of `jaxlab.core.train.make_train_step` and full-graph evaluation.
 
 A batch is a padded `GraphsTuple` whose `nodes` dict holds
   "x" [N, F] features, "y" [N] int labels or [N, C] multi-hot (multi-label),
@@ -12,8 +13,6 @@ Padding nodes are always excluded (`node_mask`).
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +20,8 @@ import numpy as np
 import optax
 
 from jaxlab.core import runtime
-from jaxlab.graph import graphs as G
+from jaxlab.core import train as train_lib
+from jaxlab.graph import graphs
 
 
 def node_losses(logits, labels, multilabel: bool):
@@ -35,7 +35,7 @@ def node_losses(logits, labels, multilabel: bool):
 def masked_loss(logits, graph, multilabel: bool = False, mask_key: str = "mask"):
     """Scalar loss over `graph.nodes[mask_key]` & real nodes (see module docstring)."""
     nodes = graph.nodes
-    m = G.node_mask(graph) & nodes[mask_key].astype(bool)
+    m = graphs.node_mask(graph) & nodes[mask_key].astype(bool)
     per = node_losses(logits, nodes["y"], multilabel)
     if "loss_weight" in nodes:
         return jnp.sum(jnp.where(m, per * nodes["loss_weight"], 0.0))
@@ -46,7 +46,7 @@ def counts(logits, graph, multilabel: bool = False, mask_key: str = "mask"):
     """Sufficient statistics for accuracy / micro-F1 over masked real nodes:
     dict(correct, total, tp, fp, fn). Sum them over batches, then `scores`."""
     nodes = graph.nodes
-    m = G.node_mask(graph) & nodes[mask_key].astype(bool)
+    m = graphs.node_mask(graph) & nodes[mask_key].astype(bool)
     y = nodes["y"]
     if multilabel:
         pred = logits > 0
@@ -110,18 +110,20 @@ def make_loss_fn(model, multilabel: bool = False, weight_decay: float = 0.0):
 
 
 def make_step(model, tx, multilabel: bool = False, weight_decay: float = 0.0):
-    """Jitted `step(params, opt_state, batch, key) -> (params, opt_state, loss)`;
-    compiles once per padding budget. Used where wall-clock per step matters
-    (experiments, benchmarks); `make_loss_fn` plugs into `jaxlab.core.train` too."""
-    loss_fn = make_loss_fn(model, multilabel, weight_decay)
+    """`step(params, opt_state, batch, key) -> (params, opt_state, loss)` over
+    `jaxlab.core.train.make_train_step`. Kept only for the karate test of
+    tests/graph/test_data.py; new code uses `make_train_step(make_loss_fn(...))` with a
+    `TrainState` directly."""
+    step = train_lib.make_train_step(make_loss_fn(model, multilabel, weight_decay),
+                                     compiler_options=runtime.cpu_compiler_options())
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1), compiler_options=runtime.cpu_compiler_options())
-    def step(params, opt_state, batch, key):
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, {}, batch, key)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+    def run(params, opt_state, batch, key):
+        state = train_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
+                                     extra={}, tx=tx)
+        state, metrics = step(state, batch, key)
+        return state.params, state.opt_state, metrics["loss"]
 
-    return step
+    return run
 
 
 def make_eval(model, multilabel: bool = False, mask_keys=("train_mask", "val_mask", "test_mask")):
@@ -138,33 +140,3 @@ def make_eval(model, multilabel: bool = False, mask_keys=("train_mask", "val_mas
         return {k.replace("_mask", ""): scores(v) for k, v in out.items()}
 
     return run
-
-
-def train_loop(step, params, opt_state, batches: Callable[[int], object], num_steps: int,
-               key, eval_fn: Callable | None = None, eval_every: int = 0,
-               time_limit: float | None = None, log: Callable | None = None):
-    """Runs `step` over `batches(i)` (a pure function of the step index), evaluating
-    every `eval_every` steps. Wall time excludes evaluation. Returns
-    (params, opt_state, history) with history rows {step, time, loss, **eval}."""
-    history = []
-    train_time = 0.0
-    loss = jnp.nan
-    for i in range(num_steps):
-        t0 = time.perf_counter()
-        batch = batches(i)
-        params, opt_state, loss = step(params, opt_state, batch, jax.random.fold_in(key, i))
-        if eval_fn is not None and eval_every and ((i + 1) % eval_every == 0 or i + 1 == num_steps):
-            loss = float(loss)
-            train_time += time.perf_counter() - t0
-            row = dict(step=i + 1, time=train_time, loss=loss, **eval_fn(params))
-            history.append(row)
-            if log:
-                log(row)
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss} at step {i + 1}")
-        else:
-            jax.block_until_ready(loss)
-            train_time += time.perf_counter() - t0
-        if time_limit is not None and train_time > time_limit:
-            break
-    return params, opt_state, history
