@@ -4,7 +4,7 @@ Arora et al., NeurIPS 2019).
 
     import jax, jaxlab.dmf as dmf
     with jax.enable_x64(True):
-        key = jax.random.PRNGKey(0)
+        key = jax.random.key(0)
         target = dmf.low_rank_target(key, 20, 3)               # sigma* = (10, 5, 2)
         factors = dmf.init_factors(key, 20, depth=2, init_scale=1e-6)
         traj = dmf.train(factors, target, lr=2e-3, steps=4000, log_every=5)
@@ -21,7 +21,8 @@ from jaxlab.dmf.threads import single_threaded_lapack
 
 
 def load(workdir):
-    """The config and summary of a finished or interrupted `jaxlab dmf` run."""
+    """A finished or interrupted `jaxlab dmf` run as `jaxlab.core.actions.Loaded`
+    (see `jaxlab.dmf.run.load`)."""
     from jaxlab.dmf import run
 
     return run.load(workdir)

@@ -1,7 +1,7 @@
 """Configs of `jaxlab dmf`: `get_config("smoke" | "default" | "paper")`.
 
-One flat dataclass serves the four actions (`spe`, `sweep`, `completion`, `evaluate`);
-every knob is a field, e.g. `jaxlab dmf spe --config.rank=3 --config.depth=3`.
+One flat dataclass serves the five actions (`spe`, `sweep`, `escape`, `completion`,
+`evaluate`); every knob is a field, e.g. `jaxlab dmf spe --config.rank=3 --config.depth=3`.
 Stage-detector thresholds are reconstructions (the paper states none): see
 `jaxlab.dmf.stages`.
 """
@@ -9,8 +9,22 @@ Stage-detector thresholds are reconstructions (the paper states none): see
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
-from jaxlab.core.config import variants
+from jaxlab.core.config import (
+    ConfigError,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    variants,
+)
+
+Observation = Literal["full", "completion", "sensing"]
+InitKind = Literal["gaussian", "orthogonal", "identity"]
+Optimizer = Literal["gd", "group_rmsprop", "rmsprop"]
+Reduction = Literal["", "half_sum", "mean"]
 
 
 @dataclasses.dataclass
@@ -32,62 +46,111 @@ class DMFConfig:
       init_kind: gaussian / orthogonal / identity; optimizer: gd / group_rmsprop / rmsprop;
       lr, steps, log_every; loss_reduction: "" (default: half_sum under full observation,
       mean otherwise), "half_sum" or "mean"; seed.
+      Why `steps`/`log_every` and no `loop: LoopConfig`: DMF does not train with
+      `core.train.fit`. It integrates full-batch gradient dynamics in float64 as one
+      jitted `lax.scan` (`jaxlab.dmf.dynamics`): no minibatches, no evaluation set and no
+      per-step host loop, and `sweep` vmaps thousands of such runs in one call. A run is
+      cheap to recompute and deterministic; `spe` keeps its segments (and the sweeps
+      their cells) on disk so that a killed run resumes with identical results.
     Stage detector (reconstruction, see `jaxlab.dmf.stages`):
       theta, plateau_tol, dip_prominence, min_dwell, min_plateau_frac.
     Curvature: hessian_points (Lanczos lambda_min evaluated at that many points along the
       run, 0: none), lanczos_iters.
     Sweep (stage count vs R, depth, init scale): ranks, depths, sweep_lrs (one per depth),
       sweep_init_scales, claim_init_scales (the "small init" per depth of the claim table
-      and of `escape`), seeds, sweep_steps, sweep_log_every.
+      and of `escape`), seeds, sweep_steps, sweep_log_every, num_devices (devices the
+      runs of a sweep are sharded over, 0: all).
+    Escape (escape time vs lr, depth, optimizer): escape_optimizers; escape_lr_factors
+      (the lr grid: these multiples of the depth's `sweep_lrs` entry for gd, of
+      `escape_normalised_lr` for rmsprop/group_rmsprop, whose normalised steps make lr a
+      step length rather than a gradient multiplier).
     Completion (Arora et al. 2019 anchor): completion_n, completion_rank,
       completion_observations, completion_depths, completion_init_scales, completion_lr,
       completion_steps, completion_optimizer, completion_stop_loss (Arora et al.'s stopping
       train loss: the error and effective rank at the first log point below it are
       reported beside the final ones), nuclear_lambdas, nuclear_iters.
+
+    Divergence (a non-finite loss): a single `spe` run stops with
+    `jaxlab.core.train.NonFiniteError` (the CLI prints "stopped: ..." and exits 1). In
+    `sweep`, `escape` and `completion` a diverging learning rate is a finding, not a
+    failure: it is reported per run (stage status "diverged", `finite_loss: false`,
+    null errors) and the action finishes.
     """
 
     seed: int = 0
-    n: int = 20
-    rank: int = 3
-    singular_values: tuple[float, ...] = ()
-    observation: str = "full"
-    num_observations: int = 200
+    n: PositiveInt = 20
+    rank: PositiveInt = 3
+    singular_values: tuple[PositiveFloat, ...] = ()
+    observation: Observation = "full"
+    num_observations: PositiveInt = 200
     target_file: str = ""
     entries_file: str = ""
-    depth: int = 3
-    init_scale: float = 1e-4
-    init_kind: str = "gaussian"
-    optimizer: str = "gd"
-    lr: float = 3e-3
-    steps: int = 7000
-    log_every: int = 5
-    loss_reduction: str = ""
-    theta: float = 0.5
-    plateau_tol: float = 0.02
-    dip_prominence: float = 0.5
-    min_dwell: int = 3
-    min_plateau_frac: float = 0.1
-    hessian_points: int = 70
-    lanczos_iters: int = 64
-    ranks: tuple[int, ...] = (1, 2, 3, 4, 5)
-    depths: tuple[int, ...] = (2, 3, 4)
-    sweep_lrs: tuple[float, ...] = (2e-3, 3e-3, 3e-3)
-    sweep_init_scales: tuple[float, ...] = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1)
-    claim_init_scales: tuple[float, ...] = (1e-6, 1e-4, 1e-3)
-    seeds: int = 20
-    sweep_steps: int = 30000
-    sweep_log_every: int = 20
-    completion_n: int = 100
-    completion_rank: int = 5
-    completion_observations: tuple[int, ...] = (2000, 5000)
-    completion_depths: tuple[int, ...] = (2, 3, 4)
-    completion_init_scales: tuple[float, ...] = (1e-3, 1e-4)
-    completion_lr: float = 1e-2
-    completion_steps: int = 10000
-    completion_optimizer: str = "group_rmsprop"
-    completion_stop_loss: float = 1e-6
-    nuclear_lambdas: int = 30
-    nuclear_iters: int = 100
+    depth: PositiveInt = 3
+    init_scale: PositiveFloat = 1e-4
+    init_kind: InitKind = "gaussian"
+    optimizer: Optimizer = "gd"
+    lr: PositiveFloat = 3e-3
+    steps: PositiveInt = 7000
+    log_every: PositiveInt = 5
+    loss_reduction: Reduction = ""
+    theta: Probability = 0.5
+    plateau_tol: PositiveFloat = 0.02
+    dip_prominence: NonNegativeFloat = 0.5
+    min_dwell: PositiveInt = 3
+    min_plateau_frac: Probability = 0.1
+    hessian_points: NonNegativeInt = 70
+    lanczos_iters: PositiveInt = 64
+    ranks: tuple[PositiveInt, ...] = (1, 2, 3, 4, 5)
+    depths: tuple[PositiveInt, ...] = (2, 3, 4)
+    sweep_lrs: tuple[PositiveFloat, ...] = (2e-3, 3e-3, 3e-3)
+    sweep_init_scales: tuple[PositiveFloat, ...] = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1)
+    claim_init_scales: tuple[PositiveFloat, ...] = (1e-6, 1e-4, 1e-3)
+    seeds: PositiveInt = 20
+    sweep_steps: PositiveInt = 30000
+    sweep_log_every: PositiveInt = 20
+    num_devices: NonNegativeInt = 0
+    escape_optimizers: tuple[Optimizer, ...] = ("gd", "group_rmsprop", "rmsprop")
+    escape_lr_factors: tuple[PositiveFloat, ...] = (0.25, 0.5, 1.0, 2.0)
+    escape_normalised_lr: PositiveFloat = 1e-3
+    completion_n: PositiveInt = 100
+    completion_rank: PositiveInt = 5
+    completion_observations: tuple[PositiveInt, ...] = (2000, 5000)
+    completion_depths: tuple[PositiveInt, ...] = (2, 3, 4)
+    completion_init_scales: tuple[PositiveFloat, ...] = (1e-3, 1e-4)
+    completion_lr: PositiveFloat = 1e-2
+    completion_steps: PositiveInt = 10000
+    completion_optimizer: Optimizer = "group_rmsprop"
+    completion_stop_loss: NonNegativeFloat = 1e-6
+    nuclear_lambdas: PositiveInt = 30
+    nuclear_iters: PositiveInt = 100
+
+    def validate(self) -> None:
+        """Cross-field rules (each error names the field)."""
+        if self.singular_values and len(self.singular_values) < self.rank:
+            raise ConfigError(f"config field 'singular_values' has {len(self.singular_values)} values, "
+                              f"need at least rank={self.rank}")
+        if self.rank > self.n:
+            raise ConfigError(f"config field 'rank' must be <= n={self.n}, got {self.rank}")
+        if max(self.ranks, default=0) > self.n:
+            raise ConfigError(f"config field 'ranks' must be <= n={self.n}, got {self.ranks}")
+        if self.completion_rank > self.completion_n:
+            raise ConfigError(f"config field 'completion_rank' must be <= completion_n={self.completion_n}")
+        if self.observation == "completion" and self.num_observations > self.n * self.n:
+            raise ConfigError(f"config field 'num_observations' must be <= n^2={self.n * self.n} for completion, "
+                              f"got {self.num_observations}")
+        if any(m > self.completion_n**2 for m in self.completion_observations):
+            raise ConfigError(f"config field 'completion_observations' must be <= completion_n^2="
+                              f"{self.completion_n**2}, got {self.completion_observations}")
+        for name in ("sweep_lrs", "claim_init_scales"):
+            if len(getattr(self, name)) != len(self.depths):
+                raise ConfigError(f"config field '{name}' needs one value per depth in depths={self.depths}, "
+                                  f"got {getattr(self, name)}")
+        for name in ("ranks", "depths", "sweep_init_scales", "escape_optimizers", "escape_lr_factors",
+                     "completion_observations", "completion_depths", "completion_init_scales"):
+            if not getattr(self, name):
+                raise ConfigError(f"config field '{name}' needs at least one value")
+        if self.target_file and self.entries_file:
+            raise ConfigError("config fields 'target_file' and 'entries_file' exclude each other")
 
 
 def _default() -> DMFConfig:
@@ -95,12 +158,12 @@ def _default() -> DMFConfig:
 
 
 def _smoke() -> DMFConfig:
-    return DMFConfig(n=8, rank=2, singular_values=(5.0, 2.0), depth=2, init_scale=1e-4, lr=1e-2, steps=1500,
+    return DMFConfig(n=8, rank=2, singular_values=(5.0, 2.0), depth=2, init_scale=1e-5, lr=1e-2, steps=1500,
                      log_every=5, hessian_points=4, lanczos_iters=32, ranks=(1, 2), depths=(2,),
-                     sweep_lrs=(1e-2,), sweep_init_scales=(1e-4, 1e-1), claim_init_scales=(1e-4,), seeds=2, sweep_steps=1500,
-                     sweep_log_every=5, completion_n=12, completion_rank=2, completion_observations=(80,),
-                     completion_depths=(2,), completion_init_scales=(1e-3,), completion_lr=1e-2,
-                     completion_steps=500, nuclear_lambdas=5, nuclear_iters=20)
+                     sweep_lrs=(1e-2,), sweep_init_scales=(1e-5, 1e-1), claim_init_scales=(1e-5,), seeds=2,
+                     sweep_steps=1500, sweep_log_every=5, completion_n=12, completion_rank=2,
+                     completion_observations=(80,), completion_depths=(2,), completion_init_scales=(1e-3,),
+                     completion_lr=1e-2, completion_steps=500, nuclear_lambdas=5, nuclear_iters=20)
 
 
 def _paper() -> DMFConfig:
@@ -111,4 +174,5 @@ def _paper() -> DMFConfig:
 
 
 def get_config(variant: str = "default") -> DMFConfig:
+    """The DMF config for `variant` in {"smoke", "default", "paper"}."""
     return variants({"smoke": _smoke, "default": _default, "paper": _paper}, variant)

@@ -5,7 +5,12 @@
   `u.data` (tab-separated `user_id item_id rating timestamp`, 1-based ids);
 * sensing: `A.npy` `[k, n, m]` and `y.npy` `[k]`.
 
-Errors name the file and line.
+Errors name the file and line. `problem(config, key)` builds the configured problem.
+
+Random streams: every action derives its keys from `jax.random.key(config.seed)` with
+`jax.random.fold_in(key, STREAM)` and one of the named constants below (then folds in
+the rank, depth or observation count where one stream serves several problems), so no
+two uses share a key.
 """
 
 from __future__ import annotations
@@ -16,7 +21,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["load_target", "load_entries", "load_sensing", "entries_to_matrix", "random_mask", "random_sensing"]
+__all__ = ["load_target", "load_entries", "load_sensing", "entries_to_matrix", "random_mask", "random_sensing",
+           "spectrum", "problem"]
+
+PROBLEM_STREAM = 1  # spe: the target and the observation model
+INIT_STREAM = 2  # spe: the initial factors
+HESSIAN_STREAM = 3  # spe: the Lanczos start vectors
+TARGET_STREAM = 4  # sweep, escape: the rank-R target (R folded in)
+RUNS_STREAM = 5  # sweep, escape, completion: the initial factors of run s (s folded in by dynamics.sweep)
+COMPLETION_TARGET_STREAM = 6  # completion: Arora et al.'s target
+MASK_STREAM = 7  # completion: the observed entries (their number folded in)
 
 
 def load_target(path) -> np.ndarray:
@@ -93,3 +107,36 @@ def random_sensing(key, target, num_measurements: int):
     """Arora et al.'s sensing operator: A_i ~ N(0, 1)/n `[k, n, m]`, y_i = <A_i, M*>."""
     a = jax.random.normal(key, (num_measurements,) + tuple(target.shape), target.dtype) / target.shape[0]
     return a, jnp.einsum("kij,ij->k", a, target)
+
+
+def spectrum(singular_values, rank: int) -> tuple:
+    """The target's sigma*: the first `rank` of `singular_values`, or the default law
+    (`models.geometric_singular_values`: (10, 5, 2) for R = 3, 10 * 2^-(k-1) otherwise)."""
+    from jaxlab.dmf import models
+
+    if singular_values:
+        if len(singular_values) < rank:
+            raise ValueError(f"singular_values has {len(singular_values)} values, need rank={rank}")
+        return tuple(singular_values[:rank])
+    return models.geometric_singular_values(rank)
+
+
+def problem(config, key):
+    """(target `[n, m]`, mask or None, measurements or None) of `config`'s observation
+    model (`config.observation`, `target_file`, `entries_file`); float64 inside
+    `jax.enable_x64`. `key` is split for the target and the observations."""
+    from jaxlab.dmf import models
+
+    kt, ko = jax.random.split(key)
+    if config.entries_file:
+        target, mask = entries_to_matrix(*load_entries(config.entries_file))
+        return jnp.asarray(target), jnp.asarray(mask), None
+    if config.target_file:
+        target = jnp.asarray(load_target(config.target_file))
+    else:
+        target = models.low_rank_target(kt, config.n, config.rank, spectrum(config.singular_values, config.rank))
+    if config.observation == "completion":
+        return target, random_mask(ko, target.shape, config.num_observations), None
+    if config.observation == "sensing":
+        return target, None, random_sensing(ko, target, config.num_observations)
+    return target, None, None

@@ -1,42 +1,188 @@
-"""The `jaxlab dmf` actions end to end on the smoke config (CLI entry point included)."""
+"""The `jaxlab dmf` actions end to end on the smoke config (CLI entry point included):
+files, strict JSON, divergence, resume after a kill, config checks and --help."""
 
+import dataclasses
 import json
 
+import jax
 import numpy as np
 import pytest
 
 from jaxlab import cli, dmf
+from jaxlab.core import actions
+from jaxlab.core import config as config_lib
+from jaxlab.core.train import NonFiniteError
 from jaxlab.dmf import configs, data, run
 
 
-def test_cli_spe_and_evaluate(tmp_path):
-    wd = tmp_path / "spe"
-    assert cli.main(["dmf", "spe", "--config", "smoke", "--workdir", str(wd), "--config.hessian_points=0"]) == 0
-    summary = json.loads((wd / "summary.json").read_text())
-    assert summary["results"]["status"] == "ok" and summary["results"]["num_stages"] == 2
-    for f in ["config.json", "metrics.jsonl", "trajectory.npz", "figures/staircase.png"]:
+def _strict_json(text):
+    def refuse(name):
+        raise ValueError(f"non-strict JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """The whole smoke pipeline through the CLI: spe, evaluate, sweep, escape, completion."""
+    root = tmp_path_factory.mktemp("dmf")
+    for action in ("spe", "sweep", "escape", "completion"):
+        assert cli.main(["dmf", action, "--config", "smoke", "--workdir", str(root / action)]) == 0, action
+    assert cli.main(["dmf", "evaluate", "--workdir", str(root / "spe")]) == 0
+    return root
+
+
+def test_cli_spe_and_evaluate(pipeline):
+    wd = pipeline / "spe"
+    res = _strict_json((wd / "summary.json").read_text())["results"]["spe"]
+    # smoke: sigma* = (5, 2), init 1e-5: two separated stages, sigma_1 escapes first
+    assert res["status"] == "ok" and res["num_stages"] == 2
+    assert res["activations"][0] < res["activations"][1]
+    for f in ["config.json", "metrics.jsonl", "trajectory.npz", "figures/staircase.png",
+              "figures/staircase_evaluate.png"]:
         assert (wd / f).exists(), f
-    assert cli.main(["dmf", "evaluate", "--workdir", str(wd)]) == 0
-    ev = json.loads((wd / "evaluation.json").read_text())
-    assert ev["num_stages"] == 2 and ev["status"] == "ok"
+    ev = _strict_json((wd / "evaluation.json").read_text())
+    assert ev["num_stages"] == 2 and ev["status"] == "ok" and ev["activations"] == res["activations"]
     loaded = dmf.load(wd)
-    assert loaded["trajectory"].loss.ndim == 1 and loaded["config"].rank == 2
+    assert isinstance(loaded, actions.Loaded) and loaded.step == 1500 and loaded.config.rank == 2
+    traj = loaded.extras["trajectory"]
+    assert traj.loss.shape == (300,) and len(loaded.state) == 2
+    # the saved final factors multiply to (nearly) the target: an independent NumPy check
+    w = loaded.state[1] @ loaded.state[0]
+    target = loaded.extras["target"]
+    assert np.linalg.norm(w - target) / np.linalg.norm(target) < 1e-3
+    np.testing.assert_allclose(np.linalg.svd(target, compute_uv=False)[:2], [5.0, 2.0], rtol=1e-12)
+    # lambda_min at the origin-like init of a depth-2 net is -sigma_1* (spectrum +-sigma_i*)
+    np.testing.assert_allclose(res["hessian_min_eig_at_init"], -5.0, rtol=1e-3)
 
 
-def test_sweep_and_completion_actions(tmp_path):
-    cfg = configs.get_config("smoke")
-    res = run.sweep(cfg, tmp_path / "sweep")
-    # smoke: rank 1 and 2 targets at depth 2, init 1e-4 (separated) and 1e-1 (merged or not)
-    assert res["claim_success"]["depth2"]["R1"] == 1.0
-    assert (tmp_path / "sweep" / "figures" / "phase_diagram.png").exists()
-    res = run.completion(cfg, tmp_path / "completion")
-    kinds = {r["method"] for r in res["rows"]}
-    assert kinds == {"DMF", "nuclear norm"}
+def test_sweep_escape_and_completion_actions(pipeline):
+    sweep = _strict_json((pipeline / "sweep" / "summary.json").read_text())["results"]["sweep"]
+    # smoke: rank 1 and 2 targets at depth 2; the small init separates both stages
+    assert sweep["claim_success"]["depth2"] == {"R1": 1.0, "R2": 1.0}
+    assert sweep["num_runs"] == 2 * 2 * 2 and sweep["devices"] == 8
+    cells = _strict_json((pipeline / "sweep" / "cells.json").read_text())
+    big = [c for c in cells if c["rank"] == 2 and c["init_scale"] == 0.1]
+    assert big[0]["success_rate"] < 1.0  # a large init merges the stages
+    assert (pipeline / "sweep" / "figures" / "phase_diagram.png").exists()
+    rows = _strict_json((pipeline / "escape" / "escape.json").read_text())
+    gd = [r for r in rows if r["optimizer"] == "gd"]
+    assert [r["lr"] for r in gd] == pytest.approx([0.0025, 0.005, 0.01, 0.02])
+    # GD follows the gradient flow: escape step x lr is the same at every lr (within 10%)
+    for k in range(2):
+        t = np.array([r["escape_steps_x_lr"][k] for r in gd])
+        assert t.max() / t.min() < 1.1, t
+    assert all(r["escape_steps"][0] < r["escape_steps"][1] for r in gd)
+    res = _strict_json((pipeline / "completion" / "summary.json").read_text())["results"]["completion"]
+    assert {r["method"] for r in res["rows"]} == {"DMF", "nuclear norm"}
     assert all(np.isfinite(r["test_error"]) for r in res["rows"])
 
 
-def test_config_override_errors(tmp_path):
-    assert cli.main(["dmf", "spe", "--config", "smoke", "--workdir", str(tmp_path / "x"), "--config.nope=1"]) == 2
+def test_every_json_file_of_the_smoke_pipeline_is_strict(pipeline):
+    files = sorted(pipeline.rglob("*.json"))
+    assert len(files) >= 15
+    for path in files:
+        _strict_json(path.read_text())
+    for line in (pipeline / "spe" / "metrics.jsonl").read_text().splitlines():
+        _strict_json(line)
+
+
+def test_diverging_spe_stops_with_nonfinite_error(tmp_path, capsys):
+    wd = tmp_path / "div"
+    assert cli.main(["dmf", "spe", "--config", "smoke", "--workdir", str(wd), "--config.lr=10"]) == 1
+    err = capsys.readouterr().err
+    assert "stopped" in err and "non-finite loss" in err
+    assert not (wd / "summary.json").exists()
+    with pytest.raises(NonFiniteError) as e:
+        run.spe(dataclasses.replace(configs.get_config("smoke"), lr=10.0, hessian_points=0), tmp_path / "py")
+    assert e.value.metric == "loss" and e.value.step > 0
+
+
+def test_diverging_lr_in_a_sweep_is_a_finding_with_strict_json(tmp_path):
+    cfg = dataclasses.replace(configs.get_config("smoke"), ranks=(1,), sweep_lrs=(10.0,), seeds=1, sweep_steps=200)
+    res = run.sweep(cfg, tmp_path / "sweep")
+    assert res["claim_success"]["depth2"]["R1"] == 0.0
+    cells = _strict_json((tmp_path / "sweep" / "cells.json").read_text())
+    assert all(c["status_counts"] == {"diverged": 1} for c in cells)
+    cfg = dataclasses.replace(cfg, completion_lr=1e4, completion_optimizer="gd", completion_steps=100)
+    res = run.completion(cfg, tmp_path / "completion")
+    dmf_rows = [r for r in res["rows"] if r["method"] == "DMF"]
+    assert not dmf_rows[0]["finite_loss"]
+    for path in (tmp_path / "completion").rglob("*.json"):
+        _strict_json(path.read_text())
+
+
+def _kill_last(wd, folder, pattern):
+    """What a SIGKILL during the last unit leaves: every earlier unit, no outputs."""
+    last = sorted((wd / folder).glob(pattern))[-1]
+    last.unlink()
+    for name in ("summary.json", "trajectory.npz", "metrics.jsonl", "cells.json"):
+        (wd / name).unlink(missing_ok=True)
+
+
+def test_killed_spe_resumes_to_the_same_result_and_reruns_are_stable(tmp_path):
+    cfg = configs.get_config("smoke")
+    wd = tmp_path / "spe"
+    full = run.spe(cfg, wd)
+    factors = run.load(wd).state
+    # a rerun of the finished run leaves its results exactly as they were, times included
+    assert run.spe(cfg, wd) == full
+    assert _strict_json((wd / "summary.json").read_text())["results"]["spe"] == full
+    _kill_last(wd, "spe_segments", "segment_*.npz")
+    resumed = run.spe(cfg, wd)
+    for a, b in zip(factors, run.load(wd).state):
+        np.testing.assert_array_equal(a, b)
+    assert {k: v for k, v in resumed.items() if k != "train_wall_time_s"} == \
+        {k: v for k, v in full.items() if k != "train_wall_time_s"}
+    assert len((wd / "metrics.jsonl").read_text().splitlines()) == 300  # rewritten, not appended
+
+
+def test_killed_sweep_resumes_to_the_same_result(tmp_path):
+    cfg = dataclasses.replace(configs.get_config("smoke"), sweep_steps=600)
+    wd = tmp_path / "sweep"
+    full = run.sweep(cfg, wd)
+    cells = _strict_json((wd / "cells.json").read_text())
+    assert run.sweep(cfg, wd) == full
+    _kill_last(wd, "sweep_cells", "*.json")
+    resumed = run.sweep(cfg, wd)
+    strip = lambda cs: [{k: v for k, v in c.items() if k != "sweep_wall_time_s"} for c in cs]
+    assert strip(_strict_json((wd / "cells.json").read_text())) == strip(cells)
+    assert resumed["claim_success"] == full["claim_success"]
+
+
+def test_config_checks(tmp_path, capsys):
+    wd = str(tmp_path / "x")
+    assert cli.main(["dmf", "spe", "--config", "smoke", "--workdir", wd, "--config.nope=1"]) == 2
+    assert cli.main(["dmf", "spe", "--config", "smoke", "--workdir", wd, "--config.observation=sensin"]) == 2
+    assert "observation" in capsys.readouterr().err
+    assert cli.main(["dmf", "spe", "--config", "nope", "--workdir", wd]) == 2
+    assert cli.main(["dmf", "sweep", "--config", "smoke", "--workdir", wd, "--config.sweep_lrs=1e-2,1e-2"]) == 2
+    assert "sweep_lrs" in capsys.readouterr().err
+    with pytest.raises(config_lib.ConfigError, match="lr"):
+        config_lib.override(configs.get_config("smoke"), ["lr=-1"])
+    for variant in ("smoke", "default", "paper"):
+        config_lib.validate(configs.get_config(variant))
+    assert not (tmp_path / "x" / "summary.json").exists()
+
+
+def test_help_lists_every_action(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["dmf", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name, fn in run.ACTIONS.items():
+        first = fn.__doc__.strip().splitlines()[0]
+        assert f"  {name}" in out and first[:40] in " ".join(out.split()), name
+
+
+def test_problem_streams_are_distinct():
+    cfg = configs.get_config("smoke")
+    streams = [v for k, v in vars(data).items() if k.endswith("_STREAM")]
+    assert len(streams) == len(set(streams)) >= 5
+    with jax.enable_x64(True):
+        target, mask, meas = data.problem(dataclasses.replace(cfg, observation="completion", num_observations=20),
+                                          jax.random.key(0))
+        assert meas is None and float(mask.sum()) == 20 and target.shape == (8, 8)
 
 
 def test_entries_readers(tmp_path):

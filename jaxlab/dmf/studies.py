@@ -1,0 +1,188 @@
+"""The multi-run studies of `jaxlab dmf`: the stage-count phase diagram (`sweep`), escape
+times (`escape`) and Arora et al.'s completion anchor (`completion`).
+
+Each study is a grid of units (a depth x rank cell, a depth x optimizer pair, an
+observation count x depth pair); a unit runs its seeds x init scales x lrs as one
+`dynamics.sweep` call (sharded over `num_devices` devices). `cached(path, compute)`
+keeps each finished unit as a JSON file, so a killed study rerun with the same config
+redoes only the missing units, and every unit's numbers are those read back from its
+file (strict JSON: a NaN of a diverged run is null), whether computed now or before.
+
+Call the units inside `jax.enable_x64(True)`. Keys: `jax.random.key(config.seed)` folded
+with the named streams of `jaxlab.dmf.data`.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlab.core import workdir as workdir_lib
+from jaxlab.dmf import baselines, data, dynamics, models, spe, stages
+
+__all__ = ["effective_rank", "cached", "claim_init", "phase_cell", "claim", "escape_lrs", "escape_unit",
+           "nuclear_unit", "completion_unit"]
+
+
+def effective_rank(s) -> float | None:
+    """Roy & Vetterli's effective rank exp(H(p)), p = s / sum(s) (Arora et al.'s measure);
+    None for non-finite singular values (a diverged run)."""
+    s = np.asarray(s, np.float64)
+    if not np.all(np.isfinite(s)) or np.sum(s) <= 0:
+        return None
+    p = s[s > 0] / np.sum(s)
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def _svdvals(w) -> np.ndarray | None:
+    w = np.asarray(w)
+    return np.linalg.svd(w, compute_uv=False) if np.all(np.isfinite(w)) else None
+
+
+def cached(path: pathlib.Path, compute: Callable[[], object]):
+    """The JSON in `path` if a previous attempt finished this unit, else `compute()`
+    written there (strict, atomic) and read back."""
+    if not path.exists():
+        workdir_lib.write_json(path, compute())
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _key(config, stream: int, *fold: int):
+    key = jax.random.fold_in(jax.random.key(config.seed), stream)
+    for x in fold:
+        key = jax.random.fold_in(key, x)
+    return key
+
+
+def claim_init(config, depth: int) -> float:
+    """The sweep init scale closest (in log) to the 'small init' of `depth`
+    (`claim_init_scales`, aligned with `depths`)."""
+    small = config.claim_init_scales[list(config.depths).index(depth)]
+    return min(config.sweep_init_scales, key=lambda x: abs(np.log(x / small)))
+
+
+def phase_cell(config, depth: int, lr: float, rank: int) -> list[dict]:
+    """Stage-count cells of one (depth, R): `seeds` runs per init scale, each judged by
+    `stages.detect_stages` (success: status "ok", i.e. R separated stages)."""
+    target = models.low_rank_target(_key(config, data.TARGET_STREAM, rank), config.n, rank,
+                                     data.spectrum(config.singular_values, rank))
+    t0 = time.perf_counter()
+    out = dynamics.sweep(_key(config, data.RUNS_STREAM), target, depth=depth, seeds=config.seeds,
+                         init_scales=config.sweep_init_scales, lrs=[lr], steps=config.sweep_steps,
+                         log_every=config.sweep_log_every, optimizer=config.optimizer,
+                         devices=config.num_devices or None).to_numpy()
+    wall = time.perf_counter() - t0
+    tn, cells = np.asarray(target), []
+    for i, s in enumerate(config.sweep_init_scales):
+        found = [stages.detect_stages(out.select(seed, i, 0), tn, **spe.detect_kwargs(config))
+                 for seed in range(config.seeds)]
+        statuses = [st.status for st in found]
+        cells.append({"depth": depth, "rank": rank, "init_scale": s, "lr": lr,
+                      "success_rate": float(np.mean([x == "ok" for x in statuses])),
+                      "mean_stages": float(np.mean([len(st) for st in found])),
+                      "status_counts": {k: statuses.count(k) for k in sorted(set(statuses))},
+                      "sweep_wall_time_s": wall})
+    return cells
+
+
+def claim(config, cells: list[dict]) -> dict:
+    """{"depth<d>": {"R<r>": success rate at the depth's small init}} of the phase diagram."""
+    rate = lambda d, r: next(c["success_rate"] for c in cells
+                             if c["depth"] == d and c["rank"] == r and c["init_scale"] == claim_init(config, d))
+    return {f"depth{d}": {f"R{r}": rate(d, r) for r in config.ranks} for d in config.depths}
+
+
+def escape_lrs(config, depth_lr: float, optimizer: str) -> list[float]:
+    """The escape study's lr grid: `escape_lr_factors` times the depth's lr for gd, times
+    `escape_normalised_lr` for the normalised optimizers (lr is a step length there)."""
+    base = depth_lr if optimizer == "gd" else config.escape_normalised_lr
+    return [base * f for f in config.escape_lr_factors]
+
+
+def escape_target(config):
+    target = models.low_rank_target(_key(config, data.TARGET_STREAM, config.rank), config.n, config.rank,
+                                    data.spectrum(config.singular_values, config.rank))
+    return target, np.linalg.svd(np.asarray(target), compute_uv=False)[: config.rank]
+
+
+def escape_unit(config, target, s_star, depth: int, depth_lr: float, optimizer: str) -> list[dict]:
+    """Mean step at which each sigma_k(W) first reaches theta sigma_k*, per lr, over `seeds`
+    runs from the depth's small init; `finite_loss` false marks a diverged lr."""
+    lrs = escape_lrs(config, depth_lr, optimizer)
+    init = config.claim_init_scales[list(config.depths).index(depth)]
+    out = dynamics.sweep(_key(config, data.RUNS_STREAM), target, depth=depth, seeds=config.seeds,
+                         init_scales=[init], lrs=lrs, steps=config.sweep_steps, log_every=config.sweep_log_every,
+                         optimizer=optimizer, devices=config.num_devices or None).to_numpy()
+    rows = []
+    for j, lr in enumerate(lrs):
+        sv = out.singular_values[:, 0, j]  # [S, T, n]
+        t = np.full((config.seeds, config.rank), np.nan)
+        for s in range(config.seeds):
+            for k in range(config.rank):
+                hit = np.nonzero(sv[s, :, k] >= config.theta * s_star[k])[0]
+                if hit.size:
+                    t[s, k] = out.step[s, 0, j, hit[0]]
+        mean = np.full(config.rank, np.nan)
+        seen = np.any(np.isfinite(t), 0)
+        mean[seen] = np.nanmean(t[:, seen], 0)
+        rows.append({"depth": depth, "optimizer": optimizer, "lr": lr, "init_scale": init,
+                     "escape_steps": mean.tolist(), "escape_steps_x_lr": (mean * lr).tolist(),
+                     "finite_loss": bool(np.all(np.isfinite(out.loss[:, 0, j])))})
+    return rows
+
+
+def completion_problem(config, observations: int):
+    target = models.arora_target(_key(config, data.COMPLETION_TARGET_STREAM), config.completion_n,
+                                 config.completion_rank)
+    return target, data.random_mask(_key(config, data.MASK_STREAM, observations), target.shape, observations)
+
+
+def nuclear_unit(config, target, mask, observations: int) -> dict:
+    """Nuclear-norm minimisation (soft-impute) on the same entries: the convex baseline."""
+    tn, t0 = np.asarray(target), time.perf_counter()
+    z = np.asarray(baselines.nuclear_norm_completion(target, mask, num_lambdas=config.nuclear_lambdas,
+                                                     iters=config.nuclear_iters))
+    s = _svdvals(z)
+    return {"observations": observations, "method": "nuclear norm", "depth": None, "init_scale": None,
+            "test_error": float(np.linalg.norm(z - tn) / np.linalg.norm(tn)),
+            "effective_rank": None if s is None else effective_rank(s),
+            "train_loss": float(np.sum(np.asarray(mask) * (z - tn) ** 2) / observations),
+            "wall_time_s": time.perf_counter() - t0}
+
+
+def completion_unit(config, target, mask, observations: int, depth: int) -> dict:
+    """DMF at every completion init scale (one vmapped call): final test error, effective
+    rank and train loss, and the same at Arora et al.'s stopping point (the first log
+    point with train loss <= completion_stop_loss); plus the curves for the figure."""
+    tn, t0 = np.asarray(target), time.perf_counter()
+    out = dynamics.sweep(_key(config, data.RUNS_STREAM), target, depth=depth, seeds=1,
+                         init_scales=config.completion_init_scales, lrs=[config.completion_lr],
+                         steps=config.completion_steps, log_every=max(config.completion_steps // 500, 1),
+                         optimizer=config.completion_optimizer, mask=mask,
+                         devices=config.num_devices or None).to_numpy()
+    wall = time.perf_counter() - t0
+    rows, curves = [], []
+    for i, s in enumerate(config.completion_init_scales):
+        one = out.select(0, i, 0)
+        w = np.asarray(models.end_to_end([jnp.asarray(f) for f in one.factors]))
+        hit = np.nonzero(one.loss <= config.completion_stop_loss)[0]
+        k = int(hit[0]) if hit.size else None
+        sv = _svdvals(w)
+        rows.append({"observations": observations, "method": "DMF", "depth": depth, "init_scale": s,
+                     "test_error": float(np.linalg.norm(w - tn) / np.linalg.norm(tn)),
+                     "effective_rank": None if sv is None else effective_rank(sv),
+                     "train_loss": float(np.sum(np.asarray(mask) * (w - tn) ** 2) / observations),
+                     "stop_step": None if k is None else int(one.step[k]),
+                     "test_error_at_stop": None if k is None else float(one.test_error[k]),
+                     "effective_rank_at_stop": None if k is None else effective_rank(one.singular_values[k]),
+                     "finite_loss": bool(np.all(np.isfinite(one.loss))),
+                     "wall_time_s": wall / len(config.completion_init_scales)})
+        curves.append({"observations": observations, "depth": depth, "init_scale": s, "step": one.step,
+                       "loss": one.loss, "test_error": one.test_error})
+    return {"rows": rows, "curves": curves}
