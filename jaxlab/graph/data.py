@@ -9,12 +9,14 @@ and raise `GraphFormatError` naming the file and field that is wrong.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import math
 import pathlib
 import pickle
 import re
+import zipfile
 
 import numpy as np
 import scipy.sparse as sp
@@ -82,18 +84,25 @@ class GraphData:
 
 def scale_features(x, train_idx, how: str = "standard"):
     """Feature scaling fitted on the training nodes: "standard" (zero mean, unit variance:
-    GraphSAINT's convention), "minmax" (CS-GNN's convention) or "none"."""
+    GraphSAINT's convention), "minmax" (CS-GNN's convention) or "none"; float32 out."""
     x = np.asarray(x, np.float32)
     if how == "none":
         return x
     ref = x[train_idx] if len(train_idx) else x
+    # statistics and the map in float64: a float32 variance overflows for |x| > 1.8e19
     if how == "standard":
-        mu, sd = ref.mean(0), ref.std(0)
-        return ((x - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
-    if how == "minmax":
-        lo, hi = ref.min(0), ref.max(0)
-        return ((x - lo) / np.where(hi > lo, hi - lo, 1.0)).astype(np.float32)
-    raise ValueError(f"feature scaling must be 'standard', 'minmax' or 'none', got {how!r}")
+        shift, scale = ref.mean(0, dtype=np.float64), ref.std(0, dtype=np.float64)
+    elif how == "minmax":
+        shift = ref.min(0).astype(np.float64)
+        scale = ref.max(0).astype(np.float64) - shift
+    else:
+        raise ValueError(f"feature scaling must be 'standard', 'minmax' or 'none', got {how!r}")
+    scale = np.where(scale > 0, scale, 1.0)
+    out = np.empty(x.shape, np.float32)
+    rows = max(1, 2 ** 24 // max(1, x.shape[-1]))  # float64 temporaries of at most 128 MiB
+    for lo in range(0, x.shape[0], rows):
+        out[lo:lo + rows] = (x[lo:lo + rows] - shift) / scale
+    return out
 
 
 # ----------------------------------------------------------------------------- CSBM
@@ -242,63 +251,86 @@ def _read_json(path: pathlib.Path):
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
+class _Npz:
+    """The members of a `scipy.sparse.save_npz` archive, read with `zipfile` (a file that
+    is not a zip archive is closed again, unlike `np.load`'s). Every member's declared
+    size is checked against the bytes the archive holds for it when opened, so reading one
+    allocates no more than the file backs."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path = path
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                raise self.error("a plain .npy array; write it with scipy.sparse.save_npz")
+        try:
+            self.zip = zipfile.ZipFile(path)
+        except Exception as e:  # anything a corrupt archive raises
+            raise self.error(f"{type(e).__name__}: {e}") from None
+        try:
+            self.files = {}
+            for info in self.zip.infolist():
+                with self.zip.open(info) as f:
+                    header = _NPY_HEADERS.get(np.lib.format.read_magic(f))
+                    if header is None:
+                        raise self.error(f"member {info.filename!r} has an unsupported .npy version")
+                    shape, _, dtype = header(f)
+                if dtype.hasobject or math.prod(shape) * dtype.itemsize > info.file_size:
+                    raise self.error(f"member {info.filename!r} declares {dtype} {list(shape)}, "
+                                     f"more than the {info.file_size} bytes it holds")
+                self.files[info.filename.removesuffix(".npy")] = info.filename
+        except GraphFormatError:
+            self.zip.close()
+            raise
+        except Exception as e:
+            self.zip.close()
+            raise self.error(f"{type(e).__name__}: {e}") from None
+
+    def error(self, msg) -> GraphFormatError:
+        return GraphFormatError(f"{self.path}: not a scipy.sparse .npz matrix ({msg})")
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self.files:
+            raise GraphFormatError(f"{self.path}: no field {key!r}; members: {sorted(self.files)}")
+        try:
+            with self.zip.open(self.files[key]) as f:
+                return np.lib.format.read_array(f, allow_pickle=False)
+        except Exception as e:  # a corrupt member: CRC, deflate, truncation
+            raise self.error(f"member {key!r}: {type(e).__name__}: {e}") from None
+
+    def close(self):
+        self.zip.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def _npz_open(path: pathlib.Path):
     """Opens a `scipy.sparse.save_npz` file and reads only its header: returns
-    `(NpzFile, format, (rows, cols))`. Every member's declared size is checked against
-    the bytes the archive holds for it, so reading it later allocates no more than that."""
-
-    def bad(msg):
-        return GraphFormatError(f"{path}: not a scipy.sparse .npz matrix ({msg})")
-
-    try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 (anything a corrupt archive raises)
-        raise bad(f"{type(e).__name__}: {e}") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise bad("a plain .npy array; write it with scipy.sparse.save_npz")
-    try:
-        for info in z.zip.infolist():
-            with z.zip.open(info) as f:
-                header = _NPY_HEADERS.get(np.lib.format.read_magic(f))
-                if header is None:
-                    raise bad(f"member {info.filename!r} has an unsupported .npy version")
-                shape, _, dtype = header(f)
-            if dtype.hasobject or math.prod(shape) * dtype.itemsize > info.file_size:
-                raise bad(f"member {info.filename!r} declares {dtype} {list(shape)}, "
-                          f"more than the {info.file_size} bytes it holds")
-        missing = [k for k in ("format", "shape") if k not in z.files]
-        if missing:
-            raise bad(f"no {missing[0]!r} member; members: {sorted(z.files)}")
+    `(_Npz, format, (rows, cols))`; the caller closes the archive (`with`)."""
+    z = _Npz(path)
+    with contextlib.ExitStack() as stack:
+        stack.callback(z.close)  # closed unless the header is good
         fmt, shape = z["format"], z["shape"]
-    except GraphFormatError:
-        z.close()
-        raise
-    except Exception as e:  # noqa: BLE001
-        z.close()
-        raise bad(f"{type(e).__name__}: {e}") from None
-    fmt = fmt.item() if fmt.shape == () else None
-    fmt = fmt.decode("ascii", "replace") if isinstance(fmt, bytes) else fmt
-    if fmt not in ("csr", "csc", "coo"):
-        z.close()
-        raise GraphFormatError(f"{path}: field 'format' must be 'csr', 'csc' or 'coo', got {_short(fmt)}")
-    if shape.shape != (2,) or shape.dtype.kind not in "iu" or shape.min() < 0:
-        z.close()
-        raise GraphFormatError(f"{path}: field 'shape' must be two non-negative integers, got {_short(shape.tolist())}")
+        fmt = fmt.item() if fmt.shape == () else None
+        fmt = fmt.decode("ascii", "replace") if isinstance(fmt, bytes) else fmt
+        if fmt not in ("csr", "csc", "coo"):
+            raise GraphFormatError(f"{path}: field 'format' must be 'csr', 'csc' or 'coo', got {_short(fmt)}")
+        if shape.shape != (2,) or shape.dtype.kind not in "iu" or shape.min() < 0:
+            raise GraphFormatError(f"{path}: field 'shape' must be two non-negative integers, "
+                                   f"got {_short(shape.tolist())}")
+        stack.pop_all()
     return z, fmt, (int(shape[0]), int(shape[1]))
 
 
-def _npz_matrix(path: pathlib.Path, z, fmt: str, shape) -> sp.csr_matrix:
+def _npz_matrix(path: pathlib.Path, z: _Npz, fmt: str, shape) -> sp.csr_matrix:
     """The matrix of an `_npz_open`ed file as float32 CSR, its indices and values checked:
-    indices inside `shape`, weights finite and non-negative."""
-    names = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"), "coo": ("data", "row", "col")}[fmt]
+    indices inside `shape`, weights finite and non-negative. Closes the archive."""
+    names = ("data", "row", "col") if fmt == "coo" else ("data", "indices", "indptr")
     with z:
-        missing = [k for k in names if k not in z.files]
-        if missing:
-            raise GraphFormatError(f"{path}: a {fmt} matrix needs field {missing[0]!r}; members: {sorted(z.files)}")
-        try:
-            arrays = {k: z[k] for k in names}
-        except Exception as e:  # noqa: BLE001
-            raise GraphFormatError(f"{path}: not a scipy.sparse .npz matrix ({type(e).__name__}: {e})") from None
+        arrays = {k: z[k] for k in names}
     for k, a in arrays.items():
         kinds = "biuf" if k == "data" else "iu"
         if a.ndim != 1 or a.dtype.kind not in kinds:
@@ -312,7 +344,8 @@ def _npz_matrix(path: pathlib.Path, z, fmt: str, shape) -> sp.csr_matrix:
                 (arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
             m.check_format(full_check=True)
     except ValueError as e:
-        raise GraphFormatError(f"{path}: {fmt} fields 'indices'/'indptr' (or 'row'/'col') are inconsistent ({e})") from None
+        raise GraphFormatError(f"{path}: fields {', '.join(map(repr, names[1:]))} do not describe a {fmt} matrix "
+                               f"of shape {list(shape)} ({e})") from None
     m = sp.csr_matrix(m, dtype=np.float32)
     bad = ~np.isfinite(m.data) | (m.data < 0)
     if bad.any():
@@ -328,7 +361,7 @@ def _read_feats_npy(path: pathlib.Path, n: int) -> np.ndarray:
     which fails if the file is shorter than it says) before the values are read."""
     try:
         mm = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise GraphFormatError(f"{path}: not a .npy array ({type(e).__name__}: {e})") from None
     if not isinstance(mm, np.ndarray):
         raise GraphFormatError(f"{path}: not a .npy array (an .npz archive)")
@@ -366,11 +399,13 @@ def read_graphsaint(folder, scale: str = "standard") -> GraphData:
     """
     folder = pathlib.Path(folder)
     if not folder.is_dir():
-        raise GraphFormatError(f"{folder}: not a directory (expected a GraphSAINT folder with {', '.join(SAINT_FILES)})")
+        raise GraphFormatError(f"{folder}: not a directory (expected a GraphSAINT folder with "
+                               f"{', '.join(SAINT_FILES)})")
     for f in SAINT_FILES:
         if not (folder / f).exists():
             raise GraphFormatError(f"{folder / f}: missing (a GraphSAINT folder has {', '.join(SAINT_FILES)})")
-    p_full, p_train, p_role, p_cmap = (folder / f for f in ("adj_full.npz", "adj_train.npz", "role.json", "class_map.json"))
+    p_full, p_train, p_role, p_cmap = (folder / f for f in
+                                       ("adj_full.npz", "adj_train.npz", "role.json", "class_map.json"))
 
     z, fmt, shape = _npz_open(p_full)
     if shape[0] != shape[1]:
@@ -406,7 +441,8 @@ def read_graphsaint(folder, scale: str = "standard") -> GraphData:
         uniq, counts = np.unique(arr, return_counts=True)
         if (counts > 1).any():
             d = _first(counts > 1)
-            raise GraphFormatError(f"{p_role}: field '{key}' lists node {uniq[d]} {counts[d]} times (ids must be distinct)")
+            raise GraphFormatError(f"{p_role}: field '{key}' lists node {uniq[d]} {counts[d]} times "
+                                   "(ids must be distinct)")
         splits[key] = arr
     if not splits["tr"].size:
         raise GraphFormatError(f"{p_role}: field 'tr' is empty (no training nodes)")
@@ -425,7 +461,8 @@ def read_graphsaint(folder, scale: str = "standard") -> GraphData:
     cmap = _read_json(p_cmap)
     if not isinstance(cmap, dict):
         raise GraphFormatError(f"{p_cmap}: expected an object mapping node id -> label")
-    values = [None] * n
+    unset = object()
+    values = [unset] * n
     for k, v in cmap.items():
         if not _NODE_KEY.fullmatch(k):
             raise GraphFormatError(f"{p_cmap}: key {_short(k)} is not a node id (a decimal integer)")
@@ -433,7 +470,7 @@ def read_graphsaint(folder, scale: str = "standard") -> GraphData:
         if i >= n:
             raise GraphFormatError(f"{p_cmap}: key '{k}' outside [0, {n})")
         values[i] = v
-    missing = [i for i, v in enumerate(values) if v is None]
+    missing = [i for i, v in enumerate(values) if v is unset]
     if missing:
         raise GraphFormatError(f"{p_cmap}: no label for node '{missing[0]}' ({len(missing)} missing)")
     if all(_is_int(v) for v in values):
@@ -562,7 +599,7 @@ def _read_pickle(path: pathlib.Path):
     data = path.read_bytes()
     try:
         return pickle.loads(data, encoding="latin1")
-    except Exception as e:  # noqa: BLE001 (anything a corrupt pickle raises)
+    except Exception as e:  # anything a corrupt pickle raises
         raise GraphFormatError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
 
 
@@ -605,7 +642,7 @@ def _planetoid_labels(path: pathlib.Path, k: str, v, unlabelled_ok: bool) -> np.
 def _shape2(v):
     try:
         shape = tuple(int(s) for s in v.shape)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     return shape if len(shape) == 2 and min(shape) >= 0 else None
 
@@ -634,7 +671,7 @@ def _planetoid_features(path: pathlib.Path, k: str, v) -> sp.csr_matrix:
                 m = sp.csr_matrix(m, dtype=np.float32)
     except GraphFormatError:
         raise
-    except Exception as e:  # noqa: BLE001 (a corrupt sparse matrix fails in many ways)
+    except Exception as e:  # a corrupt sparse matrix fails in many ways
         raise GraphFormatError(f"{path}: field '{k}' is not a valid sparse matrix ({type(e).__name__}: {e})") from None
     bad = ~np.isfinite(m.data)
     if bad.any():
@@ -669,7 +706,8 @@ def read_planetoid(folder, name: str, num_val: int = 500, scale: str = "none") -
     for k in PLANETOID_FIELDS:
         path = folder / f"ind.{name}.{k}"
         if not path.exists():
-            raise GraphFormatError(f"{path}: missing (Planetoid needs ind.{name}.{{{','.join(PLANETOID_FIELDS)},test.index}})")
+            raise GraphFormatError(f"{path}: missing (Planetoid needs "
+                                   f"ind.{name}.{{{','.join(PLANETOID_FIELDS)},test.index}})")
         objs[k] = _read_pickle(path)
     path = folder / f"ind.{name}.test.index"
     if not path.exists():
@@ -691,14 +729,16 @@ def read_planetoid(folder, name: str, num_val: int = 500, scale: str = "none") -
     width = shapes["allx"][1]
     for k in ("x", "tx"):
         if shapes[k][1] != width:
-            raise GraphFormatError(f"{fname(k)}: field '{k}' has {shapes[k][1]} feature columns, ind.{name}.allx has {width}")
+            raise GraphFormatError(f"{fname(k)}: field '{k}' has {shapes[k][1]} feature columns, "
+                                   f"ind.{name}.allx has {width}")
     c = ally.shape[1]
     for k, m in (("y", y), ("ty", ty)):
         if m.shape[1] != c:
             raise GraphFormatError(f"{fname(k)}: field '{k}' has {m.shape[1]} classes, ind.{name}.ally has {c}")
     for fx, fy, b in (("x", "y", y), ("tx", "ty", ty), ("allx", "ally", ally)):
         if shapes[fx][0] != b.shape[0]:
-            raise GraphFormatError(f"{fname(fy)}: field '{fy}' has {b.shape[0]} rows, ind.{name}.{fx} has {shapes[fx][0]}")
+            raise GraphFormatError(f"{fname(fy)}: field '{fy}' has {b.shape[0]} rows, "
+                                   f"ind.{name}.{fx} has {shapes[fx][0]}")
     # the row counts now match dense label arrays, so converting the features is bounded;
     # x is checked although tkipf/gcn only takes its row count
     _x, tx, allx = (_planetoid_features(fname(k), k, objs[k]) for k in ("x", "tx", "allx"))
@@ -710,13 +750,15 @@ def read_planetoid(folder, name: str, num_val: int = 500, scale: str = "none") -
     differ = np.flatnonzero((ally[:ny] != y).any(axis=1))
     if differ.size:
         r = differ[0]
-        raise GraphFormatError(f"{fname('ally')}: field 'ally' row {r} is {ally[r].tolist()} but ind.{name}.y row {r} is "
-                               f"{y[r].tolist()} (the first len(y) = {ny} rows of ally are the training nodes of y)")
+        raise GraphFormatError(f"{fname('ally')}: field 'ally' row {r} is {ally[r].tolist()} but ind.{name}.y "
+                               f"row {r} is {y[r].tolist()} (the first len(y) = {ny} rows of ally are the "
+                               "training nodes of y)")
     if len(test_index) != tx.shape[0]:
         raise GraphFormatError(f"{path}: {len(test_index)} ids, ind.{name}.tx has {tx.shape[0]} rows")
     graph = objs["graph"]
     if not isinstance(graph, dict):
-        raise GraphFormatError(f"{fname('graph')}: field 'graph' must be a dict node -> neighbour list, got {type(graph).__name__}")
+        raise GraphFormatError(f"{fname('graph')}: field 'graph' must be a dict node -> neighbour list, "
+                               f"got {type(graph).__name__}")
     bound = max(n_all + tx.shape[0], len(graph))
     limit = "node ids are bounded by the allx + tx rows or the number of graph entries"
     if test_index.size:
@@ -734,7 +776,8 @@ def read_planetoid(folder, name: str, num_val: int = 500, scale: str = "none") -
     rows, cols = [], []
     for a, nbrs in graph.items():
         if not _is_int(a) or not 0 <= a < bound:
-            raise GraphFormatError(f"{fname('graph')}: field 'graph' key {_short(a)} is not a node id in [0, {bound}) ({limit})")
+            raise GraphFormatError(f"{fname('graph')}: field 'graph' key {_short(a)} is not a node id in "
+                                   f"[0, {bound}) ({limit})")
         if not isinstance(nbrs, (list, tuple)):
             raise GraphFormatError(f"{fname('graph')}: field 'graph' entry {a} must be a list of node ids, "
                                    f"got {type(nbrs).__name__}")
@@ -747,7 +790,8 @@ def read_planetoid(folder, name: str, num_val: int = 500, scale: str = "none") -
     n = max(n_all + tx.shape[0], int(test_index.max()) + 1 if test_index.size else 0,
             max(rows, default=-1) + 1, max(cols, default=-1) + 1, max((int(a) for a in graph), default=-1) + 1)
     if c > n:
-        raise GraphFormatError(f"{fname('ally')}: field 'ally' has {c} classes for {n} nodes (at most one class a node)")
+        raise GraphFormatError(f"{fname('ally')}: field 'ally' has {c} classes for {n} nodes "
+                               "(more classes than nodes)")
     if n * width * 4 > MAX_DENSE_FEATURE_BYTES:
         raise GraphFormatError(f"{fname('allx')}: field 'allx' has {width} feature columns: {n} nodes would need "
                                f"{n * width * 4 / 2 ** 30:.1f} GiB as dense float32 "
