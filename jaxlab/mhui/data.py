@@ -17,7 +17,14 @@ import numpy as np
 
 from jaxlab.core.errors import DataFormatError
 
-__all__ = ["CIFAR10_TEST_FILES", "CIFAR10_TRAIN_FILES", "load_cifar10", "load_cifar10_batch", "load_cifar_batch", "load_dataset"]
+__all__ = [
+    "CIFAR10_TEST_FILES",
+    "CIFAR10_TRAIN_FILES",
+    "load_cifar10",
+    "load_cifar10_batch",
+    "load_cifar_batch",
+    "load_dataset",
+]
 
 CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST_FILES = ("test_batch",)
@@ -73,7 +80,8 @@ def _labels(value, field: str, path: pathlib.Path, num_classes: int) -> np.ndarr
     bad = (arr < 0) | (arr >= num_classes)
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataFormatError(f"{path}: field {field}: expected integers in [0, {num_classes}), got {arr[i]} at index {i}")
+        raise DataFormatError(f"{path}: field {field}: expected integers in [0, {num_classes}), "
+                              f"got {arr[i]} at index {i}")
     return arr.astype(np.int32)
 
 
@@ -92,7 +100,7 @@ def load_cifar_batch(path: str | pathlib.Path, label_field: str = "labels",
     raw = path.read_bytes()  # unpickled from memory: a corrupt length cannot outgrow the file
     try:
         d = pickle.loads(raw, encoding="bytes")
-    except Exception as e:  # noqa: BLE001 (anything a corrupt pickle raises)
+    except Exception as e:  # anything a corrupt pickle raises
         raise DataFormatError(f"{path}: not a CIFAR python batch (cannot unpickle: {type(e).__name__}: {e})") from None
     if not isinstance(d, dict):
         raise DataFormatError(f"{path}: CIFAR batch must be a pickled dict, got {type(d).__name__}")
