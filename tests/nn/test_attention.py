@@ -26,6 +26,11 @@ def _rand_params(module, *args, seed=0, **kw):
     return jax.tree.map(lambda s: jnp.asarray(rng.normal(0.0, 0.5, s.shape), s.dtype), shapes["params"])
 
 
+def _run(module, variables, *args, **kw):
+    """`module.apply` under jit: one XLA compile is cheaper than compiling each eager op."""
+    return jax.jit(lambda v, *a: module.apply(v, *a, **kw))(variables, *args)
+
+
 def _np(tree):
     return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
 
@@ -140,7 +145,9 @@ def test_mask_helpers():
 def test_mha_matches_numpy_reference(case):
     b, tq, d, h = 2, 5, 12, 3
     tk = 7 if case == "cross_nobias_scale1" else tq
-    kw = {"use_bias": False, "scale": 1.0, "qkv_features": 9, "out_features": 6} if case == "cross_nobias_scale1" else {}
+    kw = {}
+    if case == "cross_nobias_scale1":
+        kw = {"use_bias": False, "scale": 1.0, "qkv_features": 9, "out_features": 6}
     mod = MultiHeadAttention(num_heads=h, **kw)
     kx = jax.random.split(jax.random.key(1), 2)
     xq = jax.random.normal(kx[0], (b, tq, d))
@@ -153,7 +160,7 @@ def test_mha_matches_numpy_reference(case):
         rpb = RelativePositionBias(num_heads=h, num_buckets=8, max_distance=16)
         bias = rpb.apply({"params": _rand_params(rpb, tq, tk, seed=3)}, tq, tk)
         mask = causal_mask(tq)
-    got = mod.apply({"params": p}, xq, xkv, mask=mask, bias=bias)
+    got = _run(mod, {"params": p}, xq, xkv, mask=mask, bias=bias)
     hd = (kw.get("qkv_features", d)) // h
     want = _ref_mha(p, xq, xkv, h, kw.get("scale", 1 / math.sqrt(hd)), mask=None if mask is None else np.asarray(mask),
                     bias=bias)
@@ -176,8 +183,8 @@ def test_mha_matches_flax_multihead_dot_product_attention():
     fp["out"] = {"kernel": p["out"]["kernel"].reshape(h, hd, d), "bias": p["out"]["bias"]}
     ref_shapes = jax.eval_shape(lambda: ref.init(jax.random.key(0), xq, xkv))["params"]
     assert jax.tree.map(jnp.shape, ref_shapes) == jax.tree.map(jnp.shape, fp)
-    got = mine.apply({"params": p}, xq, xkv, mask=mask)
-    want = ref.apply({"params": fp}, xq, xkv, mask=mask)
+    got = _run(mine, {"params": p}, xq, xkv, mask=mask)
+    want = _run(ref, {"params": fp}, xq, xkv, mask=mask)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
 
 
@@ -196,18 +203,18 @@ def test_head_and_embed_masks_equal_smaller_attention():
     p = _rand_params(big, x)
     hmask = np.zeros(h, np.float32)
     hmask[heads] = 1
-    got = big.apply({"params": p}, x, head_mask=jnp.asarray(hmask), embed_mask=jnp.asarray(emask),
+    got = _run(big, {"params": p}, x, head_mask=jnp.asarray(hmask), embed_mask=jnp.asarray(emask),
                     mask=padding_mask(jnp.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])))
     cols = np.concatenate([np.arange(i * hd, (i + 1) * hd) for i in heads])
     sp = {n: {"kernel": p[n]["kernel"][emb][:, cols], "bias": p[n]["bias"][cols]} for n in ("query", "key", "value")}
     sp["out"] = {"kernel": p["out"]["kernel"][cols][:, emb], "bias": p["out"]["bias"][emb]}
     small = MultiHeadAttention(num_heads=len(heads), head_dim=hd)
-    want = small.apply({"params": sp}, x[..., emb], mask=padding_mask(jnp.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])))
+    want = _run(small, {"params": sp}, x[..., emb], mask=padding_mask(jnp.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])))
     np.testing.assert_allclose(np.asarray(got[..., emb]), np.asarray(want), rtol=1e-5, atol=1e-5)
     inactive = np.setdiff1d(np.arange(d), emb)
     np.testing.assert_array_equal(np.asarray(got[..., inactive]), 0.0)
     # the mask does something: all heads on differs
-    full = big.apply({"params": p}, x)
+    full = _run(big, {"params": p}, x)
     assert not np.allclose(np.asarray(full[..., emb]), np.asarray(want), atol=1e-3)
 
 
@@ -220,11 +227,11 @@ def test_qkv_mask_equals_narrower_heads_with_same_scale():
     big = MultiHeadAttention(num_heads=h, head_dim=hd)
     x = jax.random.normal(jax.random.key(2), (b, t, d))
     p = _rand_params(big, x, seed=5)
-    got = big.apply({"params": p}, x, qkv_mask=jnp.asarray(qmask))
+    got = _run(big, {"params": p}, x, qkv_mask=jnp.asarray(qmask))
     sp = {n: {"kernel": p[n]["kernel"][:, cols], "bias": p[n]["bias"][cols]} for n in ("query", "key", "value")}
     sp["out"] = {"kernel": p["out"]["kernel"][cols], "bias": p["out"]["bias"]}
     small = MultiHeadAttention(num_heads=h, head_dim=len(keep), scale=1 / math.sqrt(hd))
-    want = small.apply({"params": sp}, x)
+    want = _run(small, {"params": sp}, x)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
 
 
@@ -244,7 +251,7 @@ def test_cached_decoding_equals_causal_forward(with_bias_and_padding):
     if with_bias_and_padding:
         mask = padding_mask(jnp.array([[1] * t, [1, 1, 1, 1, 0, 0]]))
         bias_full = rpb.apply(rp, t, t)
-    want = full_mod.apply({"params": p}, x, mask=mask, bias=bias_full)
+    want = _run(full_mod, {"params": p}, x, mask=mask, bias=bias_full)
 
     cache = dec_mod.init(jax.random.key(0), x)["cache"]  # full max length allocates the cache
     assert cache["cached_key"].shape == (b, t, h, d // h) and int(cache["cache_index"]) == 0
@@ -265,7 +272,7 @@ def test_cached_decoding_equals_causal_forward(with_bias_and_padding):
     assert len(traces) == 1 and int(cache["cache_index"]) == t
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
     # decode mode is causal at init too (the call that creates the cache)
-    np.testing.assert_allclose(np.asarray(dec_mod.apply({"params": p}, x, mask=mask, bias=bias_full,
+    np.testing.assert_allclose(np.asarray(_run(dec_mod, {"params": p}, x, mask=mask, bias=bias_full,
                                                         mutable=["cache"])[0]), np.asarray(want), rtol=1e-5, atol=1e-5)
 
 
@@ -273,14 +280,15 @@ def test_cached_decoding_prefill_chunk_then_steps():
     b, t, d, h = 1, 7, 6, 3
     x = jax.random.normal(jax.random.key(5), (b, t, d))
     p = _rand_params(MultiHeadAttention(num_heads=h), x)
-    want = MultiHeadAttention(num_heads=h, causal=True).apply({"params": p}, x)
+    want = _run(MultiHeadAttention(num_heads=h, causal=True), {"params": p}, x)
     dec = MultiHeadAttention(num_heads=h, decode=True)
     cache = dec.init(jax.random.key(0), x)["cache"]
-    o1, upd = dec.apply({"params": p, "cache": cache}, x[:, :4], mutable=["cache"])
+    step = jax.jit(lambda cache, tok: dec.apply({"params": p, "cache": cache}, tok, mutable=["cache"]))
+    o1, upd = step(cache, x[:, :4])
     outs = [o1]
     cache = upd["cache"]
     for i in range(4, t):
-        o, upd = dec.apply({"params": p, "cache": cache}, x[:, i:i + 1], mutable=["cache"])
+        o, upd = step(cache, x[:, i:i + 1])
         cache = upd["cache"]
         outs.append(o)
     np.testing.assert_allclose(np.asarray(jnp.concatenate(outs, 1)), np.asarray(want), rtol=1e-5, atol=1e-5)
@@ -305,13 +313,13 @@ def test_fully_masked_row_gives_zeros_and_finite_gradients():
     mask[0, :, 2, :] = False
     mask[0, 0, 1, :] = False  # only head 0 is blocked for query 1: that head contributes zero
     mask = jnp.asarray(mask)
-    out = mod.apply({"params": p}, x, mask=mask)
+    out = _run(mod, {"params": p}, x, mask=mask)
     assert np.all(np.isfinite(np.asarray(out)))
     np.testing.assert_array_equal(np.asarray(out[1]), 0.0)
     np.testing.assert_array_equal(np.asarray(out[0, 2]), 0.0)
     np.testing.assert_allclose(np.asarray(out), _ref_mha(p, x, x, h, 1 / math.sqrt(d // h), mask=np.asarray(mask)),
                                rtol=1e-5, atol=1e-5)
-    gp, gx = jax.grad(lambda p, x: jnp.sum(mod.apply({"params": p}, x, mask=mask) ** 2), argnums=(0, 1))(p, x)
+    gp, gx = jax.grad(lambda p, x: jnp.sum(_run(mod, {"params": p}, x, mask=mask) ** 2), argnums=(0, 1))(p, x)
     assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves((gp, gx)))
     # the fully masked batch element receives no gradient
     np.testing.assert_array_equal(np.asarray(gx[1]), 0.0)
@@ -323,8 +331,8 @@ def test_bfloat16_inputs_softmax_in_float32():
     p = _rand_params(MultiHeadAttention(num_heads=h), x)
     # large logits: a bf16 softmax would lose the small weights entirely; the f32 one matches the f32 model
     p32 = jax.tree.map(lambda a: a * 3.0, p)
-    want = MultiHeadAttention(num_heads=h).apply({"params": p32}, x)
-    got = MultiHeadAttention(num_heads=h, dtype=jnp.bfloat16).apply({"params": p32}, x.astype(jnp.bfloat16))
+    want = _run(MultiHeadAttention(num_heads=h), {"params": p32}, x)
+    got = _run(MultiHeadAttention(num_heads=h, dtype=jnp.bfloat16), {"params": p32}, x.astype(jnp.bfloat16))
     assert got.dtype == jnp.bfloat16 and np.all(np.isfinite(np.asarray(got, np.float32)))
     scale = float(jnp.max(jnp.abs(want)))
     np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want), atol=0.05 * scale)
@@ -334,11 +342,11 @@ def test_attention_dropout_only_when_not_deterministic():
     x = jax.random.normal(jax.random.key(8), (2, 6, 8))
     mod = MultiHeadAttention(num_heads=2, dropout_rate=0.5)
     p = _rand_params(mod, x)
-    base = MultiHeadAttention(num_heads=2).apply({"params": p}, x)
-    np.testing.assert_array_equal(np.asarray(mod.apply({"params": p}, x)), np.asarray(base))
-    a = mod.apply({"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
-    a2 = mod.apply({"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
-    c = mod.apply({"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(2)})
+    base = _run(MultiHeadAttention(num_heads=2), {"params": p}, x)
+    np.testing.assert_array_equal(np.asarray(_run(mod, {"params": p}, x)), np.asarray(base))
+    a = _run(mod, {"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+    a2 = _run(mod, {"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+    c = _run(mod, {"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(2)})
     np.testing.assert_array_equal(np.asarray(a), np.asarray(a2))
     assert not np.allclose(np.asarray(a), np.asarray(base)) and not np.allclose(np.asarray(a), np.asarray(c))
 
