@@ -105,7 +105,8 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sizes", default="20,100")
     p.add_argument("--torch-threads", type=int, default=1,
-                   help="torch intra-op threads (1 is fastest for these small matmuls on a shared CPU; 0: torch's default)")
+                   help="torch intra-op threads (1 is fastest for these small matmuls on a shared CPU; "
+                        "0: torch's default)")
     p.add_argument("--flops-sizes", default="100,200,300,400")
     p.add_argument("--completion-steps", type=int, default=2000)
     p.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1,
@@ -129,14 +130,16 @@ def main():
           f"load average {os.getloadavg()[0]:.1f}")
     depth, lr = 3, 3e-3
     with jax.enable_x64(True):
-        print(f"\n(a) depth-{depth} GD trajectory, {args.steps} steps, float64, singular values every {args.log_every} steps\n")
+        print(f"\n(a) depth-{depth} GD trajectory, {args.steps} steps, float64, "
+              f"singular values every {args.log_every} steps\n")
         print("| n | jaxlab steady (s) | jaxlab compile (s) | torch eager loop (s) | speed-up | max rel. loss diff |")
         print("|---|---|---|---|---|---|")
         for n in [int(x) for x in args.sizes.split(",")]:
             key = jax.random.PRNGKey(0)
             target = dmf.low_rank_target(key, n, 3)
             fs = dmf.init_factors(jax.random.PRNGKey(1), n, depth, 1e-4)
-            run = lambda: dmf.train(fs, target, lr=lr, steps=args.steps, log_every=args.log_every).loss.block_until_ready()
+            run = lambda: dmf.train(fs, target, lr=lr, steps=args.steps,
+                                    log_every=args.log_every).loss.block_until_ready()
             t0 = time.perf_counter()
             run()
             first = time.perf_counter() - t0
@@ -172,12 +175,14 @@ def main():
 
         seq()  # compile
         ts = _median_time(seq, max(1, args.repeats // 2))
-        same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(sweeps[1][2]), jax.tree.leaves(sweeps[None][2])))
+        same = all(np.array_equal(a, b)
+                   for a, b in zip(jax.tree.leaves(sweeps[1][2]), jax.tree.leaves(sweeps[None][2])))
         print("| mode | devices | time (s) | speed-up |\n|---|---|---|---|")
         print(f"| {args.seeds} sequential train calls | 1 | {ts:.2f} | 1.0x |")
         for devices, label in ((1, "one vmapped sweep"), (None, "one vmapped sweep, sharded")):
             tv, first, _ = sweeps[devices]
-            print(f"| {label} (compile {first - tv:.2f} s apart) | {1 if devices else ndev} | {tv:.2f} | {ts / tv:.1f}x |")
+            print(f"| {label} (compile {first - tv:.2f} s apart) | {1 if devices else ndev} | {tv:.2f} "
+                  f"| {ts / tv:.1f}x |")
         print(f"\nsharded sweep == one-device sweep (every array, exactly): {same}", flush=True)
 
         print(f"\n(c) achieved FLOP/s of the scanned depth-{depth} GD step (float64)\n")
@@ -205,7 +210,8 @@ def main():
             print(f"| {n} | {flops:.3g} | {t * 1e3:.3f} | {flops / t / 1e9:.1f} | {flops / t / peak:.2f} |", flush=True)
 
         steps = args.completion_steps
-        print(f"\n(d) Arora et al.'s completion (100x100, rank 5, 2000 entries, depth 3, GroupRMSprop lr 1e-2), {steps} steps\n")
+        print(f"\n(d) Arora et al.'s completion (100x100, rank 5, 2000 entries, depth 3, GroupRMSprop lr 1e-2), "
+              f"{steps} steps\n")
         from jaxlab.dmf import data as dmf_data
 
         target = dmf.arora_target(jax.random.PRNGKey(1), 100, 5)
@@ -220,9 +226,11 @@ def main():
         t0 = time.perf_counter()
         tl = torch_completion(fs, target, mask, 1e-2, steps, 100)
         tt = time.perf_counter() - t0
-        jl = np.asarray(dmf.train(fs, target, mask=mask, lr=1e-2, steps=steps, optimizer="group_rmsprop", log_every=100).loss)
+        jl = np.asarray(dmf.train(fs, target, mask=mask, lr=1e-2, steps=steps, optimizer="group_rmsprop",
+                                  log_every=100).loss)
         diff = float(np.max(np.abs(jl - np.array(tl)) / np.abs(np.array(tl))))
-        print("| jaxlab (s) | compile (s) | torch port (s) | speed-up | max rel. loss diff | final loss |\n|---|---|---|---|---|---|")
+        print("| jaxlab (s) | compile (s) | torch port (s) | speed-up | max rel. loss diff | final loss |\n"
+              "|---|---|---|---|---|---|")
         print(f"| {tj:.2f} | {first - tj:.2f} | {tt:.2f} | {tt / tj:.1f}x | {diff:.1e} | {jl[-1]:.3g} |", flush=True)
 
 

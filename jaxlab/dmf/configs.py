@@ -158,12 +158,13 @@ def _default() -> DMFConfig:
 
 
 def _smoke() -> DMFConfig:
-    return DMFConfig(n=8, rank=2, singular_values=(5.0, 2.0), depth=2, init_scale=1e-5, lr=1e-2, steps=1500,
+    return DMFConfig(n=8, rank=2, singular_values=(5.0, 2.0), depth=2, init_scale=1e-5, lr=1e-2, steps=800,
                      log_every=5, hessian_points=4, lanczos_iters=32, ranks=(1, 2), depths=(2,),
                      sweep_lrs=(1e-2,), sweep_init_scales=(1e-5, 1e-1), claim_init_scales=(1e-5,), seeds=2,
-                     sweep_steps=1500, sweep_log_every=5, completion_n=12, completion_rank=2,
-                     completion_observations=(80,), completion_depths=(2,), completion_init_scales=(1e-3,),
-                     completion_lr=1e-2, completion_steps=500, nuclear_lambdas=5, nuclear_iters=20)
+                     sweep_steps=800, sweep_log_every=5, escape_lr_factors=(0.5, 1.0, 2.0), completion_n=12,
+                     completion_rank=2, completion_observations=(80,), completion_depths=(2,),
+                     completion_init_scales=(1e-3,), completion_lr=1e-2, completion_steps=500, nuclear_lambdas=5,
+                     nuclear_iters=20)
 
 
 def _paper() -> DMFConfig:

@@ -96,7 +96,8 @@ def _check(factors, target, mask, measurements, steps, log_every, optimizer, los
     if measurements is not None:
         a, y = measurements
         if a.ndim != 3 or tuple(a.shape[1:]) != w_shape or y.shape != (a.shape[0],):
-            raise ValueError(f"measurements (A, y) must be [m, {w_shape[0]}, {w_shape[1]}] and [m], got {a.shape}, {y.shape}")
+            raise ValueError(f"measurements (A, y) must be [m, {w_shape[0]}, {w_shape[1]}] and [m], "
+                             f"got {a.shape}, {y.shape}")
 
 
 # LAPACK calls of the logging, one matrix per call even under `vmap`. jaxlib 0.10.2's
@@ -131,7 +132,8 @@ def _top_singular_pair_vmap(axis_size, in_batched, m):
     return jax.lax.map(_top_singular_pair, m), (True, True)
 
 
-def _simulate(factors, target, mask, measurements, opt_state, lr, *, steps, log_every, optimizer, reduction, track_escape, start_step=0):
+def _simulate(factors, target, mask, measurements, opt_state, lr, *, steps, log_every, optimizer, reduction,
+              track_escape, start_step=0):
     """Traced body shared by `train` and `sweep` (returns a Trajectory)."""
     _TRACES["train"] += 1
     factors = list(factors)
@@ -206,7 +208,8 @@ _STATIC = ("steps", "log_every", "optimizer", "reduction", "track_escape")
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def _train_jit(factors, target, mask, measurements, opt_state, lr, start_step, *, steps, log_every, optimizer, reduction, track_escape):
+def _train_jit(factors, target, mask, measurements, opt_state, lr, start_step, *, steps, log_every, optimizer,
+               reduction, track_escape):
     return _simulate(factors, target, mask, measurements, opt_state, lr, steps=steps, log_every=log_every,
                      optimizer=optimizer, reduction=reduction, track_escape=track_escape, start_step=start_step)
 
@@ -251,7 +254,8 @@ def train(
     factors = list(factors)
     _check(factors, target, mask, measurements, steps, log_every, optimizer, loss_reduction)
     reduction = loss_reduction or models.default_reduction(mask, measurements)
-    return _train_jit(factors, target, mask, measurements, opt_state, jnp.asarray(lr, target.dtype), jnp.asarray(start_step),
+    return _train_jit(factors, target, mask, measurements, opt_state, jnp.asarray(lr, target.dtype),
+                      jnp.asarray(start_step),
                       steps=int(steps), log_every=int(log_every), optimizer=optimizer, reduction=reduction,
                       track_escape=bool(track_escape))
 
@@ -259,7 +263,8 @@ def train(
 _SWEEP_STATIC = _STATIC + ("depth", "kind", "shape")
 
 
-def _sweep_runs(key, target, mask, measurements, seeds, scales, lrs, *, depth, kind, shape, steps, log_every, optimizer, reduction, track_escape):
+def _sweep_runs(key, target, mask, measurements, seeds, scales, lrs, *, depth, kind, shape, steps, log_every,
+                optimizer, reduction, track_escape):
     """The vmapped runs of a flat `[R]` batch of (seed, scale, lr) (traced body of `sweep`)."""
     def one(seed, scale, lr):
         fs = models.init_factors(jax.random.fold_in(key, seed), shape, depth, scale, kind)

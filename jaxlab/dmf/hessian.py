@@ -101,4 +101,5 @@ def hessian_min_eig(factors, target, mask: jax.Array | None = None, *, key, num_
     smallest one is accurate to many digits on the problems of the tests, but a tightly
     clustered bottom of the spectrum may need more.
     """
-    return _min_eig(list(factors), target, mask, measurements, key, num_iters=int(num_iters), loss_reduction=loss_reduction)
+    return _min_eig(list(factors), target, mask, measurements, key, num_iters=int(num_iters),
+                    loss_reduction=loss_reduction)

@@ -82,7 +82,8 @@ class Stages(list):
         return self.status == "ok" and len(self) == self.expected
 
     def __repr__(self):
-        return f"Stages({list.__repr__(self)}, status={self.status!r}, expected={self.expected}, message={self.message!r})"
+        return (f"Stages({list.__repr__(self)}, status={self.status!r}, expected={self.expected}, "
+                f"message={self.message!r})")
 
 
 def _runs(flags: np.ndarray):
@@ -103,7 +104,8 @@ def _activation(x: np.ndarray, thr: float, dwell: int) -> int | None:
 def _single_run(traj):
     t = traj.to_numpy() if hasattr(traj, "to_numpy") else traj
     if np.ndim(t.loss) != 1:
-        raise ValueError(f"detect_stages takes one run; got loss of shape {np.shape(t.loss)} (use traj.select(...) on a sweep)")
+        raise ValueError(f"detect_stages takes one run; got loss of shape {np.shape(t.loss)} "
+                         "(use traj.select(...) on a sweep)")
     return t
 
 
@@ -202,7 +204,8 @@ def detect_stages(
             a, b = run
             stages.append(Stage(int(steps[a]), int(steps[hi]), k, float(np.median(loss[a:b]))))
             plateaus.append((int(a), int(b - 1)))
-        elif run is None and (not has_dip or level is not None and np.any(np.abs(loss[window] - level) <= plateau_tol * abs(level))):
+        elif run is None and (not has_dip or level is not None
+                              and np.any(np.abs(loss[window] - level) <= plateau_tol * abs(level))):
             merged.append(k)
             problems.append(f"no (long enough) plateau near rank {k}: stages {k} and {k + 1} merged")
             if status == "ok":
@@ -214,7 +217,8 @@ def detect_stages(
             if status == "ok":
                 status = "ill-separated"
     msg = "; ".join(problems) if problems else f"{len(stages)} stages, as expected from rank {R}"
-    return Stages(stages, status=status, expected=R, activations=act_steps, merged=merged, plateaus=plateaus, message=msg)
+    return Stages(stages, status=status, expected=R, activations=act_steps, merged=merged, plateaus=plateaus,
+                  message=msg)
 
 
 def escape_alignment(trajectory, target, stages: Stages | None = None, **detect_kwargs) -> np.ndarray:

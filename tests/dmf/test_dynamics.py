@@ -124,18 +124,21 @@ def test_sweep_matches_single_runs_and_compiles_once():
         key = jax.random.PRNGKey(7)
         target = dmf.low_rank_target(key, n, 2, (3.0, 1.0))
         before = dynamics.trace_count()
-        out = dmf.sweep(key, target, depth=depth, seeds=3, init_scales=[1e-3, 1e-2], lrs=[0.01, 0.02, 0.03], steps=30, log_every=3)
+        out = dmf.sweep(key, target, depth=depth, seeds=3, init_scales=[1e-3, 1e-2], lrs=[0.01, 0.02, 0.03], steps=30,
+                        log_every=3)
         assert dynamics.trace_count() - before == 1
         assert out.loss.shape == (3, 2, 3, 10) and out.singular_values.shape == (3, 2, 3, 10, n)
         # a second sweep of the same shapes reuses the compiled program
-        dmf.sweep(key, target, depth=depth, seeds=[5, 6, 7], init_scales=[1e-4, 1e-1], lrs=[0.1, 0.2, 0.3], steps=30, log_every=3)
+        dmf.sweep(key, target, depth=depth, seeds=[5, 6, 7], init_scales=[1e-4, 1e-1], lrs=[0.1, 0.2, 0.3], steps=30,
+                  log_every=3)
         assert dynamics.trace_count() - before == 1
         for s, i, j in [(0, 0, 0), (2, 1, 2), (1, 0, 1)]:
             fs = dmf.init_factors(jax.random.fold_in(key, s), n, depth, [1e-3, 1e-2][i])
             single = dmf.train(fs, target, lr=[0.01, 0.02, 0.03][j], steps=30, log_every=3)
             one = out.select(s, i, j)
             np.testing.assert_allclose(np.asarray(one.loss), np.asarray(single.loss), rtol=1e-10)
-            np.testing.assert_allclose(np.asarray(one.singular_values), np.asarray(single.singular_values), rtol=1e-8, atol=1e-13)
+            np.testing.assert_allclose(np.asarray(one.singular_values), np.asarray(single.singular_values),
+                                       rtol=1e-8, atol=1e-13)
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -168,7 +171,8 @@ def test_sharded_sweep_equals_one_device(devices):
         key = jax.random.PRNGKey(3)
         target = dmf.low_rank_target(key, n, 2, (3.0, 1.0))
         mask = (jax.random.uniform(jax.random.PRNGKey(4), (n, n)) < 0.7).astype(target.dtype)
-        kw = dict(depth=3, seeds=5, init_scales=[1e-2], lrs=[0.05, 0.1], steps=20, log_every=2, mask=mask, track_escape=True)
+        kw = dict(depth=3, seeds=5, init_scales=[1e-2], lrs=[0.05, 0.1], steps=20, log_every=2, mask=mask,
+                  track_escape=True)
         one = dmf.sweep(key, target, devices=1, **kw)
         many = dmf.sweep(key, target, devices=devices, **kw)
     assert many.loss.shape == (5, 1, 2, 10) and many.grad_u.shape == (5, 1, 2, 10, n)
