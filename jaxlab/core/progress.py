@@ -19,7 +19,8 @@ def enabled() -> bool:
     return jax.process_index() == 0 and sys.stderr.isatty() or bool(os.environ.get("JAXLAB_PROGRESS"))
 
 
-def progress(iterable: Iterable | int, desc: str = "", *, initial: int = 0, total: int | None = None, disable: bool | None = None):
+def progress(iterable: Iterable | int, desc: str = "", *, initial: int = 0, total: int | None = None,
+             disable: bool | None = None):
     """A tqdm bar over `iterable` (or `range(iterable)`) showing steps/s and ETA."""
     from tqdm.auto import tqdm
 

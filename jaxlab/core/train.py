@@ -202,8 +202,10 @@ def run_times(workdir: str | pathlib.Path) -> dict:
     Returns `{"train_time_s", "eval_time_s", "wall_time_s", "segments": [...]}`, where
     `train_time_s` is the time spent in training steps and data (compiles included,
     evaluation and checkpointing excluded) from step 0 to the last step reached, and each
-    segment row records one call of `fit` (start and end step, its own times, the
-    duration of its first step, which includes compilation).
+    segment row records one call of `fit` that ended normally or with an exception (start
+    and end step, its own times, the duration of its first step, which includes
+    compilation); a segment killed by a signal leaves no row, and the totals count the
+    steps that led to the final state: work redone after a resume is counted once.
     """
     rows = metrics_lib.read_metrics(pathlib.Path(workdir) / SEGMENTS)
     last = rows[-1] if rows else {}
@@ -280,7 +282,6 @@ def fit(
     if start == 0:
         start = _step_of(state)
     metrics_lib.truncate_after(workdir / "metrics.jsonl", start)
-    metrics_lib.truncate_after(workdir / SEGMENTS, start, key="end_step")
     past = metrics_lib.merge_by_step(metrics_lib.read_metrics(workdir / "metrics.jsonl"))
     cum_train = float(meta.get("train_time_s", 0.0))
     cum_eval = float(meta.get("eval_time_s", 0.0))
@@ -321,6 +322,7 @@ def fit(
 
     bar = progress_bar(range(start, end), desc=desc, initial=start, total=num_steps,
                        disable=None if progress else True)
+    ended = "interrupted"
     try:
         for s in bar:
             batch = batch_fn(s)
@@ -368,16 +370,23 @@ def fit(
                 manager.save(done, serialization.to_state_dict(state), meta=times())
                 t_mark = time.perf_counter()
                 seg["checkpoint_time_s"] += t_mark - t0
+    except BaseException as e:
+        ended = type(e).__name__
+        raise
+    else:
+        ended = "finished" if seg["end_step"] >= num_steps else "stopped"
     finally:
         bar.close()
         writer.close()
         manager.close()
-    if steps_done:
-        pause()
-        tt = times()
-        seg_row = {**seg, "cum_train_time_s": tt["train_time_s"], "cum_eval_time_s": tt["eval_time_s"],
-                   "cum_wall_time_s": tt["wall_time_s"], "wall_time_s": time.perf_counter() - t_seg}
-        metrics_lib.append_jsonl(workdir / SEGMENTS, seg_row)
+        if steps_done:
+            if ended in ("finished", "stopped"):
+                pause()
+            tt = times()
+            seg_row = {**seg, "ended": ended, "cum_train_time_s": tt["train_time_s"],
+                       "cum_eval_time_s": tt["eval_time_s"], "cum_wall_time_s": tt["wall_time_s"],
+                       "wall_time_s": time.perf_counter() - t_seg}
+            metrics_lib.append_jsonl(workdir / SEGMENTS, seg_row)
     return state, metrics_lib.merge_by_step(past + history)
 
 

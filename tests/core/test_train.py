@@ -242,8 +242,8 @@ def test_resume_keeps_one_metric_row_per_step_and_accumulates_time(tmp_path):
     assert train_steps == list(range(5, 45, 5)) and eval_steps == [10, 20, 30, 40]
     assert [r["step"] for r in history] == list(range(5, 45, 5))
     times = train.run_times(tmp_path)
-    # The dropped segment (20..35) is replaced by the resumed one (20..40).
-    assert [(s["start_step"], s["end_step"]) for s in times["segments"]] == [(20, 40)]
+    # Both calls are listed; the totals count steps 0..20 once (from the checkpoint).
+    assert [(s["start_step"], s["end_step"]) for s in times["segments"]] == [(0, 35), (20, 40)]
     assert times["train_time_s"] > times["segments"][-1]["train_time_s"]  # includes 0..20
     # Rerunning the finished run changes nothing it reports.
     _, again = train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path, log_every=5,
