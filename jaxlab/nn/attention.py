@@ -52,6 +52,11 @@ Array = jnp.ndarray
 MASK_VALUE = float(jnp.finfo(jnp.float32).min) / 2
 
 
+def _check_shape(name: str, value: Array | None, shape: tuple) -> None:
+    if value is not None and tuple(jnp.shape(value)) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(jnp.shape(value))}")
+
+
 def padding_mask(valid: Array, q_len: int | None = None) -> Array:
     """Key padding mask from per-key validity.
 
@@ -267,6 +272,9 @@ class MultiHeadAttention(nn.Module):
         dense = lambda n, name: nn.Dense(n, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
                                          kernel_init=self.kernel_init, bias_init=self.bias_init,
                                          precision=self.precision, name=name)
+        _check_shape("head_mask", head_mask, (self.num_heads,))
+        _check_shape("qkv_mask", qkv_mask, (qkv,))
+        _check_shape("embed_mask", embed_mask, (out_features,))
         inputs_q = inputs_q.astype(self.dtype)
         inputs_kv = inputs_kv.astype(self.dtype)
         q, k, v = dense(qkv, "query")(inputs_q), dense(qkv, "key")(inputs_kv), dense(qkv, "value")(inputs_kv)

@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxlab.nn.attention import MultiHeadAttention, RelativePositionBias
+from jaxlab.nn.attention import MultiHeadAttention, RelativePositionBias, _check_shape
 
 __all__ = [
     "DecoderBlock", "Encoder", "EncoderBlock", "FeedForward", "LayerNorm", "RMSNorm", "get_activation", "make_norm",
@@ -144,6 +144,7 @@ class FeedForward(nn.Module):
                  deterministic: bool = True) -> Array:
         dense = partial(nn.Dense, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
                         kernel_init=self.kernel_init)
+        _check_shape("mlp_mask", mlp_mask, (self.hidden,))
         h = get_activation(self.activation)(dense(self.hidden, name="fc1")(x))
         if mlp_mask is not None:
             h = h * jnp.asarray(mlp_mask, h.dtype)
@@ -297,6 +298,11 @@ class Encoder(_BlockConfig):
                                        bidirectional=True, dtype=self.dtype, param_dtype=self.param_dtype,
                                        name="relative_bias")(t, t)
             bias = rel if bias is None else bias + rel
+        for name, m in (("head_masks", head_masks), ("qkv_masks", qkv_masks), ("mlp_masks", mlp_masks),
+                        ("layer_mask", layer_mask)):
+            if m is not None and jnp.shape(m)[0] != self.num_layers:
+                raise ValueError(f"Encoder: {name} needs a leading axis of num_layers={self.num_layers}, "
+                                 f"got shape {jnp.shape(m)}")
         pick = lambda a, i: None if a is None else a[i]
         for i in range(self.num_layers):
             y = EncoderBlock(**self._block_fields(), name=f"block_{i}")(

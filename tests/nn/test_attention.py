@@ -344,13 +344,17 @@ def test_attention_dropout_only_when_not_deterministic():
     p = _rand_params(mod, x)
     base = _run(MultiHeadAttention(num_heads=2), {"params": p}, x)
     np.testing.assert_array_equal(np.asarray(_run(mod, {"params": p}, x)), np.asarray(base))
-    a = _run(mod, {"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
-    a2 = _run(mod, {"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
-    c = _run(mod, {"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(2)})
+    train = jax.jit(lambda key: mod.apply({"params": p}, x, deterministic=False, rngs={"dropout": key}))
+    a, a2, c = train(jax.random.key(1)), train(jax.random.key(1)), train(jax.random.key(2))
     np.testing.assert_array_equal(np.asarray(a), np.asarray(a2))
     assert not np.allclose(np.asarray(a), np.asarray(base)) and not np.allclose(np.asarray(a), np.asarray(c))
 
 
-def test_bad_head_count_is_an_error():
+def test_bad_shapes_are_errors():
+    x = jnp.ones((1, 2, 8))
     with pytest.raises(ValueError, match="not divisible"):
-        MultiHeadAttention(num_heads=3).init(jax.random.key(0), jnp.ones((1, 2, 8)))
+        MultiHeadAttention(num_heads=3).init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match=r"head_mask must have shape \(2,\)"):
+        MultiHeadAttention(num_heads=2).init(jax.random.key(0), x, head_mask=jnp.ones(3))
+    with pytest.raises(ValueError, match="expects \\[B, T, D\\]"):
+        MultiHeadAttention(num_heads=2).init(jax.random.key(0), jnp.ones((2, 8)))

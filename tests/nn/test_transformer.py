@@ -201,6 +201,8 @@ def test_encoder_stack_relative_bias_and_layer_mask():
     want = _run(RMSNorm(), {"params": p["final_norm"]}, y)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), **TOL)
     assert not np.allclose(np.asarray(got), np.asarray(_run(enc, {"params": p}, x, mask=mask)), atol=1e-3)
+    with pytest.raises(ValueError, match="num_layers=3"):
+        jax.eval_shape(lambda: enc.apply({"params": p}, x, layer_mask=jnp.ones(2)))
 
 
 # --------------------------------------------------------------------------- DecoderBlock
