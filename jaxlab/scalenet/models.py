@@ -27,7 +27,8 @@ from jaxlab.nas.widths import LEFT, index_set, width_mask
 from jaxlab.nn.mbconv import MaskedMBConv, MBConv, activation, conv_init, extract_mbconv, masked_batch_norm
 from jaxlab.scalenet.space import Space
 
-__all__ = ["SuperNet", "SubNet", "init_params", "extract_subnet", "subnet_blocks", "subnet_from_arch", "ensemble_logits"]
+__all__ = ["SuperNet", "SubNet", "init_params", "extract_subnet", "subnet_blocks", "subnet_from_arch",
+           "ensemble_logits"]
 
 
 def _scheme(space: Space) -> str:

@@ -83,9 +83,12 @@ def sample_batch(space: Space, rng: np.random.Generator, n: int, kind: str = "hi
         s = np.full(n, -1)
         mults = np.unique(np.concatenate([np.asarray(g) for g in cfg.mult_grid]))
         ress = np.unique(np.concatenate([np.asarray(g) for g in cfg.res_grid]))
-        d, w, r = mults[rng.integers(len(mults), size=n)], mults[rng.integers(len(mults), size=n)], ress[rng.integers(len(ress), size=n)]
+        d = mults[rng.integers(len(mults), size=n)]
+        w = mults[rng.integers(len(mults), size=n)]
+        r = ress[rng.integers(len(ress), size=n)]
     else:
         raise ValueError(f"unknown sampler {kind!r}; expected 'hierarchical' or 'uniform'")
     base = sample_base(space, rng, n)
     archs = space.scale(base, d, w, side)
-    return archs, np.asarray(r, np.int64), {"stage": s, "d": np.asarray(d, float), "w": np.asarray(w, float), "base": base}
+    info = {"stage": s, "d": np.asarray(d, float), "w": np.asarray(w, float), "base": base}
+    return archs, np.asarray(r, np.int64), info

@@ -20,7 +20,11 @@ scaling stage `s = 1..K`. FLOPs are MACs; `F_0 = macs(b at stage 0)`.
 
 `acc_fn(archs [P, ...], r) -> [P]` is injected (the supernet scorer, or a synthetic
 fitness in tests). The state is written after every GA generation and every step to
-`workdir/mcea.json` + `workdir/ga_<t>.npz`; `mcea` resumes from them.
+`workdir/mcea.json` + `workdir/ga_<t>.npz`; `mcea` resumes from them. The state counts
+the architectures evaluated and the seconds spent over all segments of a run, so a
+resumed or rerun search reports the cost of the whole search.
+
+Random streams derive from the run's seed with the named constants below.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -38,17 +43,27 @@ from jaxlab.scalenet.configs import SearchConfig
 from jaxlab.scalenet.sampler import sample_base
 from jaxlab.scalenet.space import Space
 
-__all__ = ["reference_macs", "ladder_ok", "scaled_archs", "mean_fitness", "scaling_step", "init_scaling",
-           "mcea", "extrapolate", "compound_scaling", "family"]
+__all__ = ["REFERENCE_STREAM", "INIT_SCALING_STREAM", "GA_STREAM", "ga_seed", "reference_macs", "ladder_ok",
+           "scaled_archs", "mean_fitness", "scaling_step", "init_scaling", "mcea", "extrapolate",
+           "compound_scaling", "family"]
 
 AccFn = Callable[[dict, int], np.ndarray]
+
+REFERENCE_STREAM = 99     # default_rng([seed, REFERENCE_STREAM]): random bases of the reference MACs
+INIT_SCALING_STREAM = 7   # default_rng([seed, INIT_SCALING_STREAM]): base pool of the initial grid search
+GA_STREAM = 3             # SeedSequence([seed, GA_STREAM, t]): the GA of alternation t
+
+
+def ga_seed(seed: int, alternation: int) -> int:
+    """The integer seed of the GA of one alternation (the GA draws `default_rng([it, gen])`)."""
+    return int(np.random.SeedSequence([seed, GA_STREAM, alternation]).generate_state(1)[0])
 
 
 def reference_macs(space: Space, cfg: SearchConfig, seed: int = 0) -> float:
     """Target base MACs: `cfg.base_macs`, or the median of 256 random bases."""
     if cfg.base_macs > 0:
         return float(cfg.base_macs)
-    base = sample_base(space, np.random.default_rng([seed, 99]), 256)
+    base = sample_base(space, np.random.default_rng([seed, REFERENCE_STREAM]), 256)
     return float(np.median(space.base_macs(base)))
 
 
@@ -99,7 +114,7 @@ def scaling_step(space: Space, cfg: SearchConfig, acc_fn: AccFn, base: np.ndarra
 def init_scaling(space: Space, cfg: SearchConfig, acc_fn: AccFn, f_ref: float, stages, seed: int) -> dict:
     """`grid_search_scaling_`: rank the ladder-feasible triples by the mean accuracy of
     `n_basenet` random bases from the base band."""
-    rng = np.random.default_rng([seed, 7])
+    rng = np.random.default_rng([seed, INIT_SCALING_STREAM])
     pool = space.canonical_base(sample_base(space, rng, 64 * cfg.n_basenet))
     f = space.base_macs(pool)
     inband = pool[np.abs(f - f_ref) <= cfg.base_tol * f_ref]
@@ -138,34 +153,49 @@ def _load_scaling(d: dict) -> dict:
     return {int(k): tuple(v) for k, v in d.items()}
 
 
-def mcea(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.Path | None = None,
-         stop_after_alternation: int | None = None, progress: Callable[[str], None] | None = None) -> dict:
+def mcea(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.Path | None = None, *,
+         seed: int = 0, stop_after_alternation: int | None = None,
+         progress: Callable[[str], None] | None = None) -> dict:
     """Runs (or resumes) MCEA; returns `{"base", "scaling", "fitness", "history", ...}`.
 
-    `stop_after_alternation=k` returns after k completed alternations (simulates an
-    interruption; a later call resumes).
+    The state holds `evaluations` (GA genomes), `arch_evaluations` (architectures scored
+    by `acc_fn`: the GA's genomes times the stages each is scored at, plus the grid and
+    scaling searches) and `seconds` (search time over all segments), all summed over
+    the whole search, resumed or not. `stop_after_alternation=k` returns after k
+    completed alternations (simulates an interruption; a later call resumes).
     """
     log = progress or (lambda msg: None)
     workdir = pathlib.Path(workdir) if workdir is not None else None
+    t_start = time.perf_counter()
     stages = list(range(1, space.num_scaling_stages))
     gcfg = ga.GAConfig(pop_size=cfg.pop_size, num_generations=cfg.num_generations, eta_mutation=cfg.eta_mutation)
-    f_ref = reference_macs(space, cfg, cfg.seed)
+    f_ref = reference_macs(space, cfg, seed)
     state_path = workdir / "mcea.json" if workdir else None
+    scored = [0]
+
+    def counted(archs: dict, r: int) -> np.ndarray:
+        scored[0] += len(archs["ops"])
+        return acc_fn(archs, r)
+
+    def save(st: dict) -> None:
+        if state_path is not None:
+            write_json(state_path, dict(st, scaling=_jsonable_scaling(st["scaling"]),
+                                        seconds=st["seconds"] + time.perf_counter() - t_start))
+
     if state_path is not None and state_path.exists():
         st = json.loads(state_path.read_text())
         st["scaling"] = _load_scaling(st["scaling"])
         log(f"resuming MCEA at alternation {st['alternation']}")
     else:
         if cfg.mode == "joint":
-            scaling = init_scaling(space, cfg, acc_fn, f_ref, stages, cfg.seed)
+            scaling = init_scaling(space, cfg, counted, f_ref, stages, seed)
         elif cfg.mode == "decoupled":
             scaling = {}
         else:
             raise ValueError(f"search.mode must be 'joint' or 'decoupled', got {cfg.mode!r}")
         st = {"alternation": 0, "base": None, "scaling": scaling, "fitness": None, "history": [],
-              "f_ref": f_ref, "evaluations": 0}
-        if state_path is not None:
-            write_json(state_path, dict(st, scaling=_jsonable_scaling(st["scaling"])))
+              "f_ref": f_ref, "evaluations": 0, "arch_evaluations": scored[0], "seconds": 0.0}
+        save(st)
     n_alt = cfg.num_alternations if cfg.mode == "joint" else 1
     end = n_alt if stop_after_alternation is None else min(n_alt, stop_after_alternation)
     while st["alternation"] < end:
@@ -173,30 +203,42 @@ def mcea(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.Path |
         scaling = st["scaling"]
         if cfg.mode == "joint":
             fitness = lambda x: mean_fitness(space, acc_fn, x, scaling)
+            archs_per_genome = len(scaling)
         else:
             r0 = int(space.cfg.res_grid[0][0])
             fitness = lambda x: acc_fn(space.scale(x, 1.0, 1.0), r0)
+            archs_per_genome = 1
         seed_genes = None if st["base"] is None else np.asarray(st["base"])[None]
         prob = _problem(space, cfg, fitness, f_ref, seed_genes)
         ckpt = workdir / f"ga_{t}.npz" if workdir else None
-        gstate = ga.run(prob, gcfg, seed=cfg.seed * 1000 + t, checkpoint=ckpt,
-                        callback=lambda s: log(f"alternation {t} generation {s.generation} best {s.best()[1]:.4f}"))
+
+        def generation_done(g, t=t, st=st):
+            log(f"alternation {t} generation {g.generation} best {g.best()[1]:.4f}")
+            save(st)  # books the time spent so far
+
+        gstate = ga.run(prob, gcfg, seed=ga_seed(seed, t), checkpoint=ckpt, callback=generation_done)
         base, fbase = gstate.best()
-        new_scaling, table = scaling_step(space, cfg, acc_fn, base, stages, scaling if cfg.mode == "joint" else None)
-        fit = float(mean_fitness(space, acc_fn, base[None], new_scaling)[0])
+        scored[0] = 0
+        new_scaling, table = scaling_step(space, cfg, counted, base, stages, scaling if cfg.mode == "joint" else None)
+        fit = float(mean_fitness(space, counted, base[None], new_scaling)[0])
         archive, arch_fit = gstate.archive(50)
         st = {
             "alternation": t + 1, "base": base.tolist(), "scaling": new_scaling, "fitness": fit,
             "f_ref": f_ref, "evaluations": st["evaluations"] + gstate.num_evaluations,
+            "arch_evaluations": st["arch_evaluations"] + gstate.num_evaluations * archs_per_genome + scored[0],
+            "seconds": st["seconds"],
             "history": st["history"] + [{"alternation": t + 1, "ga_best": fbase, "fitness": fit,
                                          "scaling": _jsonable_scaling(new_scaling),
                                          "ga_best_history": gstate.best_history.tolist()}],
             "archive": archive.tolist(), "archive_fitness": arch_fit.tolist(),
             "scaling_table": {str(k): v for k, v in table.items()},
         }
-        if state_path is not None:
-            write_json(state_path, dict(st, scaling=_jsonable_scaling(new_scaling)))
+        save(st)
         log(f"alternation {t + 1}: fitness {fit:.4f} base {base.tolist()} scaling {new_scaling}")
+    if state_path is not None and state_path.exists():
+        st["seconds"] = json.loads(state_path.read_text())["seconds"]
+    else:
+        st["seconds"] = st["seconds"] + time.perf_counter() - t_start
     return st
 
 

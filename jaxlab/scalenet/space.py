@@ -25,13 +25,15 @@ population; the tests check `2 * macs` against XLA's cost analysis.
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import numpy as np
 
+from jaxlab.core.config import ConfigError, NonNegativeInt, PositiveFloat, PositiveInt
 from jaxlab.nas.encoding import canonicalize_ops_np
 from jaxlab.nas.flops import same_taps
 
-__all__ = ["SpaceConfig", "Space", "ceil_mult"]
+__all__ = ["SpaceConfig", "Space", "ceil_mult", "check_space_config"]
 
 
 def ceil_mult(c, m):
@@ -39,48 +41,61 @@ def ceil_mult(c, m):
     return np.ceil(np.asarray(c, np.float64) * np.asarray(m, np.float64) - 1e-9).astype(np.int64)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class SpaceConfig:
     """Search space. Defaults: the spec's small CPU model (sec. 3).
 
     `stages` rows are `(n_max, stride, c_out, expand_ratio)`. `mult_grid[s]` is both
     D_s and W_s (the paper draws d and w independently from the same set);
-    `res_grid[s]` is R_s.
+    `res_grid[s]` is R_s. `coupling`: "bilateral" (left/right index sets, BCNet) or
+    "prefix" (left only). The nested tuples are set in a config file, not with
+    `--config.space.*=` (the command line takes flat values only).
     """
 
-    stem_channels: int = 8
-    stem_stride: int = 1
-    stages: tuple = ((2, 1, 8, 3), (2, 2, 16, 3), (2, 2, 24, 3))
-    kernels: tuple = (3, 5)
-    head_channels: int = 64
-    num_classes: int = 10
-    se_div: int = 4
-    act: str = "hswish"
-    max_mult: float = 1.64
-    coupling: str = "bilateral"   # "bilateral" (left/right, BCNet) or "prefix" (left only)
-    mult_grid: tuple = ((1.0,), (1.04, 1.08, 1.12, 1.16), (1.20, 1.24, 1.28, 1.32, 1.36),
-                        (1.40, 1.44, 1.48, 1.52, 1.56, 1.60, 1.64))
-    res_grid: tuple = ((12,), (12, 13, 14), (15, 16), (17, 18))
+    stem_channels: PositiveInt = 8
+    stem_stride: PositiveInt = 1
+    stages: tuple[tuple[int, int, int, int], ...] = ((2, 1, 8, 3), (2, 2, 16, 3), (2, 2, 24, 3))
+    kernels: tuple[PositiveInt, ...] = (3, 5)
+    head_channels: PositiveInt = 64
+    num_classes: PositiveInt = 10
+    se_div: NonNegativeInt = 4
+    act: Literal["hswish", "relu", "relu6", "swish"] = "hswish"
+    max_mult: PositiveFloat = 1.64
+    coupling: Literal["bilateral", "prefix"] = "bilateral"
+    mult_grid: tuple[tuple[float, ...], ...] = ((1.0,), (1.04, 1.08, 1.12, 1.16), (1.20, 1.24, 1.28, 1.32, 1.36),
+                                                (1.40, 1.44, 1.48, 1.52, 1.56, 1.60, 1.64))
+    res_grid: tuple[tuple[int, ...], ...] = ((12,), (12, 13, 14), (15, 16), (17, 18))
+
+
+def check_space_config(cfg: SpaceConfig, prefix: str = "space.") -> None:
+    """Cross-field rules of a `SpaceConfig`; a `ConfigError` names the offending field."""
+    if cfg.coupling not in ("bilateral", "prefix"):
+        raise ConfigError(f"config field '{prefix}coupling' must be 'bilateral' or 'prefix', got {cfg.coupling!r}")
+    if not cfg.stages or any(len(row) != 4 or min(row) < 1 for row in cfg.stages):
+        raise ConfigError(f"config field '{prefix}stages' needs rows (n_max, stride, c_out, expand) of "
+                          f"positive ints, got {cfg.stages!r}")
+    if not cfg.kernels or any(k % 2 == 0 for k in cfg.kernels):
+        raise ConfigError(f"config field '{prefix}kernels' must be odd kernel sizes, got {cfg.kernels!r}")
+    if len(cfg.mult_grid) != len(cfg.res_grid):
+        raise ConfigError(f"config field '{prefix}mult_grid' has {len(cfg.mult_grid)} scaling stages, "
+                          f"'{prefix}res_grid' {len(cfg.res_grid)}")
+    if not cfg.mult_grid or any(not g for g in cfg.mult_grid) or any(not g for g in cfg.res_grid):
+        raise ConfigError(f"config fields '{prefix}mult_grid' and '{prefix}res_grid' need a non-empty grid "
+                          "per scaling stage")
+    top = max(max(g) for g in cfg.mult_grid)
+    if top > cfg.max_mult + 1e-9:
+        raise ConfigError(f"config field '{prefix}mult_grid' reaches {top} > {prefix}max_mult={cfg.max_mult}")
 
 
 class Space:
     """Derived layer table and the encode / scale / count functions of a `SpaceConfig`."""
 
     def __init__(self, cfg: SpaceConfig):
-        if cfg.coupling not in ("bilateral", "prefix"):
-            raise ValueError(f"space.coupling must be 'bilateral' or 'prefix', got {cfg.coupling!r}")
-        if len(cfg.mult_grid) != len(cfg.res_grid):
-            raise ValueError(f"space.mult_grid has {len(cfg.mult_grid)} scaling stages, "
-                             f"space.res_grid {len(cfg.res_grid)}")
-        for k in cfg.kernels:
-            if k % 2 == 0:
-                raise ValueError(f"space.kernels must be odd, got {k}")
-        self.cfg = cfg
+        check_space_config(cfg)
+        self.cfg = dataclasses.replace(cfg)  # a copy: the derived tables below stay in sync
         self.num_stages = len(cfg.stages)
         self.num_ops = len(cfg.kernels)
         self.max_mult = max(max(g) for g in cfg.mult_grid)
-        if self.max_mult > cfg.max_mult + 1e-9:
-            raise ValueError(f"space.mult_grid reaches {self.max_mult} > space.max_mult={cfg.max_mult}")
         pad = cfg.coupling == "bilateral"
         sup = lambda c: int(ceil_mult(c, cfg.max_mult)) + (c if pad else 0)
         self.super_stem = sup(cfg.stem_channels)
@@ -90,8 +105,7 @@ class Space:
         self.super_channels = np.array([sup(c) for c in self.base_channels])
         # layer table of the super-supernet
         layers = []
-        c_prev = 0
-        for s, (n_max, stride, c_out, t) in enumerate(cfg.stages):
+        for s, (_, stride, _, t) in enumerate(cfg.stages):
             for j in range(self.n_super[s]):
                 layers.append(dict(stage=s, index=j, stride=stride if j == 0 else 1,
                                    in_slot=s if j == 0 else s + 1, out_slot=s + 1, expand=t,

@@ -1,4 +1,5 @@
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from jaxlab.scalenet.space import Space, SpaceConfig
 
 SP = Space(SpaceConfig())
 CFG = SearchConfig(pop_size=16, num_generations=10, num_alternations=3, n_basenet=4,
-                   base_tol=0.2, ladder_tol=0.25, seed=0)
+                   base_tol=0.2, ladder_tol=0.25)
 VALUE = np.array([0.0, 1.0, 2.5])  # per-layer value of id / k3 / k5
 
 
@@ -64,7 +65,8 @@ def test_mcea_resumes(tmp_path):
     acc = synthetic_acc()
     cfg = SearchConfig(pop_size=8, num_generations=3, num_alternations=3, n_basenet=2, base_tol=0.2,
                        ladder_tol=0.25)
-    full = search.mcea(SP, cfg, acc)
+    full_calls = []
+    full = search.mcea(SP, cfg, synthetic_acc(full_calls))
     calls = []
     part = search.mcea(SP, cfg, synthetic_acc(calls), tmp_path, stop_after_alternation=1)
     assert part["alternation"] == 1 and (tmp_path / "mcea.json").exists()
@@ -72,12 +74,46 @@ def test_mcea_resumes(tmp_path):
     assert resumed["alternation"] == 3
     assert resumed["base"] == full["base"] and resumed["scaling"] == full["scaling"]
     assert resumed["fitness"] == pytest.approx(full["fitness"])
+    # the cost is the whole search's, counted independently by the fitness itself
+    assert full["arch_evaluations"] == sum(full_calls) == sum(calls) == resumed["arch_evaluations"]
+    assert resumed["evaluations"] == full["evaluations"]
+    saved = json.loads((tmp_path / "mcea.json").read_text())
+    assert resumed["seconds"] == saved["seconds"] > 0
+    # a rerun of the finished search evaluates nothing and reports the same cost and time
+    again_calls = []
+    again = search.mcea(SP, cfg, synthetic_acc(again_calls), tmp_path)
+    assert again_calls == [] and again["arch_evaluations"] == resumed["arch_evaluations"]
+    assert again["seconds"] == resumed["seconds"] and again["base"] == resumed["base"]
+
+
+def test_mcea_resumes_inside_a_ga(tmp_path):
+    """Killed between two GA generations: the GA resumes from its .npz without
+    re-evaluating, and the cost still counts the genomes evaluated before the kill."""
+    cfg = SearchConfig(pop_size=8, num_generations=3, num_alternations=2, n_basenet=2, base_tol=0.2,
+                       ladder_tol=0.25)
+    full = search.mcea(SP, cfg, synthetic_acc(), seed=3)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_second_generation(msg):
+        if msg.startswith("alternation 1 generation 2"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        search.mcea(SP, cfg, synthetic_acc(), tmp_path, seed=3, progress=kill_at_second_generation)
+    resumed = search.mcea(SP, cfg, synthetic_acc(), tmp_path, seed=3)
+    for k in ("base", "scaling", "fitness", "evaluations", "arch_evaluations"):
+        assert resumed[k] == full[k], k
 
 
 def test_decoupled_mode():
-    st = search.mcea(SP, SearchConfig(mode="decoupled", pop_size=8, num_generations=3, base_tol=0.2,
-                                      ladder_tol=0.25), synthetic_acc())
+    calls = []
+    cfg = SearchConfig(mode="decoupled", pop_size=8, num_generations=3, base_tol=0.2, ladder_tol=0.25)
+    st = search.mcea(SP, cfg, synthetic_acc(calls))
     assert st["alternation"] == 1 and set(st["scaling"]) == {1, 2, 3}
+    # the GA scores each genome at stage 0 only: one architecture per genome
+    assert st["arch_evaluations"] == sum(calls) and st["evaluations"] <= sum(calls)
 
 
 def test_extrapolation_and_compound():

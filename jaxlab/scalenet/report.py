@@ -1,0 +1,175 @@
+"""Figures and tables of ScaleNet runs, drawn from their files.
+
+* `plot_supernet_loss(workdir)`: `figures/supernet_loss.png` from metrics.jsonl.
+* `plot_family(ax, rows)` / `plot_family_accuracy(workdir, rows)`: test accuracy
+  against MMACs of the retrained searched and compound families.
+* `experiment_report(runs, out)`: the markdown tables of experiments/scalenet/README.md
+  from the run directories of `experiments/scalenet/run_all.sh`, and its figures;
+  `python experiments/scalenet/report.py [RUNS]` calls it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import shutil
+import sys
+from collections.abc import Sequence
+
+from jaxlab.core import plotting
+from jaxlab.core.metrics import merge_by_step, read_metrics
+
+__all__ = ["plot_supernet_loss", "plot_family", "plot_family_accuracy", "family_table", "retrain_table",
+           "sampler_table", "search_cost_table", "experiment_report", "main"]
+
+
+def _loss_rows(workdir: pathlib.Path) -> list[dict]:
+    path = pathlib.Path(workdir) / "metrics.jsonl"
+    return [r for r in merge_by_step(read_metrics(path)) if "loss" in r] if path.exists() else []
+
+
+def plot_supernet_loss(workdir: pathlib.Path) -> pathlib.Path | None:
+    """`figures/supernet_loss.png`: the sampled sub-networks' training loss by step."""
+    rows = _loss_rows(workdir)
+    if not rows:
+        return None
+    fig, ax = plotting.subplots(figsize=(5, 3))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows])
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (sampled subnet)")
+    return plotting.save_figure(fig, workdir, "supernet_loss")
+
+
+def _mmacs_ticks(ax, values: Sequence[float]) -> None:
+    """Major ticks at powers of two (in MMACs) spanning `values`, no minor labels."""
+    import matplotlib.ticker
+
+    lo, hi = math.floor(math.log2(min(values))), math.ceil(math.log2(max(values)))
+    ticks = [2.0 ** k for k in range(lo, hi + 1)]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.tick_params(axis="x", labelrotation=30)
+
+
+def plot_family(ax, rows: Sequence[dict], annotate: bool = False) -> None:
+    """Test accuracy (%) against MMACs (log scale) of the searched and compound families
+    (the compound family starts from the searched S0)."""
+    s0 = [r for r in rows if r["stage"] == 0 and r["family"] == "searched"]
+    for name, marker in (("searched", "o-"), ("compound", "s--")):
+        rr = sorted([r for r in rows if r["family"] == name] + (s0 if name == "compound" else []),
+                    key=lambda r: r["macs"])
+        if rr:
+            ax.plot([r["macs"] / 1e6 for r in rr], [100 * r["test_accuracy"] for r in rr], marker, label=name)
+            if annotate:
+                for r in rr:
+                    ax.annotate(f"S{r['stage']}", (r["macs"] / 1e6, 100 * r["test_accuracy"]), fontsize=7,
+                                xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    if rows:
+        _mmacs_ticks(ax, [r["macs"] / 1e6 for r in rows])
+    ax.set_xlabel("MMACs (papers' convention)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend()
+
+
+def plot_family_accuracy(workdir: pathlib.Path, rows: Sequence[dict], annotate: bool = True) -> pathlib.Path:
+    """`figures/family_accuracy.png` of `workdir`."""
+    fig, ax = plotting.subplots(figsize=(5, 3.5))
+    plot_family(ax, rows, annotate=annotate)
+    return plotting.save_figure(fig, workdir, "family_accuracy")
+
+
+def family_table(fam: dict) -> str:
+    """Markdown table of a family.json: the searched scaling per stage."""
+    lines = [f"base genes {fam['base']} (0 = id, 1 = k3, 2 = k5; per stage, canonical)", "",
+             "| stage | d | w | r | MMACs | x S0 | extrapolated |", "|---|---|---|---|---|---|---|"]
+    for r in fam["family"]:
+        lines.append(f"| S{r['stage']} | {r['d']:.3f} | {r['w']:.3f} | {r['r']} | {r['macs'] / 1e6:.3f} | "
+                     f"{r['ratio']:.2f} | {'yes' if r.get('extrapolated') else ''} |")
+    return "\n".join(lines)
+
+
+def retrain_table(rows: Sequence[dict]) -> str:
+    """Markdown table of retrained members (retrain.json rows)."""
+    lines = ["| family | stage | d | w | r | MMACs | x S0 | test acc (%) |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["stage"], r["family"])):
+        lines.append(f"| {r['family']} | S{r['stage']} | {r['d']:.3f} | {r['w']:.3f} | {r['resolution']} | "
+                     f"{r['macs'] / 1e6:.3f} | {r['ratio']:.2f} | {100 * r['test_accuracy']:.1f} |")
+    return "\n".join(lines)
+
+
+def sampler_table(runs: dict[str, dict]) -> str:
+    """Markdown table of inherited accuracy per stage, `runs = {sampler: train-supernet results}`."""
+    stages = sorted({k for t in runs.values() for k in t["inherited_accuracy"]}, key=lambda k: int(k[5:]))
+    lines = ["| sampler | steps | train s | " + " | ".join(f"S{k[5:]}" for k in stages) + " | mean |",
+             "|---|---|---|" + "---|" * (len(stages) + 1)]
+    for name, t in runs.items():
+        accs = [t["inherited_accuracy"][k] for k in stages]
+        seconds = t.get("train_time_s", t.get("train_seconds"))
+        lines.append(f"| {name} | {t['steps']} | {seconds:.0f} | " + " | ".join(f"{100 * a:.1f}" for a in accs)
+                     + f" | {100 * sum(accs) / len(accs):.1f} |")
+    return "\n".join(lines)
+
+
+def search_cost_table(runs: dict[str, dict]) -> str:
+    """Markdown table of search cost and fitness, `runs = {name: family.json}`."""
+    lines = ["| search | supernet evaluations (archs) | GA genomes | search s | fitness f(b, S) "
+             "(mean inherited acc, S1-S3) |", "|---|---|---|---|---|"]
+    for name, r in runs.items():
+        lines.append(f"| {name} | {r['arch_evaluations']} | {r['ga_evaluations']} | {r['search_seconds']:.0f} | "
+                     f"{100 * r['fitness']:.1f} |")
+    return "\n".join(lines)
+
+
+def _json(path: pathlib.Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def experiment_report(runs: pathlib.Path, out: pathlib.Path) -> str:
+    """The README's tables from `runs/{hier,unif,joint,decoupled,rt_a,rt_b}`; copies or
+    draws the figures into `out/figures/`. Returns the markdown."""
+    runs, out = pathlib.Path(runs), pathlib.Path(out)
+    parts = []
+    joint, dec = _json(runs / "joint" / "family.json"), _json(runs / "decoupled" / "family.json")
+    if joint:
+        parts.append("### Searched family (joint MCEA)\n\n" + family_table(joint))
+    rows = []
+    for name in ("joint", "rt_a", "rt_b"):  # retraining may be split over workdirs (retrain.stages)
+        rows += _json(runs / name / "retrain.json") or []
+    if rows:
+        parts.append("### Retrained from scratch: searched vs compound scaling\n\n" + retrain_table(rows))
+    h, u = _json(runs / "hier" / "summary.json"), _json(runs / "unif" / "summary.json")
+    if h and u:
+        parts.append("### Hierarchical vs uniform sampling (inherited accuracy per stage)\n\n" + sampler_table(
+            {"hierarchical": h["results"]["train-supernet"], "uniform": u["results"]["train-supernet"]}))
+    if joint and dec:
+        parts.append("### Joint vs decoupled (base-then-scale) search\n\n"
+                     + search_cost_table({"joint (MCEA)": joint, "decoupled": dec}))
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    for name in ("hier", "unif"):
+        src = runs / name / "figures" / "supernet_loss.png"
+        if src.exists():
+            shutil.copy(src, out / "figures" / f"{name}_supernet_loss.png")
+    if rows:
+        plot_family_accuracy(out, rows)
+    curves = {label: _loss_rows(runs / name) for name, label in (("hier", "hierarchical"), ("unif", "uniform"))}
+    curves = {k: v for k, v in curves.items() if v}
+    if curves:
+        fig, ax = plotting.subplots(figsize=(5, 3))
+        for label, pts in curves.items():
+            ax.plot([r["step"] for r in pts], [r["loss"] for r in pts], label=label)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss (sampled subnet)")
+        ax.legend()
+        plotting.save_figure(fig, out, "supernet_loss")
+    return "\n\n".join(parts) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python experiments/scalenet/report.py [RUNS [OUT]]`: prints the tables."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    runs = pathlib.Path(argv[0] if argv else "runs/scalenet")
+    out = pathlib.Path(argv[1] if len(argv) > 1 else "experiments/scalenet")
+    print(experiment_report(runs, out))
+    return 0

@@ -1,0 +1,152 @@
+"""Super-supernet training and the scoring of architectures with inherited weights.
+
+* `train`: one sampled sub-network per step (hierarchical or uniform sampler), the
+  coupling side alternating with the step (`asyn=True`); SGD Nesterov with warm-up and
+  cosine decay, label smoothing (spec sec. 2.4). A batch (architecture, resolution,
+  images) is a pure function of `(seed, step)` and training goes through
+  `jaxlab.core.train.fit`, so a killed run resumes bit-identically from its checkpoints.
+  The step is jitted once per input resolution.
+* `make_scorer`: accuracy of a population of architectures at one resolution on
+  held-out images, left + right logits summed, BN on batch statistics; one jitted,
+  vmapped call per chunk of `search.eval_chunk` architectures (one compile per r).
+* `stage_accuracy`: mean inherited accuracy of sampled sub-networks per scaling stage.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlab.core import train as train_lib
+from jaxlab.core import workdir as workdir_lib
+from jaxlab.nas.population import make_population_eval
+from jaxlab.scalenet import sampler as sampler_lib
+from jaxlab.scalenet.configs import ScaleNetConfig
+from jaxlab.scalenet.data import Data
+from jaxlab.scalenet.models import SuperNet, ensemble_logits, init_params
+from jaxlab.scalenet.space import Space
+from jaxlab.scalenet.training import make_optimizer, smoothed_cross_entropy
+
+__all__ = ["BATCH_STREAM", "STAGE_ACCURACY_STREAM", "init_state", "batch_fn", "make_step", "train", "load",
+           "make_scorer", "stage_accuracy"]
+
+BATCH_STREAM = 1            # default_rng([seed, BATCH_STREAM, step]): architecture, side and images of a step
+STAGE_ACCURACY_STREAM = 5   # default_rng([seed, STAGE_ACCURACY_STREAM]): sub-networks of `stage_accuracy`
+
+
+def init_state(cfg: ScaleNetConfig, space: Space) -> tuple[SuperNet, train_lib.TrainState]:
+    """The supernet module and its initial train state (host-side init from `cfg.seed`)."""
+    net = SuperNet(space)
+    r0 = int(space.cfg.res_grid[0][0])
+    arch = space.scale(np.ones(space.num_genes, np.int64), 1.0, 1.0)
+    params = init_params(net, cfg.seed, jnp.zeros((1, r0, r0, 3)), arch)["params"]
+    s = cfg.supernet
+    tx = make_optimizer(s.lr, s.loop.num_steps, s.warmup_steps, s.weight_decay, s.momentum)
+    return net, train_lib.TrainState.create(params=params, tx=tx)
+
+
+def batch_fn(cfg: ScaleNetConfig, space: Space, data: Data) -> Callable[[int], dict]:
+    """`step -> {"x" [B, r, r, 3], "y" [B], "arch"}`: a pure function of `(seed, step)`."""
+    s = cfg.supernet
+    bilateral = space.cfg.coupling == "bilateral"
+
+    def make(step: int) -> dict:
+        rng = np.random.default_rng([cfg.seed, BATCH_STREAM, step])
+        side = (step % 2) if (bilateral and s.alternate_sides) else 0
+        arch, r, _ = sampler_lib.sample(space, rng, s.sampler, side=side)
+        x, y = data.get("train", r)
+        idx = rng.integers(0, len(y), s.batch_size)
+        return {"x": x[idx], "y": y[idx], "arch": arch}
+
+    return make
+
+
+def make_step(cfg: ScaleNetConfig, net: SuperNet) -> Callable:
+    """The jitted `step(state, batch, key) -> (state, metrics)` of the supernet."""
+    smoothing = cfg.supernet.label_smoothing
+
+    def loss_fn(params, extra, batch, key):
+        del key
+        logits = net.apply({"params": params}, batch["x"], batch["arch"])
+        loss = smoothed_cross_entropy(logits, batch["y"], smoothing)
+        acc = jnp.mean(jnp.argmax(logits, -1) == batch["y"])
+        return loss, ({"accuracy": acc}, extra)
+
+    return train_lib.make_train_step(loss_fn)
+
+
+def train(cfg: ScaleNetConfig, space: Space, workdir: pathlib.Path, data: Data,
+          stop_after: int | None = None) -> tuple[SuperNet, train_lib.TrainState, list[dict]]:
+    """Trains the super-supernet in `workdir` (resuming from its checkpoints).
+
+    Returns the module, the final state and the history of the whole run (`fit`'s).
+    `stop_after` stops once that step is checkpointed, as if killed (tests).
+    """
+    net, state = init_state(cfg, space)
+    state, history = train_lib.fit(
+        state, make_step(cfg, net), batch_fn(cfg, space, data), workdir=workdir, loop=cfg.supernet.loop,
+        seed=cfg.seed, desc="supernet", stop_after=stop_after)
+    return net, state, history
+
+
+def load(cfg: ScaleNetConfig, space: Space, workdir: pathlib.Path) -> tuple[SuperNet, train_lib.TrainState, int]:
+    """The supernet module, the newest intact checkpointed state of `workdir` and its step."""
+    net, state = init_state(cfg, space)
+    try:
+        state, step = train_lib.load_state(workdir, state, keep=cfg.supernet.loop.keep)
+    except workdir_lib.WorkdirError as e:
+        raise workdir_lib.WorkdirError(f"{e}: no supernet there; run `jaxlab scalenet train-supernet` "
+                                       "first (or set search.supernet_dir)") from None
+    return net, state, step
+
+
+def make_scorer(cfg: ScaleNetConfig, space: Space, net: SuperNet, params, data: Data) -> Callable:
+    """`score(archs [P, ...], r) -> accuracy [P]` on the first `search.eval_batch` held-out images.
+
+    Left + right logits are summed under bilateral coupling. Populations are padded to a
+    multiple of `search.eval_chunk`; each chunk is one vmapped call (compiled once per r).
+    """
+    c = cfg.search
+    pop_eval = make_population_eval(
+        lambda p, x, arch: ensemble_logits(net.apply, {"params": p}, x, arch, space.cfg.coupling))
+
+    @jax.jit
+    def accuracy(p, x, y, archs):
+        logits = pop_eval(p, x, archs)
+        return jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32), -1)
+
+    def score(archs: dict, r: int) -> np.ndarray:
+        x, y = data.get("val", r)
+        x, y = jnp.asarray(x[: c.eval_batch]), jnp.asarray(y[: c.eval_batch])
+        archs = {"ops": np.asarray(archs["ops"]), "channels": np.asarray(archs["channels"])}
+        p = archs["ops"].shape[0]
+        pad = (-p) % c.eval_chunk
+        full = {k: np.concatenate([v, np.repeat(v[-1:], pad, 0)]) for k, v in archs.items()}
+        full["side"] = np.zeros(p + pad, np.int32)
+        out = [np.asarray(accuracy(params, x, y, {k: jnp.asarray(v[i: i + c.eval_chunk]) for k, v in full.items()}))
+               for i in range(0, p + pad, c.eval_chunk)]
+        return np.concatenate(out)[:p]
+
+    return score
+
+
+def stage_accuracy(cfg: ScaleNetConfig, space: Space, net: SuperNet, params, data: Data) -> dict:
+    """`{"stage<s>": mean accuracy}` of `supernet.stage_archs` hierarchically sampled
+    sub-networks per scaling stage (the same draws for every supernet of a seed)."""
+    n = cfg.supernet.stage_archs
+    score = make_scorer(cfg, space, net, params, data)
+    rng = np.random.default_rng([cfg.seed, STAGE_ACCURACY_STREAM])
+    archs, r, info = sampler_lib.sample_batch(space, rng, 40 * n)
+    out = {}
+    for s in range(space.num_scaling_stages):
+        idx = np.nonzero(info["stage"] == s)[0][:n]
+        accs = []
+        for res in np.unique(r[idx]):
+            sel = idx[r[idx] == res]
+            accs.extend(score({k: v[sel] for k, v in archs.items()}, int(res)).tolist())
+        out[f"stage{s}"] = float(np.mean(accs)) if accs else None
+    return out
