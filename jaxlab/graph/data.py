@@ -497,7 +497,7 @@ def read_graphsaint(folder, scale: str = "standard") -> GraphData:
             y = np.array(values)
         except (ValueError, TypeError, OverflowError):
             y = np.array(values, dtype=object)
-        ok = y.dtype.kind in "biuf"
+        ok = y.dtype.kind in "biuf" and y.ndim == 2  # nested lists would add dimensions
         good = ((y == 0) | (y == 1)) if ok else np.zeros(y.shape, bool)
         if not good.all():
             if ok:

@@ -268,7 +268,8 @@ def test_graphsaint_multi_hot_values(tmp_path):
     f = D.write_graphsaint(D.GraphData(d.adj, d.x, y, d.train, d.val, d.test), tmp_path / "m")
     np.testing.assert_array_equal(D.read_graphsaint(f).y, y)
     for bad, expect in [(2, "node '5' has 2 at position 1"), ("1", "node '5' has '1' at position 1"),
-                        (None, "node '5' has None at position 1"), (0.5, "node '5' has 0.5")]:
+                        (None, "node '5' has None at position 1"), (0.5, "node '5' has 0.5"),
+                        ([1], "node '5' has [1] at position 1")]:
         def mutate(c, bad=bad):
             c["5"][1] = bad
 
@@ -278,6 +279,8 @@ def test_graphsaint_multi_hot_values(tmp_path):
     D.write_graphsaint(D.GraphData(d.adj, d.x, y, d.train, d.val, d.test), f)
     _json(f / "class_map.json", lambda c: {k: [] for k in c})
     _raises(lambda: D.read_graphsaint(f), str(f / "class_map.json"), "0 classes")
+    _json(f / "class_map.json", lambda c: {k: [[0], [1]] for k in c})  # nested alike: a 3-D array
+    _raises(lambda: D.read_graphsaint(f), str(f / "class_map.json"), "node '0' has [0] at position 0")
 
 
 # ----------------------------------------------------------------------------- Planetoid: the reported cases
