@@ -8,7 +8,8 @@ process. Indexing it by step number gives that step's batch, so the training loo
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -37,7 +37,8 @@ from jaxlab.graph.graphs import (
 from jaxlab.graph.layers import GNN, GATConv, GCNConv, SAGEConv
 
 __all__ = [
-    "Budget", "add_self_loops", "bucket", "edge_mask", "edge_weights", "with_reverse_index", "from_edge_list", "from_scipy", "graph_pool", "node_graph_index",
+    "Budget", "add_self_loops", "bucket", "edge_mask", "edge_weights", "with_reverse_index", "from_edge_list",
+    "from_scipy", "graph_pool", "node_graph_index",
     "graph_mask", "node_mask", "normalize_adjacency", "normalized_graph", "pad", "pad_fast",
     "pad_to_budget", "remove_self_loops", "reverse_index", "to_scipy", "zero_out_padding",
     "GATConv", "GCNConv", "GNN", "SAGEConv",

@@ -20,7 +20,6 @@ import numpy as np
 import optax
 
 from jaxlab.core import runtime
-from jaxlab.core import train as train_lib
 from jaxlab.graph import graphs
 
 
@@ -107,23 +106,6 @@ def make_loss_fn(model, multilabel: bool = False, weight_decay: float = 0.0):
         return loss, ({"loss": loss}, extra)
 
     return loss_fn
-
-
-def make_step(model, tx, multilabel: bool = False, weight_decay: float = 0.0):
-    """`step(params, opt_state, batch, key) -> (params, opt_state, loss)` over
-    `jaxlab.core.train.make_train_step`. Kept only for the karate test of
-    tests/graph/test_data.py; new code uses `make_train_step(make_loss_fn(...))` with a
-    `TrainState` directly."""
-    step = train_lib.make_train_step(make_loss_fn(model, multilabel, weight_decay),
-                                     compiler_options=runtime.cpu_compiler_options())
-
-    def run(params, opt_state, batch, key):
-        state = train_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
-                                     extra={}, tx=tx)
-        state, metrics = step(state, batch, key)
-        return state.params, state.opt_state, metrics["loss"]
-
-    return run
 
 
 def make_eval(model, multilabel: bool = False, mask_keys=("train_mask", "val_mask", "test_mask")):

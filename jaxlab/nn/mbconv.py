@@ -180,7 +180,7 @@ class MaskedMBConv(nn.Module):
         """`x` `[N, H, W, in_max]` (zero outside `in_mask`); `op` int scalar; masks `[C]`."""
         kmax = max(self.kernels)
         per_op = [self._op_params(k, i + 1) for i, k in enumerate(self.kernels)]
-        for i, k in enumerate(self.kernels):
+        for i in range(len(self.kernels)):
             per_op[i]["dw"]["kernel"] = _pad_kernel(per_op[i]["dw"]["kernel"], kmax)
         if self.is_initializing():  # shapes only: keeps init cheap to compile
             n, hh, ww, _ = x.shape
