@@ -62,7 +62,6 @@ def test_mcea_finds_synthetic_optimum_and_is_monotone():
 
 
 def test_mcea_resumes(tmp_path):
-    acc = synthetic_acc()
     cfg = SearchConfig(pop_size=8, num_generations=3, num_alternations=3, n_basenet=2, base_tol=0.2,
                        ladder_tol=0.25)
     full_calls = []
