@@ -18,16 +18,29 @@ integer arguments static (or use `make_attack`, which does).
     C&W-L2 (Carlini & Wagner 2017): min_w ||x' - x||^2 + c max(Z_y - max_{j!=y} Z_j, -kappa),
                                     x' = (tanh(w) + 1) / 2, Adam on w, binary search on c
     Adaptive: PGD on  L_CE(final head) - lambda * detector_score  (evades MH-UI too)
+
+The second half wires these attacks to MH-UI's networks: `attack_sets(config)` lists the
+(network, attack, eps) sets a config asks for and `craft(config, nets, x, y)` makes them
+all, batch by batch (the last batch padded, one compile per attack and network), with
+random starts drawn from named streams of the config's seed (`rng`).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import time
 from collections.abc import Callable
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from jaxlab.core import evaluation
+from jaxlab.core.config import ConfigError
+from jaxlab.mhui import detect, dirichlet, models, rng
 
 __all__ = [
     "cross_entropy_loss",
@@ -37,6 +50,12 @@ __all__ = [
     "cw_l2",
     "adaptive_loss",
     "make_attack",
+    "LINF_ATTACKS",
+    "attack_sets",
+    "set_key",
+    "parse_set_key",
+    "adaptive_score",
+    "craft",
 ]
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -235,3 +254,152 @@ def make_attack(name: str, *, eps: float = 0.0, num_steps: int = 10, step_size: 
     else:
         raise ValueError(f"unknown attack {name!r}; expected fgsm, bim, pgd_linf, pgd_l2 or cw_l2")
     return fn
+
+
+# ----------------------------------------------------------------------------- wiring
+
+LINF_ATTACKS = ("fgsm", "bim", "pgd_linf")
+
+
+def attack_sets(config) -> list[tuple[str, str, float]]:
+    """(network, attack, eps) triples of a config; C&W has eps 0 (it minimises the L2 size).
+
+    The networks are "mhui", then "ensemble" and "prior_net" where the config trains them.
+    """
+    out = []
+    targets = ["mhui"] + (["ensemble"] if config.baselines.ensemble_size else []) + \
+        (["prior_net"] if config.baselines.prior_net else [])
+    for t in targets:
+        for a in config.attack.attacks:
+            if a in LINF_ATTACKS:
+                out += [(t, a, float(e)) for e in config.attack.eps_linf]
+            elif a == "pgd_l2":
+                out += [(t, a, float(e)) for e in config.attack.eps_l2]
+            elif a == "cw_l2":
+                out.append((t, a, 0.0))
+            else:
+                raise ConfigError(f"config field 'attack.attacks': unknown attack {a!r}; expected "
+                                  "fgsm, bim, pgd_linf, pgd_l2 or cw_l2")
+    return out
+
+
+def set_key(target: str, attack: str, eps: float, weight: float | None = None) -> str:
+    """The name of an adversarial set in attacks.npz: `mhui__pgd_linf__0.1` (`__w10` adaptive)."""
+    return f"{target}__{attack}__{eps:g}" + ("" if weight is None else f"__w{weight:g}")
+
+
+def parse_set_key(key: str) -> tuple[str, str, float, float | None]:
+    """`(target, attack, eps, weight or None)` of a `set_key`."""
+    parts = key.split("__")
+    return parts[0], parts[1], float(parts[2]), (float(parts[3][1:]) if len(parts) > 3 else None)
+
+
+def _attack_fn(name: str, acfg, logits_fn):
+    """jitted `(params, extra, x, y, key, eps) -> x_adv` (eps traced: one compile per attack)."""
+
+    def run(params, extra, x, y, key, eps):
+        lf = functools.partial(logits_fn, params, extra)
+        loss = cross_entropy_loss(lf)
+        step = acfg.rel_step_size * eps / max(acfg.num_steps, 1)
+        if name == "fgsm":
+            return fgsm(loss, x, y, eps)
+        if name == "bim":
+            return bim(loss, x, y, eps=eps, step_size=step, num_steps=acfg.num_steps)
+        if name in ("pgd_linf", "pgd_l2"):
+            return pgd(loss, x, y, key, eps=eps, step_size=step, num_steps=acfg.num_steps, norm=name[4:])
+        return cw_l2(lf, x, y, initial_c=acfg.cw_initial_c, binary_steps=acfg.cw_binary_steps,
+                     num_steps=acfg.cw_steps, learning_rate=acfg.cw_lr, kappa=acfg.cw_kappa)
+
+    return jax.jit(run)
+
+
+def adaptive_score(dcfg) -> Callable[[jax.Array], jax.Array]:
+    """Differentiable MH-UI detector term for the adaptive attack: `logits [H, B, K] -> [B]`.
+
+    For `precision` and `epkl` it is -log alpha_0 (the same ranking, better scaled);
+    otherwise the configured Dirichlet score.
+    """
+
+    def s(logits):
+        probs = jax.nn.softmax(detect.select_heads(logits, dcfg.heads) / dcfg.head_temperature, -1)
+        alpha = dirichlet.dirichlet_moment_match(probs, combine=dcfg.combine, var_floor=dcfg.var_floor,
+                                                 min_precision=dcfg.min_precision)
+        if dcfg.score in ("precision", "epkl"):
+            return -jnp.log(jnp.sum(alpha, -1))
+        return dirichlet.dirichlet_scores(alpha)[dcfg.score]
+
+    return s
+
+
+def _adaptive_fn(model, acfg, dcfg):
+    """jitted `(params, extra, x, y, key, eps, weight) -> x_adv`: PGD-Linf on CE(final head) - w s(x)."""
+    score = adaptive_score(dcfg)
+
+    def run(params, extra, x, y, key, eps, weight):
+        def loss(xx, yy):
+            logits = models.forward(model, params, extra, xx)[0]
+            return optax.softmax_cross_entropy_with_integer_labels(logits[-1], yy) - weight * score(logits)
+
+        return pgd(loss, x, y, key, eps=eps, step_size=acfg.rel_step_size * eps / max(acfg.num_steps, 1),
+                   num_steps=acfg.num_steps, norm="linf")
+
+    return jax.jit(run)
+
+
+def _batched(fn, x: np.ndarray, y: np.ndarray, key: jax.Array, batch_size: int) -> np.ndarray:
+    """`fn(x, y, key)` over padded batches of `(x, y)`; batch j gets `fold_in(key, j)`."""
+    outs = []
+    for j, ((xb, yb), mask) in enumerate(evaluation.padded_batches((x, y), min(batch_size, len(x)))):
+        outs.append(np.asarray(fn(jnp.asarray(xb), jnp.asarray(yb), jax.random.fold_in(key, j)))[mask])
+    return np.concatenate(outs).astype(np.float32)
+
+
+def _summary(adv: np.ndarray, x: np.ndarray, y: np.ndarray, pred: np.ndarray, seconds: float) -> dict:
+    d = (adv - x).reshape(len(x), -1)
+    return {"acc_under_attack": float(np.mean(pred == y)), "seconds": seconds,
+            "mean_linf": float(np.abs(d).max(1).mean()), "mean_l2": float(np.linalg.norm(d, axis=1).mean())}
+
+
+def craft(config, nets: dict, x: np.ndarray, y: np.ndarray, *, log=print) -> tuple[dict, dict]:
+    """Every adversarial set of `config` against the networks `nets`.
+
+    Args:
+      nets: `{name: (model, params, extra)}`; the ensemble's params with a member axis.
+      x, y: the clean test inputs `[N, ...]` in [0, 1] and labels `[N]`.
+
+    Returns:
+      `({set_key: x_adv [N, ...]}, {set_key: {"acc_under_attack", "seconds", "mean_linf",
+      "mean_l2"}})`. Each non-adaptive set attacks its network's own classifier
+      (`models.classifier_logits`); the adaptive sets attack MH-UI (`adaptive_score`).
+    """
+    acfg = config.attack
+    advs, results, fns, predict = {}, {}, {}, {}
+    for i, (target, name, eps) in enumerate(attack_sets(config)):
+        model, params, extra = nets[target]
+        logits_fn = models.classifier_logits(target, model)
+        if (target, name) not in fns:
+            fns[(target, name)] = _attack_fn(name, acfg, logits_fn)
+            predict.setdefault(target, jax.jit(logits_fn))
+        fn = fns[(target, name)]
+        t0 = time.perf_counter()
+        adv = _batched(lambda xb, yb, k, fn=fn, p=params, e=extra, eps=eps: fn(p, e, xb, yb, k, jnp.float32(eps)),
+                       x, y, rng.key(config.seed, rng.ATTACK, i), acfg.batch_size)
+        pred = np.asarray(predict[target](params, extra, jnp.asarray(adv))).argmax(-1)
+        k = set_key(target, name, eps)
+        advs[k], results[k] = adv, _summary(adv, x, y, pred, time.perf_counter() - t0)
+        log(f"attack {k}: accuracy under attack {results[k]['acc_under_attack']:.3f} ({results[k]['seconds']:.1f}s)")
+    if acfg.adaptive_weights:
+        model, params, extra = nets["mhui"]
+        adaptive = _adaptive_fn(model, acfg, config.detect)
+        final = jax.jit(models.classifier_logits("mhui", model))
+        pairs = itertools.product(acfg.adaptive_eps, acfg.adaptive_weights)
+        for j, (eps, w) in enumerate(pairs):
+            t0 = time.perf_counter()
+            adv = _batched(lambda xb, yb, k, eps=eps, w=w: adaptive(params, extra, xb, yb, k, jnp.float32(eps),
+                                                                    jnp.float32(w)),
+                           x, y, rng.key(config.seed, rng.ADAPTIVE_ATTACK, j), acfg.batch_size)
+            pred = np.asarray(final(params, extra, jnp.asarray(adv))).argmax(-1)
+            k = set_key("mhui", "adaptive", float(eps), float(w))
+            advs[k], results[k] = adv, _summary(adv, x, y, pred, time.perf_counter() - t0)
+            log(f"attack {k}: accuracy under attack {results[k]['acc_under_attack']:.3f}")
+    return advs, results

@@ -2,22 +2,22 @@
 
     logits = model.apply(variables, x, train=...)     # [H, B, K], head H-1 = the final one
 
-Two backbones:
-  * `MultiExitCNN`: the small CNN of `jaxlab.nn.SmallCNN` (for 8x8 digits); its own final
-    GAP + linear is the last head, a GAP + linear is added after every earlier stage.
-  * `MultiExitResNet`: the ResNet-18-style 32x32 network of `jaxlab.nn.resnet`, a head
-    after each of its four stages (CIFAR-10 scale; for accelerators).
+`MultiExit` wraps either backbone:
+  * `jaxlab.nn.SmallCNN` (for 8x8 digits); its own final GAP + linear is the last head,
+    a GAP + linear is added after every earlier stage;
+  * the ResNet-18-style 32x32 network `jaxlab.nn.resnet.ResNet`, a head after each of
+    its four stages (CIFAR-10 scale; for accelerators).
 
 Dropout (SmallCNN: after every stage) is active when `train=True` and an rng stream
 "dropout" is given; MC dropout uses it at test time.
 
-`build_model(cfg)` returns the module for a `ModelConfig`, and `forward` wraps
-`apply` with the `batch_stats` collection (if any) kept in `extra`.
+`build_model(cfg)` returns the module for a `ModelConfig`, `forward` wraps `apply` with
+the `batch_stats` collection (if any) kept in `extra`, and `classifier_logits` gives the
+classifier each network is attacked through.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jaxlab.nn.cnn import SmallCNN
 from jaxlab.nn.resnet import ResNet
 
-__all__ = ["MultiExitCNN", "MultiExitResNet", "build_model", "forward", "init_model"]
+__all__ = ["MultiExit", "build_model", "forward", "init_model", "mc_forward", "classifier_logits"]
 
 
 class _Head(nn.Module):
@@ -43,48 +43,26 @@ class _Head(nn.Module):
             jnp.mean(feat, axis=(1, 2))).astype(jnp.float32)
 
 
-class MultiExitCNN(nn.Module):
-    """`jaxlab.nn.SmallCNN` with a GAP + linear head after every stage: `[B,8,8,C] -> [S, B, K]`."""
+class MultiExit(nn.Module):
+    """A backbone with a GAP + linear head after every stage: `x [B, ...] -> logits [S, B, K]`.
 
+    `backbone(x, train=..., return_features=True)` must return `(logits [B, K], features)`
+    with one `[B, h, w, c]` feature map per stage (as `jaxlab.nn.SmallCNN` and
+    `jaxlab.nn.resnet.ResNet` do); the backbone's own GAP + linear is the last head and a
+    head is added after every earlier stage. Parameters: `backbone`, `head_0 .. head_{S-2}`.
+    """
+
+    backbone: nn.Module
     num_classes: int = 10
-    stages: Sequence[int] = (32, 64, 128)
-    blocks_per_stage: int = 2
-    norm: str = "group"
-    dropout_rate: float = 0.0
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
-        logits, feats = SmallCNN(num_classes=self.num_classes, stages=tuple(self.stages),
-                                 blocks_per_stage=self.blocks_per_stage, norm=self.norm,
-                                 dropout_rate=self.dropout_rate, dtype=self.dtype,
-                                 param_dtype=self.param_dtype, name="backbone")(
-            x, train=train, return_features=True)
+        logits, feats = self.backbone(x, train=train, return_features=True)
         heads = [_Head(self.num_classes, self.dtype, self.param_dtype, name=f"head_{i}")(f)
                  for i, f in enumerate(feats[:-1])]
-        return jnp.stack(heads + [logits])
-
-
-class MultiExitResNet(nn.Module):
-    """`jaxlab.nn.resnet.ResNet` with a GAP + linear head after every stage: `[B,32,32,3] -> [S, B, K]`."""
-
-    num_classes: int = 10
-    stage_sizes: Sequence[int] = (2, 2, 2, 2)
-    widths: Sequence[int] = (64, 128, 256, 512)
-    norm: str = "batch"
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x, *, train: bool = False):
-        logits, feats = ResNet(num_classes=self.num_classes, stage_sizes=tuple(self.stage_sizes),
-                               widths=tuple(self.widths), norm=self.norm, dtype=self.dtype,
-                               param_dtype=self.param_dtype, name="backbone")(
-            x, train=train, return_features=True)
-        heads = [_Head(self.num_classes, self.dtype, self.param_dtype, name=f"head_{i}")(f)
-                 for i, f in enumerate(feats[:-1])]
-        return jnp.stack(heads + [logits])
+        return jnp.stack(heads + [logits.astype(jnp.float32)])
 
 
 def build_model(cfg, num_classes: int, *, single_head: bool = False) -> nn.Module:
@@ -94,18 +72,14 @@ def build_model(cfg, num_classes: int, *, single_head: bool = False) -> nn.Modul
     """
     dtype = jnp.dtype(cfg.dtype)
     if cfg.arch == "cnn":
-        if single_head:
-            return SmallCNN(num_classes=num_classes, stages=tuple(cfg.stages), blocks_per_stage=cfg.blocks_per_stage,
+        backbone = SmallCNN(num_classes=num_classes, stages=tuple(cfg.stages), blocks_per_stage=cfg.blocks_per_stage,
                             norm=cfg.norm, dropout_rate=cfg.dropout_rate, dtype=dtype)
-        return MultiExitCNN(num_classes=num_classes, stages=tuple(cfg.stages), blocks_per_stage=cfg.blocks_per_stage,
-                            norm=cfg.norm, dropout_rate=cfg.dropout_rate, dtype=dtype)
-    if cfg.arch == "resnet":
-        if single_head:
-            return ResNet(num_classes=num_classes, stage_sizes=tuple(cfg.resnet_stage_sizes),
+    elif cfg.arch == "resnet":
+        backbone = ResNet(num_classes=num_classes, stage_sizes=tuple(cfg.resnet_stage_sizes),
                           widths=tuple(cfg.resnet_widths), norm=cfg.resnet_norm, dtype=dtype)
-        return MultiExitResNet(num_classes=num_classes, stage_sizes=tuple(cfg.resnet_stage_sizes),
-                               widths=tuple(cfg.resnet_widths), norm=cfg.resnet_norm, dtype=dtype)
-    raise ValueError(f"config field 'model.arch' must be 'cnn' or 'resnet', got {cfg.arch!r}")
+    else:
+        raise ValueError(f"config field 'model.arch' must be 'cnn' or 'resnet', got {cfg.arch!r}")
+    return backbone if single_head else MultiExit(backbone, num_classes=num_classes, dtype=dtype)
 
 
 def init_model(model: nn.Module, key: jax.Array, x: jax.Array) -> tuple[Any, Any]:
@@ -147,3 +121,23 @@ def mc_forward(model: nn.Module, params, extra, x, key, num_samples: int):
         return model.apply(variables, x, train=True, rngs={"dropout": k})
 
     return jax.vmap(one)(jax.random.split(key, num_samples))
+
+
+def classifier_logits(kind: str, model: nn.Module):
+    """`fn(params, extra, x) -> [B, K]`: the classifier through which a network is attacked.
+
+    kind "mhui": the final head of a multi-exit network; "ensemble": the log of the mean
+    of the members' final-head softmaxes (params and extra with a leading member axis);
+    "prior_net": the single head of the Prior Network (its mean prediction is
+    softmax(z), since alpha = exp(z)).
+    """
+    if kind == "mhui":
+        return lambda p, e, x: forward(model, p, e, x)[0][-1]
+    if kind == "ensemble":
+        def ensemble(p, e, x):
+            z = jax.vmap(lambda pm, em: forward(model, pm, em, x)[0][-1])(p, e)
+            return jax.nn.logsumexp(jax.nn.log_softmax(z, -1), axis=0) - jnp.log(z.shape[0])
+        return ensemble
+    if kind == "prior_net":
+        return lambda p, e, x: forward(model, p, e, x)[0]
+    raise ValueError(f"unknown network {kind!r}; expected 'mhui', 'ensemble' or 'prior_net'")

@@ -8,14 +8,15 @@ import numpy as np
 import optax
 import pytest
 
-from jaxlab.mhui import attacks as A
+from jaxlab.mhui import attacks, configs, rng
 
 B, K = 32, 10
 
 
 def _params(seed=0):
-    k1, k2 = jax.random.split(jax.random.key(seed))
-    return {"w1": jax.random.normal(k1, (64, 32)) / 4.0, "w2": jax.random.normal(k2, (32, K)) / 2.0}
+    r = np.random.default_rng(seed)
+    return {"w1": jnp.asarray(r.normal(size=(64, 32)) / 4.0, jnp.float32),
+            "w2": jnp.asarray(r.normal(size=(32, K)) / 2.0, jnp.float32)}
 
 
 def _logits(params, x):
@@ -29,8 +30,7 @@ def _loss(params, x, y):
 
 @pytest.fixture(scope="module")
 def data():
-    kx, ky = jax.random.split(jax.random.key(1))
-    x = jax.random.uniform(kx, (B, 8, 8, 1))
+    x = jnp.asarray(np.random.default_rng(1).uniform(size=(B, 8, 8, 1)), jnp.float32)
     params = _params()
     y = jnp.argmax(_logits(params, x), -1)  # attack the model's own predictions
     return params, x, y
@@ -38,9 +38,9 @@ def data():
 
 def test_fgsm_is_eps_sign_grad_on_interior_points(data):
     params, _, y = data
-    x = jax.random.uniform(jax.random.key(2), (B, 8, 8, 1), minval=0.3, maxval=0.7)
+    x = jnp.asarray(np.random.default_rng(2).uniform(0.3, 0.7, size=(B, 8, 8, 1)), jnp.float32)
     eps = 0.1
-    adv = jax.jit(lambda p, x, y: A.fgsm(functools.partial(_loss, p), x, y, eps))(params, x, y)
+    adv = jax.jit(lambda p, x, y: attacks.fgsm(functools.partial(_loss, p), x, y, eps))(params, x, y)
     g = jax.grad(lambda xx: _loss(params, xx, y).sum())(x)
     np.testing.assert_allclose(np.asarray(adv - x), eps * np.sign(np.asarray(g)), atol=1e-6)
     assert np.mean(np.asarray(g) != 0) > 0.99
@@ -48,16 +48,16 @@ def test_fgsm_is_eps_sign_grad_on_interior_points(data):
 
 def test_fgsm_clips_to_unit_range(data):
     params, x, y = data
-    adv = A.fgsm(functools.partial(_loss, params), x, y, 0.3)
+    adv = attacks.fgsm(functools.partial(_loss, params), x, y, 0.3)
     assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
 
 
 @pytest.mark.parametrize("name,eps", [("fgsm", 0.05), ("bim", 0.05), ("pgd_linf", 0.05), ("pgd_l2", 0.5)])
 def test_attacks_respect_eps_range_and_raise_loss(data, name, eps):
     params, x, y = data
-    attack = A.make_attack(name, eps=eps, num_steps=10)
+    attack = attacks.make_attack(name, eps=eps, num_steps=10)
     run = jax.jit(lambda p, x, y, k: attack(functools.partial(_loss, p), x, y, k))
-    adv = run(params, x, y, jax.random.key(3))
+    adv = run(params, x, y, rng.key(3))
     d = np.asarray(adv - x).reshape(B, -1)
     if name == "pgd_l2":
         assert np.linalg.norm(d, axis=1).max() <= eps + 1e-5
@@ -72,21 +72,21 @@ def test_attacks_respect_eps_range_and_raise_loss(data, name, eps):
 def test_pgd_stronger_than_fgsm_and_random_start_differs(data):
     params, x, y = data
     f = functools.partial(_loss, params)
-    l_fgsm = _loss(params, A.fgsm(f, x, y, 0.05), y).mean()
-    l_pgd = _loss(params, A.pgd(f, x, y, jax.random.key(0), eps=0.05, step_size=0.0125, num_steps=20), y).mean()
+    l_fgsm = _loss(params, attacks.fgsm(f, x, y, 0.05), y).mean()
+    l_pgd = _loss(params, attacks.pgd(f, x, y, rng.key(0), eps=0.05, step_size=0.0125, num_steps=20), y).mean()
     assert float(l_pgd) >= float(l_fgsm) - 1e-4
-    a = A.pgd(f, x, y, jax.random.key(0), eps=0.05, step_size=0.01, num_steps=0)
-    b = A.pgd(f, x, y, jax.random.key(1), eps=0.05, step_size=0.01, num_steps=0)
+    a = attacks.pgd(f, x, y, rng.key(0), eps=0.05, step_size=0.01, num_steps=0)
+    b = attacks.pgd(f, x, y, rng.key(1), eps=0.05, step_size=0.01, num_steps=0)
     assert np.abs(np.asarray(a - x)).max() <= 0.05 + 1e-6 and not np.allclose(a, b)
     with pytest.raises(ValueError, match="key"):
-        A.pgd(f, x, y, None, eps=0.05, step_size=0.01, num_steps=1)
+        attacks.pgd(f, x, y, None, eps=0.05, step_size=0.01, num_steps=1)
     with pytest.raises(ValueError, match="norm"):
-        A.pgd(f, x, y, None, eps=0.05, step_size=0.01, num_steps=1, norm="l1", random_start=False)
+        attacks.pgd(f, x, y, None, eps=0.05, step_size=0.01, num_steps=1, norm="l1", random_start=False)
 
 
 def test_cw_l2_finds_small_misclassifying_perturbations(data):
     params, x, y = data
-    run = jax.jit(lambda p, x, y: A.cw_l2(functools.partial(_logits, p), x, y, binary_steps=4,
+    run = jax.jit(lambda p, x, y: attacks.cw_l2(functools.partial(_logits, p), x, y, binary_steps=4,
                                           num_steps=50, learning_rate=0.05))
     adv = run(params, x, y)
     assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
@@ -108,8 +108,36 @@ def test_adaptive_attack_lowers_detector_score(data):
         return -jnp.sum(pr * jnp.log(pr + 1e-12), -1)
 
     def run(weight):
-        loss = A.adaptive_loss(functools.partial(_loss, params), functools.partial(score, params), weight)
-        return A.pgd(loss, x, y, jax.random.key(0), eps=0.1, step_size=0.02, num_steps=20)
+        loss = attacks.adaptive_loss(functools.partial(_loss, params), functools.partial(score, params), weight)
+        return attacks.pgd(loss, x, y, rng.key(0), eps=0.1, step_size=0.02, num_steps=20)
 
     plain, adaptive = run(0.0), run(5.0)
     assert float(score(params, adaptive).mean()) < float(score(params, plain).mean())
+
+
+def test_attack_sets_and_set_keys():
+    cfg = configs.get_config("default")
+    sets = attacks.attack_sets(cfg)
+    assert ("mhui", "pgd_l2", 2.0) in sets and ("prior_net", "cw_l2", 0.0) in sets
+    # 3 networks x (3 L-inf attacks x 3 eps + PGD-L2 x 3 eps + C&W)
+    assert len(sets) == 3 * (3 * 3 + 3 + 1)
+    cfg.baselines.ensemble_size, cfg.baselines.prior_net = 0, False
+    assert {t for t, _, _ in attacks.attack_sets(cfg)} == {"mhui"}
+    for args in [("mhui", "fgsm", 0.05, None), ("ensemble", "cw_l2", 0.0, None), ("mhui", "adaptive", 0.1, 10.0)]:
+        assert attacks.parse_set_key(attacks.set_key(*args)) == args
+    assert attacks.set_key("mhui", "adaptive", 0.1, 10.0) == "mhui__adaptive__0.1__w10"
+
+
+def test_batched_attack_pads_the_last_batch_and_keys_each_batch():
+    x = np.arange(10, dtype=np.float32).reshape(10, 1)
+    y = np.arange(10, dtype=np.int32)
+    seen = []
+
+    def fn(xb, yb, key):
+        seen.append((xb.shape, int(jax.random.randint(key, (), 0, 1 << 30))))
+        return xb * 2.0 + yb[:, None]
+
+    out = attacks._batched(fn, x, y, jax.random.key(0), batch_size=4)
+    np.testing.assert_array_equal(out, x * 2.0 + y[:, None])  # padding rows dropped, order kept
+    assert [s for s, _ in seen] == [(4, 1)] * 3  # one shape: one compile
+    assert len({k for _, k in seen}) == 3  # every batch has its own key

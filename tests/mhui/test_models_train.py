@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from jaxlab.mhui import attacks as A
-from jaxlab.mhui import configs, detect, models
+from jaxlab.core.config import ConfigError
+from jaxlab.mhui import attacks, configs, detect, models, rng
 from jaxlab.mhui import data as data_lib
-from jaxlab.mhui import train as T
+from jaxlab.mhui import train as training
+from jaxlab.nn.cnn import SmallCNN
+from jaxlab.nn.resnet import ResNet
 
 
 def _fake_init(model, x, seed=0):
@@ -23,13 +25,12 @@ def _fake_init(model, x, seed=0):
 
 
 def test_multi_exit_cnn_heads_are_gap_linear_on_stage_features():
-    model = models.MultiExitCNN(stages=(8, 16, 16), blocks_per_stage=1)
-    x = jax.random.uniform(jax.random.key(0), (3, 8, 8, 1))
+    model = models.MultiExit(SmallCNN(stages=(8, 16, 16), blocks_per_stage=1))
+    x = jnp.asarray(np.random.default_rng(0).uniform(size=(3, 8, 8, 1)), jnp.float32)
     params, extra = _fake_init(model, x)
     logits, _ = jax.jit(lambda p, x: models.forward(model, p, extra, x))(params, x)
     assert logits.shape == (3, 3, 10) and extra == {}
     # recompute head 1 from the backbone's stage-1 features
-    from jaxlab.nn.cnn import SmallCNN
     bb = SmallCNN(stages=(8, 16, 16), blocks_per_stage=1)
     final, feats = jax.jit(lambda p, x: bb.apply({"params": p}, x, return_features=True))(params["backbone"], x)
     d = params["head_1"]["Dense_0"]
@@ -39,7 +40,7 @@ def test_multi_exit_cnn_heads_are_gap_linear_on_stage_features():
 
 
 def test_multi_exit_resnet_shapes():
-    model = models.MultiExitResNet(stage_sizes=(2, 2, 2, 2), widths=(64, 128, 256, 512), norm="batch")
+    model = models.MultiExit(ResNet(stage_sizes=(2, 2, 2, 2), widths=(64, 128, 256, 512), norm="batch"))
     out = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), jnp.zeros((2, 32, 32, 3)))[0])
     assert out.shape == (4, 2, 10)
     shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3))))
@@ -48,10 +49,10 @@ def test_multi_exit_resnet_shapes():
 
 
 def test_mc_forward_samples_differ():
-    model = models.MultiExitCNN(stages=(8, 16), blocks_per_stage=1, dropout_rate=0.5)
-    x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 1))
+    model = models.MultiExit(SmallCNN(stages=(8, 16), blocks_per_stage=1, dropout_rate=0.5))
+    x = jnp.asarray(np.random.default_rng(0).uniform(size=(2, 8, 8, 1)), jnp.float32)
     params, extra = _fake_init(model, x)
-    mc = jax.jit(lambda p, x, k: models.mc_forward(model, p, extra, x, k, 3))(params, x, jax.random.key(2))
+    mc = jax.jit(lambda p, x, k: models.mc_forward(model, p, extra, x, k, 3))(params, x, rng.key(2))
     assert mc.shape == (3, 2, 2, 10)
     assert not np.allclose(mc[0], mc[1])
     det, _ = jax.jit(lambda p, x: models.forward(model, p, extra, x))(params, x)
@@ -60,32 +61,34 @@ def test_mc_forward_samples_differ():
 
 def test_dirichlet_kl_matches_monte_carlo():
     a, b = np.array([[2.0, 3.0, 0.7]]), np.array([[1.0, 5.0, 2.0]])
-    kl = float(T.dirichlet_kl(jnp.asarray(a), jnp.asarray(b))[0])
+    kl = float(training.dirichlet_kl(jnp.asarray(a), jnp.asarray(b))[0])
     p = np.random.default_rng(0).dirichlet(a[0], size=200_000)
     mc = np.mean(scipy.stats.dirichlet(a[0]).logpdf(p.T) - scipy.stats.dirichlet(b[0]).logpdf(p.T))
     assert kl == pytest.approx(mc, abs=0.02)
-    assert float(T.dirichlet_kl(jnp.asarray(a), jnp.asarray(a))[0]) == pytest.approx(0.0, abs=1e-5)
+    assert float(training.dirichlet_kl(jnp.asarray(a), jnp.asarray(a))[0]) == pytest.approx(0.0, abs=1e-5)
 
 
 def test_head_weights_validation():
     cfg = configs.get_config("smoke")
     bad = dataclasses.replace(cfg.train, head_weights=(1.0, 2.0))
-    with pytest.raises(ValueError, match="head_weights"):
-        T._head_weights(bad, 3)
+    with pytest.raises(ConfigError, match="head_weights"):
+        training._head_weights(bad, 3)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     cfg = configs.get_config("smoke")
+    cfg.loop.num_steps, cfg.loop.eval_every, cfg.data.num_eval = 300, 100, 0  # the whole test set
+    cfg.model.stages, cfg.model.norm = (16, 32, 64), "group"
     data = data_lib.load_dataset(cfg.data)
-    model, params, extra, history = T.train_multi_exit(cfg, data, tmp_path_factory.mktemp("mhui"),
-                                                       members=1, seed=0, progress=False)
-    return cfg, data, model, jax.tree.map(lambda a: a[0], params), jax.tree.map(lambda a: a[0], extra), history
+    model, state, history = training.train_network(cfg, "mhui", data, tmp_path_factory.mktemp("mhui"))
+    params, extra = jax.tree.map(lambda a: a[0], (state.params, state.extra))
+    return cfg, data, model, params, extra, history
 
 
 def test_joint_training_reaches_95_percent_on_final_head(trained):
     cfg, data, model, params, extra, history = trained
-    accs = T.head_accuracies(model, params, extra, data["x_test"], data["y_test"])
+    accs = training.head_accuracies(model, params, extra, data["x_test"], data["y_test"])
     print("test accuracy per head:", [round(float(a), 3) for a in accs])
     assert len(accs) == len(cfg.model.stages)
     assert accs[-1] >= 0.95
@@ -104,9 +107,9 @@ def test_pgd_on_trained_net_lowers_accuracy_and_detectors_run(trained):
         import optax
         return optax.softmax_cross_entropy_with_integer_labels(models.forward(model, p, extra, xx)[0][-1], yy)
 
-    run = jax.jit(lambda p, x, y, k: A.pgd(lambda a, b: loss(p, a, b), x, y, k, eps=0.2, step_size=0.05,
+    run = jax.jit(lambda p, x, y, k: attacks.pgd(lambda a, b: loss(p, a, b), x, y, k, eps=0.2, step_size=0.05,
                                            num_steps=10))
-    adv = run(params, x, y, jax.random.key(0))
+    adv = run(params, x, y, rng.key(0))
     fwd = jax.jit(lambda p, xx: models.forward(model, p, extra, xx)[0])
     logits_c, logits_a = fwd(params, x), fwd(params, adv)
     acc_c = float(jnp.mean(logits_c[-1].argmax(-1) == y))

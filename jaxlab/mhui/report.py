@@ -1,0 +1,159 @@
+"""Tables and figures of an MH-UI run, written from `detect.detection_results`.
+
+    format_tables(config, results) -> markdown     (WORKDIR/tables.md)
+    plot_precision_histograms(workdir, hist)        figures/precision_hist.png
+    plot_auroc_vs_eps(config, workdir, results)     figures/auroc_pgd_linf.png
+    plot_training(workdir, networks)                figures/training.png
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+import numpy as np
+
+from jaxlab.core import plotting
+from jaxlab.core.metrics import merge_by_step, read_metrics
+from jaxlab.mhui.detect import METHODS, primary_score
+from jaxlab.mhui.dirichlet import SCORES
+
+__all__ = ["format_tables", "plot_precision_histograms", "plot_auroc_vs_eps", "plot_training"]
+
+ALL_METHODS = tuple(m for ms in METHODS.values() for m in ms)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _find(rows, **match) -> dict | None:
+    for r in rows:
+        if all(r.get(k) == v for k, v in match.items()):
+            return r
+    return None
+
+
+def _method_table(config, rows, attacks, methods, cell) -> list[str]:
+    lines = ["| attack | eps | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 2)]
+    for a, e in attacks:
+        cells = []
+        for m in methods:
+            r = _find(rows, attack=a, eps=e, method=m, score=primary_score(m, config.detect))
+            cells.append(cell(r) if r else "-")
+        lines.append(f"| {a} | {e:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def format_tables(config, results: dict) -> str:
+    """Markdown: main tables (AUROC, AUPR of the primary scores), score ablation, heads and
+    estimator ablation, adaptive attack."""
+    rows = results["rows"]
+    score = config.detect.score
+    methods = [m for m in ALL_METHODS if any(r["method"] == m for r in rows)]
+    order = list(config.attack.attacks)
+    attacks = sorted({(r["attack"], r["eps"]) for r in rows},
+                     key=lambda a: (order.index(a[0]) if a[0] in order else len(order), a[1]))
+    lines = ["Clean test accuracy per head (MH-UI network): "
+             + ", ".join(f"{a:.3f}" for a in results["clean_head_acc"]), ""]
+    lines += [f"### Detection AUROC, all attacked / successful only (MH-UI and Dirichlet baselines: "
+              f"score `{score}`; MSP: max prob; MC dropout, Ensemble: mutual information)", ""]
+    lines += _method_table(config, rows, attacks, methods, lambda r: (
+        f"{_fmt(r['auroc'])} / {_fmt(r['auroc_success'])} ({r['success_rate']:.2f})"))
+    lines += ["", "Cells: AUROC over all attacked inputs / over successful attacks only "
+              "(fraction of successful attacks against that method's classifier).", ""]
+    lines += ["### AUPR (adversarial = positive), all / successful only", ""]
+    lines += _method_table(config, rows, attacks, methods, lambda r: f"{_fmt(r['aupr'])} / {_fmt(r['aupr_success'])}")
+    lines += ["", "### MH-UI: choice of score (AUROC, all attacked inputs)", "",
+              "| attack | eps | " + " | ".join(SCORES) + " |", "|" + "---|" * (len(SCORES) + 2)]
+    for a, e in attacks:
+        by_score = {r["score"]: r for r in rows if r["attack"] == a and r["eps"] == e and r["method"] == "MH-UI"}
+        if by_score:
+            lines.append(f"| {a} | {e:g} | "
+                         + " | ".join(_fmt(by_score[s]["auroc"]) if s in by_score else "-" for s in SCORES) + " |")
+    abl = results["ablation_heads"]
+    if abl:
+        variants = list(dict.fromkeys((tuple(r["heads"]), r["combine"]) for r in abl))
+        lines += ["", f"### MH-UI: heads used and estimator (score `{score}`, AUROC all attacked)", "",
+                  "| heads | estimator | " + " | ".join(f"{a} {e:g}" if a != "cw_l2" else a for a, e in attacks)
+                  + " |", "|" + "---|" * (len(attacks) + 2)]
+        for heads, combine in variants:
+            cells = [_find(abl, heads=list(heads), combine=combine, attack=a, eps=e) for a, e in attacks]
+            lines.append(f"| {','.join(map(str, heads))} | {combine} | "
+                         + " | ".join(_fmt(r["auroc"]) if r else "-" for r in cells) + " |")
+    ad = results["adaptive"]
+    if ad:
+        shown = [m for m in METHODS["mhui"] if any(r["method"] == m for r in ad)]
+        lines += ["", f"### Adaptive PGD-Linf against MH-UI: loss CE(final head) - w * s(x), s = MH-UI "
+                  f"`{score}` detector term (AUROC all / successful only)", "",
+                  "| eps | w | success rate | " + " | ".join(shown) + " |", "|" + "---|" * (len(shown) + 3)]
+        for eps, w in sorted({(r["eps"], r["weight"]) for r in ad}):
+            cells = []
+            for m in shown:
+                r = _find(ad, eps=eps, weight=w, method=m, score=primary_score(m, config.detect))
+                cells.append(f"{_fmt(r['auroc'])} / {_fmt(r['auroc_success'])}" if r else "-")
+            sr = _find(ad, eps=eps, weight=w)["success_rate"]
+            lines.append(f"| {eps:g} | {w:g} | {sr:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_precision_histograms(workdir: pathlib.Path, hist: dict, max_panels: int = 6) -> pathlib.Path | None:
+    """`figures/precision_hist.png`: log10 alpha_0 of MH-UI on clean vs adversarial inputs,
+    one panel per adversarial set (the first `max_panels`)."""
+    keys = list(hist)[:max_panels]
+    if not keys:
+        return None
+    fig, axes = plotting.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.9), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        lc, la = np.log10(-hist[k][0]), np.log10(-hist[k][1])
+        lo, hi = min(lc.min(), la.min()), max(lc.max(), la.max())
+        bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 30)
+        ax.hist(lc, bins, alpha=0.6, label="clean")
+        ax.hist(la, bins, alpha=0.6, label="adversarial")
+        ax.set_title(k.replace("mhui__", ""), fontsize=8)
+        ax.set_xlabel("log10 alpha_0 (MH-UI)")
+    axes[0][0].set_ylabel("test inputs")
+    axes[0][0].legend(fontsize=7)
+    return plotting.save_figure(fig, workdir, "precision_hist")
+
+
+def plot_auroc_vs_eps(config, workdir: pathlib.Path, results: dict) -> pathlib.Path | None:
+    """`figures/auroc_pgd_linf.png`: AUROC (all attacked) of every detector against PGD-Linf by eps."""
+    rows = [r for r in results["rows"] if r["attack"] == "pgd_linf"]
+    if not rows:
+        return None
+    fig, ax = plotting.subplots(figsize=(4.8, 3.4))
+    for m in [m for m in ALL_METHODS if any(r["method"] == m for r in rows)]:
+        rr = sorted((r for r in rows if r["method"] == m and r["score"] == primary_score(m, config.detect)),
+                    key=lambda r: r["eps"])
+        ax.plot([r["eps"] for r in rr], [r["auroc"] for r in rr], marker="o", label=m)
+    ax.set_xlabel("eps (L-inf)")
+    ax.set_ylabel("AUROC (all attacked)")
+    ax.set_title("PGD-Linf detection")
+    ax.legend(fontsize=7)
+    return plotting.save_figure(fig, workdir, "auroc_pgd_linf")
+
+
+def plot_training(workdir: pathlib.Path, networks: list[str]) -> pathlib.Path:
+    """`figures/training.png`: training loss (log scale) and the final head's test accuracy
+    by step, one line per network (from each network's metrics.jsonl)."""
+    fig, (a, b) = plotting.subplots(1, 2, figsize=(9, 3.2))
+    for name in networks:
+        rows = merge_by_step(read_metrics(pathlib.Path(workdir) / name))
+        loss = [r for r in rows if "loss" in r]
+        a.plot([r["step"] for r in loss], [r["loss"] for r in loss], label=name)
+        accs = [k for k in (rows[-1] if rows else {}) if k.startswith("eval_test_acc")]
+        if accs:
+            # the final head: eval_test_acc_head{H-1} (the Prior Network: eval_test_acc)
+            key = max(accs, key=lambda k: int(k.rsplit("head", 1)[1]) if "head" in k else 0)
+            ev = [r for r in rows if key in r]
+            b.plot([r["step"] for r in ev], [r[key] for r in ev], "o-", label=name)
+    a.set_yscale("log")
+    a.set_xlabel("step")
+    a.set_ylabel("training loss")
+    a.legend(fontsize=7)
+    b.set_xlabel("step")
+    b.set_ylabel("test accuracy (final head)")
+    b.grid(alpha=0.3)
+    b.legend(fontsize=7)
+    return plotting.save_figure(fig, workdir, "training")
