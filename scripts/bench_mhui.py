@@ -1,13 +1,13 @@
 """PGD-20 throughput: jaxlab.mhui (JAX, jitted) vs the same attack in PyTorch, same network.
 
-The network is MH-UI's multi-exit digits CNN (`jaxlab.mhui.models.MultiExitCNN`, the
-`default` config: stages 32-64-128, GroupNorm, 8x8x1 inputs); the attack is L-inf PGD
+The network is MH-UI's multi-exit digits CNN (`jaxlab.mhui.models.MultiExit` around
+`jaxlab.nn.SmallCNN`, the `default` config: stages 32-64-128, GroupNorm, 8x8x1 inputs); the attack is L-inf PGD
 with a random start on the final head's cross-entropy. The PyTorch peer is written in
 the usual PyTorch style (nn.Module, autograd in a Python loop) and gets the *same*
 weights (copied from the Flax parameters) and the *same* random start, so both produce
 the same adversarial images (checked below).
 
-    /work/venv/bin/python scripts/bench_mhui.py [--batch 256] [--steps 20] [--repeats 5]
+    python scripts/bench_mhui.py [--batch 256] [--steps 20] [--repeats 5]
 
 Prints the device, the compile time of the jitted JAX attack, and a markdown table of
 median images/second with the ratio.
@@ -25,8 +25,8 @@ import optax
 import torch
 import torch.nn.functional as F
 
-from jaxlab.mhui import attacks as A
-from jaxlab.mhui import configs, models
+from jaxlab.mhui import attacks, configs, models
+from jaxlab.nn.cnn import SmallCNN
 
 
 class TorchSmallCNN(torch.nn.Module):
@@ -93,8 +93,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     cfg = configs.get_config("default").model
-    model = models.MultiExitCNN(stages=cfg.stages, blocks_per_stage=cfg.blocks_per_stage, norm=cfg.norm,
-                                dropout_rate=0.0)
+    model = models.MultiExit(SmallCNN(stages=cfg.stages, blocks_per_stage=cfg.blocks_per_stage, norm=cfg.norm,
+                                      dropout_rate=0.0))
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (args.batch, 8, 8, 1)).astype(np.float32)
     y = rng.integers(0, 10, args.batch).astype(np.int32)
@@ -121,7 +121,7 @@ def main():
     # the library's own pgd (random start drawn inside) for the timing table as well
     @jax.jit
     def jax_pgd_lib(p, x0, yy, key):
-        return A.pgd(lambda a, b: loss(p, a, b), x0, yy, key, eps=args.eps, step_size=step, num_steps=args.steps)
+        return attacks.pgd(lambda a, b: loss(p, a, b), x0, yy, key, eps=args.eps, step_size=step, num_steps=args.steps)
 
     xj, yj, dj = jnp.asarray(x), jnp.asarray(y), jnp.asarray(delta0)
     t0 = time.perf_counter()
@@ -158,7 +158,7 @@ def main():
 
     print(f"device: jax {jax.devices()[0].device_kind} ({jax.default_backend()}, {len(jax.devices())} devices); "
           f"torch {torch.__version__} CPU, {torch.get_num_threads()} threads")
-    print(f"network: MultiExitCNN stages={cfg.stages} blocks/stage={cfg.blocks_per_stage}, batch {args.batch}, "
+    print(f"network: MultiExit(SmallCNN) stages={cfg.stages} blocks/stage={cfg.blocks_per_stage}, batch {args.batch}, "
           f"PGD-{args.steps} L-inf eps={args.eps}")
     print(f"check: max |logit diff| = {logit_err:.2e}; adversarial pixels equal (|diff|<1e-4): {same:.4f}")
     print(f"jax compile time: {compile_s:.2f} s\n")
