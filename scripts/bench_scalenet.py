@@ -1,6 +1,6 @@
 """Benchmark of the ScaleNet super-supernet (jaxlab) against per-architecture slicing.
 
-    python scripts/bench_scalenet.py [--config smoke|default|path.py[:variant]] [--num-archs 50]
+    python scripts/bench_scalenet.py [--config smoke|default|path.py[:variant]] [--num-archs 50] [--resolution R]
 
 1. Supernet training over N sampled architectures at one resolution, compile included:
    masks (one compiled step serves every architecture) vs per-architecture slicing in
@@ -26,7 +26,7 @@ import optax
 
 from jaxlab.core import config as config_lib
 from jaxlab.nas.population import make_population_eval
-from jaxlab.scalenet import configs, sampler, training
+from jaxlab.scalenet import configs, sampler, supernet
 from jaxlab.scalenet.models import extract_subnet
 from jaxlab.scalenet.space import Space
 
@@ -41,8 +41,8 @@ def _time(fn, reps):
 
 
 def bench_masks_vs_slicing(cfg, space, n, r, batch):
-    net, state = training.init_supernet_state(cfg, space)
-    step = training.make_supernet_step(cfg, net)
+    net, state = supernet.init_state(cfg, space)
+    step = supernet.make_step(cfg, net)
     rng = np.random.default_rng(0)
     archs = [sampler.sample_hierarchical(space, rng, side=i % 2)[0] for i in range(n)]
     x = jnp.asarray(np.random.default_rng(1).random((batch, r, r, 3), np.float32))
@@ -209,8 +209,8 @@ def bench_torch(cfg, space, r, batch, reps):
         ts.append(time.perf_counter() - t)
     t_torch = statistics.median(ts[2:])
 
-    jnet, state = training.init_supernet_state(cfg, space)
-    step = training.make_supernet_step(cfg, jnet)
+    jnet, state = supernet.init_state(cfg, space)
+    step = supernet.make_step(cfg, jnet)
     xj = jnp.asarray(x.permute(0, 2, 3, 1).numpy())
     yj = jnp.asarray(y.numpy(), jnp.int32)
     t = time.perf_counter()
@@ -235,16 +235,17 @@ def main():
     ap.add_argument("--population", type=int, default=32)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--resolution", type=int, default=0, help="input side (0: the config's largest)")
     args = ap.parse_args()
     cfg = config_lib.resolve(args.config, configs.get_config)
     space = Space(cfg.space)
-    r = int(space.cfg.res_grid[-1][0])
+    r = args.resolution or max(int(x) for g in space.cfg.res_grid for x in g)
     print(f"devices: {jax.devices()}  config: {args.config}  resolution {r}  batch {args.batch}")
     rows = []
     t_mask, t_slice, nc = bench_masks_vs_slicing(cfg, space, args.num_archs, r, args.batch)
     rows.append((f"supernet training, {args.num_archs} archs, compile incl.", f"{t_mask:.2f} s (1 compile)",
                  f"{t_slice:.2f} s ({nc} compiles)", t_slice / t_mask))
-    net, state = training.init_supernet_state(cfg, space)
+    net, state = supernet.init_state(cfg, space)
     t_vm, t_seq, c_vm, c_single = bench_population(cfg, space, net, state.params, args.population, r, args.batch)
     rows.append((f"population eval P={args.population} (compile apart: {c_vm:.1f} s vs {c_single:.1f} s)",
                  f"{t_vm * 1e3:.1f} ms (vmapped)", f"{t_seq * 1e3:.1f} ms (sequential)", t_seq / t_vm))

@@ -9,6 +9,7 @@ base-then-scale search baseline (both read `supernet_dir` / `search_dir` overrid
 
 import dataclasses
 
+from jaxlab.core.config import ConfigError, LoopConfig
 from jaxlab.scalenet.configs import DataConfig, RetrainConfig, ScaleNetConfig, SearchConfig, SupernetConfig
 from jaxlab.scalenet.space import SpaceConfig
 
@@ -22,11 +23,12 @@ def get_config(variant: str = "hierarchical") -> ScaleNetConfig:
     cfg = ScaleNetConfig(
         space=space,
         data=DataConfig(num_train=4096, num_val=400, num_test=1000),
-        supernet=SupernetConfig(num_steps=800, batch_size=32, lr=0.1, warmup_steps=40, log_every=50,
-                                checkpoint_every=200),
+        supernet=SupernetConfig(batch_size=32, lr=0.1, warmup_steps=40, loop=LoopConfig(
+            num_steps=800, log_every=50, checkpoint_every=200, num_devices=1)),
         search=SearchConfig(pop_size=8, num_generations=4, num_alternations=2, n_basenet=3, eval_chunk=4,
                             eval_batch=200, base_tol=0.15, ladder_tol=0.2, extrapolate_to=4),
-        retrain=RetrainConfig(num_steps=300, batch_size=64, lr=0.1, warmup_steps=25, stages="0,1,2,3,4"),
+        retrain=RetrainConfig(batch_size=64, lr=0.1, warmup_steps=25, stages=(0, 1, 2, 3, 4), loop=LoopConfig(
+            num_steps=300, log_every=50, checkpoint_every=100)),
     )
     if variant == "hierarchical":
         return cfg
@@ -34,4 +36,4 @@ def get_config(variant: str = "hierarchical") -> ScaleNetConfig:
         return dataclasses.replace(cfg, supernet=dataclasses.replace(cfg.supernet, sampler="uniform"))
     if variant == "decoupled":
         return dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, mode="decoupled"))
-    raise ValueError(f"unknown variant {variant!r}; expected hierarchical, uniform or decoupled")
+    raise ConfigError(f"unknown variant {variant!r}; expected hierarchical, uniform or decoupled")
