@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 from jaxlab.mhui import attacks, configs, models
 from jaxlab.nn.cnn import SmallCNN
@@ -53,9 +53,9 @@ class TorchSmallCNN(torch.nn.Module):
         prev = 0
         for blk, stage in zip(self.blocks, self.stage_of):
             if stage != prev:
-                x = F.avg_pool2d(x, 2)
+                x = functional.avg_pool2d(x, 2)
                 prev = stage
-            x = F.relu(blk["norm"](blk["conv"](x)))
+            x = functional.relu(blk["norm"](blk["conv"](x)))
         return self.fc(x.mean(dim=(2, 3)))
 
 
@@ -77,7 +77,7 @@ def torch_pgd(net, x, y, delta0, eps, step, steps):
     xa = (x + delta0).clamp(0, 1).detach()
     for _ in range(steps):
         xa.requires_grad_(True)
-        loss = F.cross_entropy(net(xa), y, reduction="sum")
+        loss = functional.cross_entropy(net(xa), y, reduction="sum")
         (g,) = torch.autograd.grad(loss, xa)
         with torch.no_grad():
             xa = xa + step * g.sign()
