@@ -120,6 +120,7 @@ def run_method(method: str, argv: Sequence[str]) -> int:
 
     if os.environ.get("JAXLAB_TUNE_ALLOCATOR", "1") != "0":
         runtime.tune_host_allocator()
+    runtime.enable_compilation_cache()
     try:
         run_mod = importlib.import_module(f"jaxlab.{method}.run")
         cfg_mod = importlib.import_module(f"jaxlab.{method}.configs")

@@ -13,10 +13,14 @@
 # Needs `jaxlab` on PATH (pip install -e .). Exits non-zero on the first failed check.
 set -euo pipefail
 
-# method -> "train action|evaluate action|overrides" (long enough to be killed mid-run).
+# method -> "train action|evaluate action (- for none that reads one checkpoint)|overrides"
+# (long enough to be killed mid-run). mhui and scalenet keep one checkpoints/ per stage
+# (network, supernet): the last stage's newest step is the one corrupted.
 declare -A PLAN=(
   [classifier]="train|evaluate|--config.loop.num_steps=200 --config.loop.checkpoint_every=20 --config.loop.eval_every=100"
   [meguide]="train|evaluate|--config.loop.num_steps=200 --config.loop.checkpoint_every=20 --config.loop.eval_every=50"
+  [mhui]="train|-|--config.loop.num_steps=300 --config.loop.checkpoint_every=50"
+  [scalenet]="train-supernet|-|--config.supernet.loop.num_steps=120 --config.supernet.loop.checkpoint_every=20"
 )
 # dmf integrates gradient flow in one jitted scan per run and writes no checkpoints:
 # only the rerun check applies to it.
@@ -56,10 +60,10 @@ print(f"  ok: {what} ({len(la)} arrays equal, summary results equal)")
 PY
 }
 
-flip_latest() {  # flip_latest WORKDIR -> prints the corrupted step
+flip_latest() {  # flip_latest WORKDIR -> prints the corrupted step (of the last stage's checkpoints)
   python - "$1" <<'PY'
 import pathlib, sys
-ck = pathlib.Path(sys.argv[1]) / "checkpoints"
+ck = sorted(pathlib.Path(sys.argv[1]).rglob("checkpoints"))[-1]
 step = max(int(p.name) for p in ck.iterdir() if p.name.isdigit())
 files = [f for f in (ck / str(step)).rglob("*") if f.is_file() and "/d/" in f.as_posix()]
 f = max(files, key=lambda f: f.stat().st_size)
@@ -101,7 +105,7 @@ PY
   run "$ROOT/$m-kill" >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 1 1200); do
-    if compgen -G "$ROOT/$m-kill/checkpoints/*/jaxlab_manifest.json" >/dev/null; then break; fi
+    if [ -n "$(find "$ROOT/$m-kill" -name jaxlab_manifest.json 2>/dev/null | head -1)" ]; then break; fi
     sleep 0.1
   done
   if ! kill -9 "$pid" 2>/dev/null; then
@@ -109,7 +113,7 @@ PY
     exit 1
   fi
   wait "$pid" || true
-  echo "  killed after checkpoint(s): $(ls "$ROOT/$m-kill/checkpoints" | tr '\n' ' ')"
+  echo "  killed after checkpoint(s): $(find "$ROOT/$m-kill" -name jaxlab_manifest.json | wc -l)"
   run "$ROOT/$m-kill" >/dev/null
   compare "$m" "$ROOT/$m-ref" "$ROOT/$m-kill" "killed and resumed"
 
@@ -125,18 +129,21 @@ PY
 
   # 4. Corrupt the latest checkpoint: evaluate names it and uses an older one; train falls back.
   bad=$(flip_latest "$ROOT/$m-kill")
-  jaxlab "$m" "$evaluate" --workdir "$ROOT/$m-kill" >"$ROOT/$m-eval.out" 2>"$ROOT/$m-eval.err"
-  grep -q "step $bad" "$ROOT/$m-eval.err" || { echo "  FAIL: evaluate did not name step $bad" >&2; exit 1; }
-  python - "$ROOT/$m-eval.out" "$bad" <<'PY'
+  if [ "$evaluate" != "-" ]; then
+    jaxlab "$m" "$evaluate" --workdir "$ROOT/$m-kill" >"$ROOT/$m-eval.out" 2>"$ROOT/$m-eval.err"
+    grep -q "step $bad" "$ROOT/$m-eval.err" || { echo "  FAIL: evaluate did not name step $bad" >&2; exit 1; }
+    python - "$ROOT/$m-eval.out" "$bad" <<'PY'
 import json, sys
 out, bad = json.load(open(sys.argv[1])), int(sys.argv[2])
 step = out.get("step")
 assert step is not None and step < bad, f"evaluate used step {step}, not one before the corrupt {bad}"
 print(f"  ok: evaluate named corrupt step {bad} and used step {step}")
 PY
+  fi
   run "$ROOT/$m-kill" >/dev/null 2>"$ROOT/$m-fallback.err"
   grep -q "step $bad" "$ROOT/$m-fallback.err" || { echo "  FAIL: train did not name step $bad" >&2; exit 1; }
-  test -d "$ROOT/$m-kill/corrupt-checkpoints" || { echo "  FAIL: the corrupt step was not kept aside" >&2; exit 1; }
+  [ -n "$(find "$ROOT/$m-kill" -type d -name corrupt-checkpoints | head -1)" ] || {
+    echo "  FAIL: the corrupt step was not kept aside" >&2; exit 1; }
   compare "$m" "$ROOT/$m-ref" "$ROOT/$m-kill" "corrupt latest checkpoint, fallback"
 done
 echo "all resume checks passed: ${METHODS[*]}"

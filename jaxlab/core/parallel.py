@@ -53,9 +53,11 @@ def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
 
 
 def check_batch_divisible(batch_size: int, mesh: jax.sharding.Mesh) -> None:
+    from jaxlab.core.config import ConfigError
+
     n = mesh.shape[DATA]
     if batch_size % n:
-        raise ValueError(
+        raise ConfigError(
             f"batch size {batch_size} is not divisible by the {n} devices of the mesh; "
             f"choose a multiple of {n}")
 

@@ -30,7 +30,7 @@ import ctypes.util
 import functools
 import os
 
-__all__ = ["cpu_compiler_options", "tune_host_allocator"]
+__all__ = ["cpu_compiler_options", "tune_host_allocator", "enable_compilation_cache"]
 
 # mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -112,3 +112,25 @@ def tune_host_allocator(mmap_threshold: int = 512 << 20, trim_threshold: int = 1
     if arena_max:
         ok &= lib.mallopt(_M_ARENA_MAX, int(arena_max)) == 1
     return bool(ok)
+
+
+def enable_compilation_cache(path: str | None = None) -> str | None:
+    """Turns on JAX's persistent compilation cache, so a rerun of a command (a resumed
+    run, the next action of a pipeline) loads its compiled programs instead of compiling
+    them again.
+
+    The directory is `path`, else `$JAXLAB_COMPILATION_CACHE`, else
+    `~/.cache/jaxlab/jax`; `JAXLAB_COMPILATION_CACHE=0` turns the cache off. Programs that
+    compile in under half a second are not stored. The `jaxlab` command line calls this;
+    library code does not (it changes the process's JAX configuration). The cache is
+    trusted code: keep it private to the user. Returns the directory used, or None.
+    """
+    import jax
+
+    path = path or os.environ.get("JAXLAB_COMPILATION_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "jaxlab", "jax")
+    if path == "0":
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
