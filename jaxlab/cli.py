@@ -6,8 +6,13 @@
                              [--config.a.b=value ...]
 
 Methods are discovered, not registered: every sub-package `jaxlab/<method>/` with a
-`run.py` that defines `ACTIONS = {"name": fn(config, workdir)}` and a `configs.py` with
-`get_config(variant)` is a method. Adding one never edits this file.
+`run.py` that defines `ACTIONS = actions.collect(...)` (functions declared with
+`jaxlab.core.actions.action`) and a `configs.py` with `get_config(variant)` is a method.
+Adding one never edits this file.
+
+Expected errors (`jaxlab.core.errors.JaxlabError`: configs, data formats, workdirs,
+checkpoints; and OS errors) are one line on stderr with exit status 2, a diverged run
+exits 1; `--debug` shows the traceback. Results alone go to stdout, as strict JSON.
 """
 
 from __future__ import annotations
@@ -82,7 +87,8 @@ def _method_parser(method: str, actions: dict) -> argparse.ArgumentParser:
     lines = []
     for name, fn in actions.items():
         doc = (fn.__doc__ or "").strip().splitlines()
-        lines.append(f"  {name:<16} {doc[0] if doc else ''}")
+        tag = " (reads a run)" if getattr(fn, "read_only", False) else ""
+        lines.append(f"  {name:<16} {doc[0] if doc else ''}{tag}")
     p = argparse.ArgumentParser(
         prog=f"jaxlab {method}",
         description=jaxlab.METHODS.get(method, "reference method"),
@@ -166,12 +172,7 @@ def run_method(method: str, argv: Sequence[str]) -> int:
     from jaxlab.core.train import NonFiniteError
 
     try:
-        if hasattr(fn, "action_name"):
-            result = fn(config, workdir, force=args.force)
-        else:  # an action not declared with @action: prepare the workdir here
-            if not read_only:
-                workdir_lib.prepare(workdir, config, force=args.force)
-            result = fn(config, workdir)
+        result = fn(config, workdir, force=args.force)
     except NonFiniteError as e:
         return _fail(f"{prefix}: stopped", e, args.debug, status=1)
     except JaxlabError as e:
