@@ -44,9 +44,10 @@ def test_every_method_lists_its_actions_with_a_description(capsys):
         out = capsys.readouterr().out
         actions = __import__(f"jaxlab.{method}.run", fromlist=["ACTIONS"]).ACTIONS
         assert actions, method
-        for name in actions:
+        for name, fn in actions.items():
             line = next((x for x in out.splitlines() if x.strip().startswith(name + " ")), None)
-            assert line is not None and len(line.split(None, 1)) == 2, (method, name, out)
+            first = " ".join(fn.__doc__.strip().splitlines()[0].split())
+            assert line is not None and first in " ".join(line.split()), (method, name, out)
 
 
 def test_unknown_variant_is_one_line_for_every_method(capsys, tmp_path):

@@ -165,16 +165,6 @@ def test_config_checks(tmp_path, capsys):
     assert not (tmp_path / "x" / "summary.json").exists()
 
 
-def test_help_lists_every_action(capsys):
-    with pytest.raises(SystemExit) as e:
-        cli.main(["dmf", "--help"])
-    assert e.value.code == 0
-    out = capsys.readouterr().out
-    for name, fn in run.ACTIONS.items():
-        first = fn.__doc__.strip().splitlines()[0]
-        assert f"  {name}" in out and first[:40] in " ".join(out.split()), name
-
-
 def test_problem_streams_are_distinct():
     cfg = configs.get_config("smoke")
     streams = [v for k, v in vars(data).items() if k.endswith("_STREAM")]

@@ -114,14 +114,3 @@ def test_more_than_one_device_is_refused_before_anything_is_written(tmp_path, ca
     assert code == 2
     assert "loop.num_devices" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
-
-
-def test_help_lists_every_action_with_its_description(capsys):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["meguide", "--help"])
-    assert exc.value.code == 0
-    out = capsys.readouterr().out
-    for name, fn in run.ACTIONS.items():
-        first = fn.__doc__.strip().splitlines()[0]
-        assert f"{name} " in out and first in out, name
-    assert set(run.ACTIONS) == {"train", "evaluate"}
