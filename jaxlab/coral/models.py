@@ -1,0 +1,67 @@
+"""The heterogeneous GCN of CORAL (reconstruction: the paper names a GCN trained for link
+prediction on the socio-technical graph, without architecture details).
+
+Every node starts from a learned ID embedding (no raw features, as the paper): row
+`embedding_index[i]`, where all PRs share one row, so a PR's representation comes only
+from its neighbours (author, files, tokens, repository, reviewers) and a PR never seen in
+training is scored the same way (inductive inference, §III-C). Layer l:
+
+    h_i^{l+1} = act( h_i^l W_self^l / d_i + sum_{(j -> i, r)} w_ji / sqrt(d_i d_j) h_j^l W_r^l )
+
+with d_i = 1 + sum of the weights of the edges into i (GCN symmetric normalisation of the
+weighted adjacency with self loops, Kipf & Welling 2017), `W_r` one matrix per relation
+(edge type and direction, `conv="rgcn"`; R-GCN, Schlichtkrull et al. 2018) or one for all
+(`conv="gcn"`, the homogeneous GCN of the spec's default). act = ReLU between layers, none
+after the last; the output adds the input embedding (a skip connection). The score of a
+user-PR pair is the dot product <h_u, h_p>.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+__all__ = ["HeteroGCN", "pair_scores"]
+
+
+class HeteroGCN(nn.Module):
+    """Node representations `[N, features]` of the socio-technical graph.
+
+    Call with `emb_index` int `[N]`, `senders`, `receivers`, `relation` int `[M]` and
+    `weight` float `[M]` (padding edges have weight 0). N and M are static (padded budgets).
+    """
+
+    num_embeddings: int
+    num_relations: int
+    features: int = 64
+    layers: int = 2
+    conv: str = "rgcn"
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, emb_index, senders, receivers, relation, weight):
+        n = emb_index.shape[0]
+        x0 = nn.Embed(self.num_embeddings, self.features, embedding_init=nn.initializers.normal(0.1),
+                      name="embed")(emb_index)
+        deg = jax.ops.segment_sum(weight, receivers, n) + 1.0
+        inv = jax.lax.rsqrt(deg)
+        coef = (weight * inv[senders] * inv[receivers]).astype(self.dtype)
+        h = x0.astype(self.dtype)
+        for layer in range(self.layers):
+            if self.conv == "rgcn":
+                w = self.param(f"relation_{layer}", nn.initializers.lecun_normal(batch_axis=(0,)),
+                               (self.num_relations, self.features, self.features))
+                hw = jnp.einsum("nf,rfg->rng", h, w.astype(self.dtype))
+                msg = hw[relation, senders]
+            else:
+                msg = nn.Dense(self.features, use_bias=False, dtype=self.dtype, name=f"linear_{layer}")(h)[senders]
+            own = nn.Dense(self.features, dtype=self.dtype, name=f"self_{layer}")(h)
+            out = jax.ops.segment_sum(coef[:, None] * msg, receivers, n) + own * (inv * inv)[:, None].astype(own.dtype)
+            h = nn.relu(out) if layer < self.layers - 1 else out
+        return (h + x0.astype(self.dtype)).astype(jnp.float32)
+
+
+def pair_scores(h, a, b):
+    """<h[a], h[b]> over the last axis: `a` int `[B]`, `b` int `[B, K]` -> `[B, K]`."""
+    return jnp.einsum("bf,bkf->bk", h[a], h[b])
