@@ -395,6 +395,9 @@ class GATConv(nn.Module):
       alpha_uv = softmax_u(e_uv) (per receiver v, over its real in-edges and its self loop);
       h'_v = concat_k sum_u alpha^k_uv z^k_u  (or the mean over heads if concat=False) + b.
 
+    add_self_loops=True (PyG's default): self-loop edges already in the graph are ignored
+    and exactly one self loop per node is used, as PyG's `remove_self_loops` then
+    `add_self_loops`; add_self_loops=False attends over the graph's edges as they are.
     Edge weights only mask (w == 0: absent). The softmax shift uses
     `segment_max_or_constant` under `stop_gradient`, so padding segments stay finite.
     The normalisation is applied per node after aggregating
@@ -426,7 +429,13 @@ class GATConv(nn.Module):
         s_dst = jnp.sum(z * a_dst, -1)
         # Masks are 0/1 factors, not selects: XLA:CPU does not vectorise a per-edge select
         # whose predicate is broadcast over heads (4x slower in this pass and its VJP).
-        live = (_weights(graph) != 0).astype(z.dtype)[:, None]  # [E, 1]
+        live = _weights(graph) != 0
+        if self.add_self_loops:
+            # As PyG: existing self loops are removed and one per node is added below.
+            # They are masked, not dropped, so shapes, the CSR layout and the reverse index
+            # (a self loop is its own reverse) stay as they are.
+            live = live & (graph.senders != graph.receivers)
+        live = live.astype(z.dtype)[:, None]  # [E, 1]
         logits = nn.leaky_relu(take_rows(s_src, graph.senders) + take_rows(s_dst, graph.receivers),
                                self.negative_slope)
         neg = jnp.finfo(logits.dtype).min

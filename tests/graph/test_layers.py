@@ -59,30 +59,114 @@ def test_sage_matches_dense_reference():
     np.testing.assert_allclose(out2, out, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("concat", [True, False])
-def test_gat_matches_dense_reference(concat):
-    a, x = random_graph(seed=3)
-    g = G.from_scipy(sp.csr_matrix(a), {"x": x})
-    heads, f = 2, 3
-    layer = L.GATConv(f, heads=heads, concat=concat)
-    params = layer.init(jax.random.key(1), g, jnp.asarray(x))
-    out = np.asarray(layer.apply(params, g, jnp.asarray(x)))
-    p = jax.tree_util.tree_map(np.asarray, params["params"])
+def dense_gat(a, x, p, heads, f, concat, add_self_loops=True, slope=0.2, xp=np):
+    """GAT by its definition, PyG's semantics, on a dense edge count `a[v, u]` (how many
+    edges u -> v; GAT ignores edge weights): each edge enters the softmax of its receiver
+    once; with add_self_loops the diagonal is replaced by exactly one self loop per node;
+    a node attending over nothing aggregates 0."""
     n = len(a)
+    count = (np.asarray(a) > 0) * np.round(np.asarray(a))
+    if add_self_loops:
+        count = np.where(np.eye(n, dtype=bool), 1.0, count)
+    live = count > 0
     z = (x @ p["linear"]["kernel"]).reshape(n, heads, f)
     src = (z * p["att_src"]).sum(-1)
     dst = (z * p["att_dst"]).sum(-1)
-    adj = a + np.eye(n)  # receiver v (row) attends over senders u (cols) incl. itself
     outs = []
     for k in range(heads):
         e = dst[:, k][:, None] + src[:, k][None, :]
-        e = np.where(e > 0, e, 0.2 * e)
-        e = np.where(adj > 0, e, -np.inf)
-        att = np.exp(e - e.max(1, keepdims=True))
-        att = att / att.sum(1, keepdims=True)
+        e = xp.where(e > 0, e, slope * e)
+        e = xp.where(live, e, -1e30)
+        att = xp.exp(e - e.max(1, keepdims=True)) * count
+        att = att / xp.maximum(att.sum(1, keepdims=True), 1e-30)
         outs.append(att @ z[:, k])
-    ref = np.concatenate(outs, 1) if concat else np.mean(outs, 0)
-    np.testing.assert_allclose(out, ref + p["bias"], rtol=1e-4, atol=1e-4)
+    out = xp.concatenate(outs, 1) if concat else sum(outs) / heads
+    return out + p["bias"]
+
+
+def graph_with_self_loops(seed, n=12, f=5, loops=True, duplicate=False):
+    """A random symmetric graph `(count, x, graph)`; with `loops`, self loops on half the
+    nodes (edge weights 1 or 2.5: GAT only masks with weights), with `duplicate` node 0's
+    self loop twice. `count[v, u]`: the number of edges u -> v."""
+    a, x = random_graph(n=n, f=f, seed=seed)
+    w = a.copy()
+    if loops:
+        idx = np.arange(0, n, 2)
+        a[idx, idx] = 1.0
+        w[idx, idx] = np.where(idx % 4 == 0, 1.0, 2.5)
+    if not duplicate:
+        return a, x, G.from_scipy(sp.csr_matrix(w), {"x": x})
+    r, s = np.nonzero(w)  # row-major: sorted by receiver, then sender
+    weights = w[r, s]
+    r, s, weights = np.insert(r, 0, 0), np.insert(s, 0, 0), np.insert(weights, 0, 1.0)
+    a[0, 0] = 2.0
+    return a, x, G.from_edge_list(s, r, n, {"x": x}, weights=weights)
+
+
+def random_params(layer, g, x, seed):
+    params = layer.init(jax.random.key(seed), g, jnp.asarray(x))
+    rng = np.random.default_rng(seed)  # a nonzero bias and attention spread enough to matter
+    return jax.tree_util.tree_map(lambda q: jnp.asarray(rng.normal(size=q.shape), q.dtype), params)
+
+
+@pytest.mark.parametrize("add_self_loops", [True, False])
+@pytest.mark.parametrize("loops", ["none", "some", "duplicated"])
+@pytest.mark.parametrize("concat", [True, False])
+def test_gat_matches_dense_reference(concat, loops, add_self_loops):
+    a, x, g = graph_with_self_loops(3, loops=loops != "none", duplicate=loops == "duplicated")
+    heads, f = 2, 3
+    layer = L.GATConv(f, heads=heads, concat=concat, add_self_loops=add_self_loops)
+    params = random_params(layer, g, x, 1)
+    p = jax.tree_util.tree_map(np.asarray, params["params"])
+    out = np.asarray(layer.apply(params, g, jnp.asarray(x)))
+    ref = dense_gat(a, x, p, heads, f, concat, add_self_loops)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("f", [1, 2 * L.CSR_MIN_FEATURES])  # scatter path / CSR path on CPU
+def test_gat_with_self_loops_on_padded_graphs_matches_the_reference_with_gradients(f):
+    """Self-loop edges in a padded, receiver-sorted graph with a reverse index (the CSR
+    forward and transposed-gradient paths): outputs and gradients equal the dense reference."""
+    a, x, g = graph_with_self_loops(7, n=20, f=6)
+    padded = G.with_reverse_index(G.pad_to_budget(g)[0])
+    assert np.all(np.diff(np.asarray(padded.receivers)) >= 0)
+    heads = 2
+    layer = L.GATConv(f, heads=heads)
+    params = random_params(layer, g, x, 2)
+    xp_ = jnp.asarray(np.asarray(padded.nodes["x"]))
+    out = np.asarray(jax.jit(layer.apply)(params, padded, xp_))[:20]
+    p = jax.tree_util.tree_map(np.asarray, params["params"])
+    np.testing.assert_allclose(out, dense_gat(a, x, p, heads, f, True), rtol=1e-4, atol=1e-4)
+    cot = jnp.asarray(np.random.default_rng(0).normal(size=(20, heads * f)), jnp.float32)
+    loss = lambda q, h: jnp.sum(jnp.sin(layer.apply({"params": q}, padded, h)[:20]) * cot)
+    loss_ref = lambda q, h: jnp.sum(jnp.sin(dense_gat(a, h[:20], q, heads, f, True, xp=jnp)) * cot)
+    g1 = jax.jit(jax.grad(loss, argnums=(0, 1)))(params["params"], xp_)
+    g2 = jax.grad(loss_ref, argnums=(0, 1))(params["params"], xp_)
+    for u, v in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("loops", [False, True])
+@pytest.mark.parametrize("concat", [True, False])
+def test_gat_matches_pytorch_geometric_with_copied_weights(concat, loops):
+    torch = pytest.importorskip("torch")
+    pyg_nn = pytest.importorskip("torch_geometric.nn")
+    a, x, g = graph_with_self_loops(5, loops=loops)
+    heads, f = 3, 4
+    layer = L.GATConv(f, heads=heads, concat=concat)
+    params = random_params(layer, g, x, 3)
+    p = jax.tree_util.tree_map(np.asarray, params["params"])
+    ref = pyg_nn.GATConv(x.shape[1], f, heads=heads, concat=concat, negative_slope=0.2,
+                         add_self_loops=True, bias=True)
+    with torch.no_grad():
+        ref.lin.weight.copy_(torch.from_numpy(p["linear"]["kernel"].T.copy()))
+        ref.att_src.copy_(torch.from_numpy(np.array(p["att_src"])))
+        ref.att_dst.copy_(torch.from_numpy(np.array(p["att_dst"])))
+        ref.bias.copy_(torch.from_numpy(np.array(p["bias"])))
+        edge_index = torch.from_numpy(np.stack([np.asarray(g.senders), np.asarray(g.receivers)]).astype(np.int64))
+        expected = ref(torch.from_numpy(x), edge_index).numpy()
+    out = np.asarray(layer.apply(params, g, jnp.asarray(x)))
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("model", ["gcn", "sage", "gat"])
