@@ -1,0 +1,207 @@
+"""Range-image segmentation in JAX: projection, angle-based ground removal, clustering, boxes.
+
+All functions work on a range image `[H, W]` (ranges in m, <= 0 invalid) with row inclinations
+`theta [H]` (row 0 the highest beam) and column azimuths `phi [W]`; every shape is static, so
+`segment` compiles once per image size.
+
+* Ground (Bogoslavskyi & Stachniss; depth_clustering `depth_ground_remover`): for each pixel
+  the inclination of the segment to the row below, alpha_{r,c} = atan2(|z_r - z_{r+1}|,
+  |x_r - x_{r+1}|) with x = d cos(theta), z = d sin(theta); Savitzky-Golay smoothing along each
+  column; ground = the 4-connected components, under |alpha_p - alpha_q| < ground_angle, that
+  contain the lowest valid pixel of a column whose angle is below ground_angle.
+* Clusters (depth_clustering `linear_image_labeler` with `angles_precomputed`): 4-neighbours
+  p, q of the non-ground points join when beta = atan2(d2 sin a, d1 - d2 cos a) > cluster_angle,
+  d1 = max(d_p, d_q), d2 = min, a the angular step between their beams (rows) or columns.
+* Connected components by min-label propagation with pointer jumping to a fixed point
+  (`lax.while_loop`) in place of depth_clustering's sequential BFS.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_BIG = np.iinfo(np.int32).max
+# Savitzky-Golay smoothing coefficients (quadratic fit, centre value).
+SAVGOL = {1: np.array([1.0]), 5: np.array([-3.0, 12.0, 17.0, 12.0, -3.0]) / 35.0,
+          7: np.array([-2.0, 3.0, 6.0, 7.0, 6.0, 3.0, -2.0]) / 21.0}
+
+
+def points_to_range_image(points: jax.Array, mask: jax.Array, theta: jax.Array, num_columns: int) -> jax.Array:
+    """Range image `[H, W]` (-1 where empty) of points `[N, 3]` (`mask [N]` marks real rows).
+
+    Row = the beam with the nearest inclination asin(z / r); column = floor((pi - phi) W / 2 pi)
+    with phi = atan2(y, x) (the simulator's and Waymo's azimuth order); a pixel hit by several
+    points keeps the nearest.
+    """
+    r = jnp.linalg.norm(points, axis=-1)
+    incl = jnp.arcsin(jnp.clip(points[:, 2] / jnp.maximum(r, 1e-9), -1.0, 1.0))
+    row = jnp.argmin(jnp.abs(incl[:, None] - theta[None, :]), axis=1)
+    phi = jnp.arctan2(points[:, 1], points[:, 0])
+    col = jnp.floor((jnp.pi - phi) * num_columns / (2 * jnp.pi)).astype(jnp.int32) % num_columns
+    idx = jnp.where(mask & (r > 0), row * num_columns + col, theta.shape[0] * num_columns)
+    flat = jnp.full(theta.shape[0] * num_columns + 1, jnp.inf).at[idx].min(r)[:-1]
+    return jnp.where(jnp.isinf(flat), -1.0, flat).reshape(theta.shape[0], num_columns)
+
+
+def range_image_to_points(rng: jax.Array, theta: jax.Array, phi: jax.Array) -> jax.Array:
+    """`[H, W, 3]` points (d cos(theta) cos(phi), d cos(theta) sin(phi), d sin(theta))."""
+    ct = jnp.cos(theta)[:, None]
+    return jnp.stack([rng * ct * jnp.cos(phi)[None], rng * ct * jnp.sin(phi)[None],
+                      rng * jnp.sin(theta)[:, None]], -1)
+
+
+def propagate_labels(active: jax.Array, join_down: jax.Array, join_right: jax.Array, wrap: bool = False):
+    """Connected components of a grid graph by min-label propagation.
+
+    Args:
+      active: `[H, W]` bool, the vertices.
+      join_down: `[H-1, W]` bool, an edge between (r, c) and (r+1, c).
+      join_right: `[H, W]` bool, an edge between (r, c) and (r, c+1); the last column joins
+        column 0 only when `wrap`.
+    Returns:
+      `(labels [H, W] int32, iterations)`: each active pixel's label is the smallest flat index
+      in its component; inactive pixels are -1. Edges touching an inactive pixel are ignored.
+    """
+    h, w = active.shape
+    down = join_down & active[:-1] & active[1:]
+    right = join_right & active & jnp.roll(active, -1, axis=1)
+    if not wrap:
+        right = right.at[:, -1].set(False)
+    left = jnp.roll(right, 1, axis=1)  # edge (r, c-1) - (r, c), seen from (r, c)
+    init = jnp.where(active, jnp.arange(h * w, dtype=jnp.int32).reshape(h, w), _BIG)
+
+    def step(lab):
+        big = jnp.full((1, w), _BIG, jnp.int32)
+        from_below = jnp.concatenate([jnp.where(down, lab[1:], _BIG), big])
+        from_above = jnp.concatenate([big, jnp.where(down, lab[:-1], _BIG)])
+        from_right = jnp.where(right, jnp.roll(lab, -1, axis=1), _BIG)
+        from_left = jnp.where(left, jnp.roll(lab, 1, axis=1), _BIG)
+        new = jnp.minimum(jnp.minimum(lab, jnp.minimum(from_below, from_above)), jnp.minimum(from_right, from_left))
+        flat = new.reshape(-1)
+        jumped = jnp.where(flat < _BIG, flat[jnp.clip(flat, 0, h * w - 1)], _BIG)  # pointer jumping
+        return jumped.reshape(h, w)
+
+    def cond(carry):
+        return carry[2]
+
+    def body(carry):
+        lab, it, _ = carry
+        new = step(lab)
+        return new, it + 1, jnp.any(new != lab)
+
+    lab, iters, _ = jax.lax.while_loop(cond, body, (init, jnp.int32(0), jnp.bool_(True)))
+    return jnp.where(active, lab, -1), iters
+
+
+def ground_angles(rng: jax.Array, theta: jax.Array, smooth_window: int = 5) -> jax.Array:
+    """Smoothed inclination angles alpha `[H, W]` (rad) of each pixel to the row below it;
+    pi/2 where either pixel is invalid. The last row takes the angle of the row above."""
+    valid = rng > 0
+    x = rng * jnp.cos(theta)[:, None]
+    z = rng * jnp.sin(theta)[:, None]
+    a = jnp.arctan2(jnp.abs(z[:-1] - z[1:]), jnp.abs(x[:-1] - x[1:]))
+    ok = valid[:-1] & valid[1:]
+    a = jnp.where(ok, a, jnp.pi / 2)
+    a = jnp.concatenate([a, a[-1:]], 0)
+    ok = jnp.concatenate([ok, ok[-1:]], 0)
+    k = SAVGOL[smooth_window]
+    if len(k) > 1:  # invalid neighbours take the centre's value (validity-aware: reconstruction)
+        p = len(k) // 2
+        pa = jnp.pad(a, ((p, p), (0, 0)), mode="edge")
+        pok = jnp.pad(ok, ((p, p), (0, 0)), constant_values=False)
+        a = sum(float(k[i]) * jnp.where(pok[i:i + a.shape[0]], pa[i:i + a.shape[0]], a) for i in range(len(k)))
+    return jnp.where(ok, a, jnp.pi / 2)
+
+
+def remove_ground(rng: jax.Array, theta: jax.Array, *, angle: float, smooth_window: int = 5,
+                  dilation: bool = False, wrap: bool = False):
+    """Ground mask `[H, W]` bool by the angle criterion (module docstring), and the iteration count."""
+    h, w = rng.shape
+    valid = rng > 0
+    alpha = ground_angles(rng, theta, smooth_window)
+    join_down = jnp.abs(alpha[:-1] - alpha[1:]) < angle
+    join_right = jnp.abs(alpha - jnp.roll(alpha, -1, axis=1)) < angle
+    lab, iters = propagate_labels(valid, join_down, join_right, wrap)
+    rows = jnp.arange(h)[:, None]
+    lowest = jnp.max(jnp.where(valid, rows, -1), axis=0)  # [W]
+    seed = (rows == lowest[None]) & valid & (alpha < angle)
+    flat = lab.reshape(-1)
+    seeded = jnp.zeros(h * w + 1, bool).at[jnp.where(seed.reshape(-1), flat, h * w)].set(True)[:-1]
+    ground = valid & seeded[jnp.clip(flat, 0, h * w - 1)].reshape(h, w)
+    if dilation:
+        g = jnp.pad(ground, 1)
+        ground = valid & jax.lax.reduce_window(g, False, jnp.logical_or, (3, 3), (1, 1), "VALID")
+    return ground, iters
+
+
+def cluster_edges(rng: jax.Array, theta: jax.Array, num_columns: int, angle: float):
+    """The depth_clustering joins: `join_down [H-1, W]`, `join_right [H, W]` (beta > angle)."""
+
+    def beta(d_a, d_b, step):
+        d1, d2 = jnp.maximum(d_a, d_b), jnp.minimum(d_a, d_b)
+        return jnp.arctan2(d2 * jnp.sin(step), d1 - d2 * jnp.cos(step))
+
+    step_v = jnp.abs(theta[:-1] - theta[1:])[:, None]
+    down = beta(rng[:-1], rng[1:], step_v) > angle
+    right = beta(rng, jnp.roll(rng, -1, axis=1), 2 * jnp.pi / num_columns) > angle
+    return down, right
+
+
+@functools.partial(jax.jit, static_argnames=("num_columns", "ground_angle", "smooth_window", "dilation",
+                                             "cluster_angle", "min_size", "max_size", "max_clusters", "wrap"))
+def segment(rng: jax.Array, theta: jax.Array, phi: jax.Array, *, num_columns: int, ground_angle: float,
+            smooth_window: int, dilation: bool, cluster_angle: float, min_size: int, max_size: int,
+            max_clusters: int, wrap: bool) -> dict:
+    """Ground removal, clustering and axis-aligned ("cube") boxes of one range image.
+
+    Args:
+      rng: `[H, W]` ranges (<= 0 invalid); theta `[H]`, phi `[W]` (rad); num_columns: columns of a
+        full turn (the horizontal angular step is 2 pi / num_columns).
+      max_clusters: K, the static budget: the K largest clusters of min_size...max_size points.
+    Returns:
+      dict of `ground [H, W]`, `cluster [H, W]` (slot in [0, K) or -1), `box_min`/`box_max`
+      `[K, 3]`, `count [K]`, `valid [K]`, `ground_iters`, `cluster_iters`.
+    """
+    h, w = rng.shape
+    ground, g_it = remove_ground(rng, theta, angle=ground_angle, smooth_window=smooth_window,
+                                 dilation=dilation, wrap=wrap)
+    active = (rng > 0) & ~ground
+    down, right = cluster_edges(rng, theta, num_columns, cluster_angle)
+    lab, c_it = propagate_labels(active, down, right, wrap)
+    flat = lab.reshape(-1)
+    seg = jnp.where(flat >= 0, flat, h * w)
+    size = jax.ops.segment_sum(jnp.ones_like(flat), seg, h * w + 1)[:-1]
+    is_root = flat == jnp.arange(h * w)
+    keep = is_root & (size >= min_size) & (size <= max_size)
+    k = min(max_clusters, h * w)
+    top, roots = jax.lax.top_k(jnp.where(keep, size, -1), k)
+    slot_valid = top > 0
+    slot_of_root = jnp.full(h * w + 1, -1, jnp.int32).at[jnp.where(slot_valid, roots, h * w)].set(
+        jnp.arange(k, dtype=jnp.int32))[:-1]
+    cluster = jnp.where(flat >= 0, slot_of_root[jnp.clip(flat, 0, h * w - 1)], -1)
+    pts = range_image_to_points(rng, theta, phi).reshape(-1, 3)
+    sid = jnp.where(cluster >= 0, cluster, k)
+    box_min = jax.ops.segment_min(pts, sid, k + 1)[:-1]
+    box_max = jax.ops.segment_max(pts, sid, k + 1)[:-1]
+    count = jax.ops.segment_sum(jnp.ones(h * w, jnp.int32), sid, k + 1)[:-1]
+    box_min = jnp.where(slot_valid[:, None], box_min, 0.0)
+    box_max = jnp.where(slot_valid[:, None], box_max, 0.0)
+    return {"ground": ground, "cluster": cluster.reshape(h, w), "box_min": box_min, "box_max": box_max,
+            "count": count, "valid": slot_valid, "ground_iters": g_it, "cluster_iters": c_it}
+
+
+def cube_corners(box_min: jax.Array, box_max: jax.Array) -> jax.Array:
+    """The 8 corners `[K, 8, 3]` of axis-aligned boxes."""
+    sel = jnp.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    both = jnp.stack([box_min, box_max], 1)  # [K, 2, 3]
+    return jnp.stack([both[:, sel[:, d], d] for d in range(3)], -1)
+
+
+def fov_columns(phi: np.ndarray, half_fov: float) -> tuple[int, int]:
+    """`[c0, c1)`, the contiguous columns whose azimuth lies within +-half_fov (+ one column)."""
+    inside = np.nonzero(np.abs(phi) <= half_fov + abs(phi[1] - phi[0]))[0]
+    return int(inside.min()), int(inside.max()) + 1
