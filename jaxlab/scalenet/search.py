@@ -12,7 +12,9 @@ scaling stage `s = 1..K`. FLOPs are MACs; `F_0 = macs(b at stage 0)`.
       `f(b | S) = mean_s acc(scale(b, S_s))`, FLOPs band on `F_0(b)`, canonical repair,
       the previous `b` seeded into the population (so with elitism `f` never decreases);
   (b) scaling step: for each s, every triple inside the FLOPs ladder for `b` is scored and
-      the best kept (the current `S_s` competes too).
+      the best kept (the current `S_s` competes only while it is feasible for `b`; when
+      no triple is, the closest one is kept with a warning and the state's
+      `infeasible_stages` names the stage).
 * **Decoupled** baseline (`mode="decoupled"`): the GA on `f(b) = acc(b at stage 0)`
   alone, then one scaling step: base-then-scale.
 * **Extrapolation** (reconstruction): least-squares lines of `log d`, `log w`, `log r`
@@ -33,6 +35,7 @@ import json
 import math
 import pathlib
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -44,7 +47,7 @@ from jaxlab.scalenet.sampler import sample_base
 from jaxlab.scalenet.space import Space
 
 __all__ = ["REFERENCE_STREAM", "INIT_SCALING_STREAM", "GA_STREAM", "ga_seed", "reference_macs", "ladder_ok",
-           "scaled_archs", "mean_fitness", "scaling_step", "init_scaling", "mcea", "extrapolate",
+           "infeasible_stages", "scaled_archs", "mean_fitness", "scaling_step", "init_scaling", "mcea", "extrapolate",
            "compound_scaling", "family"]
 
 AccFn = Callable[[dict, int], np.ndarray]
@@ -88,18 +91,32 @@ def mean_fitness(space: Space, acc_fn: AccFn, genes: np.ndarray, scaling: dict) 
 
 def scaling_step(space: Space, cfg: SearchConfig, acc_fn: AccFn, base: np.ndarray, stages,
                  current: dict | None = None) -> tuple[dict, dict]:
-    """Best feasible triple per stage for one base `[G]`; also returns `{s: [(t, acc)]}`."""
+    """Best ladder-feasible triple per stage for one base `[G]`; also returns `{s: [(t, acc)]}`.
+
+    Only triples inside the FLOPs ladder *of this base* are ranked (spec sec. 2.5 (b)):
+    the current `S_s` competes only if it is still feasible for `base` (it was chosen for
+    the previous base, and a larger triple would otherwise win whenever accuracy grows
+    with MACs). When no triple of stage s is feasible for `base`, the triple of the
+    closest FLOPs is kept, a `UserWarning` says so, and `infeasible_stages` lists s.
+    """
     out, table = {}, {}
     for s in stages:
         triples = space.scaling_triples(s)
         ok = np.array([bool(ladder_ok(space, cfg, base, t, s)) for t in triples])
         cand = triples[ok]
-        if current is not None and s in current:
+        if current is not None and s in current and bool(ladder_ok(space, cfg, base, current[s], s)):
             cand = np.unique(np.concatenate([cand, np.asarray(current[s], float)[None]]), axis=0)
-        if len(cand) == 0:  # nothing inside the band: the closest FLOPs
+        if len(cand) == 0:  # nothing inside the band: the closest FLOPs, said loudly
             f0 = space.base_macs(base)
-            err = [abs(space.macs(space.scale(base, d, w), int(r)) - 2 ** s * f0) for d, w, r in triples]
-            cand = triples[[int(np.argmin(err))]]
+            fs = np.array([space.macs(space.scale(base, d, w), int(r)) for d, w, r in triples])
+            i = int(np.argmin(np.abs(fs - 2 ** s * f0)))
+            cand = triples[[i]]
+            warnings.warn(
+                f"MCEA scaling step: no (d, w, r) of stage {s} is within search.ladder_tol="
+                f"{cfg.ladder_tol} of 2^{s} x {float(f0):.4g} MACs for base {np.asarray(base).tolist()}; "
+                f"keeping the closest, {tuple(float(v) for v in triples[i])} at "
+                f"{float(fs[i] / f0):.3g}x (widen search.ladder_tol or the scaling grid)",
+                stacklevel=2)
         accs = np.zeros(len(cand))
         for r in np.unique(cand[:, 2]):
             sel = cand[:, 2] == r
@@ -109,6 +126,11 @@ def scaling_step(space: Space, cfg: SearchConfig, acc_fn: AccFn, base: np.ndarra
         out[s] = tuple(float(v) for v in cand[best])
         table[s] = [(tuple(float(v) for v in t), float(a)) for t, a in zip(cand, accs)]
     return out, table
+
+
+def infeasible_stages(space: Space, cfg: SearchConfig, base, scaling: dict) -> list[int]:
+    """The stages whose triple breaks the FLOPs ladder of `base` (empty for a valid strategy)."""
+    return [int(s) for s in sorted(scaling) if not bool(ladder_ok(space, cfg, np.asarray(base), scaling[s], s))]
 
 
 def init_scaling(space: Space, cfg: SearchConfig, acc_fn: AccFn, f_ref: float, stages, seed: int) -> dict:
@@ -221,6 +243,7 @@ def mcea(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.Path |
         scored[0] = 0
         new_scaling, table = scaling_step(space, cfg, counted, base, stages, scaling if cfg.mode == "joint" else None)
         fit = float(mean_fitness(space, counted, base[None], new_scaling)[0])
+        broken = infeasible_stages(space, cfg, base, new_scaling)
         archive, arch_fit = gstate.archive(50)
         st = {
             "alternation": t + 1, "base": base.tolist(), "scaling": new_scaling, "fitness": fit,
@@ -229,12 +252,15 @@ def mcea(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.Path |
             "seconds": st["seconds"],
             "history": st["history"] + [{"alternation": t + 1, "ga_best": fbase, "fitness": fit,
                                          "scaling": _jsonable_scaling(new_scaling),
+                                         "infeasible_stages": broken,
                                          "ga_best_history": gstate.best_history.tolist()}],
+            "infeasible_stages": broken,
             "archive": archive.tolist(), "archive_fitness": arch_fit.tolist(),
             "scaling_table": {str(k): v for k, v in table.items()},
         }
         save(st)
-        log(f"alternation {t + 1}: fitness {fit:.4f} base {base.tolist()} scaling {new_scaling}")
+        log(f"alternation {t + 1}: fitness {fit:.4f} base {base.tolist()} scaling {new_scaling}"
+            + (f" (stages {broken} break the FLOPs ladder: no feasible triple)" if broken else ""))
     if state_path is not None and state_path.exists():
         st["seconds"] = json.loads(state_path.read_text())["seconds"]
     else:

@@ -132,3 +132,55 @@ def test_extrapolation_and_compound():
     for s, (d, w, r) in comp.items():
         f = SP.macs(SP.scale(base, d, w), int(r))
         assert abs(np.log(f / (2 ** s * SP.base_macs(base)))) < 0.25
+
+
+def macs_proxy_acc(seed=0):
+    """`log(MACs) + per-op noise`: accuracy that grows with MACs, as real accuracy does, so
+    an over-budget triple wins any ranking it is allowed into."""
+    noise = np.random.default_rng(seed).normal(scale=0.05, size=(64, len(VALUE)))
+
+    def acc(archs, r):
+        ops = np.asarray(archs["ops"])
+        return np.log(SP.macs(archs, r)) + noise[np.arange(ops.shape[-1]), ops].sum(-1)
+
+    return acc
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mcea_returns_only_ladder_feasible_triples_when_accuracy_rewards_macs(seed):
+    cfg = SearchConfig(pop_size=8, num_generations=3, num_alternations=3, n_basenet=4, base_tol=0.2,
+                       ladder_tol=0.15)
+    st = search.mcea(SP, cfg, macs_proxy_acc(seed), seed=seed)
+    base = np.asarray(st["base"])
+    f0 = SP.base_macs(base)
+    for s, (d, w, r) in st["scaling"].items():
+        ratio = SP.macs(SP.scale(base, d, w), int(r)) / f0
+        assert abs(ratio - 2 ** s) <= cfg.ladder_tol * 2 ** s, (s, (d, w, r), ratio)
+    assert st["infeasible_stages"] == []
+    assert all(h["infeasible_stages"] == [] for h in st["history"])
+
+
+def test_scaling_step_drops_the_current_triple_when_it_breaks_the_new_base_ladder():
+    cfg = SearchConfig(ladder_tol=0.15)
+    base = SP.canonical_base(np.array([1, 0, 1, 0, 1, 0]))  # the largest stage-2 triple gives 5.7x
+    triples = SP.scaling_triples(2)
+    f0 = SP.base_macs(base)
+    ratios = np.array([SP.macs(SP.scale(base, d, w), int(r)) / f0 for d, w, r in triples])
+    biggest = tuple(float(v) for v in triples[int(np.argmax(ratios))])
+    assert not search.ladder_ok(SP, cfg, base, biggest, 2)  # over budget for this base
+    new, table = search.scaling_step(SP, cfg, macs_proxy_acc(), base, [2], current={2: biggest})
+    assert search.ladder_ok(SP, cfg, base, new[2], 2) and new[2] != biggest
+    assert all(search.ladder_ok(SP, cfg, base, t, 2) for t, _ in table[2])
+    # a feasible current triple still competes
+    feasible = tuple(float(v) for v in triples[int(np.argmin(np.abs(ratios - 4)))])
+    assert search.ladder_ok(SP, cfg, base, feasible, 2)
+    _, table = search.scaling_step(SP, cfg, macs_proxy_acc(), base, [2], current={2: feasible})
+    assert feasible in [t for t, _ in table[2]]
+
+
+def test_scaling_step_says_so_when_no_triple_is_feasible():
+    cfg = SearchConfig(ladder_tol=1e-6)
+    base = SP.canonical_base(np.array([1, 2, 2, 1, 2, 2]))
+    with pytest.warns(UserWarning, match="no \\(d, w, r\\) of stage 1 is within search.ladder_tol"):
+        new, _ = search.scaling_step(SP, cfg, macs_proxy_acc(), base, [1])
+    assert search.infeasible_stages(SP, cfg, base, new) == [1]
