@@ -5,8 +5,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from jaxlab.core.config import ConfigError, LoopConfig, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, \
-    Probability, variants
+from jaxlab.core.config import (
+    ConfigError,
+    LoopConfig,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    variants,
+)
 
 
 @dataclasses.dataclass
@@ -48,7 +56,7 @@ class ModelConfig:
     """The heterogeneous GCN (reconstruction: the paper gives no architecture)."""
 
     features: PositiveInt = 64
-    layers: PositiveInt = 2
+    layers: PositiveInt = 1
     conv: Literal["rgcn", "gcn"] = "rgcn"
     dtype: Literal["float32", "bfloat16"] = "float32"
 
@@ -71,7 +79,8 @@ class CoralConfig:
       split: "time" (train on the oldest `train_fraction` of PRs) or "random" (the paper's).
       pool_days: candidates are users active in training PRs within this many days of the PR.
       targets_per_step: PRs whose review edges are hidden and predicted in one step.
-      negatives: sampled non-reviewers per target PR.
+      negatives: sampled non-reviewers per target PR (loss "bce").
+      loss: "bce" (sampled negatives, the spec's default) or "softmax" over all training users.
       top_k: reviewers printed by `recommend`.
     """
 
@@ -84,6 +93,7 @@ class CoralConfig:
     pool_days: PositiveFloat = 90.0
     targets_per_step: PositiveInt = 64
     negatives: PositiveInt = 16
+    loss: Literal["bce", "softmax"] = "softmax"
     recency_half_life_days: NonNegativeFloat = 0.0
     top_k: PositiveInt = 5
     planted: PlantedConfig = dataclasses.field(default_factory=PlantedConfig)
@@ -106,7 +116,7 @@ def _default() -> CoralConfig:
 
 def _smoke() -> CoralConfig:
     return CoralConfig(
-        planted=PlantedConfig(num_commits=300, team_size=5),
+        planted=PlantedConfig(num_commits=400, team_size=8),
         model=ModelConfig(features=32),
         targets_per_step=32,
         loop=LoopConfig(num_steps=60, eval_every=30, log_every=10, checkpoint_every=30, num_devices=1))
@@ -117,7 +127,7 @@ def _paper() -> CoralConfig:
     # planted history and the model (embedding size and depth are reconstructions).
     return CoralConfig(
         planted=PlantedConfig(num_commits=20000, num_teams=8, team_size=12, movers=6),
-        model=ModelConfig(features=128, layers=2, dtype="bfloat16"), targets_per_step=256, negatives=32,
+        model=ModelConfig(features=128, layers=1, dtype="bfloat16"), targets_per_step=256, negatives=32,
         loop=LoopConfig(num_steps=3000, eval_every=500, log_every=50, checkpoint_every=500))
 
 

@@ -25,7 +25,7 @@ import subprocess
 import numpy as np
 
 from jaxlab.coral.configs import PlantedConfig
-from jaxlab.coral.gitlog import PullRequest, is_bot
+from jaxlab.coral.gitlog import PullRequest
 from jaxlab.core.errors import DataFormatError
 
 __all__ = ["planted_repository", "PlantedTruth", "read_export"]
@@ -183,3 +183,110 @@ def _run(path: pathlib.Path, *args: str, stdin: bytes | None = None) -> None:
     out = subprocess.run(["git", "-C", str(path), *args], input=stdin, capture_output=True)
     if out.returncode != 0:
         raise RuntimeError(f"git {args[0]} failed: {out.stderr.decode(errors='replace')}")
+
+
+_EXPORT_FIELDS = {
+    "pull": ("number", "title", "user", "created_at"),
+    "file": ("pull_number", "filename"),
+    "review": ("pull_number", "user", "submitted_at"),
+    "comment": ("pull_number", "user", "created_at"),
+}
+
+
+def _timestamp(value, where: str) -> float:
+    import datetime
+
+    if not isinstance(value, str):
+        raise DataFormatError(f"{where}: expected an ISO 8601 timestamp string, got {value!r}")
+    try:
+        t = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise DataFormatError(f"{where}: expected an ISO 8601 timestamp like 2021-03-04T05:06:07Z, "
+                              f"got {value!r}") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.UTC)
+    return t.timestamp()
+
+
+def _login(obj, where: str) -> str:
+    if not isinstance(obj, dict) or not isinstance(obj.get("login"), str) or not obj["login"]:
+        raise DataFormatError(f"{where}: expected a user object with a non-empty 'login'")
+    return obj["login"].lower()
+
+
+def read_export(path: str | pathlib.Path) -> list[PullRequest]:
+    """Pull requests from a JSON-lines export in the shapes of GitHub's REST API.
+
+    One JSON object per line, with a `type` field and the fields of the REST object:
+
+      {"type": "pull", "number": 7, "title": "...", "body": "...", "user": {"login": "ann"},
+       "created_at": "2021-03-04T05:06:07Z", "base": {"repo": {"full_name": "org/repo"}}}
+      {"type": "file", "pull_number": 7, "filename": "src/a.py"}        (GET /pulls/{n}/files)
+      {"type": "review", "pull_number": 7, "user": {"login": "bob"}, "state": "APPROVED",
+       "submitted_at": "2021-03-05T10:00:00Z"}                          (GET /pulls/{n}/reviews)
+      {"type": "comment", "pull_number": 7, "user": {"login": "cy"}, "created_at": "..."}
+                                                                        (GET /pulls/{n}/comments)
+
+    Users are keyed by lower-cased login; `Fixes #N` in title or body links work items.
+    Raises DataFormatError naming the file and line for invalid JSON, an unknown type, a
+    missing field, a bad timestamp, or a file/review/comment of a PR the export lacks.
+    """
+    import re
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such export file")
+    pulls: dict[int, dict] = {}
+    refs = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{where}: invalid JSON ({e.msg})") from None
+        if not isinstance(obj, dict) or "type" not in obj:
+            raise DataFormatError(f"{where}: expected an object with a 'type' field")
+        kind = obj["type"]
+        if kind not in _EXPORT_FIELDS:
+            raise DataFormatError(f"{where}: unknown type {kind!r}, expected one of {sorted(_EXPORT_FIELDS)}")
+        for f in _EXPORT_FIELDS[kind]:
+            if f not in obj:
+                raise DataFormatError(f"{where}: {kind} lacks field {f!r}")
+        if kind == "pull":
+            if not isinstance(obj["number"], int) or obj["number"] in pulls:
+                raise DataFormatError(f"{where}: field 'number' must be a new integer, got {obj['number']!r}")
+            repo = ((obj.get("base") or {}).get("repo") or {}).get("full_name") or path.stem
+            pulls[obj["number"]] = {"time": _timestamp(obj["created_at"], f"{where}: field 'created_at'"),
+                                    "author": _login(obj["user"], f"{where}: field 'user'"),
+                                    "title": str(obj["title"]), "body": str(obj.get("body") or ""), "repo": repo,
+                                    "files": [], "reviewers": [], "commenters": []}
+        else:
+            stamp = {"review": "submitted_at", "comment": "created_at"}.get(kind)
+            if stamp:
+                _timestamp(obj[stamp], f"{where}: field {stamp!r}")
+            refs.append((where, kind, obj))
+    for where, kind, obj in refs:
+        pr = pulls.get(obj["pull_number"])
+        if pr is None:
+            raise DataFormatError(f"{where}: {kind} of unknown pull request #{obj['pull_number']!r}")
+        if kind == "file":
+            pr["files"].append(str(obj["filename"]))
+        else:
+            login = _login(obj["user"], f"{where}: field 'user'")
+            key = "reviewers" if kind == "review" else "commenters"
+            if login != pr["author"] and login not in pr[key]:
+                pr[key].append(login)
+    fixes = re.compile(r"\b(?:fix(?:e[sd])?|close[sd]?|resolve[sd]?)\b\s*:?\s*#(\d+)", re.IGNORECASE)
+    out = []
+    for number, p in sorted(pulls.items(), key=lambda kv: (kv[1]["time"], kv[0])):
+        people = {p["author"], *p["reviewers"], *p["commenters"]}
+        out.append(PullRequest(
+            id=str(number), time=p["time"], author=p["author"], reviewers=tuple(p["reviewers"]),
+            review_kinds=("review",) * len(p["reviewers"]),
+            commenters=tuple(u for u in p["commenters"] if u not in p["reviewers"]),
+            files=tuple(dict.fromkeys(p["files"])), title=p["title"], body=p["body"],
+            work_items=tuple(dict.fromkeys(fixes.findall(p["title"] + "\n" + p["body"]))), repo=p["repo"],
+            names=tuple(sorted((u, u) for u in people))))
+    return out

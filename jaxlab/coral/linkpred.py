@@ -129,9 +129,15 @@ def forward(model: HeteroGCN, params, arrays, weight=None):
                        arrays["relation"], w)
 
 
-def make_loss_fn(model: HeteroGCN, arrays: dict):
-    """`(params, extra, batch, key) -> (loss, (metrics, None))` with the batch's target PRs' label edges hidden."""
+def make_loss_fn(model: HeteroGCN, arrays: dict, users: np.ndarray | None = None, kind: str = "bce"):
+    """`(params, extra, batch, key) -> (loss, (metrics, None))` with the batch's target PRs' label edges hidden.
+
+    kind "bce": the binary cross-entropy above on sampled negatives. kind "softmax"
+    (reconstruction, a config choice): cross-entropy of each true reviewer against all
+    training users `users` `[U]` (the author masked out), -log softmax_u <h_u, h_p>.
+    """
     arrays = {k: jnp.asarray(v) for k, v in arrays.items()}
+    users = None if users is None else jnp.asarray(users)
 
     def loss_fn(params, extra, batch, key):
         del extra, key
@@ -142,12 +148,18 @@ def make_loss_fn(model: HeteroGCN, arrays: dict):
         pm, nm = batch["pos"] >= 0, batch["neg_mask"]
         pos = pair_scores(h, batch["pr"], jnp.maximum(batch["pos"], 0))
         neg = pair_scores(h, batch["pr"], batch["neg"])
-        lp = jnp.sum(jax.nn.softplus(-pos) * pm) / jnp.maximum(pm.sum(), 1)
-        ln = jnp.sum(jax.nn.softplus(neg) * nm) / jnp.maximum(nm.sum(), 1)
+        if kind == "softmax":
+            logits = h[batch["pr"]] @ h[users].T                              # [B, U]
+            logits = jnp.where(users[None, :] == batch["author"][:, None], -1e9, logits)
+            logz = jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+            loss = -jnp.sum((pos - logz) * pm) / jnp.maximum(pm.sum(), 1)
+        else:
+            lp = jnp.sum(jax.nn.softplus(-pos) * pm) / jnp.maximum(pm.sum(), 1)
+            loss = lp + jnp.sum(jax.nn.softplus(neg) * nm) / jnp.maximum(nm.sum(), 1)
         # share of (positive, negative) pairs ordered correctly: a training AUC
         auc = jnp.sum((pos[:, :, None] > neg[:, None, :]) * pm[:, :, None] * nm[:, None, :]) / jnp.maximum(
             jnp.sum(pm[:, :, None] * nm[:, None, :]), 1)
-        return lp + ln, ({"auc": auc}, None)
+        return loss, ({"auc": auc}, None)
 
     return loss_fn
 
@@ -162,7 +174,8 @@ def make_batch_fn(problem: Problem, config: CoralConfig):
         pos = problem.positives[rows]
         neg = problem.users[rng.integers(len(problem.users), size=(b, config.negatives))]
         bad = (neg == problem.authors[rows][:, None]) | (neg[:, :, None] == pos[:, None, :]).any(-1)
-        return {"pr": problem.targets[rows], "pos": pos, "neg": neg.astype(np.int32), "neg_mask": ~bad}
+        return {"pr": problem.targets[rows], "author": problem.authors[rows], "pos": pos,
+                "neg": neg.astype(np.int32), "neg_mask": ~bad}
 
     return batch_fn
 

@@ -8,10 +8,12 @@ training is scored the same way (inductive inference, §III-C). Layer l:
 
     h_i^{l+1} = act( h_i^l W_self^l / d_i + sum_{(j -> i, r)} w_ji / sqrt(d_i d_j) h_j^l W_r^l )
 
-with d_i = 1 + sum of the weights of the edges into i (GCN symmetric normalisation of the
-weighted adjacency with self loops, Kipf & Welling 2017), `W_r` one matrix per relation
-(edge type and direction, `conv="rgcn"`; R-GCN, Schlichtkrull et al. 2018) or one for all
-(`conv="gcn"`, the homogeneous GCN of the spec's default). act = ReLU between layers, none
+with d_i = 1 + sum of the weights of the edges into i and one W for all edges (`conv="gcn"`:
+the GCN symmetric normalisation of the weighted adjacency with self loops, Kipf & Welling
+2017, the spec's default), or (`conv="rgcn"`, R-GCN, Schlichtkrull et al. 2018) one matrix
+`W_r` per relation (edge type and direction) with the coefficient w_ji / sum_{k in N_i^r} w_ki
+(a weighted mean per relation), so that the single author of a PR weighs as much as all of
+its tokens together. act = ReLU between layers, none
 after the last; the output adds the input embedding (a skip connection). The score of a
 user-PR pair is the dot product <h_u, h_p>.
 """
@@ -46,7 +48,12 @@ class HeteroGCN(nn.Module):
                       name="embed")(emb_index)
         deg = jax.ops.segment_sum(weight, receivers, n) + 1.0
         inv = jax.lax.rsqrt(deg)
-        coef = (weight * inv[senders] * inv[receivers]).astype(self.dtype)
+        if self.conv == "rgcn":
+            seg = receivers * self.num_relations + relation
+            deg_r = jax.ops.segment_sum(weight, seg, n * self.num_relations)
+            coef = (weight / jnp.maximum(deg_r[seg], 1e-6)).astype(self.dtype)
+        else:
+            coef = (weight * inv[senders] * inv[receivers]).astype(self.dtype)
         h = x0.astype(self.dtype)
         for layer in range(self.layers):
             if self.conv == "rgcn":
