@@ -37,6 +37,14 @@ def rng_for(seed: int, step: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(step), 7919])
 
 
+def with_ids(graph, nodes):
+    """`graph` (padded by `pad_fast`) with `nodes["ids"]`: the global ids `nodes` of its
+    real nodes, -1 on padding nodes (int32)."""
+    ids = np.full(graph.n_node.sum(), -1, np.int32)
+    ids[:len(nodes)] = nodes
+    return graph._replace(nodes={**graph.nodes, "ids": ids})
+
+
 def induced_edges(indptr, indices, nodes, local):
     """Edges of the subgraph induced by `nodes` (sorted unique int array) in a CSR
     adjacency, vectorised. `local` is a scratch `[N]` int array filled with -1.
@@ -196,7 +204,9 @@ class Sampler:
         return s, r, w
 
     def batch(self, step: int):
-        """Padded GraphsTuple for `step`; nodes: x, y, mask (+ loss_weight), "ids"."""
+        """Padded GraphsTuple for `step`; nodes: the arrays of `nodes` (x, y, ...), "mask",
+        "loss_weight" (with norm_loss) and "ids", the global id of each node (int32, -1
+        on padding nodes)."""
         self._require_counts()
         nodes, s, r, eid, mask = self.sample_step(step)
         s, r, w = self.coefficients(nodes, s, r, eid)
@@ -208,7 +218,7 @@ class Sampler:
             arrays["loss_weight"] = np.where(mask, lw, 0.0).astype(np.float32)
         # induced subgraphs of a symmetric adjacency are symmetric
         rev = G.reverse_index(s, r) if self.reverse_index else None
-        return G.pad_fast(s, r, w, arrays, self.padding_budget(len(nodes), len(s)), reverse=rev)
+        return with_ids(G.pad_fast(s, r, w, arrays, self.padding_budget(len(nodes), len(s)), reverse=rev), nodes)
 
     def steps_per_epoch(self) -> int:
         """Batches that cover about |V_train| nodes (GraphSAINT's epoch convention)."""
@@ -443,13 +453,14 @@ class NeighborSampler(Sampler):
         return nodes, s, r, None, mask
 
     def batch(self, step):
+        """Padded GraphsTuple for `step`, as `Sampler.batch` (the "mask" marks the seeds)."""
         if self.norm_aggr or self.norm_loss:
             raise ValueError("NeighborSampler does not use GraphSAINT normalisation")
         nodes, s, r, eid, mask = self.sample_step(step)
         s, r, w = self.coefficients(nodes, s, r, eid)
         arrays = {k: v[nodes] for k, v in self.nodes.items()}
         arrays["mask"] = mask
-        return G.pad_fast(s, r, w, arrays, self.padding_budget(len(nodes), len(s)))
+        return with_ids(G.pad_fast(s, r, w, arrays, self.padding_budget(len(nodes), len(s))), nodes)
 
 
 class FullBatch:

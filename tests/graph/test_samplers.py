@@ -233,3 +233,23 @@ def test_presampled_budget_is_tight_edges_are_in_csr_order_and_large_batches_use
     # a subgraph larger than the presampled budget gets a ladder budget
     big = s.padding_budget(10 * padded.max(), 10)
     assert big.n_node >= 10 * padded.max() + 1 and big != s.padding_budget(1, 1)
+
+
+@pytest.mark.parametrize("cls,kw", [(S.SaintRWSampler, dict(num_roots=4, walk_length=2)),
+                                    (S.SaintNodeSampler, dict(budget=20)),
+                                    (S.SaintEdgeSampler, dict(num_edges=10)),
+                                    (S.ClusterSampler, dict(num_parts=4, clusters_per_batch=2)),
+                                    (S.NeighborSampler, dict(batch_size=8, fanouts=(3, 2)))])
+def test_batches_carry_the_global_ids_of_their_nodes(cls, kw):
+    a, nodes = small_graph(n=40, seed=3)
+    nodes["x"] = np.concatenate([nodes["x"], np.arange(40, dtype=np.float32)[:, None]], 1)  # id as a feature
+    s = cls(a, nodes, np.arange(40) % 4 != 0, model="gcn", seed=1, **kw)
+    for step in (0, 3):
+        g = s.batch(step)
+        n = int(g.n_node[0])
+        ids = g.nodes["ids"]
+        assert ids.dtype == np.int32 and ids.shape == g.nodes["x"].shape[:1]
+        assert np.all(ids[n:] == -1) and len(ids) > n
+        np.testing.assert_array_equal(ids[:n], np.asarray(s.sample_step(step)[0]))
+        np.testing.assert_array_equal(ids[:n], g.nodes["x"][:n, -1].astype(np.int32))
+        np.testing.assert_array_equal(g.nodes["y"][:n], nodes["y"][ids[:n]])
