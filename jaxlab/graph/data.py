@@ -38,6 +38,9 @@ class GraphData:
     adj: symmetric `[N, N]` CSR adjacency without self loops.
     x: `[N, F]` float32 features.  y: `[N]` int labels or `[N, C]` multi-hot.
     train / val / test: int index arrays.
+    adj_train: the inductive training graph where the source gives one (GraphSAINT's
+      adj_train.npz: symmetric `[N, N]` CSR, edges between training nodes only), else
+      None; `train_adjacency()` falls back to the graph induced on the training nodes.
     """
 
     adj: sp.csr_matrix
@@ -47,6 +50,7 @@ class GraphData:
     val: np.ndarray
     test: np.ndarray
     name: str = "graph"
+    adj_train: sp.csr_matrix | None = None
 
     @property
     def num_nodes(self) -> int:
@@ -67,6 +71,19 @@ class GraphData:
             m[getattr(self, k)] = True
             out[k + "_mask"] = m
         return out
+
+    def train_adjacency(self) -> sp.csr_matrix:
+        """The graph of inductive training (GraphSAINT's protocol: training nodes see only
+        each other): `adj_train` when the source gave one, else `adj` induced on the
+        training nodes. `[N, N]` CSR, symmetric, no self loops, no stored zeros."""
+        if self.adj_train is not None:
+            return self.adj_train
+        keep = np.zeros(self.num_nodes, np.float32)
+        keep[self.train] = 1
+        d = sp.diags(keep)
+        a = (d @ sp.csr_matrix(self.adj) @ d).tocsr()
+        a.eliminate_zeros()
+        return a
 
     def node_arrays(self) -> dict:
         d = dict(x=self.x.astype(np.float32), y=self.y, **self.masks())
@@ -183,17 +200,14 @@ SAINT_FILES = ("adj_full.npz", "adj_train.npz", "role.json", "feats.npy", "class
 
 def write_graphsaint(data: GraphData, folder) -> pathlib.Path:
     """Writes `data` in the GraphSAINT folder format:
-    adj_full.npz / adj_train.npz (scipy CSR, N x N; adj_train keeps only edges between
-    training nodes), role.json {"tr","va","te": id lists}, feats.npy [N, F] (raw,
+    adj_full.npz / adj_train.npz (scipy CSR, N x N; adj_train is `data.train_adjacency()`,
+    edges between training nodes only), role.json {"tr","va","te": id lists}, feats.npy [N, F] (raw,
     unscaled), class_map.json {"id": int label or multi-hot list}."""
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     adj = sp.csr_matrix(data.adj, dtype=np.float32)
     sp.save_npz(folder / "adj_full.npz", adj)
-    keep = np.zeros(data.num_nodes, np.float32)
-    keep[data.train] = 1
-    d = sp.diags(keep)
-    sp.save_npz(folder / "adj_train.npz", (d @ adj @ d).tocsr())
+    sp.save_npz(folder / "adj_train.npz", sp.csr_matrix(data.train_adjacency(), dtype=np.float32))
     (folder / "role.json").write_text(json.dumps(
         {"tr": data.train.tolist(), "va": data.val.tolist(), "te": data.test.tolist()}))
     np.save(folder / "feats.npy", data.x.astype(np.float32))
@@ -389,13 +403,15 @@ def read_graphsaint(folder, scale: str = "standard") -> GraphData:
 
     Checked: adjacencies square, symmetric (adj_full), with finite non-negative weights and
     indices inside the node count that feats.npy's rows confirm (a header cannot make the
-    reader allocate more than the files hold); adj_train's edges only between training
-    nodes; finite real features; role.json's tr / va / te disjoint lists of distinct node
+    reader allocate more than the files hold); adj_train symmetric, with edges only between
+    training nodes; finite real features; role.json's tr / va / te disjoint lists of distinct node
     ids with tr non-empty; class_map.json with one label per node: ints that are dense
     class ids 0..C-1 (C <= number of nodes), or 0/1 lists of one length.
 
     Features are scaled on the training nodes (`scale`: standard | minmax | none;
-    GraphSAINT standardises). Raises `GraphFormatError` naming the file and field.
+    GraphSAINT standardises). adj_train (self loops removed) becomes `GraphData.adj_train`,
+    the training graph of GraphSAINT's inductive protocol. Raises `GraphFormatError`
+    naming the file and field.
     """
     folder = pathlib.Path(folder)
     if not folder.is_dir():
@@ -516,15 +532,17 @@ def read_graphsaint(folder, scale: str = "standard") -> GraphData:
         else:
             got = f"node '{i}' has {_short(values[i])}"
         raise GraphFormatError(f"{p_cmap}: labels must all be ints or all be 0/1 lists ({got})")
-    diff = abs(adj - adj.T).tocoo()
-    if diff.nnz and diff.max() > 1e-6:
-        r, c = diff.row[np.argmax(diff.data)], diff.col[np.argmax(diff.data)]
-        raise GraphFormatError(f"{p_full}: adjacency must be symmetric (undirected graph); "
-                               f"entries ({r}, {c}) and ({c}, {r}) differ")
+    for path, a in ((p_full, adj), (p_train, adj_train)):
+        diff = abs(a - a.T).tocoo()
+        if diff.nnz and diff.max() > 1e-6:
+            r, c = diff.row[np.argmax(diff.data)], diff.col[np.argmax(diff.data)]
+            raise GraphFormatError(f"{path}: adjacency must be symmetric (undirected graph); "
+                                   f"entries ({r}, {c}) and ({c}, {r}) differ")
     adj = G.remove_self_loops(adj)
+    adj_train = G.remove_self_loops(adj_train)  # also drops stored zeros
     x = scale_features(x, splits["tr"], scale)
     return GraphData(adj=adj, x=x, y=y, train=splits["tr"], val=splits["va"], test=splits["te"],
-                     name=folder.name)
+                     name=folder.name, adj_train=adj_train)
 
 
 # ----------------------------------------------------------------------------- Planetoid

@@ -1,5 +1,8 @@
 """Samplers: induced subgraphs, GraphSAINT normalisation vs exact inclusion
-probabilities, Cluster-GCN coverage, neighbour fan-outs, determinism."""
+probabilities, Cluster-GCN coverage, neighbour fan-outs, determinism, global node ids,
+inductive training on a GraphSAINT folder's adj_train."""
+
+import json
 
 import numpy as np
 import pytest
@@ -253,3 +256,54 @@ def test_batches_carry_the_global_ids_of_their_nodes(cls, kw):
         np.testing.assert_array_equal(ids[:n], np.asarray(s.sample_step(step)[0]))
         np.testing.assert_array_equal(ids[:n], g.nodes["x"][:n, -1].astype(np.int32))
         np.testing.assert_array_equal(g.nodes["y"][:n], nodes["y"][ids[:n]])
+
+
+def _write_saint_folder(folder, a_full, a_train, x, y, role):
+    """A GraphSAINT folder written by hand, file by file, in the published format."""
+    folder.mkdir()
+    sp.save_npz(folder / "adj_full.npz", sp.csr_matrix(a_full, dtype=np.float32))
+    sp.save_npz(folder / "adj_train.npz", sp.csr_matrix(a_train, dtype=np.float32))
+    (folder / "role.json").write_text(json.dumps({k: [int(i) for i in v] for k, v in role.items()}))
+    np.save(folder / "feats.npy", x)
+    (folder / "class_map.json").write_text(json.dumps({str(i): int(c) for i, c in enumerate(y)}))
+
+
+def test_graphsaint_adj_train_is_the_inductive_training_graph(tmp_path):
+    a, nodes = small_graph(n=40, seed=4)
+    n = a.shape[0]
+    train = np.arange(0, n, 2)[:14]
+    role = {"tr": train, "va": np.arange(1, 20, 2), "te": np.arange(21, n, 2)}
+    induced = a.toarray() * np.isin(np.arange(n), train)[:, None] * np.isin(np.arange(n), train)[None, :]
+    a_train = induced.copy()
+    u, v = np.argwhere(np.triu(induced, 1))[0]
+    a_train[u, v] = a_train[v, u] = 0  # a training edge the file leaves out: adj_train, not adj_full, rules
+    a_train[train[0], train[0]] = 1  # a stored self loop: dropped as in adj_full
+    _write_saint_folder(tmp_path / "g", a, a_train, nodes["x"], nodes["y"], role)
+    d = D.read_graphsaint(tmp_path / "g", scale="none")
+    np.fill_diagonal(a_train, 0)
+    np.testing.assert_array_equal(d.adj_train.toarray(), a_train)
+    np.testing.assert_array_equal(d.train_adjacency().toarray(), a_train)
+    assert (d.adj != a).nnz == 0  # the full graph is unchanged, for evaluation
+    # sources without adj_train fall back to the graph induced on the training nodes
+    plain = D.GraphData(d.adj, d.x, d.y, d.train, d.val, d.test)
+    np.testing.assert_array_equal(plain.train_adjacency().toarray(), induced)
+    # writing and reading again keeps adj_train
+    D.write_graphsaint(d, tmp_path / "again")
+    np.testing.assert_array_equal(D.read_graphsaint(tmp_path / "again").adj_train.toarray(), a_train)
+    # a sampler on the training graph sees training nodes and adj_train's edges only
+    tm = d.masks()["train_mask"]
+    s = S.SaintRWSampler(d.train_adjacency(), {"x": d.x, "y": d.y}, tm, num_roots=4, walk_length=3,
+                         model="sage", seed=0)
+    for step in range(5):
+        g = s.batch(step)
+        k, e = int(g.n_node[0]), int(g.n_edge[0])
+        ids = g.nodes["ids"][:k]
+        assert tm[ids].all()
+        snd, rcv = ids[g.senders[:e]], ids[g.receivers[:e]]
+        assert np.all(a_train[rcv, snd] == 1)
+    # a one-way edge in adj_train is refused, naming the file
+    a_bad = a_train.copy()
+    a_bad[train[1], train[2]] = 1 - a_bad[train[2], train[1]]
+    _write_saint_folder(tmp_path / "bad", a, a_bad, nodes["x"], nodes["y"], role)
+    with pytest.raises(D.GraphFormatError, match="adj_train.npz: adjacency must be symmetric"):
+        D.read_graphsaint(tmp_path / "bad")
