@@ -1,0 +1,224 @@
+"""The cluster-first pipeline of one frame, the classifier's training crops, and the metrics.
+
+Per frame: points -> range image (JAX) -> camera-FOV columns -> ground removal and clusters
+(`segmentation.segment`, one compile per image size) -> cube boxes -> image boxes (P2 R0 Tr) ->
+R^3 risk -> crops classified one at a time in risk order until the crop budget (early exit); the
+time of each detection is measured from the start of the frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlab.lidarfirst import camera, data, risk, segmentation, simulator
+from jaxlab.lidarfirst.configs import LidarFirstConfig
+
+# Named random streams: fold_in(key(seed), STREAM).
+TRAIN_SCENES, EVAL_SCENES, INIT, BATCHES, BACKGROUND = 1, 2, 3, 4, 5
+
+
+def stream_seed(seed: int, stream: int, index: int) -> int:
+    """A NumPy seed from `fold_in(fold_in(key(seed), stream), index)`."""
+    k = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), stream), index)
+    return int(jax.random.bits(k, dtype=jnp.uint32))
+
+
+@dataclasses.dataclass
+class Inputs:
+    """What the pipeline sees of a frame (from the simulator or a KITTI folder)."""
+
+    name: str
+    points: np.ndarray  # [N, 4]
+    calib: dict
+    image: np.ndarray  # [h, w, 3] uint8
+    gt_boxes: np.ndarray  # [G, 4] left, top, right, bottom
+    gt_classes: np.ndarray  # [G] 1 vehicle, 2 pedestrian, 3 cyclist
+    objects: simulator.Objects | None = None
+    ego_velocity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2))
+    instance_image: np.ndarray | None = None  # [H, W], simulated frames only
+
+
+def from_frame(name: str, frame: simulator.Frame) -> Inputs:
+    labels = data.frame_labels(frame)
+    return Inputs(name, frame.points, frame.calib, frame.image, np.array([lb.bbox for lb in labels]).reshape(-1, 4),
+                  np.array([data.CLASS_OF_KITTI[lb.type] for lb in labels], np.int32), frame.objects,
+                  frame.ego_velocity, frame.instance_image)
+
+
+def from_kitti(root, name: str) -> Inputs:
+    k = data.read_frame(root, name)
+    labs = [lb for lb in k.labels if lb.type in data.CLASS_OF_KITTI]
+    return Inputs(name, k.points, k.calib, k.image, np.array([lb.bbox for lb in labs]).reshape(-1, 4),
+                  np.array([data.CLASS_OF_KITTI[lb.type] for lb in labs], np.int32), k.objects, k.ego_velocity)
+
+
+def segment_frame(inp: Inputs, cfg: LidarFirstConfig) -> dict:
+    """Range image, ground, clusters, image boxes, risk and order of one frame (NumPy results)."""
+    sc, p = cfg.scene, cfg.pipeline
+    theta = simulator.inclinations(sc)
+    phi = simulator.azimuths(sc.num_columns)
+    n = len(inp.points)
+    budget = 1 << max(int(np.ceil(np.log2(max(n, 1)))), 10)  # padded point count: few compiles
+    pts = np.zeros((budget, 3), np.float32)
+    pts[:n] = inp.points[:, :3]
+    rng = segmentation.points_to_range_image(jnp.asarray(pts), jnp.arange(budget) < n,
+                                             jnp.asarray(theta, jnp.float32), sc.num_columns)
+    c0, c1 = 0, sc.num_columns
+    if p.camera_fov_only:
+        c0, c1 = segmentation.fov_columns(phi, float(np.arctan2(inp.image.shape[1] / 2.0, sc.focal)))
+    out = segmentation.segment(
+        rng[:, c0:c1], jnp.asarray(theta, jnp.float32), jnp.asarray(phi[c0:c1], jnp.float32),
+        num_columns=sc.num_columns, ground_angle=float(np.deg2rad(p.ground_angle_deg)),
+        smooth_window=p.smooth_window, dilation=p.ground_dilation, cluster_angle=float(np.deg2rad(p.cluster_angle_deg)),
+        min_size=p.min_cluster, max_size=p.max_cluster, max_clusters=p.max_clusters, wrap=not p.camera_fov_only)
+    corners = segmentation.cube_corners(out["box_min"], out["box_max"])
+    m = jnp.asarray(simulator.velo_to_image_matrix(inp.calib), jnp.float32)
+    h, w = inp.image.shape[:2]
+    boxes, _, ok = camera.project_boxes(corners, m, w, h, p.truncation_threshold)
+    out = jax.device_get(out)
+    corners, boxes = np.asarray(corners), np.asarray(boxes)
+    valid = np.asarray(ok) & out["valid"]
+    distance = np.linalg.norm(corners, axis=-1).min(1)
+    lo, hi = out["box_min"], out["box_max"]
+    centre, size = (lo + hi)[:, :2] / 2, np.maximum(hi - lo, 0.1)[:, :2]
+    vel = np.zeros_like(centre)
+    if inp.objects is not None and len(inp.objects):  # velocity of the object under the cluster (oracle,
+        d = np.linalg.norm(centre[:, None] - inp.objects.center[None, :, :2], axis=-1)  # as the paper's labels)
+        j = d.argmin(1)
+        near = d[np.arange(len(j)), j] < np.maximum(inp.objects.size[j, 0], 2.0)
+        vel[near] = inp.objects.velocity[j[near]]
+    cls, _ = risk.r3(jnp.asarray(centre), jnp.asarray(size), jnp.zeros(len(centre)), jnp.asarray(vel),
+                     jnp.asarray(inp.ego_velocity, jnp.float32), dt=p.r3_dt, t_compute=p.r3_t_compute,
+                     a_max=p.r3_a_max, margin=p.r3_margin)
+    cls = np.asarray(cls)
+    order = risk.order(cls, distance, valid, p.priority)
+    return {"range_image": np.asarray(rng), "columns": (c0, c1), "ground": out["ground"], "cluster": out["cluster"],
+            "boxes": boxes, "valid": valid, "distance": distance, "risk": cls, "order": order,
+            "count": out["count"]}
+
+
+def cluster_labels(seg: dict, instance_image: np.ndarray, objects: simulator.Objects) -> np.ndarray:
+    """The class (0 background) of each cluster slot: its majority instance's class."""
+    c0, c1 = seg["columns"]
+    inst = instance_image[:, c0:c1]
+    out = np.zeros(len(seg["boxes"]), np.int32)
+    for k in range(len(out)):
+        ids = inst[seg["cluster"] == k]
+        if len(ids):
+            top = np.bincount(ids + 1).argmax() - 1
+            out[k] = objects.cls[top - 1] if top > 0 else 0
+    return out
+
+
+def training_crops(cfg: LidarFirstConfig, stream: int, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Crops `[N, s, s, 3]` and classes `[N]` of simulated frames: ground-truth boxes, cluster boxes
+    labelled by their majority instance, and random background boxes away from every object."""
+    s, margin = cfg.model.crop_size, cfg.pipeline.crop_margin
+    xs, ys = [], []
+    for i in range(num_frames):
+        frame = simulator.simulate_frame(stream_seed(cfg.seed, stream, i), cfg.scene)
+        inp = from_frame(str(i), frame)
+        seg = segment_frame(inp, cfg)
+        cl = cluster_labels(seg, frame.instance_image, frame.objects)
+        boxes = [inp.gt_boxes, seg["boxes"][seg["valid"]]]
+        labels = [inp.gt_classes, cl[seg["valid"]]]
+        rng = np.random.default_rng(stream_seed(cfg.seed, BACKGROUND, stream * 100003 + i))
+        h, w = frame.image.shape[:2]
+        bg = []
+        for _ in range(40):
+            bw, bh = rng.uniform(8, w / 3), rng.uniform(8, h / 3)
+            x0, y0 = rng.uniform(0, w - bw), rng.uniform(h / 3, h - bh)
+            b = np.array([x0, y0, x0 + bw, y0 + bh])
+            if len(inp.gt_boxes) == 0 or iou(b[None], inp.gt_boxes).max() < 0.05:
+                bg.append(b)
+            if len(bg) >= max(2, len(inp.gt_boxes)):
+                break
+        boxes.append(np.array(bg).reshape(-1, 4))
+        labels.append(np.zeros(len(bg), np.int32))
+        b, lab = np.concatenate(boxes), np.concatenate(labels)
+        keep = (b[:, 2] - b[:, 0] >= 2) & (b[:, 3] - b[:, 1] >= 2)
+        xs.append(camera.crop_and_resize(frame.image, b[keep], s, margin))
+        ys.append(lab[keep])
+    return np.concatenate(xs), np.concatenate(ys).astype(np.int32)
+
+
+def process_frame(inp: Inputs, classify, cfg: LidarFirstConfig) -> dict:
+    """Runs the pipeline on a frame; `classify(crops [1, s, s, 3]) -> probabilities [1, 4]`.
+
+    Returns the segmentation (`segment_frame`), `detections` (box, class, score, time since the
+    frame start in s, rank in the crop order, risk class) and `times` (segmentation, total).
+    """
+    t0 = time.perf_counter()
+    seg = segment_frame(inp, cfg)
+    t_seg = time.perf_counter() - t0
+    p = cfg.pipeline
+    order = seg["order"][:p.crop_budget] if p.crop_budget else seg["order"]
+    dets = []
+    for rank, k in enumerate(order):
+        crop = camera.crop_and_resize(inp.image, seg["boxes"][k:k + 1], cfg.model.crop_size, p.crop_margin)
+        prob = np.asarray(classify(crop))[0]
+        c = int(prob[1:].argmax()) + 1
+        if prob[c] >= p.score_threshold:
+            dets.append({"box": seg["boxes"][k].tolist(), "class": c, "score": float(prob[c]), "rank": rank,
+                         "time_s": time.perf_counter() - t0, "risk": int(seg["risk"][k]),
+                         "distance": float(seg["distance"][k])})
+    return {"segmentation": seg, "detections": dets, "crops": len(order),
+            "times": {"segment_s": t_seg, "total_s": time.perf_counter() - t0}}
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU `[A, B]` of boxes (left, top, right, bottom; continuous coordinates)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), -1)
+    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), -1)
+    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
+
+
+def average_precision(dets: list[tuple[int, float, np.ndarray]], gts: list[np.ndarray], thr: float = 0.5) -> float:
+    """VOC all-point AP of one class: `dets` = (frame, score, box), `gts[frame]` = `[G, 4]` boxes.
+
+    Detections are matched greedily by score to the unmatched ground truth of highest IoU >= thr.
+    Returns nan without ground truth.
+    """
+    total = sum(len(g) for g in gts)
+    if total == 0:
+        return float("nan")
+    used = [np.zeros(len(g), bool) for g in gts]
+    tp = []
+    for f, _, box in sorted(dets, key=lambda d: -d[1]):
+        g = gts[f]
+        if len(g) == 0:
+            tp.append(False)
+            continue
+        o = iou(box[None], g)[0]
+        o[used[f]] = -1
+        j = int(o.argmax())
+        hit = o[j] >= thr
+        used[f][j] |= hit
+        tp.append(bool(hit))
+    tp = np.array(tp, bool)
+    recall = np.concatenate([[0.0], np.cumsum(tp) / total])
+    precision = np.concatenate([[1.0], np.cumsum(tp) / np.maximum(np.arange(1, len(tp) + 1), 1)])
+    for i in range(len(precision) - 2, -1, -1):
+        precision[i] = max(precision[i], precision[i + 1])
+    return float(np.sum((recall[1:] - recall[:-1]) * precision[1:]))
+
+
+def ground_and_purity(seg: dict, instance_image: np.ndarray) -> dict:
+    """Ground precision/recall and cluster purity (majority-instance share of clustered points)."""
+    c0, c1 = seg["columns"]
+    inst = instance_image[:, c0:c1]
+    g, truth = seg["ground"], inst == 0
+    cl = seg["cluster"]
+    major = sum(np.bincount(inst[cl == k] + 1).max() for k in range(cl.max() + 1) if (cl == k).any())
+    return {"ground_tp": int((g & truth).sum()), "ground_pred": int(g.sum()), "ground_true": int(truth.sum()),
+            "cluster_majority": int(major), "cluster_points": int((cl >= 0).sum())}

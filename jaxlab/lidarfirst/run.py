@@ -1,0 +1,147 @@
+"""Actions of lidarfirst: simulate, train-classifier, run, evaluate.
+
+    jaxlab lidarfirst simulate --workdir runs/lf            # KITTI layout in runs/lf/kitti
+    jaxlab lidarfirst train-classifier --workdir runs/lf    # Flax crop classifier (core.train.fit)
+    jaxlab lidarfirst run --workdir runs/lf [--config.data_dir=DIR]
+    jaxlab lidarfirst evaluate --workdir runs/lf
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxlab.core import actions, evaluation, optim
+from jaxlab.core import train as train_lib
+from jaxlab.core import workdir as workdir_lib
+from jaxlab.lidarfirst import data, pipeline, report, simulator
+from jaxlab.lidarfirst.configs import LidarFirstConfig
+from jaxlab.lidarfirst.models import make_model
+
+__all__ = ["simulate", "train_classifier", "run", "evaluate", "load", "ACTIONS"]
+
+
+def init_state(config: LidarFirstConfig) -> train_lib.TrainState:
+    s = config.model.crop_size
+    params = make_model(config).init(jax.random.fold_in(jax.random.key(config.seed), pipeline.INIT),
+                                     jnp.zeros((1, s, s, 3)))["params"]
+    o = config.opt
+    tx = optax.adamw(optim.warmup_cosine(o.lr, o.warmup_steps, max(config.loop.num_steps, 1)),
+                     weight_decay=o.weight_decay)
+    return train_lib.TrainState.create(params=params, tx=tx)
+
+
+@actions.action
+def simulate(config: LidarFirstConfig, workdir: pathlib.Path) -> dict:
+    """Writes `scene.num_frames` simulated evaluation frames in the KITTI object layout to WORKDIR/kitti."""
+    root = workdir / "kitti"
+    for i in range(config.scene.num_frames):
+        frame = simulator.simulate_frame(pipeline.stream_seed(config.seed, pipeline.EVAL_SCENES, i), config.scene)
+        data.write_frame(root, f"{i:06d}", frame)
+    results = {"frames": config.scene.num_frames, "kitti_dir": str(root)}
+    workdir_lib.update_summary(workdir, "simulate", results, config, seed=config.seed)
+    return results
+
+
+@actions.action(name="train-classifier")
+def train_classifier(config: LidarFirstConfig, workdir: pathlib.Path) -> dict:
+    """Trains the crop classifier (background/vehicle/pedestrian/cyclist) on simulated crops; resumes."""
+    x, y = pipeline.training_crops(config, pipeline.TRAIN_SCENES, config.train_frames)
+    n_val = max(len(y) // 5, 1)
+    (x_val, y_val), (x_tr, y_tr) = (x[:n_val], y[:n_val]), (x[n_val:], y[n_val:])
+    model = make_model(config)
+
+    def loss_fn(params, extra, batch, key):
+        del extra
+        xb, yb = batch
+        xb = jnp.where(jax.random.bernoulli(key, 0.5, (xb.shape[0], 1, 1, 1)), xb[:, :, ::-1], xb)  # flips
+        logits = model.apply({"params": params}, xb)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean(), (
+            {"accuracy": jnp.mean(jnp.argmax(logits, -1) == yb)}, None)
+
+    def batch_fn(step):
+        idx = jax.random.randint(jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), pipeline.BATCHES),
+                                                     step), (config.batch_size,), 0, len(y_tr))
+        idx = np.asarray(idx)
+        return x_tr[idx], y_tr[idx]
+
+    @jax.jit
+    def per_example(params, batch):
+        logits = model.apply({"params": params}, batch[0])
+        return {"accuracy": (jnp.argmax(logits, -1) == batch[1]).astype(jnp.float32)}
+
+    def eval_fn(state):
+        return evaluation.batched_sum(per_example, (x_val, y_val), 256, state.params)
+
+    state, history = train_lib.fit(init_state(config), train_lib.make_train_step(loss_fn), batch_fn,
+                                   loop=config.loop, workdir=workdir, seed=config.seed, eval_fn=eval_fn,
+                                   desc="lidarfirst classifier")
+    times = train_lib.run_times(workdir)
+    results = {"val_accuracy": eval_fn(state)["accuracy"], "train_crops": int(len(y_tr)), "val_crops": n_val,
+               "class_counts": np.bincount(y, minlength=4).tolist(), "steps": int(jax.device_get(state.step)),
+               "train_time_s": times["train_time_s"]}
+    report.plot_training(workdir)
+    workdir_lib.update_summary(workdir, "train_classifier", results, config, seed=config.seed)
+    return results
+
+
+def load(workdir: str | pathlib.Path) -> actions.Loaded:
+    """The config, classifier and newest intact checkpointed state of a run."""
+    config = workdir_lib.load_config(workdir, LidarFirstConfig)
+    state, step = train_lib.load_state(workdir, init_state(config), keep=config.loop.keep)
+    return actions.Loaded(config, make_model(config), state, step)
+
+
+def _frames(config: LidarFirstConfig):
+    if config.data_dir:
+        for name in data.frame_ids(config.data_dir):
+            yield pipeline.from_kitti(config.data_dir, name)
+        return
+    for i in range(config.scene.num_frames):
+        seed = pipeline.stream_seed(config.seed, pipeline.EVAL_SCENES, i)
+        yield pipeline.from_frame(f"{i:06d}", simulator.simulate_frame(seed, config.scene))
+
+
+@actions.action
+def run(config: LidarFirstConfig, workdir: pathlib.Path) -> dict:
+    """Runs the cluster-first pipeline (crops in risk order) on data_dir or simulated frames; writes frames.json."""
+    loaded = load(workdir)
+    classify = jax.jit(lambda x: jax.nn.softmax(loaded.model.apply({"params": loaded.state.params}, x)))
+    s = config.model.crop_size
+    classify(jnp.zeros((1, s, s, 3))).block_until_ready()  # compile outside the timed frames
+    rows, first = [], None
+    for inp in _frames(config):
+        out = pipeline.process_frame(inp, classify, config)
+        row = {"name": inp.name, "detections": out["detections"], "crops": out["crops"], "times": out["times"],
+               "gt_boxes": inp.gt_boxes.tolist(), "gt_classes": inp.gt_classes.tolist()}
+        if inp.instance_image is not None:
+            row["segmentation"] = pipeline.ground_and_purity(out["segmentation"], inp.instance_image)
+        rows.append(row)
+        if first is None:
+            first = (inp, out)
+    rows[0]["warmup"] = True  # the first frame compiles the segmentation
+    workdir_lib.write_json(workdir / "frames.json", rows)
+    if first is not None:
+        report.plot_frame(workdir, *first, config)
+    results = report.metrics(rows)
+    workdir_lib.update_summary(workdir, "run", results, config, seed=config.seed)
+    return results
+
+
+@actions.action(read_only=True)
+def evaluate(config: LidarFirstConfig, workdir: pathlib.Path) -> dict:
+    """AP@0.5, time to first detection, ground and cluster scores of a run's frames.json (evaluation.json)."""
+    path = workdir / "frames.json"
+    if not path.exists():
+        raise workdir_lib.WorkdirError(f"{path} does not exist: run `jaxlab lidarfirst run` on this workdir first")
+    results = report.metrics(json.loads(path.read_text()))
+    workdir_lib.write_json(workdir / "evaluation.json", results)
+    return results
+
+
+ACTIONS = actions.collect(simulate, train_classifier, run, evaluate)
