@@ -7,6 +7,6 @@
 """
 
 from jaxlab.lidarfirst.configs import LidarFirstConfig, get_config
-from jaxlab.lidarfirst.run import evaluate, load, run, simulate, train_classifier
+from jaxlab.lidarfirst.run import evaluate, load, run_pipeline, simulate, train_classifier
 
-__all__ = ["LidarFirstConfig", "get_config", "simulate", "train_classifier", "run", "evaluate", "load"]
+__all__ = ["LidarFirstConfig", "get_config", "simulate", "train_classifier", "run_pipeline", "evaluate", "load"]

@@ -23,7 +23,7 @@ from jaxlab.lidarfirst import data, pipeline, report, simulator
 from jaxlab.lidarfirst.configs import LidarFirstConfig
 from jaxlab.lidarfirst.models import make_model
 
-__all__ = ["simulate", "train_classifier", "run", "evaluate", "load", "ACTIONS"]
+__all__ = ["simulate", "train_classifier", "run_pipeline", "evaluate", "load", "ACTIONS"]
 
 
 def init_state(config: LidarFirstConfig) -> train_lib.TrainState:
@@ -107,8 +107,8 @@ def _frames(config: LidarFirstConfig):
         yield pipeline.from_frame(f"{i:06d}", simulator.simulate_frame(seed, config.scene))
 
 
-@actions.action
-def run(config: LidarFirstConfig, workdir: pathlib.Path) -> dict:
+@actions.action(name="run")
+def run_pipeline(config: LidarFirstConfig, workdir: pathlib.Path) -> dict:
     """Runs the cluster-first pipeline (crops in risk order) on data_dir or simulated frames; writes frames.json."""
     loaded = load(workdir)
     classify = jax.jit(lambda x: jax.nn.softmax(loaded.model.apply({"params": loaded.state.params}, x)))
@@ -144,4 +144,4 @@ def evaluate(config: LidarFirstConfig, workdir: pathlib.Path) -> dict:
     return results
 
 
-ACTIONS = actions.collect(simulate, train_classifier, run, evaluate)
+ACTIONS = actions.collect(simulate, train_classifier, run_pipeline, evaluate)
