@@ -20,6 +20,7 @@ declare -A PLAN=(
   [classifier]="train|evaluate|--config.loop.num_steps=200 --config.loop.checkpoint_every=20 --config.loop.eval_every=100"
   [meguide]="train|evaluate|--config.loop.num_steps=200 --config.loop.checkpoint_every=20 --config.loop.eval_every=50"
   [mhui]="train|-|--config.loop.num_steps=300 --config.loop.checkpoint_every=50"
+  [lidarfirst]="train-classifier|-|--config.loop.num_steps=200 --config.loop.checkpoint_every=20 --config.train_frames=3"
   [scalenet]="train-supernet|-|--config.supernet.loop.num_steps=120 --config.supernet.loop.checkpoint_every=20"
   [coral]="train|evaluate|--config.loop.num_steps=300 --config.loop.checkpoint_every=20 --config.loop.eval_every=100"
 )
