@@ -66,7 +66,8 @@ def init_state(cfg: ScaleNetConfig, model: SubNet, resolution: int) -> train_lib
     """Fresh parameters (host-side init from `cfg.seed`) and BN statistics of `model`."""
     rc = cfg.retrain
     variables = init_params(model, cfg.seed, jnp.zeros((1, resolution, resolution, 3)), train=False)
-    tx = make_optimizer(rc.lr, rc.loop.num_steps, rc.warmup_steps, rc.weight_decay)
+    tx = make_optimizer(rc.lr, rc.loop.num_steps, rc.warmup_steps, rc.weight_decay,
+                        conv_decay_multiplier=rc.conv_decay_multiplier)
     return train_lib.TrainState.create(params=variables["params"], tx=tx,
                                        extra={"batch_stats": variables["batch_stats"]})
 

@@ -45,7 +45,8 @@ def init_state(cfg: ScaleNetConfig, space: Space) -> tuple[SuperNet, train_lib.T
     arch = space.scale(np.ones(space.num_genes, np.int64), 1.0, 1.0)
     params = init_params(net, cfg.seed, jnp.zeros((1, r0, r0, 3)), arch)["params"]
     s = cfg.supernet
-    tx = make_optimizer(s.lr, s.loop.num_steps, s.warmup_steps, s.weight_decay, s.momentum)
+    tx = make_optimizer(s.lr, s.loop.num_steps, s.warmup_steps, s.weight_decay, s.momentum,
+                        conv_decay_multiplier=s.conv_decay_multiplier)
     return net, train_lib.TrainState.create(params=params, tx=tx)
 
 

@@ -21,8 +21,8 @@ def make_optimizer(lr: float, num_steps: int, warmup: int, weight_decay: float,
     bias 0"). reconstruction: the spec gives convolutions twice the base rate (4e-5,
     "conv x2 = 8e-5"); `conv_decay_multiplier` scales the rate of rank-4 leaves
     (convolution kernels, depthwise included) and its default 1.0 keeps one rate for
-    convolution and dense kernels alike (2.0 is the spec's setting). Neither the
-    supernet's nor the retraining's config sets it yet.
+    convolution and dense kernels alike (2.0 is the spec's setting); the configs'
+    `supernet.conv_decay_multiplier` and `retrain.conv_decay_multiplier` set it.
     """
     schedule = optim.warmup_cosine(lr, warmup, num_steps)
 

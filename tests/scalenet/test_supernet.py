@@ -108,3 +108,22 @@ def test_flops_match_xla(setup, genes, d, w, r):
     assert abs(2 * macs - xla) / xla < 0.05, (2 * macs, xla)
     # the papers' convention also counts the taps that fall on the zero padding
     assert SP.macs(a, r) > macs
+
+
+@pytest.mark.parametrize("mult", [1.0, 2.0])
+def test_conv_kernels_decay_at_the_multiplied_rate(mult):
+    """Zero gradients: the first update is pure L2 decay, `-lr (1 + momentum) wd m w` under
+    Nesterov; convolution kernels (rank 4) get `mult` times the rate of dense kernels and
+    biases none."""
+    import jax.numpy as jnp
+
+    from jaxlab.scalenet.training import make_optimizer
+
+    params = {"conv": jnp.full((3, 3, 2, 2), 2.0), "dense": jnp.full((4, 4), 2.0), "bias": jnp.full((4,), 2.0)}
+    tx = make_optimizer(0.1, 10, 0, 0.01, momentum=0.9, conv_decay_multiplier=mult)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = tx.update(zeros, tx.init(params), params)
+    dense = -0.1 * (1 + 0.9) * 0.01 * 2.0
+    np.testing.assert_allclose(updates["dense"], dense, rtol=1e-6)
+    np.testing.assert_allclose(updates["conv"], mult * dense, rtol=1e-6)
+    np.testing.assert_array_equal(updates["bias"], 0.0)
