@@ -7,5 +7,6 @@
 """
 
 from jaxlab.vitas.configs import VitasConfig, get_config
+from jaxlab.vitas.run import evaluate, load, retrain, search, train_supernet
 
-__all__ = ["VitasConfig", "get_config"]
+__all__ = ["VitasConfig", "get_config", "train_supernet", "search", "retrain", "evaluate", "load"]
