@@ -22,6 +22,7 @@ declare -A PLAN=(
   [mhui]="train|-|--config.loop.num_steps=300 --config.loop.checkpoint_every=50"
   [lidarfirst]="train-classifier|-|--config.loop.num_steps=200 --config.loop.checkpoint_every=20 --config.train_frames=3"
   [scalenet]="train-supernet|-|--config.supernet.loop.num_steps=120 --config.supernet.loop.checkpoint_every=20"
+  [vitas]="train-supernet|-|--config.supernet.loop.num_steps=120 --config.supernet.loop.checkpoint_every=20"
   [coral]="train|evaluate|--config.loop.num_steps=300 --config.loop.checkpoint_every=20 --config.loop.eval_every=100"
 )
 # dmf integrates gradient flow in one jitted scan per run and writes no checkpoints:
