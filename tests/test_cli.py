@@ -168,6 +168,12 @@ def test_methods_are_attributes_of_the_package():
             "print(jaxlab.classifier.load.__module__, jaxlab.meguide.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["jaxlab.classifier.run", "jaxlab.meguide"]
-    code = "import jaxlab; jaxlab.vitas"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode != 0 and "planned" in out.stderr
+    import pathlib
+
+    import jaxlab
+
+    planned = [m for m in jaxlab.METHODS if not (pathlib.Path(jaxlab.__file__).parent / m).is_dir()]
+    if planned:
+        out = subprocess.run([sys.executable, "-c", f"import jaxlab; jaxlab.{planned[0]}"],
+                             capture_output=True, text=True)
+        assert out.returncode != 0 and "planned" in out.stderr
