@@ -8,12 +8,12 @@ process. Indexing it by step number gives that step's batch, so the training loo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ArraySource", "batches", "batch_fn", "epoch_batches"]
+__all__ = ["ArraySource", "batches", "batch_fn"]
 
 
 class ArraySource:
@@ -80,15 +80,3 @@ def batches(
 def batch_fn(dataset) -> Callable[[int], Any]:
     """`step -> batch` for `jaxlab.core.train.fit` from a repeated batched dataset."""
     return lambda step: dataset[int(step)]
-
-
-def epoch_batches(arrays: Sequence[np.ndarray], batch_size: int):
-    """Yields consecutive, unshuffled batches covering every example once (evaluation).
-
-    The last batch is padded by repeating its final example; yields `(batch, n_valid)`.
-    """
-    n = len(arrays[0])
-    for lo in range(0, n, batch_size):
-        hi = min(n, lo + batch_size)
-        idx = np.arange(lo, lo + batch_size).clip(max=n - 1)
-        yield tuple(a[idx] for a in arrays), hi - lo
