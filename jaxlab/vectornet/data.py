@@ -1,0 +1,217 @@
+"""Procedural intersection scenes and the datasets VectorNet trains on.
+
+`procedural_scene(rng, index, turn_fraction)` builds one four-arm intersection (arms at
+right angles +- 12 degrees, the whole scene rotated and shifted at random): each arm has
+three inbound lanes (inner: left turn only, middle: straight only, outer: right turn only),
+one outbound lane, and connector lanes through the intersection (straight lines, or
+quadratic Bezier arcs for turns) with predecessor/successor and neighbour ids. Agents
+follow lane routes at a speed in [4, 12] m/s with an acceleration in [-1.5, 1] m/s^2
+(stopping where the speed reaches 0), a slowly drifting lateral offset and position noise;
+other agents enter and leave the sensor range (sparse tracks). The target's lane fixes
+its manoeuvre, so only a model that sees the map can tell a turn from its history.
+
+`split_arrays(config, split)` returns the vectorised layout of a split (procedural, or read
+from `config.data_dir` in Argoverse 1 or 2 format).
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+import uuid
+
+import numpy as np
+
+from jaxlab.core import config as config_lib
+from jaxlab.vectornet import polylines
+from jaxlab.vectornet.polylines import Lane, Scene, Track
+
+__all__ = ["procedural_scene", "procedural_scenes", "split_arrays", "vectorize_scenes", "SCENE_STREAM",
+           "SPLITS", "NUM_STEPS"]
+
+SCENE_STREAM = 21
+SPLITS = {"train": 0, "val": 1, "test": 2}
+NUM_STEPS = 50  # Argoverse 1 sequences: 20 observed + 30 future at 10 Hz
+LANE_WIDTH = 3.5
+ARM_START, ARM_END = 12.0, 60.0
+TURN_OF_LANE = ("LEFT", "NONE", "RIGHT")
+
+
+def _rot(v, deg):
+    a = np.deg2rad(deg)
+    return np.array([np.cos(a) * v[0] - np.sin(a) * v[1], np.sin(a) * v[0] + np.cos(a) * v[1]])
+
+
+def _line(p, q, n):
+    t = np.linspace(0, 1, n)[:, None]
+    return p[None] * (1 - t) + q[None] * t
+
+
+def _bezier(p0, d0, p2, d2, n):
+    """Quadratic Bezier from p0 (heading d0) to p2 (heading d2); control point where the two
+    tangent lines meet."""
+    a = np.stack([d0, -d2], axis=1)
+    t = np.linalg.solve(a, p2 - p0)
+    c = p0 + t[0] * d0
+    s = np.linspace(0, 1, n)[:, None]
+    return (1 - s) ** 2 * p0 + 2 * (1 - s) * s * c + s ** 2 * p2
+
+
+def intersection_lanes(rng: np.random.Generator, id0: int) -> tuple[list[Lane], dict]:
+    """Lanes of one intersection centred at 0 and `routes[(arm, lane)] = [lane ids]`."""
+    angles = [90.0 * a + rng.uniform(-12, 12) for a in range(4)]
+    u = [np.array([np.cos(np.deg2rad(t)), np.sin(np.deg2rad(t))]) for t in angles]
+    n = [_rot(v, 90) for v in u]
+    lanes: dict[str, Lane] = {}
+    nid = iter(range(id0, id0 + 1000))
+    inbound, outbound = {}, {}
+    control = [bool(rng.random() < 0.5) for _ in range(4)]
+    for a in range(4):
+        for k in range(3):
+            off = (LANE_WIDTH / 2 + k * LANE_WIDTH) * n[a]
+            lid = str(next(nid))
+            lanes[lid] = Lane(lid, _line(ARM_END * u[a] + off, ARM_START * u[a] + off, 13),
+                              traffic_control=control[a])
+            inbound[a, k] = lid
+        lid = str(next(nid))
+        off = -LANE_WIDTH / 2 * n[a]
+        lanes[lid] = Lane(lid, _line(ARM_START * u[a] + off, ARM_END * u[a] + off, 13))
+        outbound[a] = lid
+    for a in range(4):
+        for k in range(3):
+            left, right = (inbound.get((a, k - 1)), inbound.get((a, k + 1)))
+            # travelling inwards, the inner lane (k - 1) is on the left
+            lanes[inbound[a, k]].left_neighbor, lanes[inbound[a, k]].right_neighbor = left, right
+    routes = {}
+    for a in range(4):
+        for k, (turn, b) in enumerate((("LEFT", (a + 3) % 4), ("NONE", (a + 2) % 4), ("RIGHT", (a + 1) % 4))):
+            src, dst = lanes[inbound[a, k]], lanes[outbound[b]]
+            p0, p2 = src.xy[-1], dst.xy[0]
+            xy = _line(p0, p2, 10) if turn == "NONE" else _bezier(p0, -u[a], p2, u[b], 12)
+            lid = str(next(nid))
+            lanes[lid] = Lane(lid, xy, is_intersection=True, turn=turn, traffic_control=src.traffic_control,
+                              predecessors=(src.lane_id,), successors=(dst.lane_id,))
+            src.successors += (lid,)
+            dst.predecessors += (lid,)
+            routes[a, k] = [src.lane_id, lid, dst.lane_id]
+    return list(lanes.values()), routes
+
+
+def _route_xy(lanes: dict, ids: list[str]) -> np.ndarray:
+    pts = [lanes[ids[0]].xy] + [lanes[i].xy[1:] for i in ids[1:]]
+    return np.concatenate(pts)
+
+
+def _drive(rng, route_xy: np.ndarray, s_at: float, at_step: int, num_steps: int, speed_range=(4.0, 12.0)):
+    """Positions `[num_steps, 2]` of an agent at arc length `s_at` at step `at_step`."""
+    seg = np.linalg.norm(np.diff(route_xy, axis=0), axis=1)
+    s_nodes = np.concatenate([[0.0], np.cumsum(seg)])
+    v0, acc = rng.uniform(*speed_range), rng.uniform(-1.5, 1.0)
+    t = (np.arange(num_steps) - at_step) * 0.1
+    v = np.maximum(v0 + acc * t, 0.0) if acc < 0 else v0 + acc * t
+    # arc length: integral of the (clipped) speed, anchored at step at_step
+    ds = np.concatenate([[0.0], 0.5 * (v[1:] + v[:-1]) * 0.1])
+    s = np.cumsum(ds)
+    s = s - s[at_step] + s_at
+    s = np.clip(s, 0.0, s_nodes[-1])
+    x, y = np.interp(s, s_nodes, route_xy[:, 0]), np.interp(s, s_nodes, route_xy[:, 1])
+    tang = np.stack([np.gradient(x), np.gradient(y)], 1)
+    tang /= np.maximum(np.linalg.norm(tang, axis=1, keepdims=True), 1e-9)
+    normal = np.stack([-tang[:, 1], tang[:, 0]], 1)
+    lateral = np.clip(np.cumsum(rng.normal(0, 0.03, num_steps)), -0.4, 0.4)
+    xy = np.stack([x, y], 1) + lateral[:, None] * normal + rng.normal(0, 0.03, (num_steps, 2))
+    return xy
+
+
+def _track_id(rng) -> str:
+    return str(uuid.UUID(int=int(rng.integers(0, 2 ** 62)) << 64 | int(rng.integers(0, 2 ** 62)), version=4))
+
+
+def procedural_scene(rng: np.random.Generator, index: int, turn_fraction: float = 0.6,
+                     num_obs: int = 20, num_steps: int = NUM_STEPS) -> Scene:
+    """One intersection scene in world coordinates (see module docstring)."""
+    lanes, routes = intersection_lanes(rng, id0=1000 * (index + 1))
+    by_id = {ln.lane_id: ln for ln in lanes}
+    # place the scene somewhere in a "city": rotate and shift every coordinate
+    rot, shift = rng.uniform(0, 360), np.array([1000.0 * (index % 100), 1000.0 * (index // 100)])
+    c, s_ = np.cos(np.deg2rad(rot)), np.sin(np.deg2rad(rot))
+    for ln in lanes:
+        ln.xy = ln.xy @ np.array([[c, s_], [-s_, c]]) + shift
+    last = num_obs - 1
+    a = int(rng.integers(4))
+    k = (0 if rng.random() < 0.5 else 2) if rng.random() < turn_fraction else 1
+    route = _route_xy(by_id, routes[a, k])
+    entry = ARM_END - ARM_START
+    target = _drive(rng, route, entry - rng.uniform(-4.0, 18.0), last, num_steps)
+    tracks = [Track(_track_id(rng), "AGENT", np.arange(num_steps), target)]
+    for j in range(int(rng.integers(3, 9))):
+        b, kk = int(rng.integers(4)), int(rng.integers(3))
+        r = _route_xy(by_id, routes[b, kk])
+        s_len = np.linalg.norm(np.diff(r, axis=0), axis=1).sum()
+        xy = _drive(rng, r, rng.uniform(0, s_len * 0.8), last, num_steps)
+        lo = int(rng.integers(0, 10)) if rng.random() < 0.3 else 0
+        hi = num_steps - (int(rng.integers(0, 20)) if rng.random() < 0.3 else 0)
+        steps = np.arange(lo, hi)
+        tracks.append(Track(_track_id(rng), "AV" if j == 0 else "OTHERS", steps, xy[lo:hi]))
+    return Scene(str(index), lanes, tracks, tracks[0].track_id, city="PIT")
+
+
+def procedural_scenes(seed: int, split: str, n: int, turn_fraction: float = 0.6, num_obs: int = 20,
+                      num_steps: int = NUM_STEPS, offset: int = 0) -> list[Scene]:
+    """`n` scenes of `split`; scene i comes from `default_rng([seed, SCENE_STREAM, split, i])`."""
+    base = {"train": 0, "val": 10_000_000, "test": 20_000_000}[split]
+    return [procedural_scene(np.random.default_rng([seed, SCENE_STREAM, SPLITS[split], i]), base + offset + i,
+                             turn_fraction, num_obs, num_steps) for i in range(n)]
+
+
+def vectorize_scenes(scenes: list[Scene], config) -> dict:
+    """`polylines.stack` of `polylines.vectorize` over `scenes` with `config.scene`'s budgets;
+    also `turn [N]` (the target's manoeuvre where known: 0 none, 1 left, 2 right, -1 unknown)."""
+    s = config.scene
+    kw = dict(num_obs=s.num_obs, num_future=s.num_future, max_vectors=s.max_vectors,
+              max_polylines=s.max_polylines, max_agents=s.max_agents, map_radius=s.map_radius,
+              lane_spacing=s.lane_spacing)
+    out = polylines.stack([polylines.vectorize(sc, **kw) for sc in scenes])
+    out["turn"] = np.array([_turn_of(sc) for sc in scenes], np.int32)
+    return out
+
+
+def _turn_of(scene: Scene) -> int:
+    """The target's manoeuvre from the heading change over its whole track (+-30 degrees)."""
+    tr = scene.track(scene.target_id)
+    if len(tr.xy) < 10:
+        return -1
+    d0, d1 = tr.xy[5] - tr.xy[0], tr.xy[-1] - tr.xy[-6]
+    if min(np.hypot(*d0), np.hypot(*d1)) < 0.2:
+        return -1
+    ang = np.rad2deg(np.arctan2(d0[0] * d1[1] - d0[1] * d1[0], d0 @ d1))
+    return 1 if ang > 30 else 2 if ang < -30 else 0
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(config_json: str, split: str) -> dict:
+    from jaxlab.vectornet.configs import VectorNetConfig
+
+    config = config_lib.from_dict(VectorNetConfig, __import__("json").loads(config_json))
+    if config.data_dir:
+        from jaxlab.vectornet import argoverse
+
+        scenes = argoverse.load_split(pathlib.Path(config.data_dir), split, config.format,
+                                      num_obs=config.scene.num_obs)
+    else:
+        n = {"train": config.num_train, "val": config.num_val, "test": config.num_test}[split]
+        scenes = procedural_scenes(config.seed, split, n, config.turn_fraction, config.scene.num_obs,
+                                   config.scene.num_obs + config.scene.num_future)
+    return vectorize_scenes(scenes, config)
+
+
+def split_arrays(config, split: str) -> dict:
+    """The vectorised layout of `split` ("train", "val", "test"), cached per config."""
+    keep = {"seed": config.seed, "data_dir": config.data_dir, "format": config.format,
+            "num_train": config.num_train, "num_val": config.num_val, "num_test": config.num_test,
+            "turn_fraction": config.turn_fraction, "scene": config_lib.to_dict(config.scene)}
+    from jaxlab.vectornet.configs import VectorNetConfig
+
+    base = config_lib.to_dict(VectorNetConfig())
+    base.update(keep)
+    return _cached(__import__("json").dumps(base, sort_keys=True), split)

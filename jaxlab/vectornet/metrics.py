@@ -1,0 +1,53 @@
+"""Displacement metrics of trajectory forecasting (Argoverse conventions), in NumPy and JAX.
+
+Shapes: predictions `[N, K, T, 2]` (K guesses) or `[N, T, 2]`, ground truth `[N, T, 2]`,
+optional validity `[N, T]` (Argoverse 2 focal tracks may end early). At 10 Hz, DE@t s is
+the displacement at step index `10 t - 1`.
+
+    ADE   = mean_t ||y_hat_t - y_t||        FDE = ||y_hat_T - y_T||  (last valid step)
+    minFDE = min_k FDE_k,  minADE = ADE of the guess with the minimum FDE (Argoverse)
+    miss   = minFDE > threshold (2.0 m on the leaderboards)
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["displacement_metrics", "numpy_metrics", "STEPS_PER_SECOND"]
+
+STEPS_PER_SECOND = 10
+
+
+def displacement_metrics(pred, truth, valid=None, *, miss_threshold: float = 2.0, xp=jnp) -> dict:
+    """Per-scene metrics `{ade, fde, de1, de2, de3, miss}` (each `[N]`), minimum over K guesses.
+
+    `pred` is `[N, T, 2]` (K = 1) or `[N, K, T, 2]`; `valid [N, T]` masks missing ground
+    truth (FDE at the last valid step; DE@t is NaN-free: 0 where step t is not valid).
+    """
+    if pred.ndim == 3:
+        pred = pred[:, None]
+    n, _, t, _ = pred.shape
+    valid = xp.ones((n, t), bool) if valid is None else xp.asarray(valid, bool)
+    d = xp.sqrt(xp.sum((pred - truth[:, None]) ** 2, axis=-1))  # [N, K, T]
+    vf = valid[:, None].astype(d.dtype)
+    count = xp.maximum(xp.sum(vf, axis=-1), 1.0)
+    ade = xp.sum(d * vf, axis=-1) / count  # [N, K]
+    last = t - 1 - xp.argmax(valid[:, ::-1], axis=-1)  # last valid index [N]
+    fde = xp.take_along_axis(d, xp.broadcast_to(last[:, None, None], d.shape[:2] + (1,)), axis=-1)[..., 0]
+    best = xp.argmin(fde, axis=-1)  # [N]
+    pick = lambda a: xp.take_along_axis(a, best[:, None], axis=-1)[:, 0]
+    out = {"ade": pick(ade), "fde": pick(fde)}
+    out["miss"] = (out["fde"] > miss_threshold).astype(d.dtype)
+    db = xp.take_along_axis(d, best[:, None, None], axis=1)[:, 0]  # [N, T]
+    for sec in (1, 2, 3):
+        i = sec * STEPS_PER_SECOND - 1
+        if i < t:
+            out[f"de{sec}"] = db[:, i] * valid[:, i]
+    return out
+
+
+def numpy_metrics(pred, truth, valid=None, *, miss_threshold: float = 2.0) -> dict:
+    """`displacement_metrics` with NumPy arrays (host side)."""
+    return displacement_metrics(np.asarray(pred, np.float64), np.asarray(truth, np.float64),
+                                None if valid is None else np.asarray(valid), miss_threshold=miss_threshold, xp=np)

@@ -1,0 +1,157 @@
+"""VectorNet's Linen modules (paper §3.2-3.3): polyline subgraph, global graph, decoders.
+
+Inputs are the padded layout of `polylines.vectorize`, batched: vectors `[B, P, V, F]`,
+vector mask `[B, P, V]`, polyline kinds `[B, P]` (row 0 the target).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxlab.nn.attention import dot_product_attention, padding_mask
+from jaxlab.vectornet.polylines import AGENT, LANE, PAD, TARGET
+
+__all__ = ["SubgraphLayer", "PolylineSubgraph", "GlobalGraph", "VectorNet", "context_mask", "masked_max"]
+
+
+def masked_max(h: jax.Array, mask: jax.Array, axis: int) -> jax.Array:
+    """Max of `h` over `axis` where `mask` (broadcast on the last axis) is True; 0 where
+    no entry is valid (the analogue of jraph's `segment_max_or_constant`: no -inf, finite
+    gradients on padding)."""
+    m = mask[..., None]
+    big = jnp.finfo(h.dtype).min
+    out = jnp.max(jnp.where(m, h, big), axis=axis)
+    return jnp.where(jnp.any(m, axis=axis), out, jnp.zeros((), h.dtype))
+
+
+class SubgraphLayer(nn.Module):
+    """Eq. 2: v' = concat(g_enc(v), maxpool_j g_enc(v_j)) over the vectors of a polyline.
+
+    g_enc is Dense -> LayerNorm -> ReLU. `[..., V, D] -> [..., V, 2 * width]`.
+    With `pool_includes_self=False` the pool of vector i leaves i out (reconstruction switch).
+    """
+
+    width: int
+    pool_includes_self: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        h = nn.relu(nn.LayerNorm(dtype=self.dtype)(nn.Dense(self.width, dtype=self.dtype)(x)))
+        if self.pool_includes_self:
+            pooled = jnp.broadcast_to(masked_max(h, mask, axis=-2)[..., None, :], h.shape)
+        else:
+            v = h.shape[-2]
+            others = mask[..., None, :] & ~jnp.eye(v, dtype=bool)  # [..., V(i), V(j)]
+            hh = jnp.broadcast_to(h[..., None, :, :], h.shape[:-2] + (v, v, h.shape[-1]))
+            pooled = masked_max(hh, others, axis=-2)
+        return jnp.concatenate([h, pooled], axis=-1)
+
+
+class PolylineSubgraph(nn.Module):
+    """Stack of `SubgraphLayer`s then max-pool over vectors: `[..., V, F] -> [..., 2 * width]`."""
+
+    depth: int = 3
+    width: int = 64
+    pool_includes_self: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        for i in range(self.depth):
+            x = SubgraphLayer(self.width, self.pool_includes_self, self.dtype, name=f"layer_{i}")(x, mask)
+        return masked_max(x, mask, axis=-2)
+
+
+class GlobalGraph(nn.Module):
+    """Eq. 5: softmax(P_Q P_K^T [/ sqrt(d)]) P_V over the valid polylines (padding mask),
+    `depth` layers of width `width` (a single head, no output projection, as written)."""
+
+    depth: int = 1
+    width: int = 64
+    attn_scale: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, p: jax.Array, valid: jax.Array) -> jax.Array:
+        mask = padding_mask(valid)
+        scale = 1.0 / float(self.width) ** 0.5 if self.attn_scale else 1.0
+        for i in range(self.depth):
+            q, k, v = (nn.Dense(self.width, dtype=self.dtype, name=f"{n}_{i}")(p) for n in ("query", "key", "value"))
+            o = dot_product_attention(q[:, :, None], k[:, :, None], v[:, :, None], scale=scale, mask=mask)
+            p = o[:, :, 0]
+        return p
+
+
+def context_mask(kind: jax.Array, context: str) -> jax.Array:
+    """Polylines the global graph sees: the target's always; lanes unless `none`; other
+    agents only with `map_agents` (Table 2's rows)."""
+    valid = kind == TARGET
+    if context in ("map", "map_agents"):
+        valid = valid | (kind == LANE)
+    if context == "map_agents":
+        valid = valid | (kind == AGENT)
+    return valid & (kind != PAD)
+
+
+class MLP(nn.Module):
+    """Dense -> LayerNorm -> ReLU -> Dense."""
+
+    hidden: int
+    out: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.LayerNorm(dtype=self.dtype)(nn.Dense(self.hidden, dtype=self.dtype)(x)))
+        return nn.Dense(self.out, dtype=self.dtype)(h)
+
+
+class VectorNet(nn.Module):
+    """The whole network: `(vectors [B,P,V,F], vec_mask [B,P,V], kind [B,P]) -> [B, T, 2]`.
+
+    Polyline features are L2-normalised per polyline (Eq. 4's input), concatenated with the
+    identifier embedding p^id = the minimum over the polyline's start coordinates (§3.3), and
+    passed through the global graph; the decoder reads the target (row 0). With
+    `node_mask [B, P]` (auxiliary task, training only), masked rows' features are zeroed (their
+    identifier kept) and `(trajectory, reconstructions [B, P, 2 * width], features [B, P, 2 * width])`
+    is returned.
+    """
+
+    num_future: int = 30
+    subgraph_depth: int = 3
+    subgraph_width: int = 64
+    global_depth: int = 1
+    global_width: int = 64
+    attn_scale: bool = False
+    decoder_width: int = 64
+    context: str = "map_agents"
+    pool_includes_self: bool = True
+    coord_scale: float = 10.0
+    aux: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, vectors, vec_mask, kind, node_mask=None):
+        scale = jnp.asarray([self.coord_scale] * 4 + [1.0] * (vectors.shape[-1] - 4), vectors.dtype)
+        x = vectors / scale
+        feats = PolylineSubgraph(self.subgraph_depth, self.subgraph_width, self.pool_includes_self, self.dtype,
+                                 name="subgraph")(x, vec_mask)
+        feats = feats / jnp.maximum(jnp.linalg.norm(feats, axis=-1, keepdims=True), 1e-6)
+        valid = context_mask(kind, self.context) & jnp.any(vec_mask, axis=-1)
+        big = jnp.finfo(x.dtype).max
+        ident = jnp.min(jnp.where(vec_mask[..., None], x[..., :2], big), axis=-2)
+        ident = jnp.where(jnp.any(vec_mask, -1)[..., None], ident, 0.0)
+        inp = feats if node_mask is None else jnp.where(node_mask[..., None], 0.0, feats)
+        g = GlobalGraph(self.global_depth, self.global_width, self.attn_scale, self.dtype, name="global_graph")(
+            jnp.concatenate([inp, ident], axis=-1), valid)
+        traj = MLP(self.decoder_width, 2 * self.num_future, self.dtype, name="decoder")(g[:, 0])
+        traj = traj.reshape(traj.shape[0], self.num_future, 2) * self.coord_scale
+        if self.aux and (node_mask is not None or self.is_initializing()):
+            recon = MLP(self.decoder_width, feats.shape[-1], self.dtype, name="node_decoder")(g)
+            return traj, recon, feats
+        return traj

@@ -1,0 +1,62 @@
+"""Figures of a VectorNet run: training curves and predicted vs true trajectories over the map."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from jaxlab.core import metrics as metrics_lib
+from jaxlab.core import plotting
+from jaxlab.vectornet.polylines import AGENT, LANE, TARGET
+
+__all__ = ["plot_training", "plot_predictions"]
+
+
+def plot_training(workdir: str | pathlib.Path) -> pathlib.Path:
+    """`figures/training.png`: training loss terms and validation ADE/FDE against steps."""
+    rows = metrics_lib.merge_by_step(metrics_lib.read_metrics(pathlib.Path(workdir) / "metrics.jsonl"))
+    fig, (ax1, ax2) = plotting.subplots(1, 2, figsize=(9, 3.5))
+    for key in ("traj_loss", "node_loss"):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        if pts:
+            ax1.plot(*zip(*pts), label=key)
+    ax1.set_xlabel("step")
+    ax1.set_yscale("log")
+    ax1.legend()
+    for key in ("eval_ade", "eval_fde", "ade"):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        if pts:
+            ax2.plot(*zip(*pts), marker="o" if key.startswith("eval") else None, label=key)
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("metres")
+    ax2.legend()
+    return plotting.save_figure(fig, workdir, "training")
+
+
+def plot_predictions(workdir: str | pathlib.Path, data: dict, pred: np.ndarray, baseline: np.ndarray,
+                     num: int, name: str = "predictions") -> pathlib.Path:
+    """`figures/<name>.png`: the first `num` scenes in the target frame: lanes, other agents'
+    histories, the target's history, its true future, VectorNet's and constant velocity's."""
+    num = min(num, len(pred))
+    fig, axes = plotting.subplots(1, num, figsize=(4 * num, 4), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        v, m, kind = data["vectors"][i], data["vec_mask"][i], data["kind"][i]
+        for p in range(len(kind)):
+            rows = v[p][m[p]]
+            if not len(rows):
+                continue
+            xy = np.concatenate([rows[:, 0:2], rows[-1:, 2:4]])
+            style = {LANE: dict(color="0.75", lw=1), AGENT: dict(color="tab:purple", lw=1),
+                     TARGET: dict(color="k", lw=2)}[int(kind[p])]
+            ax.plot(xy[:, 0], xy[:, 1], **style)
+        fut = data["future"][i][data["future_mask"][i]]
+        ax.plot(fut[:, 0], fut[:, 1], color="tab:green", lw=2, label="truth")
+        ax.plot(pred[i, :, 0], pred[i, :, 1], color="tab:red", lw=2, label="VectorNet")
+        ax.plot(baseline[i, :, 0], baseline[i, :, 1], color="tab:blue", ls="--", label="constant velocity")
+        ax.set_xlim(-40, 50)
+        ax.set_ylim(-45, 45)
+        ax.set_aspect("equal")
+        ax.set_title(f"scene {i}")
+    axes[0][0].legend(loc="lower left", fontsize=7)
+    return plotting.save_figure(fig, workdir, name)

@@ -1,0 +1,145 @@
+"""Actions of VectorNet: generate, train, evaluate, predict.
+
+    jaxlab vectornet generate --workdir runs/vn-data --config.format=av1
+    jaxlab vectornet train --config default --workdir runs/vn
+    jaxlab vectornet train --workdir runs/vn-av1 --config.data_dir=runs/vn-data/av1
+    jaxlab vectornet evaluate --workdir runs/vn
+    jaxlab vectornet predict --workdir runs/vn
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import numpy as np
+
+from jaxlab.core import actions, parallel
+from jaxlab.core import train as train_lib
+from jaxlab.core import workdir as workdir_lib
+from jaxlab.vectornet import data as data_lib
+from jaxlab.vectornet import report, training
+from jaxlab.vectornet.configs import VectorNetConfig
+from jaxlab.vectornet.metrics import numpy_metrics
+
+__all__ = ["generate", "train", "evaluate", "predict", "load", "ACTIONS", "BATCH_STREAM"]
+
+BATCH_STREAM = 31
+
+
+def make_batch_fn(config: VectorNetConfig, arrays: dict):
+    """`step -> batch`: `batch_size` distinct scenes drawn by `default_rng([seed, BATCH_STREAM, step])`."""
+    n = len(arrays["kind"])
+    if n < config.batch_size:
+        raise workdir_lib.WorkdirError(f"the training split has {n} scenes, fewer than batch_size={config.batch_size}")
+
+    def batch_fn(step: int) -> dict:
+        idx = np.sort(np.random.default_rng([config.seed, BATCH_STREAM, step]).choice(n, config.batch_size, False))
+        return {k: arrays[k][idx] for k in training.BATCH_KEYS}
+
+    return batch_fn
+
+
+def _scores(config: VectorNetConfig, arrays: dict, pred: np.ndarray) -> dict:
+    """Mean metrics over all scenes and over the turning targets (turn 1 or 2)."""
+    met = numpy_metrics(pred, arrays["future"], arrays["future_mask"], miss_threshold=config.miss_threshold)
+    met["miss_rate"] = met.pop("miss")
+    out = {k: float(np.mean(v)) for k, v in met.items()}
+    turning = np.isin(arrays["turn"], (1, 2))
+    if turning.any():
+        out.update({f"turn_{k}": float(np.mean(v[turning])) for k, v in met.items()})
+    out["num_scenes"], out["num_turning"] = len(pred), int(turning.sum())
+    return out
+
+
+def _baseline(config: VectorNetConfig, arrays: dict) -> np.ndarray:
+    return training.constant_velocity(arrays["vectors"], arrays["vec_mask"], config.scene.num_obs,
+                                      config.scene.num_future)
+
+
+@actions.action
+def generate(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
+    """Writes procedural scenes as Argoverse files (config.format) under WORKDIR/<format>/."""
+    from jaxlab.vectornet import argoverse
+
+    out = workdir / config.format
+    counts = {}
+    for split in ("train", "val", "test"):
+        n = {"train": config.num_train, "val": config.num_val, "test": config.num_test}[split]
+        scenes = data_lib.procedural_scenes(config.seed, split, n, config.turn_fraction, config.scene.num_obs,
+                                            config.scene.num_obs + config.scene.num_future)
+        argoverse.write_split(scenes, out, split, config.format)
+        counts[split] = n
+    results = {"data_dir": str(out), "format": config.format, "scenes": counts}
+    workdir_lib.write_summary(workdir, results, config, seed=config.seed)
+    return results
+
+
+@actions.action
+def train(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
+    """Trains VectorNet on procedural or Argoverse scenes; resumes a killed run.
+
+    Returns (and writes to summary.json) validation and test ADE/FDE/DE@t/miss rate, the
+    same on turning targets, the constant-velocity baseline's, and timings over all segments.
+    """
+    mesh = parallel.make_mesh(config.loop.num_devices or None)
+    parallel.check_batch_divisible(config.batch_size, mesh)
+    train_arrays = data_lib.split_arrays(config, "train")
+    val = data_lib.split_arrays(config, "val")
+    step_fn = train_lib.make_train_step(training.make_loss_fn(config))
+    state, history = train_lib.fit(
+        training.init_state(config), step_fn, make_batch_fn(config, train_arrays), loop=config.loop, mesh=mesh,
+        workdir=workdir, seed=config.seed, eval_fn=training.make_eval_fn(config, val), desc="vectornet")
+    test = data_lib.split_arrays(config, "test")
+    params = jax.device_get(state.params)
+    times = train_lib.run_times(workdir)
+    results = {
+        "val": _scores(config, val, training.predict(config, params, val)),
+        "test": _scores(config, test, training.predict(config, params, test)),
+        "test_constant_velocity": _scores(config, test, _baseline(config, test)),
+        "best_val_ade": min((r["eval_ade"] for r in history if "eval_ade" in r), default=None),
+        "steps": int(jax.device_get(state.step)),
+        "train_wall_time_s": times["wall_time_s"],
+        "train_time_s": times["train_time_s"],
+        "first_step_s": times["segments"][0]["first_step_s"] if times["segments"] else None,
+        "segments": len(times["segments"]),
+        "num_devices": mesh.size,
+        "num_params": int(sum(x.size for x in jax.tree.leaves(params))),
+    }
+    report.plot_training(workdir)
+    workdir_lib.write_summary(workdir, results, config, seed=config.seed)
+    return results
+
+
+def load(workdir: str | pathlib.Path) -> actions.Loaded:
+    """The config, model and newest intact checkpointed state of a finished or interrupted run."""
+    config = workdir_lib.load_config(workdir, VectorNetConfig)
+    state, step = train_lib.load_state(workdir, training.init_state(config), keep=config.loop.keep)
+    return actions.Loaded(config, training.make_model(config), state, step)
+
+
+@actions.action(read_only=True)
+def evaluate(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
+    """Test metrics of the newest intact checkpoint beside constant velocity (evaluation.json)."""
+    run = load(workdir)
+    test = data_lib.split_arrays(run.config, "test")
+    results = {"test": _scores(run.config, test, training.predict(run.config, run.state.params, test)),
+               "test_constant_velocity": _scores(run.config, test, _baseline(run.config, test)), "step": run.step}
+    workdir_lib.write_json(workdir / "evaluation.json", results)
+    return results
+
+
+@actions.action(read_only=True)
+def predict(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
+    """Draws predicted vs true trajectories of the first test scenes (figures/predictions.png)."""
+    run = load(workdir)
+    test = data_lib.split_arrays(run.config, "test")
+    n = min(run.config.num_plot, len(test["kind"]))
+    sub = {k: v[:n] for k, v in test.items()}
+    pred = training.predict(run.config, run.state.params, sub)
+    path = report.plot_predictions(workdir, sub, pred, _baseline(run.config, sub), n)
+    scores = numpy_metrics(pred, sub["future"], sub["future_mask"])
+    return {"figure": str(path.relative_to(workdir)), "ade": [float(x) for x in scores["ade"]], "step": run.step}
+
+
+ACTIONS = actions.collect(generate, train, evaluate, predict)
