@@ -36,8 +36,8 @@ import scipy.sparse as sp
 from jaxlab.coral.configs import GraphConfig
 from jaxlab.coral.gitlog import PullRequest
 
-__all__ = ["NODE_TYPES", "EDGE_TYPES", "STOP_WORDS", "SocioGraph", "build_graph", "extend", "tokenize",
-           "path_tokens", "pmi_table"]
+__all__ = ["NODE_TYPES", "EDGE_TYPES", "STOP_WORDS", "SocioGraph", "build_graph", "extend", "Extension",
+           "extension", "tokenize", "path_tokens", "pmi_table"]
 
 NODE_TYPES = ("pr", "user", "file", "repo", "workitem", "token")
 EDGE_TYPES = ("creates", "reviews", "contains", "changes", "linkedTo", "commentsOn", "parentOf", "coAuthors",
@@ -304,6 +304,58 @@ def extend(graph: SocioGraph, prs: list[PullRequest], cfg: GraphConfig) -> tuple
                 b.edge(b.node("token", tok), i, "mentions", 1.0, True)
     g = b.finish(graph.num_trained, graph.vocab, graph.pmi, {**graph.pr_time, **{pr.id: pr.time for pr in prs}})
     return g, np.array(ids, np.int32)
+
+
+class _Overlay(_Builder):
+    """A builder that adds nodes and edges on top of `graph` without copying it (new nodes get
+    ids from `graph.num_nodes` on)."""
+
+    def __init__(self, graph: SocioGraph):
+        self.base = graph
+        self.types, self.keys = [], []
+        self.index: dict[tuple[int, str], int] = {}
+        self.edges = []
+
+    def node(self, kind: str, key: str) -> int:
+        k = (T[kind], key)
+        i = self.base.index.get(k)
+        if i is not None:
+            return i
+        if k not in self.index:
+            self.index[k] = self.base.num_nodes + len(self.keys)
+            self.types.append(T[kind])
+            self.keys.append(key)
+        return self.index[k]
+
+
+@dataclasses.dataclass
+class Extension:
+    """What `extend` would add to a graph, without the graph: new nodes (ids `base + i`) and
+    the inductive edges (all into new nodes)."""
+
+    base_nodes: int
+    node_type: np.ndarray      # int [K] new nodes
+    node_key: list[str]
+    src: np.ndarray            # int [E] global ids
+    dst: np.ndarray
+    etype: np.ndarray
+    weight: np.ndarray
+    pr_ids: np.ndarray         # int [len(prs)] global ids of the new PRs
+
+
+def extension(graph: SocioGraph, prs: list[PullRequest], cfg: GraphConfig) -> Extension:
+    """The nodes and edges `extend(graph, prs, cfg)` adds, in O(size of the PRs) time (no copy of
+    the graph): the same edges in the same order, with the same node ids."""
+    b = _Overlay(graph)
+    ids = [_add_pr(b, pr, cfg, graph.vocab, labels=False, inductive=True) for pr in prs]
+    for j, kind in enumerate(list(b.types)):
+        if kind == T["file"]:
+            for tok in sorted(set(path_tokens(b.keys[j])) & graph.vocab):
+                b.edge(b.node("token", tok), graph.num_nodes + j, "mentions", 1.0, True)
+    e = np.array([x[:4] for x in b.edges], np.float64).reshape(-1, 4)
+    return Extension(graph.num_nodes, np.array(b.types, np.int32), list(b.keys), e[:, 0].astype(np.int32),
+                     e[:, 1].astype(np.int32), e[:, 2].astype(np.int32), e[:, 3].astype(np.float32),
+                     np.array(ids, np.int32))
 
 
 def message_edges(graph: SocioGraph) -> dict[str, np.ndarray]:

@@ -10,8 +10,9 @@ minimises binary cross-entropy
 with `negatives` users per PR drawn uniformly from the training users, never the author
 or a true reviewer. Batches are a pure function of (seed, step).
 
-Inference (§III-C): new PRs are added by `graph.extend` (messages flow only into them), so
-their scores need no retraining and leave the parameters unchanged; candidates are the
+Inference (§III-C): new PRs are added inductively (`graph.extend`, `graph.extension`:
+messages flow only into them), so their scores need no retraining and leave the
+parameters unchanged (see `Scorer` for the fast path); candidates are the
 pool of `ranking.candidate_pool`, which never holds the author.
 """
 
@@ -122,11 +123,11 @@ def init_state(config: CoralConfig, model: HeteroGCN, arrays: dict) -> train_lib
     return train_lib.TrainState.create(params=params, tx=tx)
 
 
-def forward(model: HeteroGCN, params, arrays, weight=None):
-    """Node representations `[N_pad, F]`."""
+def forward(model: HeteroGCN, params, arrays, weight=None, **kw):
+    """Node representations `[N_pad, F]` (with `return_states=True`: and the layer inputs)."""
     w = arrays["weight"] if weight is None else weight
     return model.apply({"params": params}, arrays["emb_index"], arrays["senders"], arrays["receivers"],
-                       arrays["relation"], w)
+                       arrays["relation"], w, **kw)
 
 
 def make_loss_fn(model: HeteroGCN, arrays: dict, users: np.ndarray | None = None, kind: str = "bce"):
@@ -181,19 +182,79 @@ def make_batch_fn(problem: Problem, config: CoralConfig):
 
 
 class Scorer:
-    """Inductive scoring of PRs that are not in the training graph (no retraining)."""
+    """Inductive scoring of PRs that are not in the training graph (no retraining).
+
+    `score` (the fast path): the trained graph's representations and layer inputs are computed
+    once per parameters (`table`); a request builds only the new PRs' extension
+    (`graph.extension`: new nodes and their inductive edges), runs the model on that local graph
+    (padded to bucketed sizes, so one compile serves PRs of similar size) with the trained
+    nodes' layer inputs frozen to the table, and scores the pool's users from the table.
+    `score_full` is the reference: the whole graph extended by `graph.extend` and one forward
+    pass over all of it; both give the same scores (tested).
+    """
 
     def __init__(self, problem: Problem, model: HeteroGCN, config: CoralConfig):
         self.problem, self.model, self.config = problem, model, config
         self._forward = jax.jit(lambda params, arrays: forward(model, params, arrays))
+        self._states = jax.jit(lambda params, arrays: forward(model, params, arrays, return_states=True))
+        self._local = jax.jit(lambda params, states, a: model.apply(
+            {"params": params}, a["emb_index"], a["senders"], a["receivers"], a["relation"], a["weight"],
+            frozen=states[:, a["glob"]], frozen_mask=a["frozen_mask"]))
+        self._emb_index = problem.graph.embedding_index()
+        self._pool = ranking.ActivePool(problem.train, config.pool_days, problem.bots)
+        self._table_params, self._table = None, None
 
-    def prepare(self, prs: list[PullRequest]):
-        g, ids = graph_lib.extend(self.problem.graph, prs, self.config.graph)
-        return g, ids, {k: jnp.asarray(v) for k, v in device_arrays(g).items()}
+    def table(self, params):
+        """(output representations `[N, F]` on the host, layer inputs `[L - 1, N_pad, F]` on the device)
+        of the trained graph under `params` (cached for the last `params` object)."""
+        if self._table_params is not params:
+            arrays = {k: jnp.asarray(v) for k, v in device_arrays(self.problem.graph).items()}
+            out, states = self._states(params, arrays)
+            self._table_params, self._table = params, (np.asarray(out), states)
+        return self._table
+
+    def prepare(self, prs: list[PullRequest]) -> dict[str, np.ndarray]:
+        """The local graph of `prs`: their extension's nodes and the trained neighbours they read."""
+        g = self.problem.graph
+        ext = graph_lib.extension(g, prs, self.config.graph)
+        nodes = np.unique(np.concatenate([ext.src, ext.dst, ext.pr_ids]))
+        n, e = len(nodes), len(ext.src)
+        n_pad, e_pad = bucket(n, 64, 1.25), bucket(e, 256, 1.25)
+        old = nodes < g.num_nodes
+        a = {"glob": np.zeros(n_pad, np.int32), "frozen_mask": np.zeros(n_pad, bool),
+             "emb_index": np.zeros(n_pad, np.int32), "senders": np.full(e_pad, n_pad - 1, np.int32),
+             "receivers": np.full(e_pad, n_pad - 1, np.int32), "relation": np.zeros(e_pad, np.int32),
+             "weight": np.zeros(e_pad, np.float32)}
+        a["glob"][:n] = np.where(old, nodes, 0)
+        a["frozen_mask"][:n] = old
+        a["emb_index"][:n] = np.where(old, self._emb_index[np.where(old, nodes, 0)],
+                                      ext.node_type[np.maximum(nodes - g.num_nodes, 0)] if len(ext.node_type) else 0)
+        a["senders"][:e] = np.searchsorted(nodes, ext.src)
+        a["receivers"][:e] = np.searchsorted(nodes, ext.dst)
+        a["relation"][:e] = 2 * ext.etype
+        a["weight"][:e] = ext.weight
+        a["pr"] = np.searchsorted(nodes, ext.pr_ids).astype(np.int32)
+        return a
 
     def score(self, params, prs: list[PullRequest], prepared=None) -> list[tuple[list[str], np.ndarray]]:
         """Per PR: (candidate pool, scores `[len(pool)]`)."""
-        g, ids, arrays = prepared or self.prepare(prs)
+        final, states = self.table(params)
+        a = self.prepare(prs) if prepared is None else prepared
+        h = np.asarray(self._local(params, states, {k: v for k, v in a.items() if k != "pr"}))
+        g, out = self.problem.graph, []
+        for pr, node in zip(prs, a["pr"], strict=True):
+            pool = self._pool(pr)
+            users = np.array([g.node("user", u) for u in pool], np.int64)
+            out.append((pool, final[users] @ h[node] if len(pool) else np.zeros(0)))
+        return out
+
+    def prepare_full(self, prs: list[PullRequest]):
+        g, ids = graph_lib.extend(self.problem.graph, prs, self.config.graph)
+        return g, ids, {k: jnp.asarray(v) for k, v in device_arrays(g).items()}
+
+    def score_full(self, params, prs: list[PullRequest]) -> list[tuple[list[str], np.ndarray]]:
+        """`score` by a forward pass over the whole extended graph (the reference)."""
+        g, ids, arrays = self.prepare_full(prs)
         h = np.asarray(self._forward(params, arrays))
         out = []
         for pr, node in zip(prs, ids, strict=True):

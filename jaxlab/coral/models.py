@@ -16,6 +16,13 @@ the GCN symmetric normalisation of the weighted adjacency with self loops, Kipf 
 its tokens together. act = ReLU between layers, none
 after the last; the output adds the input embedding (a skip connection). The score of a
 user-PR pair is the dot product <h_u, h_p>.
+
+Fast inductive scoring: messages never flow out of an inductively added PR, so the layer
+inputs of the trained nodes do not change when PRs are added. `return_states=True` returns
+them (`[layers - 1, N, F]`, the inputs of layers 1..L-1) with the output; a later call on a
+small local graph (the new PRs and their neighbours) passes them back as `frozen` with
+`frozen_mask` marking the trained nodes, whose layer inputs are then taken from `frozen`
+instead of being recomputed from their (absent) neighbourhoods.
 """
 
 from __future__ import annotations
@@ -42,7 +49,8 @@ class HeteroGCN(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, emb_index, senders, receivers, relation, weight):
+    def __call__(self, emb_index, senders, receivers, relation, weight, frozen=None, frozen_mask=None,
+                 return_states=False):
         n = emb_index.shape[0]
         x0 = nn.Embed(self.num_embeddings, self.features, embedding_init=nn.initializers.normal(0.1),
                       name="embed")(emb_index)
@@ -55,7 +63,12 @@ class HeteroGCN(nn.Module):
         else:
             coef = (weight * inv[senders] * inv[receivers]).astype(self.dtype)
         h = x0.astype(self.dtype)
+        states = []
         for layer in range(self.layers):
+            if layer > 0:
+                states.append(h.astype(jnp.float32))
+                if frozen is not None:
+                    h = jnp.where(frozen_mask[:, None], frozen[layer - 1].astype(self.dtype), h)
             if self.conv == "rgcn":
                 w = self.param(f"relation_{layer}", nn.initializers.lecun_normal(batch_axis=(0,)),
                                (self.num_relations, self.features, self.features))
@@ -66,7 +79,10 @@ class HeteroGCN(nn.Module):
             own = nn.Dense(self.features, dtype=self.dtype, name=f"self_{layer}")(h)
             out = jax.ops.segment_sum(coef[:, None] * msg, receivers, n) + own * (inv * inv)[:, None].astype(own.dtype)
             h = nn.relu(out) if layer < self.layers - 1 else out
-        return (h + x0.astype(self.dtype)).astype(jnp.float32)
+        out = (h + x0.astype(self.dtype)).astype(jnp.float32)
+        if return_states:
+            return out, (jnp.stack(states) if states else jnp.zeros((0, n, self.features), jnp.float32))
+        return out
 
 
 def pair_scores(h, a, b):

@@ -15,6 +15,7 @@ path components, each summed per reviewer, the four rankings combined by Borda c
 
 from __future__ import annotations
 
+import bisect
 import collections
 import functools
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from jaxlab.coral.gitlog import PullRequest
 
-__all__ = ["split", "labels", "candidate_pool", "rank_metrics", "RandomRecommender", "RepoFrequency",
+__all__ = ["split", "labels", "candidate_pool", "ActivePool", "rank_metrics", "RandomRecommender", "RepoFrequency",
            "FileFrequency", "RevFinder", "BASELINES", "path_similarity"]
 
 
@@ -51,6 +52,24 @@ def candidate_pool(pr: PullRequest, train: list[PullRequest], days: float, bots:
     users -= bots
     users.discard(pr.author)
     return sorted(users)
+
+
+class ActivePool:
+    """`candidate_pool(pr, train, days, bots)` with the training PRs sorted by time once, so one
+    PR costs a binary search and the users of the PRs in its window."""
+
+    def __init__(self, train: list[PullRequest], days: float, bots: set[str]):
+        order = sorted(train, key=lambda q: q.time)
+        self.times = [q.time for q in order]
+        self.people = [(q.author, *q.reviewers) for q in order]
+        self.span, self.bots = days * 86400.0, bots
+
+    def __call__(self, pr: PullRequest) -> list[str]:
+        lo = bisect.bisect_left(self.times, pr.time - self.span)
+        hi = bisect.bisect_right(self.times, pr.time + self.span)
+        users = set().union(*self.people[lo:hi]) - self.bots
+        users.discard(pr.author)
+        return sorted(users)
 
 
 def rank_metrics(score_lists: list[np.ndarray], pools: list[list[str]], truths: list[list[str]],

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxlab import cli
-from jaxlab.coral import configs, linkpred, run
+from jaxlab.coral import configs, linkpred, ranking, run
 from jaxlab.coral import graph as graph_lib
 from jaxlab.core import train as train_lib
 
@@ -81,13 +81,35 @@ def test_time_split_leaks_nothing_and_inductive_scoring_is_pure(smoke_run):
     before = jax.tree.map(np.array, params)
     model = loaded.model
     h0 = np.asarray(linkpred.forward(model, params, linkpred.device_arrays(g)))[: g.num_nodes]
-    g2, _, arrays = scorer.prepare(problem.test[:5])
+    g2, _, arrays = scorer.prepare_full(problem.test[:5])
     h1 = np.asarray(linkpred.forward(model, params, arrays))[: g.num_nodes]
     np.testing.assert_allclose(h1, h0, rtol=1e-5, atol=1e-5)
     together = scorer.score(params, problem.test[:5])
     for i, pr in enumerate(problem.test[:5]):
         np.testing.assert_allclose(scorer.score(params, [pr])[0][1], together[i][1], rtol=1e-4, atol=1e-4)
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.array, params), before)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_fast_scorer_equals_a_forward_pass_over_the_whole_extended_graph(smoke_run, layers):
+    # The fast path (local graph of the new PRs, trained nodes frozen to the precomputed table)
+    # against the reference (graph.extend + a forward pass of every node); 2 layers exercise the
+    # frozen layer inputs, a new file (messages from its path tokens) and several PRs at once.
+    loaded = run.load(smoke_run)
+    problem, cfg = loaded.extras["problem"], loaded.config
+    cfg.model.layers = layers
+    model = linkpred.make_model(cfg, problem.graph)
+    params = loaded.state.params if layers == 1 else linkpred.init_state(
+        cfg, model, linkpred.device_arrays(problem.graph)).params
+    scorer = linkpred.Scorer(problem, model, cfg)
+    prs = problem.test[:12]
+    assert any(not problem.graph.has("file", f) for p in prs for f in p.files)
+    fast, full = scorer.score(params, prs), scorer.score_full(params, prs)
+    for (pool_a, sa), (pool_b, sb) in zip(fast, full, strict=True):
+        assert pool_a == pool_b and len(pool_a) > 3
+        np.testing.assert_allclose(sa, sb, rtol=1e-4, atol=1e-4)
+    assert all(p == ranking.candidate_pool(pr, problem.train, cfg.pool_days, problem.bots)
+               for pr, (p, _) in zip(prs, fast, strict=True))
 
 
 def test_killed_and_resumed_training_gives_the_same_parameters(smoke_run, tmp_path):
