@@ -1,0 +1,276 @@
+"""Benchmark of the ViTAS superformer (jaxlab) against per-architecture slicing and PyTorch.
+
+    python scripts/bench_vitas.py [--config smoke|default|path.py[:variant]] [--num-archs 50]
+                                  [--batch 64] [--population 20] [--reps 10] [--sharing cyclic]
+
+(a) Supernet training over N sampled architectures, compile included: the masked step (one
+    compile per patch size serves every architecture) vs a per-architecture recompiled step
+    (`extract_subnet` -> a standalone net, one compile per distinct shape).
+(b) One superformer training step (AdamW, label smoothing, no augmentation on either side)
+    of jaxlab vs the same superformer written in PyTorch eager in the usual AutoFormer style
+    (full weights, sliced by index tensors every call), same architectures, batch and
+    weights (the logits are compared first), PyTorch at 1 thread and at all threads.
+(c) Population evaluation of P subnets (one patch size): one vmapped call vs P sequential
+    calls of the jitted single-architecture forward, compile reported apart.
+
+Prints the device, the load average before and after, and a markdown table of medians and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlab.core import config as config_lib
+from jaxlab.core import train as train_lib
+from jaxlab.nas import widths
+from jaxlab.nas.population import make_population_eval
+from jaxlab.vitas import configs, models, training
+from jaxlab.vitas.space import Space
+
+ARCH_SEED = 0
+DATA_SEED = 1
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def _archs(space, n, seed=ARCH_SEED, patch=None):
+    a = space.sample(np.random.default_rng(seed), n, 0.3, shift=True)
+    if patch is not None:
+        a["patch"] = np.full_like(a["patch"], patch)
+    return [{k: v[i] for k, v in a.items()} for i in range(n)]
+
+
+def _data(space, batch):
+    s, k = space.cfg.image_size, space.cfg.num_classes
+    rng = np.random.default_rng(DATA_SEED)
+    return rng.random((batch, s, s, space.cfg.in_channels), np.float32), rng.integers(0, k, batch).astype(np.int32)
+
+
+def bench_masked_vs_recompiled(cfg, space, n, batch):
+    x, y = _data(space, batch)
+    archs = _archs(space, n)
+    state = training.init_supernet_state(cfg, space)
+    step = training.make_supernet_step(cfg, space)
+    t0 = time.perf_counter()
+    for a in archs:
+        state, m = step(state, {"x": x, "y": y, "arch": a, "patch": int(a["patch"])}, jax.random.key(0))
+    jax.block_until_ready(m)
+    t_mask = time.perf_counter() - t0
+    n_mask = len(step.compiled)
+
+    c = cfg.supernet
+    tx = training.optimizer(c.lr, c.weight_decay, c.warmup_steps, c.loop.num_steps)
+    onehot = jax.nn.one_hot(y, space.cfg.num_classes)
+    cache = {}
+    t0 = time.perf_counter()
+    for a in archs:
+        model, p = models.extract_subnet(space, state.params, a)
+        key = repr(model)
+        if key not in cache:
+            def loss_fn(params, extra, b, k, model=model):
+                logits = model.apply({"params": params}, b["x"])
+                return training.soft_ce(logits, b["y"], c.label_smoothing), ({}, None)
+            cache[key] = train_lib.make_train_step(loss_fn)
+        st = train_lib.TrainState.create(params=p, tx=tx)
+        st, m = cache[key](st, {"x": x, "y": onehot}, jax.random.key(0))
+    jax.block_until_ready(m)
+    t_slice = time.perf_counter() - t0
+    return t_mask, n_mask, t_slice, len(cache)
+
+
+def torch_superformer(space, params, torch):
+    """The superformer in PyTorch: full-size weights copied from `params`, sliced per call."""
+    F = torch.nn.functional
+    nn = torch.nn
+    cfg = space.cfg
+    t = lambda a: nn.Parameter(torch.tensor(np.asarray(a)))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch_w = nn.ParameterList([t(np.asarray(params[f"patch{i}_kernel"]).transpose(3, 2, 0, 1))
+                                             for i in range(len(space.patch_sizes))])
+            self.patch_b = nn.ParameterList([t(params[f"patch{i}_bias"]) for i in range(len(space.patch_sizes))])
+            self.cls = nn.ParameterList([t(params[f"cls{i}"]) for i in range(len(space.patch_sizes))])
+            self.pos = nn.ParameterList([t(params[f"pos{i}"]) for i in range(len(space.patch_sizes))])
+            self.blocks = nn.ModuleList()
+            for i in range(space.depth):
+                p, b = params[f"block_{i}"], nn.Module()
+                for name in ("norm1_scale", "norm1_bias", "norm2_scale", "norm2_bias", "v_bias", "proj_bias",
+                             "fc1_bias", "fc2_bias", "qk_bias"):
+                    setattr(b, name, t(p[name]))
+                b.qk = t(np.asarray(p["qk_kernel"]).transpose(0, 2, 3, 1))       # [opt, 2, A, C] (out, in)
+                for name in ("v", "proj", "fc1", "fc2"):
+                    setattr(b, name, t(np.asarray(p[f"{name}_kernel"]).T))
+                self.blocks.append(b)
+            self.norm_w, self.norm_b = t(params["norm_scale"]), t(params["norm_bias"])
+            self.head_w, self.head_b = t(np.asarray(params["head_kernel"]).T), t(params["head_bias"])
+
+        def forward(self, x, arch, side):
+            pi = int(arch["patch"])
+            ie = torch.as_tensor(space.embed_index(arch, side))
+            d = len(ie)
+            eps = cfg.norm_epsilon
+            hs = space.hidden_scheme()
+            h = F.conv2d(x, self.patch_w[pi][ie], self.patch_b[pi][ie], stride=space.patch_sizes[pi])
+            h = h.flatten(2).transpose(1, 2)
+            h = torch.cat([self.cls[pi][..., ie].expand(h.shape[0], 1, d), h], 1) + self.pos[pi][..., ie]
+            for i, b in enumerate(self.blocks):
+                op = int(arch["ops"][i])
+                if op == 0:
+                    continue
+                heads = int(space.heads[op - 1])
+                iq = torch.as_tensor(widths.index_set(cfg.qkv_dim, int(space.qkv_widths[arch["qkv"][i]]), hs,
+                                                      side=side))
+                im = torch.as_tensor(widths.index_set(cfg.mlp_dim, int(space.mlp_widths[arch["mlp"][i]]), hs,
+                                                      side=side))
+                u = F.layer_norm(h, (d,), b.norm1_scale[ie], b.norm1_bias[ie], eps)
+                wqk = b.qk[op - 1][:, iq][:, :, ie]
+                q = F.linear(u, wqk[0], b.qk_bias[op - 1, 0, iq])
+                k = F.linear(u, wqk[1], b.qk_bias[op - 1, 1, iq])
+                v = F.linear(u, b.v[iq][:, ie], b.v_bias[iq])
+                bsz, tok, a = q.shape
+                sp = lambda z: z.view(bsz, tok, heads, a // heads).transpose(1, 2)
+                w = torch.softmax(sp(q) @ sp(k).transpose(-1, -2) * space.scale, -1)
+                o = (w @ sp(v)).transpose(1, 2).reshape(bsz, tok, a)
+                h = h + F.linear(o, b.proj[ie][:, iq], b.proj_bias[ie])
+                u = F.layer_norm(h, (d,), b.norm2_scale[ie], b.norm2_bias[ie], eps)
+                u = F.gelu(F.linear(u, b.fc1[im][:, ie], b.fc1_bias[im]))
+                h = h + F.linear(u, b.fc2[ie][:, im], b.fc2_bias[ie])
+            h = F.layer_norm(h[:, 0], (d,), self.norm_w[ie], self.norm_b[ie], eps)
+            return F.linear(h, self.head_w[:, ie], self.head_b)
+
+    return Net()
+
+
+def bench_torch(cfg, space, batch, reps, threads):
+    import torch
+
+    x, y = _data(space, batch)
+    archs = _archs(space, reps + 2, seed=ARCH_SEED + 1)
+    state = training.init_supernet_state(cfg, space)
+    net = torch_superformer(space, jax.device_get(state.params), torch)
+    xt, yt = torch.tensor(x).permute(0, 3, 1, 2).contiguous(), torch.tensor(y).long()
+    # same weights, same subnet -> same logits (checks that both sides compute one network)
+    fwd = jax.jit(lambda p, xx, a: training.supernet_forward(space, p, xx, a, int(archs[0]["patch"])))
+    with torch.no_grad():
+        ref = sum(net(xt, archs[0], s) for s in space.sides()).numpy()
+    diff = float(np.abs(np.asarray(fwd(state.params, x, archs[0])) - ref).max())
+
+    c = cfg.supernet
+    opt = torch.optim.AdamW(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    old = torch.get_num_threads()
+    out = {}
+    for n_threads in threads:
+        torch.set_num_threads(n_threads)
+        ts = []
+        for a in archs:
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            logits = sum(net(xt, a, s) for s in space.sides())
+            loss = torch.nn.functional.cross_entropy(logits, yt, label_smoothing=c.label_smoothing)
+            loss.backward()
+            opt.step()
+            ts.append(time.perf_counter() - t0)
+        out[n_threads] = statistics.median(ts[2:])
+    torch.set_num_threads(old)
+
+    step = training.make_supernet_step(cfg, space)
+    ts, compile_s, seen = [], 0.0, set()
+    for a in archs:
+        t0 = time.perf_counter()
+        state, m = step(state, {"x": x, "y": y, "arch": a, "patch": int(a["patch"])}, jax.random.key(0))
+        jax.block_until_ready(m)
+        dt = time.perf_counter() - t0
+        if int(a["patch"]) in seen:
+            ts.append(dt)
+        else:  # first call of each patch size: compile (and one step)
+            compile_s += dt
+            seen.add(int(a["patch"]))
+    return statistics.median(ts), out, compile_s, diff
+
+
+def bench_population(cfg, space, params, p_size, batch):
+    x, _ = _data(space, batch)
+    archs = _archs(space, p_size, seed=ARCH_SEED + 2, patch=0)
+    pop = {k: jnp.stack([a[k] for a in archs]) for k in archs[0]}
+    side = space.sides()[0]
+    apply = lambda p, xx, a: models.Superformer(space).apply({"params": p}, xx, a, patch_index=0, side=side)
+    vm = make_population_eval(apply)
+    single = jax.jit(apply)
+    t0 = time.perf_counter()
+    jax.block_until_ready(vm(params, x, pop))
+    c_vm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(single(params, x, archs[0]))
+    c_single = time.perf_counter() - t0
+
+    def med(fn, reps=3):
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    return med(lambda: vm(params, x, pop)), med(lambda: [single(params, x, a) for a in archs]), c_vm, c_single
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="default")
+    ap.add_argument("--sharing", default="", help="prefix | bilateral | cyclic (default: the config's)")
+    ap.add_argument("--num-archs", type=int, default=50)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--population", type=int, default=20)
+    ap.add_argument("--eval-batch", type=int, default=256)
+    ap.add_argument("--reps", type=int, default=10)
+    args = ap.parse_args()
+    ncpu = os.cpu_count() or 1
+    load0 = _load()
+    if float(load0.split()[0]) > ncpu / 2:
+        print(f"WARNING: load average {load0} is above half of the {ncpu} cores: timings are disturbed")
+    cfg = config_lib.resolve(args.config, configs.get_config)
+    sup = dataclasses.replace(cfg.supernet, aug=dataclasses.replace(cfg.supernet.aug, kind="none"))
+    space_cfg = dataclasses.replace(cfg.space, sharing=args.sharing) if args.sharing else cfg.space
+    cfg = dataclasses.replace(cfg, supernet=sup, space=space_cfg)
+    space = Space(cfg.space)
+    print(f"device: {jax.devices()}  config: {args.config}  sharing: {cfg.space.sharing}  batch {args.batch}  "
+          f"image {cfg.space.image_size}  C={cfg.space.embed_dim} L={cfg.space.depth}")
+    print(f"load average before: {load0}  ({ncpu} cores)")
+    rows = []
+    t_mask, n_mask, t_slice, n_slice = bench_masked_vs_recompiled(cfg, space, args.num_archs, args.batch)
+    rows.append((f"(a) supernet training, {args.num_archs} archs, compile incl.",
+                 f"{t_mask:.2f} s ({n_mask} compiles)", f"{t_slice:.2f} s ({n_slice} compiles, recompiled sliced)",
+                 t_slice / t_mask))
+    threads = sorted({1, ncpu})
+    t_j, t_t, c_j, diff = bench_torch(cfg, space, args.batch, args.reps, threads)
+    for n in threads:
+        rows.append((f"(b) train step vs PyTorch eager slicing, {n} torch thread(s) (jax compile {c_j:.1f} s apart; "
+                     f"logits max diff {diff:.1e})", f"{t_j * 1e3:.1f} ms", f"{t_t[n] * 1e3:.1f} ms", t_t[n] / t_j))
+    state = training.init_supernet_state(cfg, space)
+    t_vm, t_seq, c_vm, c_single = bench_population(cfg, space, state.params, args.population, args.eval_batch)
+    rows.append((f"(c) population eval P={args.population}, {args.eval_batch} images (compile apart: "
+                 f"{c_vm:.1f} s vmapped, {c_single:.1f} s single)", f"{t_vm * 1e3:.1f} ms (vmapped)",
+                 f"{t_seq * 1e3:.1f} ms (sequential)", t_seq / t_vm))
+    print()
+    print("| benchmark | jaxlab | peer | peer / jaxlab |")
+    print("|---|---|---|---|")
+    for name, a, b, ratio in rows:
+        print(f"| {name} | {a} | {b} | {ratio:.2f} |")
+    print(f"\nload average after: {_load()}")
+
+
+if __name__ == "__main__":
+    main()
