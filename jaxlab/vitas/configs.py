@@ -84,8 +84,9 @@ class DataConfig:
     Attributes:
       source: "procedural" or "folder" (`folder/{train,val}/<class>/<image>`, read through
         the TFDS builder of `jaxlab.vitas.data`).
-      folder: the class-folder root when `source="folder"`.
-      num_train, num_val, num_test: procedural split sizes (val scores the search).
+      folder: the class-folder root when `source="folder"` (its val/ is the test split).
+      num_train, num_val, num_test: procedural split sizes (val scores the search); for a
+        folder, `num_val` images are held out of train/ as the validation split.
       seed: the dataset's seed (apart from the run's seed).
     """
 
@@ -207,6 +208,8 @@ class VitasConfig:
             raise ConfigError("config field 'search.flops_max' must be >= search.flops_min")
         if self.data.source == "folder" and not self.data.folder:
             raise ConfigError("config field 'data.folder' is needed when data.source='folder'")
+        if self.data.source == "folder" and s.in_channels != 3:
+            raise ConfigError("config field 'space.in_channels' must be 3 for a class folder (images are read as RGB)")
 
 
 def _default() -> VitasConfig:

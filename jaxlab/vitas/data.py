@@ -1,5 +1,6 @@
 """Data of ViTAS runs: procedural 16x16 images (`jaxlab.data.synthetic`) or an ImageNet-style
-class folder (`root/{train,val}/<class>/<image>.{JPEG,png}`) read through a TFDS builder."""
+class folder (`root/{train,val}/<class>/<image>.{JPEG,png}`) read through the TFDS builder of
+`jaxlab.vitas.folder` (val/ is the test split; the validation split is held out of train/)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from jaxlab.data import synthetic
 from jaxlab.vitas.configs import VitasConfig
 
 __all__ = ["splits"]
+
+HOLDOUT_STREAM = 31
 
 
 @functools.lru_cache(maxsize=4)
@@ -27,9 +30,27 @@ def splits(config: VitasConfig) -> dict:
     d, s = config.data, config.space
     if d.source == "procedural":
         return _procedural(d.num_train, d.num_val, d.num_test, s.image_size, s.num_classes, d.seed)
-    from jaxlab.core.config import ConfigError
+    return _folder(d.folder, s.image_size, s.num_classes, d.num_val, d.seed)
 
-    raise ConfigError("config field 'data.source': the class-folder TFDS builder is not built yet; use 'procedural'")
+
+def _folder(root: str, size: int, num_classes: int, num_val: int, seed: int) -> dict:
+    """Class folder: `num_val` images held out of train/ (the search's validation split, drawn with
+    `(seed, HOLDOUT_STREAM)`), the rest trains; val/ is the test split."""
+    from jaxlab.core.config import ConfigError
+    from jaxlab.vitas import folder
+
+    builder = folder.build(root, size)
+    classes = builder.builder_config.classes
+    if len(classes) != num_classes:
+        raise ConfigError(f"config field 'space.num_classes' is {num_classes} but {root}/train has "
+                          f"{len(classes)} class folders")
+    x, y = folder.load_split(builder, "train")
+    if num_val >= len(y):
+        raise ConfigError(f"config field 'data.num_val' = {num_val} leaves no training images of the "
+                          f"{len(y)} in {root}/train")
+    perm = np.random.default_rng([seed, HOLDOUT_STREAM]).permutation(len(y))
+    va, tr = np.sort(perm[:num_val]), np.sort(perm[num_val:])
+    return {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": folder.load_split(builder, "val")}
 
 
 def batch_indices(n: int, batch: int, seed: int, stream: int, step: int) -> np.ndarray:
