@@ -159,7 +159,7 @@ def procedural_scene(rng: np.random.Generator, index: int, turn_fraction: float 
 def procedural_scenes(seed: int, split: str, n: int, turn_fraction: float = 0.6, num_obs: int = 20,
                       num_steps: int = NUM_STEPS, offset: int = 0) -> list[Scene]:
     """`n` scenes of `split`; scene i comes from `default_rng([seed, SCENE_STREAM, split, i])`."""
-    base = {"train": 0, "val": 10_000_000, "test": 20_000_000}[split]
+    base = {"train": 0, "val": 1_000_000, "test": 2_000_000}[split]
     return [procedural_scene(np.random.default_rng([seed, SCENE_STREAM, SPLITS[split], i]), base + offset + i,
                              turn_fraction, num_obs, num_steps) for i in range(n)]
 
@@ -197,7 +197,8 @@ def _cached(config_json: str, split: str) -> dict:
         from jaxlab.vectornet import argoverse
 
         scenes = argoverse.load_split(pathlib.Path(config.data_dir), split, config.format,
-                                      num_obs=config.scene.num_obs)
+                                      num_obs=config.scene.num_obs, num_future=config.scene.num_future,
+                                      radius=config.scene.map_radius)
     else:
         n = {"train": config.num_train, "val": config.num_val, "test": config.num_test}[split]
         scenes = procedural_scenes(config.seed, split, n, config.turn_fraction, config.scene.num_obs,

@@ -63,13 +63,14 @@ def generate(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
     from jaxlab.vectornet import argoverse
 
     out = workdir / config.format
-    counts = {}
-    for split in ("train", "val", "test"):
-        n = {"train": config.num_train, "val": config.num_val, "test": config.num_test}[split]
-        scenes = data_lib.procedural_scenes(config.seed, split, n, config.turn_fraction, config.scene.num_obs,
-                                            config.scene.num_obs + config.scene.num_future)
-        argoverse.write_split(scenes, out, split, config.format)
-        counts[split] = n
+    # AV2 scenarios hold 50 observed + 60 future steps; AV1 sequences 20 + 30
+    num_obs, num_steps = (argoverse.AV2_OBSERVED, argoverse.AV2_STEPS) if config.format == "av2" else (
+        config.scene.num_obs, config.scene.num_obs + config.scene.num_future)
+    sizes = {"train": config.num_train, "val": config.num_val, "test": config.num_test}
+    splits = {split: data_lib.procedural_scenes(config.seed, split, n, config.turn_fraction, num_obs, num_steps)
+              for split, n in sizes.items()}
+    argoverse.write_dataset(splits, out, config.format)
+    counts = sizes
     results = {"data_dir": str(out), "format": config.format, "scenes": counts}
     workdir_lib.write_summary(workdir, results, config, seed=config.seed)
     return results
