@@ -116,6 +116,32 @@ class ClassifierModelConfig:
 
 
 @dataclasses.dataclass
+class DetectorConfig:
+    """The full-frame baseline: a CenterNet-style detector over the whole image (`detector.py`).
+
+    Attributes:
+      stages / strides: backbone widths and the stride of each stage's first conv (output stride =
+        their product).
+      head: width of the 3x3 conv of each head.
+      max_objects: boxes per image in the targets.
+      top_k: peaks decoded per image.
+      size_weight: weight of the size L1 loss.
+      num_steps / batch_size / lr: its training (through `core.train.fit`, checkpoints every
+        `loop.checkpoint_every`).
+    """
+
+    stages: tuple[PositiveInt, ...] = (16, 24, 32)
+    strides: tuple[PositiveInt, ...] = (2, 2, 1)
+    head: PositiveInt = 16
+    max_objects: PositiveInt = 32
+    top_k: PositiveInt = 32
+    size_weight: NonNegativeFloat = 0.1
+    num_steps: PositiveInt = 800
+    batch_size: PositiveInt = 8
+    lr: PositiveFloat = 2e-3
+
+
+@dataclasses.dataclass
 class OptConfig:
     lr: PositiveFloat = 3e-3
     warmup_steps: NonNegativeInt = 20
@@ -132,6 +158,8 @@ class LidarFirstConfig:
         and `evaluate` read; "" simulates `scene.num_frames` evaluation frames instead.
       train_frames: simulated frames whose crops train the classifier.
       batch_size: classifier batch.
+      val_frames: simulated validation frames (stream VAL_SCENES) on which `compare` chooses each
+        method's score threshold.
       loop: the classifier's training loop.
     """
 
@@ -139,11 +167,13 @@ class LidarFirstConfig:
     data_dir: str = ""
     train_frames: PositiveInt = 24
     batch_size: PositiveInt = 64
+    val_frames: PositiveInt = 8
     loop: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(
         num_steps=600, eval_every=200, log_every=50, checkpoint_every=200))
     scene: SceneConfig = dataclasses.field(default_factory=SceneConfig)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
     model: ClassifierModelConfig = dataclasses.field(default_factory=ClassifierModelConfig)
+    detector: DetectorConfig = dataclasses.field(default_factory=DetectorConfig)
     opt: OptConfig = dataclasses.field(default_factory=OptConfig)
 
     def validate(self) -> None:
@@ -156,6 +186,8 @@ class LidarFirstConfig:
             raise ConfigError("config field 'pipeline.min_cluster' must be <= 'pipeline.max_cluster'")
         if not -30.0 < s.ground_slope_deg < 30.0:
             raise ConfigError(f"config field 'scene.ground_slope_deg' must be in (-30, 30), got {s.ground_slope_deg}")
+        if len(self.detector.stages) != len(self.detector.strides) or not self.detector.stages:
+            raise ConfigError("config fields 'detector.stages' and 'detector.strides' need the same non-zero length")
         if len(self.model.stages) < 1:
             raise ConfigError("config field 'model.stages' needs at least one stage")
 
@@ -166,7 +198,8 @@ def _default() -> LidarFirstConfig:
 
 def _smoke() -> LidarFirstConfig:
     return LidarFirstConfig(
-        train_frames=6, batch_size=32,
+        train_frames=6, batch_size=32, val_frames=2,
+        detector=DetectorConfig(num_steps=60, batch_size=4),
         loop=LoopConfig(num_steps=60, eval_every=30, log_every=10, checkpoint_every=30),
         scene=SceneConfig(num_frames=3, num_beams=32, num_columns=256, image_width=240, image_height=160,
                           focal=150.0, num_cars=3, num_pedestrians=2, num_cyclists=1, max_distance=25.0),
@@ -177,7 +210,8 @@ def _smoke() -> LidarFirstConfig:
 def _paper() -> LidarFirstConfig:
     # The paper's sensor: 64 Waymo TOP beams; 2650 columns in Waymo, 1024 here for the simulator.
     return LidarFirstConfig(
-        train_frames=200, batch_size=128,
+        train_frames=200, batch_size=128, val_frames=40,
+        detector=DetectorConfig(stages=(32, 64, 96), num_steps=6000, batch_size=16),
         loop=LoopConfig(num_steps=3000, eval_every=500, log_every=100, checkpoint_every=500),
         scene=SceneConfig(num_frames=100, beam_layout="waymo", num_beams=64, num_columns=1024,
                           image_width=480, image_height=320, max_distance=60.0, num_cars=8,

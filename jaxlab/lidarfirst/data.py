@@ -190,20 +190,26 @@ def write_labels(path: pathlib.Path, labels: list[Label]) -> None:
 
 def frame_labels(frame: Frame) -> list[Label]:
     """KITTI labels of the objects visible in the camera (2-D boxes from P2 on the 8 corners)."""
+    return labelled_objects(frame)[0]
+
+
+def labelled_objects(frame: Frame) -> tuple[list[Label], np.ndarray]:
+    """`frame_labels` and the index in `frame.objects` of each label's object."""
     from jaxlab.lidarfirst import camera
 
     objs = frame.objects
     if len(objs) == 0:
-        return []
+        return [], np.zeros(0, np.int64)
     h, w = frame.image.shape[:2]
     boxes, trunc, ok = camera.project_boxes_np(simulator.box_corners(objs.center, objs.size, objs.yaw),
                                                simulator.velo_to_image_matrix(frame.calib), w, h)
     tr = frame.calib["Tr_velo_to_cam"]
-    labels = []
+    labels, index = [], []
     for k in range(len(objs)):
         visible = int((frame.image_instances == k + 1).sum())
         if not ok[k] or visible == 0:
             continue
+        index.append(k)
         area = max((boxes[k, 2] - boxes[k, 0] + 1) * (boxes[k, 3] - boxes[k, 1] + 1), 1.0)
         frac = visible / area
         occ = 0 if frac > 0.6 else 1 if frac > 0.3 else 2
@@ -215,7 +221,7 @@ def frame_labels(frame: Frame) -> list[Label]:
         l_, w_, h_ = objs.size[k]
         labels.append(Label(simulator.KITTI_TYPES[int(objs.cls[k])], float(min(trunc[k], 1.0)), occ, alpha,
                             tuple(float(x) for x in boxes[k]), (h_, w_, l_), tuple(loc), ry))
-    return labels
+    return labels, np.array(index, np.int64)
 
 
 def write_frame(root: str | pathlib.Path, name: str, frame: Frame) -> None:

@@ -41,13 +41,14 @@ class Inputs:
     objects: simulator.Objects | None = None
     ego_velocity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2))
     instance_image: np.ndarray | None = None  # [H, W], simulated frames only
+    gt_objects: np.ndarray | None = None  # [G] index in `objects` of each ground-truth box (simulated frames)
 
 
 def from_frame(name: str, frame: simulator.Frame) -> Inputs:
-    labels = data.frame_labels(frame)
+    labels, index = data.labelled_objects(frame)
     return Inputs(name, frame.points, frame.calib, frame.image, np.array([lb.bbox for lb in labels]).reshape(-1, 4),
                   np.array([data.CLASS_OF_KITTI[lb.type] for lb in labels], np.int32), frame.objects,
-                  frame.ego_velocity, frame.instance_image)
+                  frame.ego_velocity, frame.instance_image, index)
 
 
 def from_kitti(root, name: str) -> Inputs:
