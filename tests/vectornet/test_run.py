@@ -1,0 +1,83 @@
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jaxlab import cli
+from jaxlab.core import train as train_lib
+from jaxlab.vectornet import configs, data, run, training
+
+
+def _config(data_dir=""):
+    c = configs.get_config("smoke")
+    c.num_train, c.num_val, c.num_test, c.batch_size, c.eval_batch_size = 24, 8, 8, 8, 8
+    c.data_dir = data_dir
+    c.scene = dataclasses.replace(c.scene, max_polylines=32)
+    c.loop = dataclasses.replace(c.loop, num_steps=6, checkpoint_every=2, eval_every=3, log_every=2, num_devices=2)
+    return c
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vn")
+    gen = run.generate(_config(), root / "gen")
+    c = _config(gen["data_dir"])
+    result = run.train(c, root / "train")
+    return root, c, result
+
+
+def test_every_smoke_action_runs_on_generated_av1_files(pipeline):
+    root, c, result = pipeline
+    assert sorted(p.name for p in (root / "gen" / "av1").iterdir()) == ["map_files", "test", "train", "val"]
+    assert len(list((root / "gen" / "av1" / "train" / "data").glob("*.csv"))) == 24
+    wd = root / "train"
+    for name in ("config.json", "metrics.jsonl", "summary.json", "figures/training.png"):
+        assert (wd / name).exists(), name
+    assert result["steps"] == 6 and result["test"]["num_scenes"] == 8
+    assert np.isfinite(result["test"]["ade"]) and result["test"]["fde"] >= result["test"]["de2"] - 1e-9
+    ev = run.evaluate(None, wd)
+    np.testing.assert_allclose(ev["test"]["ade"], result["test"]["ade"], rtol=1e-5)
+    assert ev["test_constant_velocity"] == result["test_constant_velocity"]
+    assert cli.main(["vectornet", "predict", "--workdir", str(wd)]) == 0
+    assert (wd / "figures" / "predictions.png").exists()
+
+
+def test_evaluation_equals_an_independent_numpy_computation(pipeline):
+    root, c, result = pipeline
+    loaded = run.load(root / "train")
+    test = data.split_arrays(c, "test")
+    pred = training.predict(c, loaded.state.params, test)
+    d = np.linalg.norm(pred - test["future"], axis=-1)
+    np.testing.assert_allclose(result["test"]["ade"], d.mean(), rtol=1e-5)
+    np.testing.assert_allclose(result["test"]["de3"], d[:, 29].mean(), rtol=1e-5)
+    np.testing.assert_allclose(result["test"]["miss_rate"], (d[:, -1] > 2.0).mean())
+
+
+def test_killed_and_resumed_training_equals_uninterrupted(pipeline):
+    root, c, result = pipeline
+    wd = root / "resumed"
+    arrays = data.split_arrays(c, "train")
+    step = train_lib.make_train_step(training.make_loss_fn(c))
+    train_lib.fit(training.init_state(c), step, run.make_batch_fn(c, arrays), workdir=wd, loop=c.loop,
+                  seed=c.seed, stop_after=4)
+    resumed = run.train(c, wd)
+    a, b = run.load(root / "train"), run.load(wd)
+    assert a.step == b.step == 6
+    for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert resumed["test"] == result["test"] and resumed["segments"] == 2
+
+
+def test_bad_data_dir_is_one_line_error(tmp_path, capsys):
+    code = cli.main(["vectornet", "train", "--config", "smoke", "--workdir", str(tmp_path / "w"),
+                     f"--config.data_dir={tmp_path / 'nothing'}"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing" in err[0] and "train" in err[0]
+
+
+def test_summary_is_strict_json(pipeline):
+    root, _, _ = pipeline
+    json.loads((root / "train" / "summary.json").read_text())
