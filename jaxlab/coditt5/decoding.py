@@ -1,0 +1,143 @@
+"""Greedy and beam-search decoding with a key/value cache in one compiled `lax.while_loop`, and the
+teacher-forced scorer used for reranking (spec sections 2.4, 2.5).
+
+Beam search keeps `K` live and `K` finished hypotheses per input. A finished hypothesis of `n`
+tokens (its EOS included) with log-probability `logp` scores `logp / n**alpha` (alpha = 1: the
+mean token log-likelihood; alpha = 0: the plain sum). The loop stops after `max_len` tokens or
+when no live beam can still beat the worst finished one (`logp / max_len**alpha` bounds what a
+live beam can reach, since log-probabilities only fall). With `K = 1`, `alpha = 0` it is greedy
+decoding. `use_cache=False` recomputes the decoder over the whole prefix each step (the reference
+the tests compare the cache against).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxlab.coditt5.models import T5, shifted_right
+from jaxlab.coditt5.tokenizer import EOS, PAD
+
+__all__ = ["beam_search", "greedy", "sequence_scores", "init_cache"]
+
+NEG = -1.0e9
+
+
+def init_cache(shape, params, src: jax.Array, batch: int, max_len: int):
+    """A zero decoding cache for `batch` rows decoding up to `max_len` tokens."""
+    model = T5(shape, decode=True)
+    enc = jnp.zeros((batch, src.shape[1], shape.d_model), jnp.dtype(shape.dtype))
+    src_b = jnp.ones((batch, src.shape[1]), jnp.int32)
+    tgt = jnp.zeros((batch, max_len), jnp.int32)
+    abstract = jax.eval_shape(lambda: model.apply({"params": params}, tgt, enc, src_b,
+                                                  method=T5.decode_logits, mutable=["cache"])[1]["cache"])
+    return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), abstract)
+
+
+def _gather_beams(tree, idx: jax.Array, batch: int, k: int):
+    """Reorders the leading `[batch * k]` axis of every array with rank >= 1 by `idx [batch, k]`."""
+    flat = (idx + jnp.arange(batch)[:, None] * k).reshape(-1)
+
+    def g(a):
+        if a.ndim == 0 or a.shape[0] != batch * k:
+            return a
+        return a[flat]
+
+    return jax.tree.map(g, tree)
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "beam_size", "max_len", "use_cache"))
+def beam_search(params, src: jax.Array, *, shape, beam_size: int, max_len: int, alpha: float = 1.0,
+                use_cache: bool = True):
+    """Beam search. `src [B, S]` -> `(tokens [B, K, max_len], scores [B, K])`, best first.
+
+    Tokens exclude the decoder start; a hypothesis ends with EOS (then pads) unless it ran to
+    `max_len`. Scores are `logp / length**alpha` (see module docstring).
+    """
+    b, k = src.shape[0], beam_size
+    model = T5(shape)
+    enc = model.apply({"params": params}, src, method=T5.encode)
+    enc_k = jnp.repeat(enc, k, axis=0)
+    src_k = jnp.repeat(src, k, axis=0)
+    cache = init_cache(shape, params, src, b * k, max_len) if use_cache else ()
+    dec_model = T5(shape, decode=True)
+
+    def logits_at(cache, seqs, last, i):
+        if use_cache:
+            logits, upd = dec_model.apply({"params": params, "cache": cache}, last[:, None], enc_k, src_k,
+                                          method=T5.decode_logits, mutable=["cache"])
+            return logits[:, 0], upd["cache"]
+        tgt_in = shifted_right(seqs, PAD)
+        logits = model.apply({"params": params}, tgt_in, enc_k, src_k, method=T5.decode_logits)
+        return jax.lax.dynamic_index_in_dim(logits, i, axis=1, keepdims=False), cache
+
+    length_norm = lambda logp, n: logp / jnp.power(n.astype(jnp.float32), alpha)
+    state = dict(
+        i=jnp.array(0, jnp.int32),
+        cache=cache,
+        seqs=jnp.zeros((b, k, max_len), jnp.int32),
+        logp=jnp.tile(jnp.array([0.0] + [NEG] * (k - 1), jnp.float32), (b, 1)),
+        fin_seqs=jnp.zeros((b, k, max_len), jnp.int32),
+        fin_scores=jnp.full((b, k), NEG, jnp.float32),
+    )
+
+    def cond(st):
+        best_live = jnp.max(length_norm(st["logp"], jnp.array(max_len)), axis=1)
+        worst_fin = jnp.min(st["fin_scores"], axis=1)
+        return (st["i"] < max_len) & jnp.any(best_live > worst_fin)
+
+    def body(st):
+        i = st["i"]
+        last = jnp.where(i == 0, PAD, jax.lax.dynamic_index_in_dim(st["seqs"], jnp.maximum(i - 1, 0), axis=2,
+                                                                   keepdims=False)).reshape(-1)
+        logits, cache = logits_at(st["cache"], st["seqs"].reshape(b * k, max_len), last, i)
+        logp_tok = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(b, k, -1)
+        logp_tok = logp_tok.at[:, :, PAD].set(NEG)  # the pad/start id is never generated
+        v = logp_tok.shape[-1]
+        cand = (st["logp"][:, :, None] + logp_tok).reshape(b, k * v)
+        top_lp, top_idx = jax.lax.top_k(cand, 2 * k)
+        beam, tok = top_idx // v, top_idx % v
+        seqs = jnp.take_along_axis(st["seqs"], beam[:, :, None], axis=1)
+        seqs = jax.lax.dynamic_update_slice_in_dim(seqs, tok[:, :, None], i, axis=2)
+        is_eos = tok == EOS
+        # finished candidates
+        f_scores = jnp.where(is_eos, length_norm(top_lp, i + 1), NEG)
+        all_seqs = jnp.concatenate([st["fin_seqs"], seqs], axis=1)
+        all_scores = jnp.concatenate([st["fin_scores"], f_scores], axis=1)
+        fin_scores, fin_idx = jax.lax.top_k(all_scores, k)
+        fin_seqs = jnp.take_along_axis(all_seqs, fin_idx[:, :, None], axis=1)
+        # live candidates
+        live_lp = jnp.where(is_eos, NEG, top_lp)
+        new_lp, live_idx = jax.lax.top_k(live_lp, k)
+        new_seqs = jnp.take_along_axis(seqs, live_idx[:, :, None], axis=1)
+        src_beam = jnp.take_along_axis(beam, live_idx, axis=1)
+        cache = _gather_beams(cache, src_beam, b, k) if use_cache else cache
+        return dict(i=i + 1, cache=cache, seqs=new_seqs, logp=new_lp, fin_seqs=fin_seqs, fin_scores=fin_scores)
+
+    st = jax.lax.while_loop(cond, body, state)
+    # beams that ran to max_len without EOS compete as they are
+    live_scores = jnp.where(st["logp"] > NEG / 2, length_norm(st["logp"], st["i"]), NEG)
+    all_seqs = jnp.concatenate([st["fin_seqs"], st["seqs"]], axis=1)
+    all_scores = jnp.concatenate([st["fin_scores"], live_scores], axis=1)
+    scores, idx = jax.lax.top_k(all_scores, k)
+    return jnp.take_along_axis(all_seqs, idx[:, :, None], axis=1), scores
+
+
+def greedy(params, src: jax.Array, *, shape, max_len: int, use_cache: bool = True):
+    """Greedy decoding (beam search with one beam and no length normalisation): `([B, T], [B])`."""
+    tokens, scores = beam_search(params, src, shape=shape, beam_size=1, max_len=max_len, alpha=0.0,
+                                 use_cache=use_cache)
+    return tokens[:, 0], scores[:, 0]
+
+
+@functools.partial(jax.jit, static_argnames=("shape",))
+def sequence_scores(params, src: jax.Array, labels: jax.Array, *, shape) -> jax.Array:
+    """Mean token log-likelihood of `labels [B, T]` (EOS included, pads ignored) given `src [B, S]`:
+    `s = -CE_mean`, the reranking score (spec 2.4). Returns `[B]`."""
+    logits = T5(shape).apply({"params": params}, src, shifted_right(labels, PAD))
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    valid = (labels != PAD).astype(jnp.float32)
+    return -jnp.sum(ce * valid, axis=1) / jnp.maximum(jnp.sum(valid, axis=1), 1.0)

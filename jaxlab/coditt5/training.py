@@ -1,0 +1,165 @@
+"""Building the data of a run, the T5 train state, the loss, and the validation loss.
+
+Pretraining pairs (spec 2.2): from every training function, its code (code noise) and its
+docstring (comment noise): `edit` -> (corrupted, `plan(corrupted -> original) <s> original`),
+`span` -> T5's (inputs with sentinels, sentinel + span targets). Fine-tuning pairs:
+`source </s> context` -> `plan <s> target` ('plan') or `target` ('plain').
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxlab.coditt5 import corruption, data, editplan
+from jaxlab.coditt5.configs import CoditConfig
+from jaxlab.coditt5.models import T5, T5Shape, shifted_right
+from jaxlab.coditt5.tokenizer import PAD, Tokenizer, train_tokenizer
+from jaxlab.core import optim
+from jaxlab.core import train as train_lib
+
+__all__ = ["load_functions", "get_tokenizer", "pretrain_pairs", "task_examples", "task_pairs", "make_shape",
+           "init_state", "make_loss_fn", "make_eval_fn", "NUM_SENTINELS"]
+
+PRETRAIN_STREAM, INIT_STREAM = 201, 202
+NUM_SENTINELS = 32
+
+
+def load_functions(config: CoditConfig) -> list[dict]:
+    """The corpus of functions: the standard library, or CodeSearchNet lines from `corpus_path`."""
+    if config.corpus == "jsonl":
+        return [f for f in data.read_codesearchnet(config.corpus_path) if len(f["code"]) <= config.max_code_tokens]
+    return data.stdlib_functions(config.max_files, max_code_tokens=config.max_code_tokens)
+
+
+def get_tokenizer(config: CoditConfig, functions: list[dict], workdir: pathlib.Path) -> Tokenizer:
+    """The run's tokenizer: read from `workdir/tokenizer.json` (or `init_from`'s), else trained on the
+    training functions (code and docstrings) and the task's training examples, and saved."""
+    for d in ([pathlib.Path(config.init_from)] if config.init_from else []) + [workdir]:
+        if (d / "tokenizer.json").exists():
+            return Tokenizer.load(d / "tokenizer.json")
+    seqs = [f["code"] for f in functions if f["split"] == "train"] + [f["doc"] for f in functions
+                                                                       if f["split"] == "train"]
+    for ex in task_examples(config, functions, "train"):
+        seqs += [ex["source"], ex["context"], ex["target"]]
+    tok = train_tokenizer(seqs, config.model.vocab_size, num_sentinels=NUM_SENTINELS)
+    tok.save(workdir / "tokenizer.json")
+    return tok
+
+
+def pretrain_pairs(config: CoditConfig, functions: list[dict], tok: Tokenizer, split: str = "train") -> list:
+    """Encoded pretraining (source ids, target ids) pairs of one split (see module docstring)."""
+    rng = np.random.default_rng([config.seed, PRETRAIN_STREAM, ("train", "valid", "test").index(split)])
+    sentinel = lambda i: tok.pieces[tok.sentinel(i)]
+    pairs = []
+    for f in functions:
+        if f["split"] != split:
+            continue
+        for seq, noise in ((f["code"], corruption.CODE_NOISE), (f["doc"], corruption.NL_NOISE)):
+            if len(seq) < 2:
+                continue
+            if config.pretrain_objective == "edit":
+                out = corruption.edit_corrupt(seq, noise, rng, sentinel=sentinel,
+                                              quirk_len1_delete=config.quirk_len1_delete)
+                if out is None:
+                    continue
+                src, tgt = out[0], editplan.build_output(out[0], seq)
+            else:
+                out = corruption.t5_span_corrupt(seq, rng, sentinel=sentinel)
+                if out is None:
+                    continue
+                src, tgt = out
+            pairs.append(data.encode_example(tok, src, [], tgt))
+            if len(pairs) >= config.max_examples:
+                return pairs
+    return pairs
+
+
+def task_examples(config: CoditConfig, functions: list[dict], split: str) -> list[dict]:
+    """Task examples of a split: from `task_path` JSON lines when given, else built from the corpus."""
+    if config.task_path:
+        return data.read_jsonl_examples(f"{config.task_path}.{split}.jsonl")
+    exs = data.make_task(functions, config.task, split, config.seed)
+    return exs[:config.max_examples] if split == "train" else exs
+
+
+def task_pairs(examples: list[dict], tok: Tokenizer, fmt: str) -> list:
+    """Encoded fine-tuning pairs: outputs `plan <s> target` ('plan') or `target` ('plain')."""
+    out = []
+    for ex in examples:
+        y = editplan.build_output(ex["source"], ex["target"]) if fmt == "plan" else ex["target"]
+        out.append(data.encode_example(tok, ex["source"], ex["context"], y))
+    return out
+
+
+def make_shape(config: CoditConfig, vocab_size: int | None = None) -> T5Shape:
+    m = config.model
+    fields = {f.name: getattr(m, f.name) for f in dataclasses.fields(m)}
+    if vocab_size is not None:
+        fields["vocab_size"] = vocab_size
+    return T5Shape(**fields)
+
+
+def init_state(config: CoditConfig, shape: T5Shape, stage) -> train_lib.TrainState:
+    """A fresh train state of `shape` with AdamW (warm-up + cosine decay) for `stage` (a StageConfig)."""
+    ls, lt = config.buckets[0]
+    params = T5(shape).init(jax.random.fold_in(jax.random.key(config.seed), INIT_STREAM),
+                            jnp.ones((1, ls), jnp.int32), jnp.ones((1, lt), jnp.int32))["params"]
+    sched = optim.warmup_cosine(stage.lr, stage.warmup_steps, max(stage.loop.num_steps, stage.warmup_steps + 1))
+    tx = optax.chain(optax.clip_by_global_norm(stage.clip_norm), optax.adamw(sched, weight_decay=stage.weight_decay))
+    return train_lib.TrainState.create(params=params, tx=tx)
+
+
+def _token_loss(logits, labels):
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    valid = (labels != PAD).astype(jnp.float32)
+    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32) * valid
+    return jnp.sum(ce * valid), jnp.sum(correct), jnp.sum(valid)
+
+
+def make_loss_fn(shape: T5Shape):
+    """Teacher-forced token cross-entropy (pads ignored), with dropout."""
+    model = T5(shape)
+
+    def loss_fn(params, extra, batch, key):
+        del extra
+        logits = model.apply({"params": params}, batch["src"], shifted_right(batch["labels"], PAD),
+                             deterministic=False, rngs={"dropout": key})
+        total, correct, n = _token_loss(logits, batch["labels"])
+        return total / jnp.maximum(n, 1.0), ({"token_accuracy": correct / jnp.maximum(n, 1.0)}, None)
+
+    return loss_fn
+
+
+def make_eval_fn(shape: T5Shape, buckets: data.Buckets, max_batches: int = 8):
+    """`state -> {"loss", "token_accuracy"}` over up to `max_batches` fixed validation batches per bucket."""
+    model = T5(shape)
+
+    @jax.jit
+    def sums(params, batch):
+        logits = model.apply({"params": params}, batch["src"], shifted_right(batch["labels"], PAD))
+        return _token_loss(logits, batch["labels"])
+
+    fixed = []
+    for b, members in enumerate(buckets.members):
+        for i in range(0, min(len(members), max_batches * buckets.batch_size), buckets.batch_size):
+            idx = members[i:i + buckets.batch_size]
+            idx = idx + [idx[0]] * (buckets.batch_size - len(idx)) if idx else idx
+            if idx:
+                batch = buckets.pad(idx, b)
+                if len(members[i:i + buckets.batch_size]) < buckets.batch_size:  # repeated rows: mask them
+                    batch["labels"][len(members[i:i + buckets.batch_size]):] = PAD
+                fixed.append(batch)
+
+    def eval_fn(state) -> dict:
+        tot = np.zeros(3)
+        for batch in fixed:
+            tot += np.asarray(jax.device_get(sums(state.params, batch)))
+        return {"loss": tot[0] / max(tot[2], 1), "token_accuracy": tot[1] / max(tot[2], 1)}
+
+    return eval_fn

@@ -1,0 +1,51 @@
+"""Metrics against hand-worked values; the tokenizer's round trip and reserved ids."""
+
+import math
+
+import pytest
+
+from jaxlab.coditt5 import editplan, metrics
+from jaxlab.coditt5.tokenizer import EOS, Tokenizer, train_tokenizer
+
+
+def test_bleu_hand_worked():
+    # p1 = 3/4; p2 = (2+1)/(3+1); p3 = (1+1)/(2+1); p4 = (0+1)/(1+1); BP = 1
+    want = (3 / 4 * 3 / 4 * 2 / 3 * 1 / 2) ** 0.25
+    assert metrics.sentence_bleu("a b c d".split(), "a b c e".split()) == pytest.approx(want)
+    # auto_reweigh: 2-token hypothesis uses orders 1, 2; BP = exp(1 - 4/2)
+    assert metrics.sentence_bleu("a b".split(), "a b c d".split()) == pytest.approx(math.exp(-1))
+    assert metrics.sentence_bleu("x y".split(), "a b".split()) == 0.0
+    assert metrics.sentence_bleu([], "a".split()) == 0.0
+    assert metrics.sentence_bleu("a b c d e".split(), "a b c d e".split()) == pytest.approx(1.0)
+
+
+def test_sari_hand_worked():
+    # n=1: keep 1, del 1, add 1; n=2: keep 0 (nothing kept), del 1, add 1; n=3,4: 0
+    assert metrics.sari("a b".split(), "a c".split(), "a c".split()) == pytest.approx((0.25 + 0.5 + 0.5) / 3)
+
+
+def test_corpus_metrics_copy_and_xmatch():
+    src = [["a", "b"], ["c"]]
+    r = metrics.corpus_metrics(src, [["a", "b"], ["d"]], [["a", "x"], ["d"]])
+    assert r["copy"] == 50.0 and r["xmatch"] == 50.0 and r["count"] == 2
+
+
+def test_tokenizer_round_trip_and_reserved_ids():
+    corpus = [["def", "foo", "(", "x", ")", ":"], ["return", "foo_bar", "+", "1", "<=", "a>b", "INSERT_TEXT0s"]] * 3
+    tok = train_tokenizer(corpus, 200, num_sentinels=4)
+    text = ["def", "fox", "(", "bar_foo", ")", "<s>", "<INSERT>", "<TEXT_0>"]
+    ids = tok.encode(text)  # corpus text: reserved-looking strings are spelled, never reserved ids
+    assert not set(ids) & tok.reserved
+    assert tok.decode(ids) == text
+    ids = tok.encode(["<INSERT>", "x", "<INSERT_END>", "<s>", "x"], tok.specials)
+    assert ids[0] in tok.edit_ids and ids[3] == 2 and ids[2] in tok.edit_ids
+    assert tok.decode(ids + [EOS, 5]) == ["<INSERT>", "x", "<INSERT_END>", "<s>", "x"]
+    assert tok.pieces[tok.sentinel(3)] == "<extra_id_3>"
+    assert set(editplan.EDIT_TOKENS) <= set(tok.pieces[:tok.first_sentinel])
+
+
+def test_tokenizer_save_load(tmp_path):
+    tok = train_tokenizer([["a", "bb", "bb"]], 100, num_sentinels=2)
+    tok.save(tmp_path / "t.json")
+    back = Tokenizer.load(tmp_path / "t.json")
+    assert back.pieces == tok.pieces and back.encode(["bb", "ab"]) == tok.encode(["bb", "ab"])
