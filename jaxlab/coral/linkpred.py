@@ -35,7 +35,7 @@ from jaxlab.core import train as train_lib
 from jaxlab.graph.graphs import bucket
 
 __all__ = ["Problem", "prepare", "device_arrays", "make_model", "init_state", "make_loss_fn", "make_batch_fn",
-           "Scorer", "evaluate_methods"]
+           "Scorer", "method_scores", "evaluate_methods"]
 
 STREAM_INIT = 0xC0A1
 STREAM_BATCH = 0xBA7C
@@ -269,20 +269,26 @@ def evaluable(problem: Problem) -> list[PullRequest]:
     return [pr for pr in problem.test if pr.author not in problem.bots and ranking.labels(pr, problem.bots)]
 
 
-def evaluate_methods(problem: Problem, config: CoralConfig, params=None, scorer: Scorer | None = None,
-                     baselines: bool = True, prepared=None) -> dict:
-    """Top-k hit rates and MRR of CORAL (when `params`) and the baselines on the test PRs."""
+def method_scores(problem: Problem, config: CoralConfig, params=None, scorer: Scorer | None = None,
+                  baselines: bool = True, prepared=None) -> tuple[list[PullRequest], dict]:
+    """(the evaluable test PRs, `{method: [(pool, scores `[len(pool)]`) per PR]}`) of CORAL (when
+    `params`) and the baselines."""
     prs = evaluable(problem)
-    truths = [ranking.labels(pr, problem.bots) for pr in prs]
-    results = {}
+    out = {}
     if params is not None:
-        scored = scorer.score(params, prs, prepared)
-        results["coral"] = ranking.rank_metrics([s for _, s in scored], [p for p, _ in scored], truths,
-                                                seed=config.seed)
+        out["coral"] = scorer.score(params, prs, prepared)
     if baselines:
         pools = [ranking.candidate_pool(pr, problem.train, config.pool_days, problem.bots) for pr in prs]
         for name, cls in ranking.BASELINES.items():
             rec = cls(problem.train, problem.bots, seed=config.seed)
-            results[name] = ranking.rank_metrics([rec.scores(pr, p) for pr, p in zip(prs, pools, strict=True)],
-                                                 pools, truths, seed=config.seed)
-    return results
+            out[name] = [(p, rec.scores(pr, p)) for pr, p in zip(prs, pools, strict=True)]
+    return prs, out
+
+
+def evaluate_methods(problem: Problem, config: CoralConfig, params=None, scorer: Scorer | None = None,
+                     baselines: bool = True, prepared=None) -> dict:
+    """Top-k hit rates and MRR of CORAL (when `params`) and the baselines on the test PRs."""
+    prs, scored = method_scores(problem, config, params, scorer, baselines, prepared)
+    truths = [ranking.labels(pr, problem.bots) for pr in prs]
+    return {name: ranking.rank_metrics([s for _, s in rows], [p for p, _ in rows], truths, seed=config.seed)
+            for name, rows in scored.items()}

@@ -24,3 +24,32 @@ def plot_training(workdir: str | pathlib.Path) -> pathlib.Path:
     b.set_xlabel("step")
     b.legend()
     return plotting.save_figure(fig, workdir, "training")
+
+
+def interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean and its Student-t confidence interval over seeds."""
+    import numpy as np
+    from scipy import stats
+
+    v = np.asarray(values, np.float64)
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, m, m
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return m, m - half, m + half
+
+
+def seed_table(rows: dict[str, list[dict]], metrics: tuple[str, ...] = ("top1", "top3", "top5", "mrr"),
+               label: str = "recommender") -> str:
+    """A markdown table, one row per name, each cell `mean [low, high]` (95% t-interval over the
+    per-seed dicts of the row)."""
+    n = {len(v) for v in rows.values()}
+    lines = [f"| {label} | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for name, runs in rows.items():
+        cells = []
+        for m in metrics:
+            mean, lo, hi = interval([r[m] for r in runs])
+            cells.append(f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append(f"\n(n = {'/'.join(str(x) for x in sorted(n))} seeds; mean [95% t-interval])")
+    return "\n".join(lines)
