@@ -268,7 +268,8 @@ def attack_sets(config) -> list[tuple[str, str, float]]:
     """
     out = []
     targets = ["mhui"] + (["ensemble"] if config.baselines.ensemble_size else []) + \
-        (["prior_net"] if config.baselines.prior_net else [])
+        (["prior_net"] if config.baselines.prior_net else []) + \
+        (["prior_net_fkl"] if config.baselines.forward_kl_prior_net else [])
     for t in targets:
         for a in config.attack.attacks:
             if a in LINF_ATTACKS:

@@ -5,6 +5,8 @@
              96 test examples, PGD-Linf and C&W (5 and 2x10 steps) plus two adaptive
              sets, a 2-member ensemble; XLA compiles take most of that minute.
     default  minutes on a CPU: the digits tables of experiments/mhui/README.md.
+    protocol the networks of the validation-split protocol with adaptive attacks
+             (`jaxlab mhui protocol`; a few minutes a seed on a CPU).
     paper    CIFAR-10 with the ResNet-18-style multi-exit network (accelerators; needs
              the CIFAR-10 python batches in `data.cifar_dir`).
 
@@ -28,7 +30,7 @@ from jaxlab.core.config import (
 )
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "DetectConfig", "AttackConfig",
-           "BaselineConfig", "MhuiConfig", "get_config", "ATTACKS"]
+           "BaselineConfig", "ProtocolConfig", "MhuiConfig", "get_config", "ATTACKS"]
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 AttackName = Literal["fgsm", "bim", "pgd_linf", "pgd_l2", "cw_l2"]
@@ -149,6 +151,8 @@ class BaselineConfig:
       rkl_ood_weight: reconstruction: weight of the flat target on uniform-noise images.
       rkl_num_steps: steps of the Prior Network (0: loop.num_steps). Its own count, not a
         loop setting: the Prior Network converges on another schedule than the heads.
+      forward_kl_prior_net: also train the forward-KL Prior Network (Malinin & Gales 2018;
+        network "prior_net_fkl", same targets and steps as the reverse-KL one).
     """
 
     ensemble_size: NonNegativeInt = 5
@@ -157,6 +161,35 @@ class BaselineConfig:
     rkl_smoothing: Probability = 0.01
     rkl_ood_weight: NonNegativeFloat = 1.0
     rkl_num_steps: NonNegativeInt = 0
+    forward_kl_prior_net: bool = False
+
+
+@dataclasses.dataclass
+class ProtocolConfig:
+    """The validation-split protocol with adaptive attacks (`jaxlab mhui protocol`, `protocol.py`).
+
+    Attributes:
+      val_fraction: share of the test set that becomes the validation half (choices).
+      eps: L-inf radius of pgd and of the adaptive attacks.
+      num_steps, rel_step_size: steps of every PGD-type attack, each rel_step_size * eps / num_steps.
+      weights: detector weights w of the hinge attack (the best per example is kept).
+      kappa: margin of the hinge attack (logits).
+      temperatures: head temperatures of the MH-UI temperature ablation.
+      fpr: the false-positive rate of the TPR column (threshold on validation clean scores).
+    """
+
+    val_fraction: Probability = 0.5
+    eps: PositiveFloat = 0.1
+    num_steps: PositiveInt = 40
+    rel_step_size: PositiveFloat = 2.5
+    weights: tuple[NonNegativeFloat, ...] = (1.0, 10.0)
+    kappa: NonNegativeFloat = 1.0
+    cw_binary_steps: PositiveInt = 5
+    cw_steps: PositiveInt = 100
+    cw_lr: PositiveFloat = 0.05
+    temperatures: tuple[PositiveFloat, ...] = (0.5, 1.0, 2.0, 4.0)
+    fpr: Probability = 0.05
+    batch_size: PositiveInt = 512
 
 
 @dataclasses.dataclass
@@ -181,6 +214,7 @@ class MhuiConfig:
     detect: DetectConfig = dataclasses.field(default_factory=DetectConfig)
     attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
     baselines: BaselineConfig = dataclasses.field(default_factory=BaselineConfig)
+    protocol: ProtocolConfig = dataclasses.field(default_factory=ProtocolConfig)
 
     def validate(self) -> None:
         h = self.model.num_heads
@@ -237,6 +271,16 @@ def _paper() -> MhuiConfig:
     )
 
 
+def _protocol() -> MhuiConfig:
+    """The digits networks of `default` (MH-UI, RKL and FKL Prior Networks, no ensemble) for
+    `jaxlab mhui protocol`, at 600 steps: a few minutes a seed on 2 CPU cores."""
+    return MhuiConfig(
+        loop=LoopConfig(num_steps=600, log_every=100, eval_every=300, checkpoint_every=300),
+        baselines=BaselineConfig(ensemble_size=0, forward_kl_prior_net=True),
+    )
+
+
 def get_config(variant: str = "default") -> MhuiConfig:
-    """The config of `variant` in {"smoke", "default", "paper"} (another name is a `ConfigError`)."""
-    return variants({"smoke": _smoke, "default": _default, "paper": _paper}, variant)
+    """The config of `variant` in {"smoke", "default", "protocol", "paper"} (another name is a
+    `ConfigError`)."""
+    return variants({"smoke": _smoke, "default": _default, "protocol": _protocol, "paper": _paper}, variant)

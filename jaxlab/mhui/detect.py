@@ -42,7 +42,8 @@ __all__ = ["mhui_scores", "msp_scores", "sample_method_scores", "prior_net_score
 
 # Detectors in table order, by the network whose classifier they share.
 METHODS = {"mhui": ("MH-UI", "MSP", "MC dropout", "MCD + Dirichlet"),
-           "ensemble": ("Ensemble", "Ensemble + Dirichlet"), "prior_net": ("RKL Prior Net",)}
+           "ensemble": ("Ensemble", "Ensemble + Dirichlet"), "prior_net": ("RKL Prior Net",),
+           "prior_net_fkl": ("FKL Prior Net",)}
 # The score a baseline reports in the main tables (the Dirichlet methods: `detect.score`).
 PRIMARY = {"MSP": "max_prob", "MC dropout": "mutual_info", "Ensemble": "mutual_info"}
 
@@ -112,6 +113,9 @@ def make_outputs(config, nets: dict):
     if "prior_net" in nets:
         pm, pp, pe_ = nets["prior_net"]
         fns["pn_logits"] = (jax.jit(lambda pe, xx, k: models.forward(pm, pe[0], pe[1], xx)[0]), (pp, pe_), 0)
+    if "prior_net_fkl" in nets:
+        fm, fp, fe = nets["prior_net_fkl"]
+        fns["fkl_logits"] = (jax.jit(lambda pe, xx, k: models.forward(fm, pe[0], pe[1], xx)[0]), (fp, fe), 0)
     key = rng.key(config.seed, rng.MC_DROPOUT)
 
     def outputs(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -138,6 +142,8 @@ def method_scores(dcfg, outs: dict, target: str) -> dict[str, dict[str, np.ndarr
         res["Ensemble"], res["Ensemble + Dirichlet"] = sample_method_scores(jnp.asarray(outs["ens_logits"]), dcfg)
     elif target == "prior_net" and "pn_logits" in outs:
         res["RKL Prior Net"] = prior_net_scores(jnp.asarray(outs["pn_logits"]))
+    elif target == "prior_net_fkl" and "fkl_logits" in outs:
+        res["FKL Prior Net"] = prior_net_scores(jnp.asarray(outs["fkl_logits"]))
     return {m: {k: np.asarray(v) for k, v in s.items()} for m, s in res.items()}
 
 
@@ -148,6 +154,8 @@ def target_predictions(outs: dict, target: str) -> np.ndarray:
     if target == "ensemble":
         z = jnp.asarray(outs["ens_logits"])
         return np.asarray(jax.nn.logsumexp(jax.nn.log_softmax(z, -1), 0)).argmax(-1)
+    if target == "prior_net_fkl":
+        return outs["fkl_logits"].argmax(-1)
     return outs["pn_logits"].argmax(-1)
 
 

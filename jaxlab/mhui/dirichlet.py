@@ -11,10 +11,13 @@ p^(1..H) ~ Dir(alpha) and estimates alpha by moment matching (Minka 2000):
 and combines the per-class precisions into one alpha_0 (config `precision_combine`):
 
     pooled:    alpha_0 = sum_k m_k (1 - m_k) / sum_k v_k - 1
-    minka_log: log alpha_0 = 1/(K-1) sum_{k<K} log(m_k (1 - m_k) / v_k - 1)
+    minka_log: log alpha_0 = 1/K sum_k log(m_k (1 - m_k) / v_k - 1)
 
-Finally alpha_k = m_k alpha_0. Applying the estimator to the heads of one network is
-MH-UI's idea; which combination rule the paper used is not published
+`minka_log` averages the logs over all K classes, so alpha_0 does not depend on the order
+of the classes (permuting the classes permutes alpha). Minka's note writes the sum over
+the first K-1 classes only, which makes the estimate depend on which class comes last;
+earlier versions of this module did that. Finally alpha_k = m_k alpha_0. Applying the
+estimator to the heads of one network is MH-UI's idea; which combination rule the paper used is not published
 (reconstruction: `pooled` by default).
 
 Scores (all oriented so that *higher = more uncertain = more likely adversarial*):
@@ -65,7 +68,7 @@ def dirichlet_moment_match(
     Args:
       probs: `[H, B, K]` probabilities (each `[K]` row sums to 1), H >= 2.
       combine: how per-class precisions are combined: `pooled` (ratio of sums) or
-        `minka_log` (mean of the logs over the first K-1 classes, Minka 2000).
+        `minka_log` (mean of the logs over all K classes, after Minka 2000).
       var_floor: lower clamp on the variances v_k (identical heads give v = 0: the
         clamp turns that into a large, finite alpha_0).
       min_precision: lower clamp on alpha_0 and on each per-class precision before its
@@ -89,7 +92,7 @@ def dirichlet_moment_match(
         a0 = jnp.sum(mm, axis=-1) / jnp.sum(v, axis=-1) - 1.0
     elif combine == "minka_log":
         per_class = jnp.maximum(mm / v - 1.0, min_precision)  # [B, K]
-        a0 = jnp.exp(jnp.mean(jnp.log(per_class[:, :-1]), axis=-1))
+        a0 = jnp.exp(jnp.mean(jnp.log(per_class), axis=-1))
     else:
         raise ValueError(f"unknown precision combine rule {combine!r}; expected 'pooled' or 'minka_log'")
     a0 = jnp.maximum(a0, min_precision)

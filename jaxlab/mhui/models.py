@@ -138,6 +138,6 @@ def classifier_logits(kind: str, model: nn.Module):
             z = jax.vmap(lambda pm, em: forward(model, pm, em, x)[0][-1])(p, e)
             return jax.nn.logsumexp(jax.nn.log_softmax(z, -1), axis=0) - jnp.log(z.shape[0])
         return ensemble
-    if kind == "prior_net":
+    if kind in ("prior_net", "prior_net_fkl"):
         return lambda p, e, x: forward(model, p, e, x)[0]
-    raise ValueError(f"unknown network {kind!r}; expected 'mhui', 'ensemble' or 'prior_net'")
+    raise ValueError(f"unknown network {kind!r}; expected 'mhui', 'ensemble', 'prior_net' or 'prior_net_fkl'")

@@ -18,7 +18,7 @@ from jaxlab.core.metrics import merge_by_step, read_metrics
 from jaxlab.mhui.detect import METHODS, primary_score
 from jaxlab.mhui.dirichlet import SCORES
 
-__all__ = ["format_tables", "plot_precision_histograms", "plot_auroc_vs_eps", "plot_training"]
+__all__ = ["format_tables", "plot_precision_histograms", "plot_auroc_vs_eps", "plot_training", "format_protocol"]
 
 ALL_METHODS = tuple(m for ms in METHODS.values() for m in ms)
 
@@ -157,3 +157,92 @@ def plot_training(workdir: pathlib.Path, networks: list[str]) -> pathlib.Path:
     b.grid(alpha=0.3)
     b.legend(fontsize=7)
     return plotting.save_figure(fig, workdir, "training")
+
+
+def _ci(values) -> str:
+    """`mean ± half-width of the 95% t-interval` over seeds (NaNs dropped; one value: itself)."""
+    import scipy.stats
+
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], np.float64)
+    if v.size == 0:
+        return "-"
+    if v.size == 1:
+        return f"{v[0]:.3f}"
+    half = scipy.stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+    return f"{v.mean():.3f} ± {half:.3f}"
+
+
+def _det_name(c: dict) -> str:
+    sign = "" if c["sign"] > 0 else "-"
+    extra = f", heads {tuple(c['heads']) or 'all'}, {c['combine']}" if c["method"] == "MH-UI" else ""
+    return f"{sign}{c['score']}{extra}"
+
+
+def _grid(results: list[dict], section: str, key: str, methods, attacks, with_success: bool) -> list[str]:
+    lines = ["| attack | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
+    for a in attacks:
+        cells = []
+        for m in methods:
+            rows = [_find(r[section], method=m, attack=a) for r in results]
+            rows = [r for r in rows if r]
+            if not rows:
+                cells.append("-")
+                continue
+            cell = _ci([r[key] for r in rows])
+            if with_success:
+                cell += f" (succ {_ci([r['success_rate'] for r in rows])})"
+            cells.append(cell)
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def format_protocol(results: list[dict], labels: list[str]) -> str:
+    """Markdown of one or several (seeds) `protocol.run_protocol` results: chosen detectors,
+    success-only AUROC and TPR at the FPR with the success rate beside, the common subset,
+    MH-UI as specified, and the head-temperature ablation; cells are mean ± 95% t-interval
+    over the results."""
+    from jaxlab.mhui.protocol import ATTACK_KINDS
+
+    n = len(results)
+    methods = list(results[0]["choices"])
+    fpr = results[0].get("fpr", 0.05)
+    lines = [f"{n} run(s): {', '.join(labels)}. Validation / test halves: {results[0]['val_size']} / "
+             f"{results[0]['test_size']} inputs; L-inf eps {results[0]['eps']:g}. Cells: mean ± 95% t-interval "
+             f"over the runs.", "", "### Detectors chosen on the validation half (validation AUROC)", "",
+             "| method | " + " | ".join(labels) + " |", "|" + "---|" * (n + 1)]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(f"{_det_name(r['choices'][m])} ({r['choices'][m]['val_auroc']:.3f})"
+                                             for r in results) + " |")
+    lines += ["", "### AUROC on successful attacks only (success rate beside)", ""]
+    lines += _grid(results, "rows", "auroc_success", methods, ATTACK_KINDS, True)
+    lines += ["", f"### TPR at {fpr:.0%} FPR on successful attacks (threshold from validation clean inputs)", ""]
+    lines += _grid(results, "rows", "tpr", methods, ATTACK_KINDS, False)
+    lines += ["", "Measured test FPR at that threshold: "
+              + ", ".join(f"{m} {_ci([r['test_fpr'] for x in results for r in x['rows'] if r['method'] == m])}"
+                          for m in methods), ""]
+    lines += ["### AUROC over all attacked inputs (failed attacks counted as positives)", ""]
+    lines += _grid(results, "rows", "auroc_all", methods, ATTACK_KINDS, False)
+    lines += ["", "### Common subset: test inputs every classifier gets right and every method's attack fools",
+              "", "AUROC (number of common inputs beside)", ""]
+    lines += ["| attack | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 1)]
+    for a in ATTACK_KINDS:
+        cells = []
+        for m in methods:
+            rows = [_find(r["common"], method=m, attack=a) for r in results]
+            cells.append(f"{_ci([r['auroc_success'] for r in rows])} (n {_ci([r['n_success'] for r in rows])})")
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    lines += ["", "### MH-UI as specified (all heads, pooled, low alpha_0 flagged), non-adaptive attacks", "",
+              "| attack | AUROC succ | TPR | success |", "|---|---|---|---|"]
+    for a in ("pgd", "cw"):
+        rows = [_find(r["reference"], attack=a) for r in results]
+        lines.append(f"| {a} | {_ci([r['auroc_success'] for r in rows])} | {_ci([r['tpr'] for r in rows])} | "
+                     f"{_ci([r['success_rate'] for r in rows])} |")
+    temps = sorted({r["temperature"] for r in results[0]["temperature"]})
+    lines += ["", "### MH-UI head temperature (chosen heads / score / sign; AUROC on successful attacks; the "
+              "adaptive sets were crafted at temperature 1)", "",
+              "| attack | " + " | ".join(f"T = {t:g}" for t in temps) + " |", "|" + "---|" * (len(temps) + 1)]
+    for a in ("pgd", "cw", "adaptive"):
+        cells = [_ci([_find(r["temperature"], temperature=t, attack=a)["auroc_success"] for r in results])
+                 for t in temps]
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

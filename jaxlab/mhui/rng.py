@@ -17,16 +17,20 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["IMPL", "key", "from_step_key", "INIT", "NETWORKS", "ATTACK", "ADAPTIVE_ATTACK", "MC_DROPOUT"]
+__all__ = ["IMPL", "key", "from_step_key", "INIT", "NETWORKS", "ATTACK", "ADAPTIVE_ATTACK", "MC_DROPOUT", "VAL_SPLIT",
+           "PROTOCOL_ATTACK"]
 
 IMPL = "rbg"
 
 # Stream constants (each folded into the seed; all distinct).
 INIT = 0  # a network's initialisation (after its network stream)
-NETWORKS = {"mhui": 1, "ensemble": 2, "prior_net": 3}  # init, batches and step keys of each network
+# init, batches and step keys of each network
+NETWORKS = {"mhui": 1, "ensemble": 2, "prior_net": 3, "prior_net_fkl": 4}
 ATTACK = 11  # random starts of the non-adaptive attack sets
 ADAPTIVE_ATTACK = 12  # random starts of the adaptive attack sets
 MC_DROPOUT = 21  # MC-dropout masks at evaluation (the same masks for clean and adversarial inputs)
+VAL_SPLIT = 31  # the split of the test set into validation and test halves (`protocol`)
+PROTOCOL_ATTACK = 32  # random starts and EOT dropout masks of the `protocol` attacks
 
 
 def key(seed: int, *streams: int) -> jax.Array:

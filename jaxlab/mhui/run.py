@@ -7,6 +7,8 @@
               the adaptive attack on MH-UI (`attacks.craft`); writes WORKDIR/attacks.npz.
     evaluate  detection AUROC/AUPR of every detector, ablations over heads / estimator /
               score (`detect.detection_results`); writes WORKDIR/tables.md, figures/*.png.
+    protocol  validation-chosen detectors under strong adaptive attacks
+              (`protocol.run_protocol`); writes WORKDIR/protocol.json, protocol.md.
 
 Each action writes its own section of summary.json. `attack` and `evaluate` read the
 run's own config.json (from Python, `evaluate(config, workdir)` may score with another
@@ -27,12 +29,12 @@ from jaxlab.core import actions, parallel
 from jaxlab.core import config as config_lib
 from jaxlab.core import train as train_lib
 from jaxlab.core import workdir as workdir_lib
-from jaxlab.mhui import attacks, detect, report
+from jaxlab.mhui import attacks, detect, protocol, report
 from jaxlab.mhui import data as data_lib
 from jaxlab.mhui import train as training
 from jaxlab.mhui.configs import MhuiConfig
 
-__all__ = ["ACTIONS", "train", "attack", "evaluate", "load"]
+__all__ = ["ACTIONS", "train", "attack", "evaluate", "protocol_action", "load"]
 
 _log = functools.partial(print, file=sys.stderr)
 
@@ -71,7 +73,7 @@ def train(config: MhuiConfig, workdir: pathlib.Path) -> dict:
                                                    for m in range(config.baselines.ensemble_size)]
             results["ensemble_test_acc"] = final["eval_test_acc_ensemble"]
         else:
-            results["prior_net_test_acc"] = final["eval_test_acc"]
+            results[f"{name}_test_acc"] = final["eval_test_acc"]
     results.update({"steps": steps, "times": times, "segments": segments,
                     "train_time_s": sum(t["train_time_s"] for t in times.values()),
                     "train_wall_time_s": sum(t["wall_time_s"] for t in times.values())})
@@ -167,4 +169,21 @@ def evaluate(config: MhuiConfig, workdir: pathlib.Path) -> dict:
     return {"tables": str(workdir / "tables.md"), "mhui_auroc": mhui, "clean_head_acc": results["clean_head_acc"]}
 
 
-ACTIONS = actions.collect(train, attack, evaluate)
+@actions.action(name="protocol", read_only=True)
+def protocol_action(config: MhuiConfig, workdir: pathlib.Path) -> dict:
+    """Validation-chosen detectors under non-adaptive and adaptive attacks on the test half.
+
+    Writes WORKDIR/protocol.json (every row) and protocol.md, and summary.json's
+    `protocol` section; returns the chosen detectors and the success-only AUROC by
+    method and attack.
+    """
+    nets, data = _trained_nets(config, workdir)
+    res = protocol.run_protocol(config, nets, np.asarray(data["x_test"]), np.asarray(data["y_test"]), log=_log)
+    workdir_lib.write_json(workdir / "protocol.json", res)
+    (workdir / "protocol.md").write_text(report.format_protocol([res], [str(workdir)]), encoding="utf-8")
+    workdir_lib.update_summary(workdir, "protocol", res, config, seed=config.seed)
+    return {"choices": res["choices"],
+            "auroc_success": {f"{r['method']}/{r['attack']}": r["auroc_success"] for r in res["rows"]}}
+
+
+ACTIONS = actions.collect(train, attack, evaluate, protocol_action)

@@ -16,7 +16,10 @@ alpha = exp(z), trained with
     L = E_in KL[Dir(alpha(x)) || Dir(beta_y)] + w_ood E_ood KL[Dir(alpha(x~)) || Dir(1)],
     beta_y = 1 + tau ((1 - eps) onehot(y) + eps / K)
 
-with uniform-noise images as the out-of-distribution inputs (reconstruction).
+with uniform-noise images as the out-of-distribution inputs (reconstruction). The
+forward-KL Prior Network (Malinin & Gales 2018) swaps the arguments of both KLs,
+KL[Dir(beta_y) || Dir(alpha(x))] and KL[Dir(1) || Dir(alpha(x~))], with the same targets
+(network "prior_net_fkl", config field `baselines.forward_kl_prior_net`).
 
 Every network trains with `jaxlab.core.train.fit` in its own run directory, so each
 resumes from its newest checkpoint; its initialisation, batches and step keys are
@@ -44,7 +47,10 @@ from jaxlab.mhui import models, rng
 
 __all__ = ["make_optimizer", "multi_exit_loss", "init_network", "init_state", "network_model", "train_network",
            "networks_of", "dirichlet_kl", "rkl_loss", "head_accuracies", "make_test_metrics_fn", "make_accuracy_fn",
-           "prior_alpha", "shift_augment", "batch_indices"]
+           "prior_alpha", "shift_augment", "batch_indices", "fkl_loss", "PRIOR_NETS"]
+
+# The Prior Networks by name: True for the forward-KL loss.
+PRIOR_NETS = {"prior_net": False, "prior_net_fkl": True}
 
 # Final learning rate of the cosine decay, as a fraction of the peak.
 END_LR_FRACTION = 0.01
@@ -57,6 +63,8 @@ def networks_of(config) -> dict[str, int]:
         out["ensemble"] = config.loop.num_steps
     if config.baselines.prior_net:
         out["prior_net"] = config.baselines.rkl_num_steps or config.loop.num_steps
+    if config.baselines.forward_kl_prior_net:
+        out["prior_net_fkl"] = config.baselines.rkl_num_steps or config.loop.num_steps
     return out
 
 
@@ -112,7 +120,7 @@ def batch_indices(seed: int, stream: int, step: int, n: int, shape: tuple[int, .
 def network_model(config, name: str, num_classes: int):
     """The Linen module of network `name`: multi-exit for "mhui" and "ensemble", the plain
     backbone for "prior_net"."""
-    return models.build_model(config.model, num_classes, single_head=name == "prior_net")
+    return models.build_model(config.model, num_classes, single_head=name in PRIOR_NETS)
 
 
 def init_network(config, name: str, num_classes: int, input_shape: tuple[int, ...]):
@@ -128,7 +136,7 @@ def init_network(config, name: str, num_classes: int, input_shape: tuple[int, ..
 def init_state(config, name: str, model, input_shape: tuple[int, ...]) -> train_lib.TrainState:
     """The initial `TrainState` of network `name` (wrap in `jax.eval_shape` for a restore target)."""
     key = rng.key(config.seed, rng.NETWORKS[name], rng.INIT)
-    members = 0 if name == "prior_net" else config.baselines.ensemble_size if name == "ensemble" else 1
+    members = 0 if name in PRIOR_NETS else config.baselines.ensemble_size if name == "ensemble" else 1
     params, extra = _init(model, key, tuple(input_shape), members)
     tx = make_optimizer(config.train, networks_of(config)[name])
     return train_lib.TrainState.create(params=params, tx=tx, extra=extra)
@@ -232,8 +240,9 @@ def _multi_exit_loss_fn(config, model, num_heads: int, stream: int):
     return loss_fn
 
 
-def _prior_net_loss_fn(config, model, stream: int):
+def _prior_net_loss_fn(config, model, stream: int, forward: bool = False):
     bcfg = config.baselines
+    loss_of = fkl_loss if forward else rkl_loss
 
     def loss_fn(p, e, batch, key):
         ka, kd, ko = jax.random.split(rng.from_step_key(key, stream), 3)
@@ -241,7 +250,7 @@ def _prior_net_loss_fn(config, model, stream: int):
         ood = jax.random.uniform(ko, xb.shape, xb.dtype)
         both, new_e = models.forward(model, p, e, jnp.concatenate([xb, ood]), train=True, dropout_key=kd)
         zin, zood = both[: xb.shape[0]], both[xb.shape[0]:]
-        loss = rkl_loss(zin, batch["y"], zood, target_concentration=bcfg.rkl_target_concentration,
+        loss = loss_of(zin, batch["y"], zood, target_concentration=bcfg.rkl_target_concentration,
                         smoothing=bcfg.rkl_smoothing, ood_weight=bcfg.rkl_ood_weight)
         return loss, ({"acc": jnp.mean(jnp.argmax(zin, -1) == batch["y"])}, new_e)
 
@@ -261,11 +270,11 @@ def train_network(config, name: str, data: dict, workdir: str | pathlib.Path, *,
     xte, yte = np.asarray(data["x_test"]), np.asarray(data["y_test"])
     model, state = init_network(config, name, data["num_classes"], xtr.shape[1:])
     bs = config.train.batch_size
-    if name == "prior_net":
-        loss_fn = _prior_net_loss_fn(config, model, stream)
+    if name in PRIOR_NETS:
+        loss_fn = _prior_net_loss_fn(config, model, stream, forward=PRIOR_NETS[name])
         num_steps = config.baselines.rkl_num_steps or config.loop.num_steps
         shape: tuple[int, ...] = (bs,)
-        accuracy = make_accuracy_fn("prior_net", model, xte, yte, config.eval_batch_size)
+        accuracy = make_accuracy_fn(name, model, xte, yte, config.eval_batch_size)
 
         def eval_fn(st):
             return {"test_acc": accuracy(st.params, st.extra)}
@@ -332,4 +341,16 @@ def rkl_loss(logits_in, y, logits_ood, *, target_concentration: float, smoothing
     if logits_ood is not None and ood_weight > 0:
         flat = jnp.ones_like(logits_ood)
         loss = loss + ood_weight * jnp.mean(dirichlet_kl(prior_alpha(logits_ood), flat))
+    return loss
+
+
+def fkl_loss(logits_in, y, logits_ood, *, target_concentration: float, smoothing: float, ood_weight: float):
+    """Forward-KL Prior Network loss (Malinin & Gales 2018): the KLs of `rkl_loss` with
+    their arguments swapped, KL[target || Dir(alpha(x))]."""
+    k = logits_in.shape[-1]
+    target = 1.0 + target_concentration * ((1.0 - smoothing) * jax.nn.one_hot(y, k) + smoothing / k)
+    loss = jnp.mean(dirichlet_kl(target, prior_alpha(logits_in)))
+    if logits_ood is not None and ood_weight > 0:
+        flat = jnp.ones_like(logits_ood)
+        loss = loss + ood_weight * jnp.mean(dirichlet_kl(flat, prior_alpha(logits_ood)))
     return loss

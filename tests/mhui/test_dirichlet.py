@@ -112,3 +112,34 @@ def test_sample_scores_match_numpy():
     np.testing.assert_allclose(np.asarray(s["entropy"]), ent, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(s["mutual_info"]),
                                ent - scipy.stats.entropy(probs, axis=-1).mean(0), rtol=1e-4, atol=1e-6)
+
+
+def _np_minka_log(probs, floor=1e-3):
+    """Minka's log-mean precision over all K classes, in float64 NumPy (an independent computation)."""
+    p = np.asarray(probs, np.float64)
+    m, v = p.mean(0), np.maximum(p.var(0, ddof=1), 1e-12)
+    per_class = np.maximum(m * (1 - m) / v - 1, floor)
+    a0 = np.maximum(np.exp(np.log(per_class).mean(-1)), floor)
+    return m * a0[:, None]
+
+
+def test_minka_log_uses_every_class_and_matches_numpy():
+    probs = np.asarray(jax.nn.softmax(np.random.default_rng(3).normal(size=(4, 9, 5)).astype(np.float32) * 1.5, -1))
+    est = np.asarray(dirichlet.dirichlet_moment_match(jnp.asarray(probs), combine="minka_log"))
+    np.testing.assert_allclose(est, _np_minka_log(probs), rtol=2e-4)
+    # changing only how the heads spread on the last class changes alpha_0
+    shifted = probs.copy()
+    shifted[0, :, -1] += 0.05
+    shifted[0, :, 0] -= 0.05
+    shifted = np.clip(shifted, 1e-6, None)
+    a = np.asarray(dirichlet.dirichlet_moment_match(jnp.asarray(shifted), combine="minka_log")).sum(-1)
+    np.testing.assert_allclose(a, _np_minka_log(shifted).sum(-1), rtol=2e-4)
+
+
+@pytest.mark.parametrize("combine", ["pooled", "minka_log"])
+def test_permuting_classes_permutes_alpha_for_both_estimators(combine):
+    probs = jax.nn.softmax(np.random.default_rng(5).normal(size=(3, 11, 6)).astype(np.float32) * 2, -1)
+    for perm in (np.array([5, 0, 1, 2, 3, 4]), np.array([1, 2, 3, 4, 5, 0]), np.array([2, 4, 0, 5, 1, 3])):
+        a = dirichlet.dirichlet_moment_match(probs, combine=combine)
+        b = dirichlet.dirichlet_moment_match(probs[..., perm], combine=combine)
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a)[:, perm], rtol=1e-5)
