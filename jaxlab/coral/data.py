@@ -141,16 +141,16 @@ def planted_repository(path: str | pathlib.Path, cfg: PlantedConfig) -> PlantedT
                 revs.append(rest[int(rng.integers(len(rest)))])
             words = TOPICS[topics[t]]
             w1, w2 = (words[int(i)] for i in rng.choice(len(words), 2, replace=False))
-            touched = []
+            touched, created = [], None
             if rng.random() < cfg.new_file_rate:
-                f = f"{topics[t]}/{w1}_{w2}_{c}.py"
-                files[t].append(f)
-                touched.append(f)
+                created = f"{topics[t]}/{w1}_{w2}_{c}.py"
+                files[t].append(created)
+                touched.append(created)
             else:
                 k = 1 + int(rng.integers(min(3, len(files[t]))))
                 touched += [files[t][int(i)] for i in rng.choice(len(files[t]), k, replace=False)]
-            if rng.random() < cfg.rename_rate and len(files[t]) > 4:
-                j = int(rng.integers(len(files[t])))
+            j = int(rng.integers(len(files[t]))) if rng.random() < cfg.rename_rate and len(files[t]) > 4 else -1
+            if j >= 0 and files[t][j] != created:  # a file created in this commit is not renamed in it
                 old = files[t][j]
                 new = old.replace(".py", "_v2.py") if not old.endswith("_v2.py") else old.replace("_v2.py", ".py")
                 files[t][j] = new

@@ -71,6 +71,16 @@ def test_planted_repository_is_deterministic_and_planted(tmp_path):
     assert truth.movers and all(len(truth.team[m]) == 2 for m in truth.movers)
 
 
+def test_planted_repository_never_renames_a_file_it_creates_in_the_same_commit(tmp_path):
+    # seed 0 with 4 movers draws a rename of the file created at commit 252 (git fast-import
+    # used to fail with "Path ... not in branch")
+    cfg = PlantedConfig(num_commits=400, team_size=8, movers=4, seed=0)
+    truth = data.planted_repository(tmp_path / "r", cfg)
+    prs = read_repository(tmp_path / "r")
+    assert len(prs) == 400 and len(truth.movers) == 4
+    assert any(f.endswith("_252.py") for f in prs[252].files)  # the new file, under its own name
+
+
 def test_rank_metrics_hand_worked():
     pools = [["a", "b", "c"], ["a", "b", "c"]]
     scores = [np.array([3.0, 2.0, 1.0]), np.array([3.0, 2.0, 1.0])]
