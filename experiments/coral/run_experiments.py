@@ -109,8 +109,9 @@ def main() -> None:
         text += "; stale/fresh PRs per seed (coral rows): " + ", ".join(
             f"{r['stale_prs']}/{r['fresh_prs']}" for r in rows[next(iter(rows))])
     print(text)
+    shown = ["repo=PATH" if o.startswith("repo=") else o for o in common]
     workdir_lib.write_json(HERE / f"results_{args.experiment}.json", {"rows": rows, "sizes": sizes,
-                                                                       "overrides": common})
+                                                                       "overrides": shown})
     (HERE / f"table_{args.experiment}.md").write_text(text + "\n")
 
 
