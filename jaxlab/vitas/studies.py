@@ -37,6 +37,7 @@ import numpy as np
 from scipy import stats
 
 from jaxlab.core import config as config_lib
+from jaxlab.core import runtime
 from jaxlab.core import train as train_lib
 from jaxlab.core import workdir as workdir_lib
 from jaxlab.vitas import configs, training
@@ -190,6 +191,7 @@ def main(argv=None) -> int:
     ap.add_argument("runs")
     ap.add_argument("--part", choices=("retrain", "probe", "all"), default="all")
     args = ap.parse_args(argv)
+    runtime.enable_compilation_cache()  # an entry point, like the jaxlab command line
     base = config_lib.resolve(args.config, configs.get_config)
     runs = pathlib.Path(args.runs)
     read = lambda name: json.loads((runs / name).read_text()) if (runs / name).exists() else {}
