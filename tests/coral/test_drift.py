@@ -39,3 +39,19 @@ def test_seed_interval_is_the_student_t_interval():
     assert mean == 2.0 and np.isclose(hi - mean, 4.302653 / np.sqrt(3), rtol=1e-5) and np.isclose(mean - lo, hi - mean)
     table = report.seed_table({"x": [{"top3": 0.5}, {"top3": 0.5}]}, ("top3",))
     assert "| x | 0.500 [0.500, 0.500] |" in table and "n = 2 seeds" in table
+
+
+def test_recency_weighting_halves_an_edge_per_half_life():
+    from jaxlab.coral import graph as graph_lib
+    from jaxlab.coral.configs import GraphConfig
+
+    day = 86400.0
+    prs = [PullRequest("old", 0.0, "a", ("b",), files=("x/y.py",), title="cache fix"),
+           PullRequest("new", 20 * day, "a", ("c",), files=("x/y.py",), title="cache flush")]
+    g = graph_lib.build_graph(prs, GraphConfig(min_token_count=1), ref_time=20 * day, half_life_days=10.0)
+    for pr, w in (("old", 0.25), ("new", 1.0)):
+        p = g.node("pr", pr)
+        mine = (g.src == p) | (g.dst == p)
+        assert mine.sum() >= 4 and np.allclose(g.weight[mine & (g.etype != graph_lib.R["mentions"])], w)
+    flat = graph_lib.build_graph(prs, GraphConfig(min_token_count=1))
+    assert np.all(flat.weight[flat.etype != graph_lib.R["cooccurs"]] >= 1.0)
