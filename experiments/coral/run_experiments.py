@@ -18,7 +18,7 @@ import json
 import pathlib
 import tempfile
 
-from jaxlab.coral import configs, data, drift, linkpred, report, run
+from jaxlab.coral import configs, data, drift, linkpred, ranking, report, run
 from jaxlab.core import runtime
 from jaxlab.core import workdir as workdir_lib
 from jaxlab.core.config import override
@@ -49,6 +49,21 @@ def train_or_read(base: str, overrides: list[str], workdir: pathlib.Path) -> dic
     return run.train(cfg, workdir)
 
 
+def stratified(wd: pathlib.Path, seed: int, out: dict[str, list[dict]]) -> int:
+    """Adds top-k/MRR of CORAL and the baselines per directory-size stratum of the run's test PRs to `out`."""
+    loaded = run.load(wd)
+    problem = loaded.extras["problem"]
+    prs, scored = linkpred.method_scores(problem, loaded.config, loaded.state.params, loaded.extras["scorer"])
+    strata, cut = ranking.directory_strata(prs, problem.train)
+    for stratum in ("small", "large"):
+        idx = [j for j, s in enumerate(strata) if s == stratum]
+        for method, per_pr in scored.items():
+            out.setdefault(f"{method}, {stratum} directories", []).append(ranking.rank_metrics(
+                [per_pr[j][1] for j in idx], [per_pr[j][0] for j in idx],
+                [ranking.labels(prs[j], problem.bots) for j in idx], seed=seed) | {"num_prs": len(idx)})
+    return cut
+
+
 def main() -> None:
     runtime.tune_host_allocator()
     p = argparse.ArgumentParser()
@@ -72,6 +87,8 @@ def main() -> None:
         common = [f"repo={args.repo}", f"rev={args.rev}", f"graph.unit={args.unit}"] + common
     rows: dict[str, list[dict]] = {}
     extra_rows: dict[str, list[dict]] = {}
+    strata_rows: dict[str, list[dict]] = {}
+    cuts = []
     sizes = []
     for seed in args.seeds:
         truth = None
@@ -99,6 +116,8 @@ def main() -> None:
                         row.update(m)
                     else:
                         extra_rows[method][-1] = {**extra_rows[method][-1], **m}
+            if args.experiment == "real" and i == 0:
+                cuts.append(stratified(wd, seed, strata_rows))
             rows.setdefault(f"coral, {name}", []).append(row)
     rows.update(extra_rows)
     metrics = METRICS + (("stale_top3", "fresh_top3") if args.experiment == "drift" else ())
@@ -108,10 +127,13 @@ def main() -> None:
     if args.experiment == "drift":
         text += "; stale/fresh PRs per seed (coral rows): " + ", ".join(
             f"{r['stale_prs']}/{r['fresh_prs']}" for r in rows[next(iter(rows))])
+    if strata_rows:
+        text += ("\n\nStratified by the size of a PR's top directory (training PRs touching it; `large` = at least "
+                 f"the median, {cuts} per seed), full graph:\n\n" + report.seed_table(strata_rows, METRICS))
     print(text)
     shown = ["repo=PATH" if o.startswith("repo=") else o for o in common]
     workdir_lib.write_json(HERE / f"results_{args.experiment}.json", {"rows": rows, "sizes": sizes,
-                                                                       "overrides": shown})
+                                                                       "strata": strata_rows, "overrides": shown})
     (HERE / f"table_{args.experiment}.md").write_text(text + "\n")
 
 

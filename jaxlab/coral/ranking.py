@@ -23,7 +23,8 @@ import numpy as np
 
 from jaxlab.coral.gitlog import PullRequest
 
-__all__ = ["split", "labels", "candidate_pool", "ActivePool", "rank_metrics", "RandomRecommender", "RepoFrequency",
+__all__ = ["split", "labels", "candidate_pool", "ActivePool", "top_directory", "directory_strata",
+           "rank_metrics", "RandomRecommender", "RepoFrequency",
            "FileFrequency", "RevFinder", "BASELINES", "path_similarity"]
 
 
@@ -52,6 +53,22 @@ def candidate_pool(pr: PullRequest, train: list[PullRequest], days: float, bots:
     users -= bots
     users.discard(pr.author)
     return sorted(users)
+
+
+def top_directory(pr: PullRequest) -> str:
+    """The first path component most of the PR's files share ("" for files at the root or none)."""
+    dirs = collections.Counter(f.split("/", 1)[0] if "/" in f else "" for f in pr.files)
+    return min(dirs.items(), key=lambda kv: (-kv[1], kv[0]))[0] if dirs else ""
+
+
+def directory_strata(prs: list[PullRequest], train: list[PullRequest]) -> tuple[list[str], int]:
+    """("small" | "large" per PR of `prs`, the threshold): the size of a PR's top directory is the
+    number of training PRs touching it; "large" = at least the median size over `prs` (the
+    paper's small/large repository split, with directories standing in for repositories)."""
+    size = collections.Counter(d for q in train for d in {f.split("/", 1)[0] if "/" in f else "" for f in q.files})
+    sizes = [size[top_directory(pr)] for pr in prs]
+    cut = int(np.median(sizes)) if sizes else 0
+    return ["large" if x >= cut else "small" for x in sizes], cut
 
 
 class ActivePool:

@@ -101,3 +101,14 @@ def test_revfinder_similarities_and_frequency_baselines():
     assert ranking.FileFrequency(train, set()).scores(new, pool).argmax() == 1  # no file history: repo count
     assert ranking.RevFinder(train, set()).scores(new, pool).argmax() == 0     # bob reviewed a/b/*
     assert ranking.candidate_pool(new, train, 1.0, {"dan"}) == ["bob", "cy"]
+
+
+def test_directory_strata_by_hand():
+    def pr(i, *files):
+        return PullRequest(str(i), float(i), "a", ("b",), files=files)
+
+    train = [pr(0, "src/a.py"), pr(1, "src/b.py", "doc/x.md"), pr(2, "src/c.py"), pr(3, "top.py")]
+    test = [pr(4, "src/a.py", "src/d.py", "doc/y.md"), pr(5, "doc/z.md"), pr(6, "top.py"), pr(7, "new/q.py")]
+    assert [ranking.top_directory(p) for p in test] == ["src", "doc", "", "new"]
+    strata, cut = ranking.directory_strata(test, train)   # sizes 3, 1, 1, 0 -> median 1
+    assert cut == 1 and strata == ["large", "large", "large", "small"]
