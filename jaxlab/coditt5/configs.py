@@ -71,7 +71,8 @@ class CoditConfig:
       quirk_len1_delete: reproduce the reference sampler's dropping of length-1 delete spans.
       beam_size / num_return: beam width at test (paper: 20) and hypotheses kept for reranking.
       alpha: length normalisation exponent of beam scores (1: mean log-likelihood).
-      init_from: a workdir whose `pretrain/` stage initialises fine-tuning ("": this workdir's).
+      init_from: a run directory: `finetune` starts from its `pretrain/` stage ("": this workdir's),
+        `generate` uses its fine-tuned models.
       input: a JSON-lines {source, context} file for `generate`.
     """
 

@@ -3,7 +3,8 @@
     jaxlab coditt5 pretrain --config smoke --workdir runs/codit
     jaxlab coditt5 finetune --config smoke --workdir runs/codit
     jaxlab coditt5 evaluate --workdir runs/codit
-    jaxlab coditt5 generate --config smoke --config.input=edits.jsonl --workdir runs/codit
+    jaxlab coditt5 generate --config smoke --config.input=edits.jsonl --config.init_from=runs/codit \
+        --workdir runs/codit-gen
 """
 
 from __future__ import annotations
@@ -156,11 +157,13 @@ def evaluate(config: CoditConfig, workdir: pathlib.Path) -> dict:
 
 @actions.action
 def generate(config: CoditConfig, workdir: pathlib.Path) -> dict:
-    """Edits each {source, context} line of --config.input with the fine-tuned edit-plan model (top-k with scores)."""
-    run = load(workdir)
+    """Edits each {source, context} line of --config.input with the model of run --config.init_from (top-k, scores)."""
+    if not config.init_from:
+        raise workdir_lib.WorkdirError("generate needs --config.init_from=RUN (a fine-tuned run's workdir)")
+    run = load(config.init_from)
     fmt = next((f for f in config.formats if f"finetune-{f}" in run.state), None)
     if fmt is None:
-        raise workdir_lib.WorkdirError(f"{workdir} holds no fine-tuned model: run `finetune` first")
+        raise workdir_lib.WorkdirError(f"{config.init_from} holds no fine-tuned model: run `finetune` first")
     if not config.input:
         raise workdir_lib.WorkdirError("generate needs --config.input=FILE (JSON lines with 'source', 'context')")
     exs = data.read_jsonl_examples(config.input, need_target=False)

@@ -1,0 +1,240 @@
+"""Benchmark: jaxlab's Flax T5 vs a PyTorch T5 of the same shape (written the way `transformers`'
+`modeling_t5.py` computes it: ReLU FF, RMSNorm, relative bias from layer 0, tied embeddings),
+on the same random batch: one AdamW training step (tokens/s) and greedy decoding with a key/value
+cache (generated tokens/s). Medians of repeats, compile time apart, load average printed.
+
+    python scripts/bench_coditt5.py --shape tiny --batch 16 --src 64 --tgt 64 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import time
+
+import jax
+import numpy as np
+import optax
+
+from jaxlab.coditt5 import decoding
+from jaxlab.coditt5.models import SHAPES, T5, T5Shape, shifted_right
+
+
+def loadavg() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def torch_t5(shape: T5Shape):
+    import torch
+    from torch import nn
+
+    d, h, dk, ff = shape.d_model, shape.num_heads, shape.d_kv, shape.d_ff
+
+    def bucket(rel, bidirectional, nb=shape.num_buckets, md=shape.max_distance):
+        ret = torch.zeros_like(rel)
+        if bidirectional:
+            nb //= 2
+            ret += (rel > 0).long() * nb
+            n = rel.abs()
+        else:
+            n = (-rel).clamp(min=0)
+        me = nb // 2
+        large = me + (torch.log(n.float().clamp(min=1) / me) / math.log(md / me) * (nb - me)).long()
+        return ret + torch.where(n < me, n, large.clamp(max=nb - 1))
+
+    class RMS(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(d))
+
+        def forward(self, x):
+            return self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+    class Attn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v = (nn.Linear(d, h * dk, bias=False) for _ in range(3))
+            self.o = nn.Linear(h * dk, d, bias=False)
+
+        def forward(self, x, kv, bias=None, mask=None, past=None):
+            b = x.shape[0]
+            sp = lambda t: t.view(b, -1, h, dk).transpose(1, 2)
+            q, k, v = sp(self.q(x)), sp(self.k(kv)), sp(self.v(kv))
+            if past is not None:
+                k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+            s = q @ k.transpose(-1, -2) / math.sqrt(dk)
+            if bias is not None:
+                s = s + bias
+            if mask is not None:
+                s = s.masked_fill(~mask, torch.finfo(s.dtype).min)
+            out = (s.softmax(-1) @ v).transpose(1, 2).reshape(b, -1, h * dk)
+            return self.o(out), (k, v)
+
+    class Layer(nn.Module):
+        def __init__(self, cross):
+            super().__init__()
+            self.n1, self.sa = RMS(), Attn()
+            self.cross = cross
+            if cross:
+                self.n2, self.ca = RMS(), Attn()
+            self.n3 = RMS()
+            self.wi, self.wo = nn.Linear(d, ff, bias=False), nn.Linear(ff, d, bias=False)
+            self.drop = nn.Dropout(shape.dropout_rate)
+
+        def forward(self, x, enc=None, bias=None, mask=None, cmask=None, past=None):
+            y = self.n1(x)
+            a, kv = self.sa(y, y, bias, mask, past)
+            x = x + self.drop(a)
+            if self.cross:
+                x = x + self.drop(self.ca(self.n2(x), enc, None, cmask)[0])
+            return x + self.drop(self.wo(self.drop(torch.relu(self.wi(self.n3(x)))))), kv
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.shared = nn.Embedding(shape.vocab_size, d)
+            self.eb, self.db = nn.Embedding(shape.num_buckets, h), nn.Embedding(shape.num_buckets, h)
+            self.enc = nn.ModuleList(Layer(False) for _ in range(shape.num_encoder_layers))
+            self.dec = nn.ModuleList(Layer(True) for _ in range(shape.num_decoder_layers))
+            self.en, self.dn = RMS(), RMS()
+
+        def encode(self, src):
+            t = src.shape[1]
+            pos = torch.arange(t)
+            bias = self.eb(bucket(pos[None] - pos[:, None], True)).permute(2, 0, 1)[None]
+            mask = (src > 0)[:, None, None]
+            x = self.shared(src)
+            for layer in self.enc:
+                x = layer(x, bias=bias, mask=mask)[0]
+            return self.en(x)
+
+        def decode(self, tgt, enc, src, past=None, offset=0):
+            t = tgt.shape[1]
+            k = offset + t
+            rel = torch.arange(k)[None] - (torch.arange(t)[:, None] + offset)
+            bias = self.db(bucket(rel, False)).permute(2, 0, 1)[None]
+            mask = (rel <= 0)[None, None]
+            x, new = self.shared(tgt), []
+            for i, layer in enumerate(self.dec):
+                x, kv = layer(x, enc, bias, mask, (src > 0)[:, None, None], None if past is None else past[i])
+                new.append(kv)
+            return (self.dn(x) * d ** -0.5) @ self.shared.weight.T, new
+
+    return Model()
+
+
+def median_time(fn, repeats):
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shape", default="tiny", choices=sorted(SHAPES))
+    ap.add_argument("--vocab", type=int, default=4000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--src", type=int, default=64)
+    ap.add_argument("--tgt", type=int, default=64)
+    ap.add_argument("--decode-len", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    la0 = loadavg()
+    if la0 > cores / 2:
+        print(f"WARNING: load average {la0:.1f} on {cores} cores: timings are from a loaded machine")
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), load average before: {la0:.2f}")
+    shape = T5Shape(vocab_size=args.vocab, dropout_rate=0.0, **SHAPES[args.shape])
+    rng = np.random.default_rng(0)
+    src = rng.integers(4, args.vocab, (args.batch, args.src)).astype(np.int32)
+    labels = rng.integers(4, args.vocab, (args.batch, args.tgt)).astype(np.int32)
+    tokens = args.batch * args.tgt
+    rows = []
+
+    # jaxlab
+    model = T5(shape)
+    params = jax.jit(lambda: model.init(jax.random.key(0), src[:1], labels[:1]))()
+    tx = optax.adamw(1e-4)
+
+    def step(p, o, s, y):
+        def loss(p):
+            lg = model.apply(p, s, shifted_right(y))
+            return optax.softmax_cross_entropy_with_integer_labels(lg, y).mean()
+        g = jax.grad(loss)(p)
+        u, o = tx.update(g, o, p)
+        return optax.apply_updates(p, u), o
+
+    jstep = jax.jit(step, donate_argnums=(0, 1))
+    state = [params, tx.init(params)]
+
+    def jrun():
+        state[0], state[1] = jstep(state[0], state[1], src, labels)
+        jax.block_until_ready(state[0])
+
+    t = time.perf_counter()
+    jrun()
+    compile_train = time.perf_counter() - t
+    j_train = median_time(jrun, args.repeats)
+    greedy = lambda: jax.block_until_ready(decoding.greedy(state[0]["params"], src, shape=shape,
+                                                           max_len=args.decode_len))
+    t = time.perf_counter()
+    greedy()
+    compile_dec = time.perf_counter() - t
+    j_dec = median_time(greedy, args.repeats)
+
+    # PyTorch
+    import torch
+
+    tm = torch_t5(shape)
+    opt = torch.optim.AdamW(tm.parameters(), lr=1e-4)
+    ts, ty = torch.from_numpy(src).long(), torch.from_numpy(labels).long()
+    ty_in = torch.cat([torch.zeros_like(ty[:, :1]), ty[:, :-1]], 1)
+
+    def trun():
+        opt.zero_grad()
+        enc = tm.encode(ts)
+        logits, _ = tm.decode(ty_in, enc, ts)
+        torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ty.reshape(-1)).backward()
+        opt.step()
+
+    @torch.no_grad()
+    def tdec():
+        enc = tm.encode(ts)
+        cur = torch.zeros(args.batch, 1, dtype=torch.long)
+        past = None
+        for i in range(args.decode_len):
+            logits, past = tm.decode(cur, enc, ts, past, offset=i)
+            logits[:, -1, 0] = -float("inf")
+            cur = logits[:, -1].argmax(-1, keepdim=True)
+
+    results = {}
+    for threads in sorted({1, cores}):
+        torch.set_num_threads(threads)
+        trun()
+        tdec()
+        results[threads] = (median_time(trun, args.repeats), median_time(tdec, args.repeats))
+
+    dec_tokens = args.batch * args.decode_len
+    rows.append(("train step (tokens/s)", tokens / j_train, compile_train,
+                 *[tokens / results[t][0] for t in sorted(results)]))
+    rows.append(("greedy decode, KV cache (tokens/s)", dec_tokens / j_dec, compile_dec,
+                 *[dec_tokens / results[t][1] for t in sorted(results)]))
+    cols = " | ".join(f"torch {t} thr" for t in sorted(results))
+    print(f"\nshape {args.shape} (d {shape.d_model}, {shape.num_encoder_layers}+{shape.num_decoder_layers} layers), "
+          f"vocab {args.vocab}, batch {args.batch}, src {args.src}, tgt {args.tgt}, decode {args.decode_len}\n")
+    print(f"| measurement | jaxlab | jaxlab compile (s) | {cols} | ratio jaxlab / torch {max(results)} thr |")
+    print("|---|---|---|" + "---|" * len(results) + "---|")
+    for name, j, c, *tt in rows:
+        print(f"| {name} | {j:,.0f} | {c:.1f} | " + " | ".join(f"{x:,.0f}" for x in tt) + f" | {j / tt[-1]:.2f} |")
+    print(f"\nload average after: {loadavg():.2f} (decoding counts {args.decode_len} steps without early stop in "
+          "torch; jaxlab stops when every row has ended)")
+
+
+if __name__ == "__main__":
+    main()

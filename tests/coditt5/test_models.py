@@ -1,0 +1,98 @@
+"""The Flax T5: bucket function by hand, T5-base parameter count, shapes, dropout, cached decoding
+against uncached decoding and against a plain Python greedy loop."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab.coditt5 import decoding
+from jaxlab.coditt5.models import SHAPES, T5, T5Shape, shifted_right
+from jaxlab.nn.attention import relative_position_bucket
+
+
+def test_relative_position_buckets_hand_worked():
+    r = jnp.array([0, -1, 1, -7, -8, -20, -200, 200, 20])
+    # bidirectional, 32 buckets (16 a side, 8 exact), max distance 128:
+    # -20: 8 + floor(log(20/8) / log(128/8) * 8) = 8 + floor(2.64) = 10; 20 -> 16 + 10
+    want = [0, 1, 17, 7, 8, 10, 15, 31, 26]
+    assert relative_position_bucket(r, bidirectional=True).tolist() == want
+    # causal: 32 buckets, 16 exact; -20: 16 + floor(log(20/16) / log(128/16) * 16) = 16 + 1; future -> 0
+    rc = jnp.array([0, -1, -15, -16, -20, -127, -1000, 5])
+    assert relative_position_bucket(rc, bidirectional=False).tolist() == [0, 1, 15, 16, 17, 31, 31, 0]
+
+
+def _count(shape):
+    abstract = jax.eval_shape(lambda: T5(shape).init(jax.random.key(0), jnp.ones((1, 4), jnp.int32),
+                                                     jnp.ones((1, 4), jnp.int32)))
+    return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(abstract["params"]))
+
+
+def test_base_shape_has_t5_base_parameter_count():
+    # t5-base (vocabulary 32128, tied) has 222,903,552 parameters; CodeT5-base's 32,100 ids give 28 x 768 fewer
+    assert _count(T5Shape(vocab_size=32128, **SHAPES["base"])) == 222_903_552
+    assert _count(T5Shape(vocab_size=32100, **SHAPES["base"])) == 222_903_552 - 28 * 768
+
+
+SHAPE = T5Shape(vocab_size=40, dropout_rate=0.1, **SHAPES["tiny"])
+SRC = jnp.array([[5, 6, 7, 8, 9, 1, 0, 0], [9, 10, 11, 1, 0, 0, 0, 0], [12, 13, 14, 15, 16, 17, 18, 1]])
+
+
+@pytest.fixture(scope="module")
+def params():
+    p = jax.jit(lambda: T5(SHAPE).init(jax.random.key(0), SRC, SRC)["params"])()
+    # a peaked output layer so that decoding is not all near-ties
+    return jax.tree.map(lambda a: a * 3.0 if a.ndim == 2 and a.shape[0] == 40 else a, p)
+
+
+def test_shapes_and_dropout(params):
+    tgt = jnp.array([[3, 4, 1], [5, 1, 0], [6, 7, 8]])
+    fwd = jax.jit(lambda p, key, det: T5(SHAPE).apply({"params": p}, SRC, shifted_right(tgt), deterministic=det,
+                                                      rngs={"dropout": key}), static_argnums=2)
+    out = fwd(params, jax.random.key(1), True)
+    assert out.shape == (3, 3, 40) and out.dtype == jnp.float32
+    again = fwd(params, jax.random.key(2), True)
+    dropped = fwd(params, jax.random.key(1), False)
+    assert np.array_equal(out, again) and not np.allclose(out, dropped)
+
+
+def test_gated_ff_and_untied_head_shapes():
+    shape = dataclasses.replace(SHAPE, feed_forward="gated-gelu", tie_embeddings=False)
+    p = jax.eval_shape(lambda: T5(shape).init(jax.random.key(0), SRC, SRC)["params"])
+    assert set(p["decoder_0"]["ff"]) == {"wi_0", "wi_1", "wo"} and "lm_head" in p
+    assert jax.eval_shape(lambda q: T5(shape).apply({"params": q}, SRC, SRC), p).shape == (3, 8, 40)
+
+
+def _python_greedy(params, src, max_len):
+    """Uncached reference: rerun the whole model on the prefix each step and take the argmax."""
+    fwd = jax.jit(lambda p, s, t: T5(SHAPE).apply({"params": p}, s, t))
+    out = np.zeros((src.shape[0], max_len), np.int32)
+    done = np.zeros(src.shape[0], bool)
+    for i in range(max_len):
+        logits = np.array(fwd(params, src, shifted_right(jnp.asarray(out))))[:, i]
+        logits[:, 0] = -np.inf
+        tok = np.where(done, 0, logits.argmax(-1))
+        out[:, i] = tok
+        done |= tok == 1
+    return out
+
+
+def test_cached_greedy_equals_python_greedy_loop(params):
+    tokens, _ = decoding.greedy(params, SRC, shape=SHAPE, max_len=10)
+    assert np.array_equal(np.asarray(tokens), _python_greedy(params, SRC, 10))
+
+
+def test_cached_beam_equals_uncached_beam(params):
+    a_tok, a_sc = decoding.beam_search(params, SRC, shape=SHAPE, beam_size=3, max_len=10)
+    b_tok, b_sc = decoding.beam_search(params, SRC, shape=SHAPE, beam_size=3, max_len=10, use_cache=False)
+    assert np.array_equal(np.asarray(a_tok), np.asarray(b_tok))
+    np.testing.assert_allclose(a_sc, b_sc, atol=1e-5)
+    assert np.all(np.diff(np.asarray(a_sc), axis=1) <= 1e-6)  # best first
+    # each returned score is the mean log-likelihood of its tokens (alpha = 1), rescored independently
+    for k in range(3):
+        lab = np.asarray(a_tok[:, k])
+        ends = (lab == 1).any(axis=1)
+        rescored = decoding.sequence_scores(params, SRC, jnp.asarray(lab), shape=SHAPE)
+        np.testing.assert_allclose(np.asarray(rescored)[ends], np.asarray(a_sc[:, k])[ends], atol=1e-4)
