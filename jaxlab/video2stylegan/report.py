@@ -1,0 +1,70 @@
+"""Figures of a video2stylegan run: training curves, sample grids, reconstruction strips, flicker."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from jaxlab.core import plotting
+from jaxlab.core.metrics import merge_by_step, read_metrics
+
+__all__ = ["plot_training", "plot_samples", "plot_strip", "plot_flicker", "to_rgb"]
+
+
+def to_rgb(x: np.ndarray) -> np.ndarray:
+    """[-1, 1] images -> [0, 1] for display."""
+    return np.clip((np.asarray(x) + 1) / 2, 0, 1)
+
+
+def plot_training(stage: pathlib.Path, workdir: pathlib.Path, keys: tuple[str, ...], name: str) -> pathlib.Path:
+    """`figures/<name>.png`: the given metrics of `stage/metrics.jsonl` by step."""
+    rows = merge_by_step(read_metrics(stage))
+    fig, axes = plotting.subplots(1, len(keys), figsize=(3.2 * len(keys), 3))
+    axes = np.atleast_1d(axes)
+    for ax, k in zip(axes, keys):
+        pts = [(r["step"], r[k]) for r in rows if k in r]
+        if pts:
+            ax.plot(*zip(*pts))
+        ax.set_title(k)
+        ax.set_xlabel("step")
+    return plotting.save_figure(fig, workdir, name)
+
+
+def plot_samples(workdir: pathlib.Path, images: np.ndarray, name: str = "samples", cols: int = 8) -> pathlib.Path:
+    """A grid of generated images `[N, R, R, 3]` in [-1, 1]."""
+    n = len(images)
+    rows = (n + cols - 1) // cols
+    fig, axes = plotting.subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows))
+    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(to_rgb(images[i]))
+    return plotting.save_figure(fig, workdir, name)
+
+
+def plot_strip(workdir: pathlib.Path, name: str, frames, per_frame, reused, max_frames: int = 8) -> pathlib.Path:
+    """Rows: input / per-frame encoding / temporal reuse, for up to `max_frames` frames."""
+    t = min(len(frames), max_frames)
+    fig, axes = plotting.subplots(3, t, figsize=(1.2 * t, 3.8))
+    axes = np.asarray(axes).reshape(3, t)
+    for r, (label, imgs) in enumerate((("input", frames), ("per-frame", per_frame), ("reuse", reused))):
+        for c in range(t):
+            axes[r, c].imshow(to_rgb(imgs[c]))
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(label)
+    return plotting.save_figure(fig, workdir, name)
+
+
+def plot_flicker(workdir: pathlib.Path, frames, per_frame, reused, name: str = "flicker") -> pathlib.Path:
+    """Per-frame-pair flicker ((x̂_t − x̂_{t−1}) − (x_t − x_{t−1}))² by t, both encodings."""
+    fig, ax = plotting.subplots(1, 1, figsize=(4.5, 3))
+    d = np.diff(frames, axis=0)
+    for label, rec in (("per-frame", per_frame), ("reuse", reused)):
+        ax.plot(np.arange(1, len(frames)), np.mean((np.diff(rec, axis=0) - d) ** 2, axis=(1, 2, 3)), "o-",
+                label=label)
+    ax.set_xlabel("frame t")
+    ax.set_ylabel("flicker")
+    ax.legend()
+    return plotting.save_figure(fig, workdir, name)

@@ -1,0 +1,201 @@
+"""Actions of video2stylegan: render, train-generator, train-encoder, encode, evaluate.
+
+    jaxlab video2stylegan render --workdir runs/v2s            # procedural videos as <video>/<frame>.png
+    jaxlab video2stylegan train-generator --workdir runs/v2s   # StyleGAN2 on procedural faces (fit)
+    jaxlab video2stylegan train-encoder --workdir runs/v2s     # ViT encoder into W+ with temporal reuse (fit)
+    jaxlab video2stylegan encode --workdir runs/v2s --config.video=runs/v2s/videos/video_000
+    jaxlab video2stylegan evaluate --workdir runs/v2s          # per-frame vs reuse: MSE, SSIM, flicker, fps
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlab.core import actions
+from jaxlab.core import train as train_lib
+from jaxlab.core import workdir as workdir_lib
+from jaxlab.video2stylegan import data, encoder, gan, metrics, report
+from jaxlab.video2stylegan.configs import Video2StyleGANConfig
+
+__all__ = ["render", "train_generator", "train_encoder", "encode", "evaluate", "load", "ACTIONS"]
+
+BATCHES, SAMPLES = 0x6801, 0x6802
+
+
+@actions.action
+def render(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
+    """Writes the procedural evaluation videos as WORKDIR/videos/<video>/<frame>.png with labels.json."""
+    root = workdir / "videos"
+    vids = data.eval_videos(config.seed, config.faces)
+    for i, v in enumerate(vids):
+        folder = root / f"video_{i:03d}"
+        data.write_video(folder, report.to_rgb(v["image"]))
+        workdir_lib.write_json(folder.parent / f"video_{i:03d}.labels.json", {
+            k: np.asarray(v[k]).tolist() for k in ("landmarks", "ident", "expr", "pose")})
+    results = {"videos": len(vids), "frames": config.faces.frames, "resolution": config.faces.resolution,
+               "dir": "videos"}
+    workdir_lib.update_summary(workdir, "render", results, config, seed=config.seed)
+    return results
+
+
+def _gan_state(config):
+    return gan.init_state(config.gan, config.seed)
+
+
+@actions.action(name="train-generator")
+def train_generator(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
+    """Trains StyleGAN2 (G, D, G-EMA in one state) on procedural face renders; resumes a killed run."""
+    gc = config.gan
+    stage = workdir_lib.stage_dir(workdir, "generator")
+    images = data.train_images(config.seed, config.faces)["image"]
+
+    def batch_fn(step):
+        idx = np.random.default_rng([config.seed, BATCHES, step]).integers(0, len(images), gc.batch_size)
+        return images[idx]
+
+    state, history = train_lib.fit(_gan_state(config), gan.make_gan_step(gc), batch_fn, loop=gc.loop,
+                                   workdir=stage, seed=config.seed, desc="video2stylegan G/D")
+    times = train_lib.run_times(stage)
+    g, _ = gan.make_models(gc)
+    z = jax.random.normal(jax.random.fold_in(jax.random.key(config.seed), SAMPLES), (32, gc.z_dim))
+    ws = gan.truncate(gan.map_ws(g, state.g_ema, z), state.w_avg, gc.truncation_psi)
+    samples = np.asarray(gan.generate(g, state.g_ema, ws))
+    report.plot_samples(workdir, samples, "samples")
+    report.plot_training(stage, workdir, ("g_loss", "d_loss", "d_real", "d_fake"), "generator_training")
+    last = history[-1] if history else {}
+    segs = times["segments"]
+    results = {"steps": int(jax.device_get(state.step)), "images_seen": int(state.step) * gc.batch_size,
+               **{k: last.get(k) for k in ("g_loss", "d_loss", "d_real", "d_fake")},
+               "train_time_s": times["train_time_s"], "first_step_s": segs[0]["first_step_s"] if segs else None,
+               "g_params": sum(x.size for x in jax.tree.leaves(state.g.params)),
+               "d_params": sum(x.size for x in jax.tree.leaves(state.d.params))}
+    workdir_lib.update_summary(workdir, "generator", results, config, seed=config.seed)
+    return results
+
+
+def _generator(workdir: pathlib.Path, config) -> tuple[gan.GanState, int]:
+    return train_lib.load_state(workdir / "generator", _gan_state(config), keep=config.gan.loop.keep)
+
+
+@actions.action(name="train-encoder")
+def train_encoder(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
+    """Trains the ViT encoder into W+ on clips of procedural videos against the frozen G-EMA; resumes."""
+    g_state, _ = _generator(workdir, config)
+    stage = workdir_lib.stage_dir(workdir, "encoder")
+    vids = np.stack([v["image"] for v in data.clip_videos(config.seed, config.faces)])
+    loss_fn = encoder.make_loss_fn(config, g_state.g_ema, g_state.w_avg)
+    state, history = train_lib.fit(encoder.init_encoder_state(config), train_lib.make_train_step(loss_fn),
+                                   lambda s: encoder.clip_batch(config, vids, s), loop=config.encoder.loop,
+                                   workdir=stage, seed=config.seed, desc="video2stylegan encoder")
+    times = train_lib.run_times(stage)
+    report.plot_training(stage, workdir, ("loss", "mse_key", "mse_frame"), "encoder_training")
+    last = history[-1] if history else {}
+    results = {"steps": int(jax.device_get(state.step)), "reuse": config.encoder.reuse,
+               "loss": last.get("loss"), "train_time_s": times["train_time_s"]}
+    workdir_lib.update_summary(workdir, "encoder", results, config, seed=config.seed)
+    return results
+
+
+def load(workdir: str | pathlib.Path) -> actions.Loaded:
+    """The config, models, the GAN state (G, D, G-EMA) of the newest intact checkpoint and, in
+    `extras["encoder"]`, the encoder's `(state, step)` when an encoder was trained."""
+    workdir = pathlib.Path(workdir)
+    config = workdir_lib.load_config(workdir, Video2StyleGANConfig)
+    state, step = _generator(workdir, config)
+    extras = {}
+    if (workdir / "encoder" / "checkpoints").exists():
+        extras["encoder"] = train_lib.load_state(workdir / "encoder", encoder.init_encoder_state(config),
+                                                 keep=config.encoder.loop.keep)
+    g, d = gan.make_models(config.gan)
+    return actions.Loaded(config, {"generator": g, "discriminator": d, "encoder": encoder.make_encoder(config)},
+                          state, step, extras)
+
+
+def _encode_both(run: actions.Loaded, frames: np.ndarray, fns) -> dict:
+    if "encoder" not in run.extras:
+        raise workdir_lib.WorkdirError("no trained encoder in this workdir: run `jaxlab video2stylegan "
+                                       "train-encoder` on it first")
+    ep = run.extras["encoder"][0].params
+    out = {}
+    for reuse in (False, True):
+        ws, rec = encoder.encode_frames(fns, ep, run.state.g_ema, run.state.w_avg, frames, reuse)
+        out["reuse" if reuse else "per_frame"] = (ws, rec)
+    return out
+
+
+def _video_metrics(frames, out, k) -> dict:
+    res = {}
+    for name, (ws, rec) in out.items():
+        res[name] = {"mse": metrics.mse(rec, frames), "ssim": metrics.ssim(rec, frames),
+                     "flicker": metrics.flicker(rec, frames),
+                     "fine_latent_std": float(np.std(ws[:, k:], axis=0).mean())}
+    return res
+
+
+@actions.action
+def encode(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
+    """Encodes config.video (frame folder(s); default: the procedural evaluation videos) per frame and
+    with reuse; writes WORKDIR/encoded/<video>/{per_frame,reuse}/ frames and a strip figure."""
+    run = load(workdir)
+    r = run.config.gan.resolution
+    if config.video:
+        videos = {n: data.to_unit(v) for n, v in data.read_videos(config.video).items()}
+    else:
+        videos = {f"video_{i:03d}": v["image"] for i, v in enumerate(data.eval_videos(config.seed, config.faces))}
+    fns = encoder.make_encode_fn(run.config)
+    results = {}
+    for name, frames in videos.items():
+        if frames.shape[1:3] != (r, r):
+            raise data.DataFormatError(f"{config.video}/{name}: frames are {frames.shape[2]}x{frames.shape[1]}, "
+                                       f"the generator is {r}x{r}")
+        out = _encode_both(run, frames, fns)
+        for mode, (_, rec) in out.items():
+            data.write_video(workdir / "encoded" / name / mode, report.to_rgb(rec))
+        report.plot_strip(workdir, f"strip_{name}", frames, out["per_frame"][1], out["reuse"][1])
+        results[name] = _video_metrics(frames, out, run.config.encoder.reuse_start)
+    workdir_lib.update_summary(workdir, "encode", results, config, seed=config.seed)
+    return results
+
+
+@actions.action(read_only=True)
+def evaluate(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
+    """Per-frame encoding vs temporal reuse on the procedural evaluation videos: MSE, SSIM, flicker,
+    encoder+generator frames/s (evaluation.json)."""
+    run = load(workdir)
+    c = run.config
+    fns = encoder.make_encode_fn(c)
+    rows = []
+    vids = data.eval_videos(c.seed, c.faces)
+    for i, v in enumerate(vids):
+        out = _encode_both(run, v["image"], fns)
+        rows.append(_video_metrics(v["image"], out, c.encoder.reuse_start))
+        if i == 0:
+            report.plot_strip(workdir, "strip_eval", v["image"], out["per_frame"][1], out["reuse"][1])
+            report.plot_flicker(workdir, v["image"], out["per_frame"][1], out["reuse"][1])
+    results = {m: {k: float(np.mean([r[m][k] for r in rows])) for k in rows[0][m]} for m in rows[0]}
+    ep = run.extras["encoder"][0].params
+    frames = jnp.asarray(vids[0]["image"])
+    for reuse in (False, True):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fns[reuse](ep, run.state.g_ema, run.state.w_avg, frames))
+        compile_s = time.perf_counter() - t0
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fns[reuse](ep, run.state.g_ema, run.state.w_avg, frames))
+            times.append(time.perf_counter() - t0)
+        mode = "reuse" if reuse else "per_frame"
+        results[mode]["frames_per_s"] = len(frames) / float(np.median(times))
+        results[mode]["first_call_s"] = compile_s
+    results.update({"videos": len(vids), "frames": c.faces.frames, "generator_step": run.step,
+                    "encoder_step": run.extras["encoder"][1], "device": jax.devices()[0].device_kind})
+    workdir_lib.write_json(workdir / "evaluation.json", results)
+    return results
+
+
+ACTIONS = actions.collect(render, train_generator, train_encoder, encode, evaluate)

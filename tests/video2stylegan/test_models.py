@@ -1,0 +1,187 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.signal
+
+from jaxlab.video2stylegan import fir, gan, models
+
+
+def _upfirdn_scipy(x, f, up, down):
+    """Reference upfirdn along H then W with scipy (full convolution), [H, W] input."""
+    y = np.stack([scipy.signal.upfirdn(f, row, up=up) for row in x.T]).T
+    return np.stack([scipy.signal.upfirdn(f, col, up=up) for col in y])
+
+
+def test_fir_upsample_matches_scipy_upfirdn():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 5)).astype(np.float32)
+    f = fir.setup_filter()
+    ours = np.asarray(fir.upsample2d(jnp.asarray(x)[None, :, :, None]))[0, :, :, 0]
+    full = _upfirdn_scipy(x, f * 2, up=2, down=1)  # gain 4 = 2 per axis
+    # stylegan's padding (2, 1) with a 4-tap filter keeps full-convolution samples 1 .. 2H
+    np.testing.assert_allclose(ours, full[1:15, 1:11], rtol=1e-5, atol=1e-5)
+    # interpolation of a constant keeps the constant away from the border
+    c = np.asarray(fir.upsample2d(jnp.ones((1, 6, 6, 1))))[0, 2:-2, 2:-2, 0]
+    np.testing.assert_allclose(c, 1.0, rtol=1e-6)
+
+
+def test_fir_downsample_matches_scipy():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(8, 8)).astype(np.float32)
+    f = fir.setup_filter()
+    ours = np.asarray(fir.downsample2d(jnp.asarray(x)[None, :, :, None]))[0, :, :, 0]
+    full = _upfirdn_scipy(x, f, up=1, down=1)  # [11, 11]
+    np.testing.assert_allclose(ours, full[2::2, 2::2][:4, :4], rtol=1e-5, atol=1e-5)
+
+
+def _modconv_numpy(x, w, s, demod):
+    """Explicit per-sample convolution with SAME zero padding: x [B,H,W,Ci], w [k,k,Ci,Co], s [B,Ci]."""
+    b, h, wd, ci = x.shape
+    k, _, _, co = w.shape
+    p = k // 2
+    out = np.zeros((b, h, wd, co))
+    for n in range(b):
+        wn = w * s[n][None, None, :, None]
+        if demod:
+            wn = wn / np.sqrt((wn ** 2).sum(axis=(0, 1, 2), keepdims=True) + 1e-8)
+        xp = np.pad(x[n], ((p, p), (p, p), (0, 0)))
+        for i in range(h):
+            for j in range(wd):
+                out[n, i, j] = np.einsum("abc,abcd->d", xp[i:i + k, j:j + k], wn)
+    return out
+
+
+@pytest.mark.parametrize("demod", [True, False])
+def test_modulated_conv_matches_explicit_numpy_and_fused_equals_vmap(demod):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3, 5, 6, 4)).astype(np.float32)
+    w = rng.normal(size=(3, 3, 4, 2)).astype(np.float32)
+    s = rng.uniform(0.5, 2, size=(3, 4)).astype(np.float32)
+    ref = _modconv_numpy(x, w, s, demod)
+    fused = np.asarray(models.modulated_conv2d(jnp.asarray(x), jnp.asarray(w), jnp.asarray(s), demod, fused=True))
+    per = np.asarray(models.modulated_conv2d(jnp.asarray(x), jnp.asarray(w), jnp.asarray(s), demod, fused=False))
+    np.testing.assert_allclose(fused, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(per, fused, rtol=1e-5, atol=1e-5)
+
+
+def test_demodulation_makes_the_output_invariant_to_style_scale():
+    rng = np.random.default_rng(3)
+    x, w = jnp.asarray(rng.normal(size=(2, 4, 4, 3))), jnp.asarray(rng.normal(size=(3, 3, 3, 5)))
+    s = jnp.asarray(rng.uniform(0.5, 2, size=(2, 3)))
+    a = models.modulated_conv2d(x, w, s, True)
+    b = models.modulated_conv2d(x, w, s * 7.0, True)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    c = models.modulated_conv2d(x, w, s * 7.0, False)  # without demodulation it scales
+    np.testing.assert_allclose(c, 7.0 * models.modulated_conv2d(x, w, s, False), rtol=1e-4, atol=1e-4)
+
+
+def test_ws_layout_matches_the_official_1024_ranges():
+    lay = models.ws_layout(1024)
+    assert models.num_ws(1024) == 18 and models.num_ws(32) == 8 and models.num_ws(64) == 10
+    assert max(lay.values()) == 17
+    assert lay["b4.conv1"] == 0 and lay["b4.torgb"] == 1 and lay["b8.conv0"] == 1
+    assert lay["b16.conv0"] == 3 and lay["b64.conv0"] == 7 and lay["b1024.torgb"] == 17
+    for r in (8, 16, 32, 64, 128, 256, 512):  # a block's toRGB shares its index with the next up-conv
+        assert lay[f"b{r}.torgb"] == lay[f"b{2 * r}.conv0"]
+    # layers at 4-8 read w0-w3, 16-32 read w3-w7, 64-1024 read w7-w17
+    assert {lay[k] for k in lay if k.split(".")[0] in ("b4", "b8")} == {0, 1, 2, 3}
+    assert {lay[k] for k in lay if k.split(".")[0] in ("b16", "b32")} == {3, 4, 5, 6, 7}
+    assert {lay[k] for k in lay if int(k.split(".")[0][1:]) >= 64} == set(range(7, 18))
+
+
+@pytest.fixture(scope="module")
+def tiny_g():
+    g = models.Generator(resolution=16, z_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8)
+    params = g.init({"params": jax.random.key(0), "noise": jax.random.key(1)}, jnp.zeros((1, 8)))["params"]
+    # non-zero noise strengths so that noise shows in the output
+    params = jax.tree_util.tree_map_with_path(
+        lambda p, v: jnp.full_like(v, 0.5) if "noise_strength" in jax.tree_util.keystr(p) else v, params)
+    return g, params
+
+
+def test_generator_uses_ws_as_the_layout_says(tiny_g):
+    g, params = tiny_g
+    ws = jax.random.normal(jax.random.key(2), (1, models.num_ws(16), 8))
+
+    def block8(w):
+        _, inter = g.apply({"params": params}, w, "const", method=models.Generator.synthesis,
+                           mutable=["intermediates"])
+        return inter["intermediates"]["synthesis_net"]["b8"][0]
+
+    jac = jax.jacobian(lambda w: jnp.sum(block8(w) ** 2))(ws)[0]  # [num_ws, w_dim]
+    used = np.nonzero(np.abs(np.asarray(jac)).sum(-1) > 0)[0].tolist()
+    assert used == [0, 1, 2]  # b4.conv1 (0), b8.conv0 (1), b8.conv1 (2); b8.torgb (3) is not in the features
+    img_jac = jax.jacobian(lambda w: jnp.sum(gan.generate(g, params, w) ** 2))(ws)[0]
+    assert np.all(np.abs(np.asarray(img_jac)).sum(-1) > 0)  # the image depends on all 6 entries
+
+
+def test_truncation_psi_zero_gives_w_avg_and_cutoff():
+    ws = jax.random.normal(jax.random.key(0), (2, 8, 4))
+    w_avg = jnp.arange(4.0)
+    np.testing.assert_allclose(gan.truncate(ws, w_avg, 0.0), jnp.broadcast_to(w_avg, ws.shape))
+    np.testing.assert_allclose(gan.truncate(ws, w_avg, 1.0), ws, rtol=1e-5, atol=1e-6)
+    t = gan.truncate(ws, w_avg, 0.5, cutoff=3)
+    np.testing.assert_allclose(t[:, :3], w_avg + 0.5 * (ws[:, :3] - w_avg), rtol=1e-6)
+    np.testing.assert_allclose(t[:, 3:], ws[:, 3:])
+
+
+def test_noise_modes_are_deterministic_where_they_should_be(tiny_g):
+    g, params = tiny_g
+    ws = jax.random.normal(jax.random.key(3), (2, 6, 8))
+    a, b = gan.generate(g, params, ws, noise_mode="const"), gan.generate(g, params, ws, noise_mode="const")
+    np.testing.assert_array_equal(a, b)
+    r1 = gan.generate(g, params, ws, jax.random.key(5), "random")
+    r2 = gan.generate(g, params, ws, jax.random.key(5), "random")
+    r3 = gan.generate(g, params, ws, jax.random.key(6), "random")
+    np.testing.assert_array_equal(r1, r2)
+    assert float(jnp.abs(r1 - r3).max()) > 1e-3 and float(jnp.abs(r1 - a).max()) > 1e-3
+
+
+def test_style_mixing_takes_a_suffix_from_the_second_ws():
+    ws, ws2 = jnp.zeros((3, 8, 2)), jnp.ones((3, 8, 2))
+    for s in range(20):
+        m = np.asarray(gan.mix_styles(ws, ws2, jax.random.key(s), 1.0))[0, :, 0]
+        c = int(np.argmax(m)) if m.max() > 0 else 8
+        assert 1 <= c < 8 and np.all(m[:c] == 0) and np.all(m[c:] == 1)
+    np.testing.assert_array_equal(gan.mix_styles(ws, ws2, jax.random.key(0), 0.0), ws)
+
+
+def test_minibatch_stddev_matches_numpy():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(8, 3, 3, 4)).astype(np.float32)
+    out = np.asarray(models.minibatch_stddev(jnp.asarray(x), group_size=4))
+    assert out.shape == (8, 3, 3, 5)
+    np.testing.assert_array_equal(out[..., :4], x)
+    for n in range(8):
+        group = x[[m for m in range(8) if m % 2 == n % 2]]  # group of sample n: same index mod B/G
+        np.testing.assert_allclose(out[n, 0, 0, 4], np.sqrt(group.var(axis=0) + 1e-8).mean(), rtol=1e-5)
+
+
+def test_equalised_lr_mapping_weights_and_runtime_scale():
+    m = models.MappingNetwork(w_dim=64, num_layers=1, lr_mul=0.01)
+    p = m.init(jax.random.key(0), jnp.zeros((1, 64)))["params"]
+    assert 80 < float(jnp.std(p["fc0"]["kernel"])) < 120  # stored N(0, 1) / lr_mul
+    z = jax.random.normal(jax.random.key(1), (1, 64))
+    zn = z / jnp.sqrt(jnp.mean(z ** 2) + 1e-8)
+    expect = jax.nn.leaky_relu(zn @ (p["fc0"]["kernel"] * 0.01 / 8.0), 0.2) * np.sqrt(2)
+    np.testing.assert_allclose(m.apply({"params": p}, z), expect, rtol=1e-4, atol=1e-5)
+
+
+def test_r1_penalty_matches_finite_differences_on_a_tiny_d():
+    d = models.Discriminator(resolution=8, channel_base=32, channel_max=4, mbstd_group=1)
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+    with jax.enable_x64(True):
+        x64 = jnp.asarray(np.asarray(x), jnp.float64)
+        p = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), jnp.float64),
+                         d.init(jax.random.key(1), x)["params"])
+        f = jax.jit(lambda xx: d.apply({"params": p}, xx))
+        r1 = float(gan.r1_penalty(f, x64))
+        eps, xs = 1e-5, np.asarray(x64)
+        sq = 0.0
+        for idx in np.ndindex(xs.shape):
+            e = np.zeros_like(xs)
+            e[idx] = eps
+            g = (np.asarray(f(jnp.asarray(xs + e)))[idx[0]] - np.asarray(f(jnp.asarray(xs - e)))[idx[0]]) / (2 * eps)
+            sq += g * g
+    np.testing.assert_allclose(r1, sq / 2, rtol=1e-5)
