@@ -14,6 +14,7 @@ def _cfg(**loop):
     cfg.train_frames, cfg.scene.num_frames = 3, 2
     cfg.loop.num_steps, cfg.loop.checkpoint_every, cfg.loop.eval_every = 20, 10, 10
     cfg.loop.num_devices = 1
+    cfg.detector.num_steps, cfg.val_frames = 10, 2
     return cfg
 
 
@@ -77,6 +78,30 @@ def test_killed_and_resumed_training_gives_the_same_parameters(smoke, tmp_path):
     for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert train_lib.run_times(resumed)["segments"]
+
+
+def test_train_detector_and_compare(smoke):
+    import jax.numpy as jnp
+
+    from jaxlab.lidarfirst import compare, cost
+
+    cfg, wd, _ = smoke
+    det = run.train_detector(cfg, wd)
+    assert det["steps"] == 10 and det["train_images"] == 2 * cfg.train_frames
+    res = run.compare(cfg, wd)
+    loaded = run.load_detector(wd)
+    sc = cfg.scene
+    assert res["frame_macs"] == cost.count_macs(lambda x: loaded.model.apply({"params": loaded.state.params}, x),
+                                                jnp.zeros((1, sc.image_height, sc.image_width, 3)))
+    saved = json.loads((wd / "compare.json").read_text())
+    cf, ff = saved["frames"]["cluster_first"], saved["frames"]["full_frame"]
+    assert len(cf["val"]) == 2 and len(cf["test"]) == sc.num_frames
+    for a, b in zip(cf["test"], ff["test"]):  # both methods are scored on the same ground truth
+        assert a["gt_boxes"] == b["gt_boxes"] and a["gt_risk"] == b["gt_risk"]
+        assert a["camera_macs"] == a["crops"] * res["crop_macs"] and len(b["detections"]) == cfg.detector.top_k
+    for m in ("cluster_first", "full_frame"):
+        assert res[m]["threshold"] in compare.THRESHOLDS
+        assert res[m]["threshold"] == compare.choose_threshold(saved["frames"][m]["val"])
 
 
 def test_average_precision_hand_worked():
