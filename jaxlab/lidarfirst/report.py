@@ -86,3 +86,42 @@ def plot_frame(workdir: pathlib.Path, inp, out: dict, config) -> None:
     b.set_title("detections in order")
     b.axis("off")
     plotting.save_figure(fig, workdir, "frame")
+
+
+def detection_times(rows: list[dict], threshold: float) -> list[dict]:
+    """(time_s, rank, distance, risk) of the cluster-first detections at or above `threshold` that hit a
+    ground-truth box (IoU >= 0.5, right class), warm-up frame excluded."""
+    out = []
+    for r in rows:
+        if r.get("warmup"):
+            continue
+        gt = np.array(r["gt_boxes"]).reshape(-1, 4)
+        for d in r["detections"]:
+            if d["score"] < threshold or not len(gt):
+                continue
+            o = pipeline.iou(np.array(d["box"])[None], gt)[0]
+            o[np.array(r["gt_classes"]) != d["class"]] = -1
+            if o.max() >= 0.5:
+                j = int(o.argmax())
+                out.append({"time_s": d["time_s"], "rank": d["rank"], "distance": d["distance"],
+                            "gt_risk": int(r["gt_risk"][j])})
+    return out
+
+
+def plot_compare(workdir: pathlib.Path) -> None:
+    """Time from the frame start to each correct cluster-first detection vs its crop rank and its distance
+    (colour: the object's true R^3 class), with the full-frame pipeline's mean latency as a line."""
+    saved = json.loads((pathlib.Path(workdir) / "compare.json").read_text())
+    res, frames = saved["results"], saved["frames"]
+    pts = detection_times(frames["cluster_first"]["test"], res["cluster_first"]["threshold"])
+    fig, (a, b) = plotting.subplots(1, 2, figsize=(9, 3.5))
+    for ax, key in ((a, "rank"), (b, "distance")):
+        for risk_class, colour in enumerate(RISK_COLOURS):
+            sel = [p for p in pts if p["gt_risk"] == risk_class]
+            ax.scatter([p[key] for p in sel], [1e3 * p["time_s"] for p in sel], s=10, c=colour)
+        ax.axhline(1e3 * res["full_frame"]["total_s_per_frame"], color="k", ls="--", label="full-frame latency")
+        ax.set_xlabel("crop rank" if key == "rank" else "nearest-corner distance (m)")
+        ax.set_ylabel("time to detection (ms)")
+    a.legend()
+    a.set_title("cluster-first detections (red imminent, orange potential, green none)", fontsize=8)
+    plotting.save_figure(fig, workdir, "compare_times")

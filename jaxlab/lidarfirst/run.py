@@ -238,6 +238,7 @@ def compare(config: LidarFirstConfig, workdir: pathlib.Path) -> dict:
                    v is not None for v in ttfd) else None}
         results[name] = res
     workdir_lib.write_json(workdir / "compare.json", {"results": results, "frames": rows})
+    report.plot_compare(workdir)
     workdir_lib.update_summary(workdir, "compare", results, config, seed=config.seed)
     return results
 
