@@ -79,18 +79,19 @@ class SpaceConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    """Procedural images (`jaxlab.data.synthetic`) or an ImageNet-style class folder.
+    """Procedural images (`jaxlab.data.synthetic`), digits, or an ImageNet-style class folder.
 
     Attributes:
-      source: "procedural" or "folder" (`folder/{train,val}/<class>/<image>`, read through
-        the TFDS builder of `jaxlab.vitas.data`).
+      source: "procedural", "digits" (scikit-learn's 8x8 digits, 1,347 train / 450 test,
+        upsampled to `image_size`, a multiple of 8) or "folder" (`folder/{train,val}/<class>/<image>`,
+        read through the TFDS builder of `jaxlab.vitas.folder`).
       folder: the class-folder root when `source="folder"` (its val/ is the test split).
       num_train, num_val, num_test: procedural split sizes (val scores the search); for a
-        folder, `num_val` images are held out of train/ as the validation split.
+        folder or digits, `num_val` images are held out of train/ as the validation split.
       seed: the dataset's seed (apart from the run's seed).
     """
 
-    source: Literal["procedural", "folder"] = "procedural"
+    source: Literal["procedural", "digits", "folder"] = "procedural"
     folder: str = ""
     num_train: PositiveInt = 4096
     num_val: PositiveInt = 512
@@ -208,6 +209,9 @@ class VitasConfig:
             raise ConfigError("config field 'search.flops_max' must be >= search.flops_min")
         if self.data.source == "folder" and not self.data.folder:
             raise ConfigError("config field 'data.folder' is needed when data.source='folder'")
+        if self.data.source == "digits" and (s.image_size % 8 or s.in_channels != 3 or s.num_classes != 10):
+            raise ConfigError("data.source='digits' needs space.image_size a multiple of 8, space.in_channels=3 "
+                              f"and space.num_classes=10, got {s.image_size}, {s.in_channels}, {s.num_classes}")
         if self.data.source == "folder" and s.in_channels != 3:
             raise ConfigError("config field 'space.in_channels' must be 3 for a class folder (images are read as RGB)")
 

@@ -1,4 +1,5 @@
-"""Data of ViTAS runs: procedural 16x16 images (`jaxlab.data.synthetic`) or an ImageNet-style
+"""Data of ViTAS runs: procedural 16x16 images (`jaxlab.data.synthetic`), scikit-learn's digits
+upsampled to 16x16, or an ImageNet-style
 class folder (`root/{train,val}/<class>/<image>.{JPEG,png}`) read through the TFDS builder of
 `jaxlab.vitas.folder` (val/ is the test split; the validation split is held out of train/)."""
 
@@ -25,11 +26,29 @@ def _procedural(n_train, n_val, n_test, res, classes, seed):
     return {"train": tr, "val": va, "test": te}
 
 
+@functools.lru_cache(maxsize=4)
+def _digits(res: int, num_val: int, seed: int) -> dict:
+    """scikit-learn's 8x8 digits (stratified 75/25 split of `jaxlab.data.digits`, seed 0), each
+    pixel repeated to `res x res` (nearest upsampling), grey replicated to RGB, values / 16.
+    `num_val` training images (drawn with `(seed, HOLDOUT_STREAM)`) are the validation split."""
+    from jaxlab.data import digits
+
+    xtr, ytr, xte, yte = digits.digits_arrays(0, 0.25)
+    k = res // 8
+    up = lambda a: np.repeat(np.repeat(a.astype(np.float32) / 16.0, k, 1), k, 2).repeat(3, -1)
+    perm = np.random.default_rng([seed, HOLDOUT_STREAM]).permutation(len(ytr))
+    va, tr = np.sort(perm[:num_val]), np.sort(perm[num_val:])
+    x, y = up(xtr), ytr.astype(np.int32)
+    return {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": (up(xte), yte.astype(np.int32))}
+
+
 def splits(config: VitasConfig) -> dict:
     """`{"train", "val", "test"}` -> `(images float32 [N, R, R, 3] in [0, 1], labels int32 [N])`."""
     d, s = config.data, config.space
     if d.source == "procedural":
         return _procedural(d.num_train, d.num_val, d.num_test, s.image_size, s.num_classes, d.seed)
+    if d.source == "digits":
+        return _digits(s.image_size, d.num_val, d.seed)
     return _folder(d.folder, s.image_size, s.num_classes, d.num_val, d.seed)
 
 

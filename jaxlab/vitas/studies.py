@@ -42,7 +42,7 @@ from jaxlab.core import train as train_lib
 from jaxlab.core import workdir as workdir_lib
 from jaxlab.vitas import configs, training
 from jaxlab.vitas import data as data_lib
-from jaxlab.vitas import search as search_lib
+from jaxlab.vitas.search import band_sampler, genome_to_arch, make_fitness
 from jaxlab.vitas.space import Space
 
 PROBE_SEED = 1234
@@ -57,7 +57,7 @@ def probe_archs(config: configs.VitasConfig, space: Space) -> np.ndarray:
     band = _band(config, space)
     p_id, _ = space.tune_p_id(band, p_id=config.supernet.p_id, step=config.supernet.p_id_step,
                               samples=config.supernet.p_id_samples, seed=PROBE_SEED)
-    g = search_lib.band_sampler(space, p_id, band, True)(np.random.default_rng([PROBE_SEED, PROBE_STREAM]),
+    g = band_sampler(space, p_id, band, True)(np.random.default_rng([PROBE_SEED, PROBE_STREAM]),
                                                         8 * N_PROBE)
     _, first = np.unique(g, axis=0, return_index=True)
     return g[np.sort(first)][:N_PROBE]
@@ -72,7 +72,7 @@ def retrain_masked(config: configs.VitasConfig, space: Space, genome: np.ndarray
                    workdir: pathlib.Path, seed: int = 0) -> float:
     """Test accuracy of `genome` trained from scratch through the masked step (see module doc)."""
     cfg = dataclasses.replace(config, seed=seed)
-    arch = search_lib.genome_to_arch(space, genome)
+    arch = genome_to_arch(space, genome)
     state = training.init_supernet_state(cfg, space)
     step = training.make_supernet_step(cfg, space)
     base = training.make_supernet_batches(cfg, space, 0.0, splits["train"])
@@ -83,7 +83,7 @@ def retrain_masked(config: configs.VitasConfig, space: Space, genome: np.ndarray
     state, _ = train_lib.fit(state, step, batch_fn, loop=cfg.supernet.loop, workdir=workdir, seed=seed,
                              desc="vitas masked retrain")
     x, y = splits["test"]
-    return float(search_lib.make_fitness(space, state.params, x, y, 1)(np.asarray(genome)[None])[0])
+    return float(make_fitness(space, state.params, x, y, 1)(np.asarray(genome)[None])[0])
 
 
 def uniform_baseline(space: Space, target_flops: float) -> np.ndarray:
@@ -161,7 +161,7 @@ def part_probe(base: configs.VitasConfig, runs: pathlib.Path, out: dict, retrain
         loaded = run_lib.load(wd)
         cfg, space = loaded.config, loaded.extras["space"]
         val = data_lib.splits(cfg)["val"]
-        acc = search_lib.make_fitness(space, loaded.state.params, *val, N_PROBE)(probes)
+        acc = make_fitness(space, loaded.state.params, *val, N_PROBE)(probes)
         summary = json.loads((wd / "summary.json").read_text())["results"]
         sup = summary.get("train-supernet", {})
         row = {"variant": RUN_NAME.match(name)["variant"], "seed": cfg.seed, "probe_val_accuracy": acc.tolist(),

@@ -111,3 +111,20 @@ def test_missing_root_is_a_clear_error(tmp_path):
     with pytest.raises(DataFormatError):
         vitas.train_supernet(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "supernet").exists()
+
+
+def test_digits_source_upsamples_sklearn_digits():
+    from sklearn.datasets import load_digits
+
+    cfg = vitas.get_config("smoke")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="digits", num_val=100))
+    cfg.validate()
+    s = data_lib.splits(cfg)
+    assert [len(s[k][1]) for k in ("train", "val", "test")] == [1347 - 100, 100, 450]
+    originals = {img.astype(np.float32).tobytes() for img in load_digits().images}
+    for x in (s["train"][0][:20], s["test"][0][:20]):
+        assert x.shape[1:] == (16, 16, 3) and (x[..., 0] == x[..., 2]).all()
+        assert (x[:, ::2, ::2] == x[:, 1::2, 1::2]).all()  # each pixel repeated 2x2
+        assert all((im[::2, ::2, 0] * 16).tobytes() in originals for im in x)
+    with pytest.raises(ConfigError, match="digits"):
+        dataclasses.replace(cfg, space=dataclasses.replace(cfg.space, image_size=12, patch_sizes=(2, 4))).validate()
