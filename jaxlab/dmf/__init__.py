@@ -13,8 +13,25 @@ Arora et al., NeurIPS 2019).
 
 from jaxlab.dmf.baselines import nuclear_norm_completion, nuclear_norm_sensing, soft_threshold_svd
 from jaxlab.dmf.dynamics import Trajectory, advance, sweep, train
-from jaxlab.dmf.hessian import dense_hessian, hessian_min_eig, hvp, lanczos
-from jaxlab.dmf.models import arora_target, end_to_end, init_factors, loss_fn, low_rank_target, plateau_levels
+from jaxlab.dmf.hessian import (
+    dense_hessian,
+    end_to_end_directions,
+    escape_direction,
+    hessian_extremes,
+    hessian_min_eig,
+    hvp,
+    lanczos,
+    lanczos_eigh,
+)
+from jaxlab.dmf.models import (
+    arora_target,
+    best_rank_k_losses,
+    end_to_end,
+    init_factors,
+    loss_fn,
+    low_rank_target,
+    plateau_levels,
+)
 from jaxlab.dmf.optim import group_rmsprop, make_optimizer
 from jaxlab.dmf.stages import Stage, Stages, detect_stages, escape_alignment
 from jaxlab.dmf.threads import single_threaded_lapack
@@ -30,9 +47,10 @@ def load(workdir):
 
 __all__ = [
     "Trajectory", "Stage", "Stages",
-    "low_rank_target", "arora_target", "init_factors", "end_to_end", "loss_fn", "plateau_levels",
+    "low_rank_target", "arora_target", "init_factors", "end_to_end", "loss_fn", "plateau_levels", "best_rank_k_losses",
     "train", "sweep", "advance", "detect_stages", "escape_alignment",
-    "hessian_min_eig", "hvp", "lanczos", "dense_hessian",
+    "hessian_min_eig", "hessian_extremes", "hvp", "lanczos", "lanczos_eigh", "dense_hessian",
+    "end_to_end_directions", "escape_direction",
     "group_rmsprop", "make_optimizer",
     "nuclear_norm_completion", "nuclear_norm_sensing", "soft_threshold_svd", "single_threaded_lapack", "load",
 ]

@@ -1,7 +1,7 @@
 """Configs of `jaxlab dmf`: `get_config("smoke" | "default" | "paper")`.
 
-One flat dataclass serves the five actions (`spe`, `sweep`, `escape`, `completion`,
-`evaluate`); every knob is a field, e.g. `jaxlab dmf spe --config.rank=3 --config.depth=3`.
+One flat dataclass serves the seven actions (`spe`, `sweep`, `escape`, `completion`,
+`stability`, `init-law`, `evaluate`); every knob is a field, e.g. `jaxlab dmf spe --config.rank=3 --config.depth=3`.
 Stage-detector thresholds are reconstructions (the paper states none): see
 `jaxlab.dmf.stages`.
 """
@@ -33,8 +33,11 @@ class DMFConfig:
 
     Problem (spe, sweep):
       n: matrix size (square targets); rank: target rank R.
-      singular_values: sigma* of the target (empty: (10, 5, 2) for R = 3, 10 * 2^-(k-1)
-        otherwise; with `ranks` in a sweep, the first R of the default law).
+      singular_values: sigma* of the target (empty: the law 10 * spectrum_ratio^(k-1), except
+        (10, 5, 2) for R = 3 with ratio 0.5 -- also in the sweep's R = 3 cells; with `ranks`
+        in a sweep, the first R of `singular_values`).
+      spectrum_ratio: ratio of the default geometric law (0.5; `paper` 0.8 so that R = 20
+        stays resolvable: sigma*_20 = 0.14).
       observation: "full", "completion" (uniform `num_observations` entries) or "sensing"
         (`num_observations` Gaussian measurements A_i ~ N(0, 1/n^2)).
       target_file: optional `.npy` `[n, n]` target (overrides the generated one).
@@ -56,10 +59,22 @@ class DMFConfig:
       theta, plateau_tol, dip_prominence, min_dwell, min_plateau_frac.
     Curvature: hessian_points (Lanczos lambda_min evaluated at that many points along the
       run, 0: none), lanczos_iters.
+    End point (every spe run, every stability run): endpoint_grad_tol, endpoint_curvature_tol
+      (a second-order critical point: gradient norm <= endpoint_grad_tol and lambda_min >=
+      -endpoint_curvature_tol * lambda_max; reconstruction, the paper states no tolerance).
+    Plateau levels of completion/sensing: fit_restarts (starts of the alternating least
+      squares for the best rank-k fit, `models.best_rank_k_losses`).
     Sweep (stage count vs R, depth, init scale): ranks, depths, sweep_lrs (one per depth),
       sweep_init_scales, claim_init_scales (the "small init" per depth of the claim table
       and of `escape`), seeds, sweep_steps, sweep_log_every, num_devices (devices the
-      runs of a sweep are sharded over, 0: all).
+      runs of a sweep are sharded over, 0: all), sweep_sizes (matrix sizes of the sweep;
+      empty: n alone).
+    Stability (lr up to GD's limit 2 / lambda_max, action `stability`): stability_depths,
+      stability_fractions (lrs as fractions of the measured limit), stability_flow_time
+      (one per depth: every run gets flow_time / lr steps), stability_log_points.
+    Init law (escape time vs init scale, action `init-law`): law_depths, law_init_top,
+      law_init_decades, law_init_points (per depth, init scales from law_init_top down
+      law_init_decades decades in law_init_points log-spaced values), law_lrs, law_steps.
     Escape (escape time vs lr, depth, optimizer): escape_optimizers; escape_lr_factors
       (the lr grid: these multiples of the depth's `sweep_lrs` entry for gd, of
       `escape_normalised_lr` for rmsprop/group_rmsprop, whose normalised steps make lr a
@@ -68,7 +83,8 @@ class DMFConfig:
       completion_observations, completion_depths, completion_init_scales, completion_lr,
       completion_steps, completion_optimizer, completion_stop_loss (Arora et al.'s stopping
       train loss: the error and effective rank at the first log point below it are
-      reported beside the final ones), nuclear_lambdas, nuclear_iters.
+      reported beside the final ones), nuclear_lambdas, nuclear_iters, completion_seeds
+      (initialisations per cell on one target and mask).
 
     Divergence (a non-finite loss): a single `spe` run stops with
     `jaxlab.core.train.NonFiniteError` (the CLI prints "stopped: ..." and exits 1). In
@@ -81,6 +97,7 @@ class DMFConfig:
     n: PositiveInt = 20
     rank: PositiveInt = 3
     singular_values: tuple[PositiveFloat, ...] = ()
+    spectrum_ratio: PositiveFloat = 0.5
     observation: Observation = "full"
     num_observations: PositiveInt = 200
     target_file: str = ""
@@ -109,6 +126,7 @@ class DMFConfig:
     sweep_steps: PositiveInt = 30000
     sweep_log_every: PositiveInt = 20
     num_devices: NonNegativeInt = 0
+    sweep_sizes: tuple[PositiveInt, ...] = ()
     escape_optimizers: tuple[Optimizer, ...] = ("gd", "group_rmsprop", "rmsprop")
     escape_lr_factors: tuple[PositiveFloat, ...] = (0.25, 0.5, 1.0, 2.0)
     escape_normalised_lr: PositiveFloat = 1e-3
@@ -123,6 +141,20 @@ class DMFConfig:
     completion_stop_loss: NonNegativeFloat = 1e-6
     nuclear_lambdas: PositiveInt = 30
     nuclear_iters: PositiveInt = 100
+    completion_seeds: PositiveInt = 1
+    endpoint_grad_tol: PositiveFloat = 1e-4
+    endpoint_curvature_tol: PositiveFloat = 1e-3
+    fit_restarts: PositiveInt = 3
+    stability_depths: tuple[PositiveInt, ...] = (2, 3)
+    stability_fractions: tuple[PositiveFloat, ...] = (0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1)
+    stability_flow_time: tuple[PositiveFloat, ...] = (8.0, 25.0)
+    stability_log_points: PositiveInt = 1000
+    law_depths: tuple[PositiveInt, ...] = (2, 3, 4)
+    law_init_top: tuple[PositiveFloat, ...] = (1e-4, 1e-3, 1e-2)
+    law_init_decades: PositiveFloat = 3.0
+    law_init_points: PositiveInt = 7
+    law_lrs: tuple[PositiveFloat, ...] = (2e-3, 6e-3, 6e-3)
+    law_steps: tuple[PositiveInt, ...] = (4000, 11000, 22000)
 
     def validate(self) -> None:
         """Cross-field rules (each error names the field)."""
@@ -131,8 +163,9 @@ class DMFConfig:
                               f"need at least rank={self.rank}")
         if self.rank > self.n:
             raise ConfigError(f"config field 'rank' must be <= n={self.n}, got {self.rank}")
-        if max(self.ranks, default=0) > self.n:
-            raise ConfigError(f"config field 'ranks' must be <= n={self.n}, got {self.ranks}")
+        if max(self.ranks, default=0) > min(self.sweep_sizes or (self.n,)):
+            raise ConfigError(f"config field 'ranks' must be <= n={min(self.sweep_sizes or (self.n,))} "
+                              f"(n, or the smallest of sweep_sizes), got {self.ranks}")
         if self.completion_rank > self.completion_n:
             raise ConfigError(f"config field 'completion_rank' must be <= completion_n={self.completion_n}")
         if self.observation == "completion" and self.num_observations > self.n * self.n:
@@ -149,6 +182,11 @@ class DMFConfig:
                      "completion_observations", "completion_depths", "completion_init_scales"):
             if not getattr(self, name):
                 raise ConfigError(f"config field '{name}' needs at least one value")
+        for name, depths in (("stability_flow_time", self.stability_depths), ("law_init_top", self.law_depths),
+                             ("law_lrs", self.law_depths), ("law_steps", self.law_depths)):
+            if len(getattr(self, name)) != len(depths):
+                raise ConfigError(f"config field '{name}' needs one entry per depth in {depths}, "
+                                  f"got {getattr(self, name)}")
         if self.target_file and self.entries_file:
             raise ConfigError("config fields 'target_file' and 'entries_file' exclude each other")
 
@@ -164,14 +202,22 @@ def _smoke() -> DMFConfig:
                      sweep_steps=800, sweep_log_every=5, escape_lr_factors=(0.5, 1.0, 2.0), completion_n=12,
                      completion_rank=2, completion_observations=(80,), completion_depths=(2,),
                      completion_init_scales=(1e-3,), completion_lr=1e-2, completion_steps=500, nuclear_lambdas=5,
-                     nuclear_iters=20)
+                     nuclear_iters=20, completion_seeds=2, stability_depths=(2,), stability_fractions=(0.5, 1.1),
+                     stability_flow_time=(8.0,), stability_log_points=200, law_depths=(2, 3),
+                     law_init_top=(1e-4, 1e-3), law_init_decades=1.0, law_init_points=3, law_lrs=(1e-2, 1e-2),
+                     law_steps=(800, 1500))
 
 
 def _paper() -> DMFConfig:
-    # Arora et al.'s budget: up to 1e6 iterations for completion (stop at loss 1e-6 is
-    # not applied inside the scan; the run simply continues), 100 seeds per sweep cell.
-    return DMFConfig(seeds=100, sweep_steps=100000, completion_steps=1000000,
-                     completion_init_scales=(1e-3, 1e-4, 1e-5, 1e-6), completion_lr=1e-3)
+    # For accelerators (validated by the tests, not run on the CPU): the stage-count sweep
+    # at n = 100..1000, R up to 20 (sigma*_k = 10 * 0.8^(k-1): sigma*_20 = 0.14), 100
+    # seeds per cell at each depth's small init; Arora et al.'s completion budget (lr 1e-3,
+    # up to 1e6 iterations; the stop at train loss 1e-6 is read off the log, the scan runs
+    # on), 1k-5k observations, 10 initialisations per cell.
+    return DMFConfig(seeds=100, sweep_sizes=(100, 300, 1000), ranks=(1, 2, 5, 10, 20), spectrum_ratio=0.8,
+                     sweep_init_scales=(1e-6, 1e-4, 1e-3), sweep_steps=200000, sweep_log_every=100,
+                     completion_steps=1000000, completion_observations=(1000, 2000, 3000, 4000, 5000),
+                     completion_init_scales=(1e-3, 1e-4, 1e-5, 1e-6), completion_lr=1e-3, completion_seeds=10)
 
 
 def get_config(variant: str = "default") -> DMFConfig:

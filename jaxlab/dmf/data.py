@@ -31,6 +31,8 @@ TARGET_STREAM = 4  # sweep, escape: the rank-R target (R folded in)
 RUNS_STREAM = 5  # sweep, escape, completion: the initial factors of run s (s folded in by dynamics.sweep)
 COMPLETION_TARGET_STREAM = 6  # completion: Arora et al.'s target
 MASK_STREAM = 7  # completion: the observed entries (their number folded in)
+ENDPOINT_STREAM = 8  # spe, studies: the Lanczos start vectors at the end point of a run
+FIT_STREAM = 9  # the restarts of the best rank-k fit (plateau levels of completion/sensing)
 
 
 def load_target(path) -> np.ndarray:
@@ -109,16 +111,17 @@ def random_sensing(key, target, num_measurements: int):
     return a, jnp.einsum("kij,ij->k", a, target)
 
 
-def spectrum(singular_values, rank: int) -> tuple:
+def spectrum(singular_values, rank: int, ratio: float = 0.5) -> tuple:
     """The target's sigma*: the first `rank` of `singular_values`, or the default law
-    (`models.geometric_singular_values`: (10, 5, 2) for R = 3, 10 * 2^-(k-1) otherwise)."""
+    (`models.geometric_singular_values`: 10 * ratio^(k-1); with ratio 0.5 and R = 3 the
+    spec's (10, 5, 2), not the geometric (10, 5, 2.5))."""
     from jaxlab.dmf import models
 
     if singular_values:
         if len(singular_values) < rank:
             raise ValueError(f"singular_values has {len(singular_values)} values, need rank={rank}")
         return tuple(singular_values[:rank])
-    return models.geometric_singular_values(rank)
+    return models.geometric_singular_values(rank, ratio=ratio)
 
 
 def problem(config, key):
@@ -134,7 +137,8 @@ def problem(config, key):
     if config.target_file:
         target = jnp.asarray(load_target(config.target_file))
     else:
-        target = models.low_rank_target(kt, config.n, config.rank, spectrum(config.singular_values, config.rank))
+        target = models.low_rank_target(kt, config.n, config.rank,
+                                        spectrum(config.singular_values, config.rank, config.spectrum_ratio))
     if config.observation == "completion":
         return target, random_mask(ko, target.shape, config.num_observations), None
     if config.observation == "sensing":

@@ -12,11 +12,13 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxlab.dmf import models
 
-__all__ = ["hvp", "hessian_min_eig", "lanczos", "dense_hessian"]
+__all__ = ["hvp", "hessian_min_eig", "hessian_extremes", "lanczos", "lanczos_eigh", "dense_hessian",
+           "end_to_end_directions", "escape_direction"]
 
 
 def _flat_loss(factors, target, mask, measurements, loss_reduction):
@@ -53,6 +55,16 @@ def lanczos(matvec, v0, num_iters: int, key):
     fresh random vector orthogonalised against the basis, with beta = 0, so T stays the
     exact projection of the operator onto the basis.
     """
+    return lanczos_eigh(matvec, v0, num_iters, key)[0]
+
+
+def lanczos_eigh(matvec, v0, num_iters: int, key):
+    """Ritz values (ascending, `[k]`) and Ritz vectors (`[d, k]`, unit columns) of `lanczos`.
+
+    The Ritz vector of the smallest Ritz value approximates the eigenvector of the
+    smallest eigenvalue. From one start vector Lanczos finds one vector per distinct
+    eigenvalue: inside a degenerate eigenspace it returns the start vector's projection.
+    """
     d = v0.shape[0]
     k = int(min(num_iters, d))
     dt = v0.dtype
@@ -80,7 +92,8 @@ def lanczos(matvec, v0, num_iters: int, key):
 
     q, alpha, beta, _ = jax.lax.fori_loop(0, k, body, (q, alpha, beta, v))
     t = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
-    return jnp.linalg.eigvalsh(t)
+    vals, y = jnp.linalg.eigh(t)
+    return vals, q.T @ y
 
 
 @functools.partial(jax.jit, static_argnames=("num_iters", "loss_reduction"))
@@ -103,3 +116,57 @@ def hessian_min_eig(factors, target, mask: jax.Array | None = None, *, key, num_
     """
     return _min_eig(list(factors), target, mask, measurements, key, num_iters=int(num_iters),
                     loss_reduction=loss_reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("num_iters", "loss_reduction"))
+def _extremes(factors, target, mask, measurements, key, *, num_iters, loss_reduction):
+    f, x = _flat_loss(factors, target, mask, measurements, loss_reduction)
+    _, unravel = ravel_pytree(list(factors))
+    matvec = lambda v: jax.jvp(jax.grad(f), (x,), (v,))[1]
+    k0, k1 = jax.random.split(key)
+    vals, vecs = lanczos_eigh(matvec, jax.random.normal(k0, x.shape, x.dtype), num_iters, k1)
+    return vals[0], vals[-1], unravel(vecs[:, 0])
+
+
+def hessian_extremes(factors, target, mask: jax.Array | None = None, *, key, num_iters: int = 64,
+                     measurements=None, loss_reduction: str | None = None):
+    """(lambda_min, lambda_max, eigenvector of lambda_min as factors-shaped arrays) of the
+    Hessian in the factors (one Lanczos run on HVPs; the vector has unit norm over all
+    factors together, its sign is arbitrary). 2 / lambda_max is GD's stability limit."""
+    lo, hi, vec = _extremes(list(factors), target, mask, measurements, key, num_iters=int(num_iters),
+                            loss_reduction=loss_reduction)
+    return lo, hi, list(vec)
+
+
+def end_to_end_directions(factors, direction):
+    """(D1, D2): the first- and second-order terms of W(factors + t V) = W + t D1 + t^2 D2 + ...
+
+    D1 = sum_i W_N..V_i..W_1 (the Jacobian of the end-to-end map applied to V), D2 = the sum
+    over pairs i < j of the products with V in places i and j. At a saddle whose escape
+    direction V leaves the used hidden directions, D1 = 0 and the escape shows in W at
+    second order, through D2 (depth 2 at the origin: V = (e v^T, u e^T)/sqrt 2 gives D1 = 0,
+    D2 = u v^T / 2).
+    """
+    fs, vs = [jnp.asarray(f) for f in factors], [jnp.asarray(v) for v in direction]
+    if len(fs) != len(vs):
+        raise ValueError(f"end_to_end_directions: {len(fs)} factors but {len(vs)} direction blocks")
+    g = lambda t: models.end_to_end([f + t * v for f, v in zip(fs, vs)])
+    t0 = jnp.zeros((), fs[0].dtype)
+    d1_fn = lambda t: jax.jvp(g, (t,), (jnp.ones_like(t0),))[1]
+    d1, dd1 = jax.jvp(d1_fn, (t0,), (jnp.ones_like(t0),))
+    return d1, 0.5 * dd1
+
+
+def escape_direction(factors, direction):
+    """The W-space direction of a factor-space direction V: the top singular pair (u, v) of
+    D2 (`end_to_end_directions`), the sign-invariant part of the end-to-end change,
+    W(f + tV) + W(f - tV) - 2W(f) = 2 t^2 D2 + O(t^4).
+
+    Why D2 and not D1: a Hessian eigenvector's sign is arbitrary, so only the even part of
+    the change along it is defined; and at a saddle whose escaping direction uses hidden
+    directions the factors do not yet use, D1 = 0 (exactly at the saddle) and the escape
+    enters W at second order.
+    """
+    _, d2 = end_to_end_directions(factors, direction)
+    u, _, vt = np.linalg.svd(np.asarray(d2))
+    return u[:, 0], vt[0]

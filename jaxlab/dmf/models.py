@@ -35,6 +35,7 @@ __all__ = [
     "loss_fn",
     "default_reduction",
     "plateau_levels",
+    "best_rank_k_losses",
     "geometric_singular_values",
 ]
 
@@ -186,3 +187,71 @@ def plateau_levels(target, loss_reduction: str = "half_sum") -> np.ndarray:
     if loss_reduction == "half_sum":
         return 0.5 * tails
     return tails / t.size
+
+
+def _reduce(sq: float, count: int, reduction: str) -> float:
+    return 0.5 * sq if reduction == "half_sum" else sq / count
+
+
+def _als_completion(m, mask, k, a, iters, ridge):
+    eye = ridge * np.eye(k)
+    for _ in range(iters):
+        g = np.einsum("ij,ir,is->jrs", mask, a, a) + eye
+        b = np.linalg.solve(g, np.einsum("ij,ir->jr", mask * m, a)[..., None])[..., 0]
+        g = np.einsum("ij,jr,js->irs", mask, b, b) + eye
+        a = np.linalg.solve(g, np.einsum("ij,jr->ir", mask * m, b)[..., None])[..., 0]
+    return a @ b.T
+
+
+def _als_sensing(a_ops, y, k, x, iters, ridge):
+    m, n, p = a_ops.shape
+    for _ in range(iters):
+        # <A_i, X Y^T> = <A_i^T X, Y>: linear in Y given X, and in X given Y
+        dy = np.einsum("kij,ir->kjr", a_ops, x).reshape(m, p * k)
+        yv = np.linalg.solve(dy.T @ dy + ridge * np.eye(p * k), dy.T @ y).reshape(p, k)
+        dx = np.einsum("kij,jr->kir", a_ops, yv).reshape(m, n * k)
+        x = np.linalg.solve(dx.T @ dx + ridge * np.eye(n * k), dx.T @ y).reshape(n, k)
+    return x @ yv.T
+
+
+def best_rank_k_losses(target, mask=None, measurements=None, loss_reduction: str | None = None, max_rank: int = 1,
+                       *, restarts: int = 3, iters: int = 100, seed: int = 0) -> np.ndarray:
+    """`[max_rank]` best rank-k fit losses L_k, k = 0..max_rank-1: the plateau levels.
+
+    Full observation: Eckart-Young (`plateau_levels`), exact. Completion and sensing: the
+    rank-k problem is non-convex and has no closed form; each L_k is the smallest loss of
+    alternating least squares (`iters` sweeps, ridge 1e-10) from the truncated SVD of the
+    rescaled observations and `restarts` - 1 Gaussian starts (stream `seed`), i.e. an
+    upper bound on the best rank-k fit that is tight when ALS finds the global optimum
+    (reconstruction: the spec asks for the best rank-k fit's loss). L_0 is the loss at
+    W = 0.
+    """
+    red = loss_reduction or default_reduction(mask, measurements)
+    t = np.asarray(target, np.float64)
+    if mask is None and measurements is None:
+        lv = plateau_levels(t, red)
+        return np.concatenate([lv, np.zeros(max(max_rank - len(lv), 0))])[:max_rank]
+    rng = np.random.default_rng([seed, 9])
+    if measurements is not None:
+        a_ops, y = (np.asarray(x, np.float64) for x in measurements)
+        count = y.shape[0]
+        resid = lambda w: np.einsum("kij,ij->k", a_ops, w) - y
+        guess = np.einsum("k,kij->ij", y, a_ops) * t.shape[0] ** 2 / count  # E[A_i (x) A_i] = I / n^2
+    else:
+        mk = np.asarray(mask, np.float64)
+        count = int(mk.sum())
+        resid = lambda w: mk * (w - t)
+        guess = mk * t * (t.size / count)
+    levels = [_reduce(float(np.sum(resid(np.zeros_like(t)) ** 2)), count, red)]
+    u, s, _ = np.linalg.svd(guess)
+    for k in range(1, max_rank):
+        best = np.inf
+        for r in range(restarts):
+            x0 = u[:, :k] * np.sqrt(s[:k]) if r == 0 else rng.standard_normal((t.shape[0], k))
+            if measurements is not None:
+                w = _als_sensing(a_ops, y, k, x0, iters, 1e-10)
+            else:
+                w = _als_completion(t * mk, mk, k, x0, iters, 1e-10)
+            best = min(best, _reduce(float(np.sum(resid(w) ** 2)), count, red))
+        levels.append(best)
+    return np.asarray(levels)

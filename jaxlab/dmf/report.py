@@ -7,7 +7,8 @@ import numpy as np
 
 from jaxlab.core import plotting
 
-__all__ = ["plot_staircase", "plot_phase", "plot_escape", "plot_completion"]
+__all__ = ["plot_staircase", "plot_phase", "plot_escape", "plot_completion", "stability_table", "plot_stability",
+           "law_table", "plot_law", "completion_table"]
 
 _TAGS = {"ok": "", "merged": "\nmerged", "incomplete": "\nslow", "ill-separated": "\nill-sep.",
          "diverged": "\ndiverged"}
@@ -50,7 +51,8 @@ def plot_phase(workdir, cells, config) -> None:
     fig, ax = plotting.subplots(1, len(config.depths), figsize=(4.6 * len(config.depths) + 1, 3.8), squeeze=False)
     im = None
     for j, d in enumerate(config.depths):
-        cell = {(c["rank"], c["init_scale"]): c for c in cells if c["depth"] == d}
+        n0 = (config.sweep_sizes or (config.n,))[0]  # the figure shows the first size
+        cell = {(c["rank"], c["init_scale"]): c for c in cells if c["depth"] == d and c.get("n", config.n) == n0}
         grid = np.array([[cell[r, s]["success_rate"] for s in scales] for r in config.ranks])
         im = ax[0, j].imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
         ax[0, j].set_xticks(range(len(scales)), [f"{s:g}" for s in scales], fontsize=7)
@@ -107,3 +109,127 @@ def plot_completion(workdir, rows, curves, config) -> None:
                     f"{m} entries", fontsize=9)
         a.legend(fontsize=7)
     plotting.save_figure(fig, workdir, "completion")
+
+
+def _ci(x) -> str:
+    """'mean +- half-width of the 95% t interval' of the finite values of x."""
+    import scipy.stats
+
+    x = np.asarray([v for v in x if v is not None and np.isfinite(v)], np.float64)
+    if x.size == 0:
+        return "-"
+    if x.size == 1:
+        return f"{x[0]:.4g}"
+    h = scipy.stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+    return f"{x.mean():.4g} +- {h:.2g}"
+
+
+def _med(x) -> str:
+    x = [v for v in x if v is not None and np.isfinite(v)]
+    return f"{np.median(x):.2g}" if x else "-"
+
+
+def stability_table(units, rank: int) -> str:
+    """Markdown: one row per (depth, lr); escape steps x lr as mean +- 95% t interval over
+    the seeds; end point medians; '2nd-order': runs ending at an approximate second-order
+    critical point (`spe.end_point_of`)."""
+    head = ("| depth | lr (x limit) | stages ok | " + " | ".join(f"t_{k + 1} x lr" for k in range(rank))
+            + " | end loss | end grad | end lambda_min | lambda_max x lr/2 | balance | 2nd-order |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for u in units:
+        runs = u["runs"]
+        fin = [r for r in runs if r["finite"]]
+        ok = sum(r["status"] == "ok" for r in runs)
+        esc = [_ci([None if r["escape_steps"][k] is None else r["escape_steps"][k] * u["lr"] for r in fin])
+               for k in range(rank)]
+        ep = lambda key: [r["end_point"][key] for r in fin]
+        lines.append(
+            f"| {u['depth']} | {u['lr']:.4g} ({u['fraction_of_limit']:g}) | {ok}/{len(runs)}"
+            f"{'' if len(fin) == len(runs) else f' ({len(runs) - len(fin)} diverged)'} | " + " | ".join(esc)
+            + f" | {_med(ep('loss'))} | {_med(ep('grad_norm'))} | {_med(ep('lambda_min'))} | "
+            f"{_med([r['sharpness_x_lr_over_2'] for r in fin])} | {_med([r['balance'] for r in fin])} | "
+            f"{sum(r['end_point']['second_order_critical'] for r in fin)}/{len(runs)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_stability(workdir, units, config) -> None:
+    """`figures/stability.png`: escape step x lr of each mode vs lr / limit, one panel per depth."""
+    depths = list(config.stability_depths)
+    fig, ax = plotting.subplots(1, len(depths), figsize=(4.8 * len(depths), 3.6), squeeze=False)
+    for a, d in zip(ax[0], depths):
+        uu = [u for u in units if u["depth"] == d]
+        for k in range(config.rank):
+            y = [np.nanmean([np.nan if r["escape_steps"][k] is None else r["escape_steps"][k] * u["lr"]
+                             for r in u["runs"]]) for u in uu]
+            a.semilogx([u["fraction_of_limit"] for u in uu], y, "o-", label=f"mode {k + 1}")
+        a.axvline(1.0, color="gray", ls=":", lw=0.8)
+        a.set_xlabel("lr / (2 / max lambda_max along the run)")
+        a.set_ylabel("escape step x lr")
+        a.set_title(f"depth {d}")
+        a.legend(fontsize=7)
+    plotting.save_figure(fig, workdir, "stability")
+
+
+def law_table(units, fits) -> str:
+    """Markdown: fitted exponents (depth >= 3) and the depth-2 prediction vs measurement."""
+    lines = ["| depth | mode | exponent (mean over seeds, 95% t interval) | pooled fit | theory -(1-2/N) | seeds |",
+             "|---|---|---|---|---|---|"]
+    for f in fits:
+        ci = "-" if f["ci95"] is None else f"[{f['ci95'][0]:.3f}, {f['ci95'][1]:.3f}]"
+        ex = "-" if f["exponent"] is None else f"{f['exponent']:.3f}"
+        po = "-" if f["pooled"] is None else f"{f['pooled']:.3f}"
+        lines.append(f"| {f['depth']} | {f['mode']} | {ex} {ci} | {po} | {f['theory']:.3f} | {f['seeds']} |")
+    for u in units:
+        if u["depth"] != 2:
+            continue
+        rank = len(u["escape_steps"][0][0])
+        lines += ["", "| depth 2 init | " + " | ".join(f"mode {k + 1}: measured / predicted" for k in range(rank))
+                  + " |", "|---|" + "---|" * rank]
+        for j, sc in enumerate(u["init_scales"]):
+            cells = []
+            for k in range(rank):
+                m = [s[j][k] for s in u["escape_steps"]]
+                p = [s[j][k] for s in u["predicted_steps"]]
+                ratio = [a / b for a, b in zip(m, p) if a is not None]
+                cells.append(f"{_ci(m)} / {_ci(p)} (ratio {_ci(ratio)})")
+            lines.append(f"| {sc:.3g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_law(workdir, units, config) -> None:
+    """`figures/init_law.png`: escape step of each mode vs init scale (log-log), seeds as
+    points, one panel per depth (depth 2: the no-fit prediction dashed)."""
+    fig, ax = plotting.subplots(1, len(units), figsize=(4.6 * len(units), 3.6), squeeze=False)
+    for a, u in zip(ax[0], units):
+        x = np.asarray(u["init_scales"])
+        for k in range(config.rank):
+            y = np.array([[np.nan if s[j][k] is None else s[j][k] for j in range(len(x))] for s in u["escape_steps"]])
+            a.loglog(np.tile(x, (y.shape[0], 1)).ravel(), y.ravel(), ".", color=f"C{k}", alpha=0.4)
+            a.loglog(x, np.nanmean(y, 0), "-", color=f"C{k}", label=f"mode {k + 1}")
+            if "predicted_steps" in u:
+                p = np.array([[s[j][k] for j in range(len(x))] for s in u["predicted_steps"]])
+                a.loglog(x, p.mean(0), "--", color=f"C{k}")
+        a.set_xlabel("init scale")
+        a.set_ylabel("escape step")
+        a.set_title(f"depth {u['depth']}, lr {u['lr']:g}")
+        a.legend(fontsize=7)
+    plotting.save_figure(fig, workdir, "init_law")
+
+
+def completion_table(rows) -> str:
+    """Markdown: test error and effective rank per (observations, method, depth, init), mean
+    +- 95% t interval over the DMF seeds (initialisations on one target and mask)."""
+    lines = ["| observed entries | method | depth | init scale | runs | test error | effective rank | "
+             "train MSE (median) | runs with train MSE <= stop |", "|---|---|---|---|---|---|---|---|---|"]
+    keys = []
+    for r in rows:
+        k = (r["observations"], r["method"], r["depth"], r["init_scale"])
+        if k not in keys:
+            keys.append(k)
+    for k in keys:
+        rr = [r for r in rows if (r["observations"], r["method"], r["depth"], r["init_scale"]) == k]
+        stop = "-" if k[1] != "DMF" else f"{sum(r['stop_step'] is not None for r in rr)}/{len(rr)}"
+        lines.append(f"| {k[0]} | {k[1]} | {k[2] if k[2] is not None else '-'} | "
+                     f"{'-' if k[3] is None else f'{k[3]:g}'} | {len(rr)} | {_ci([r['test_error'] for r in rr])} | "
+                     f"{_ci([r['effective_rank'] for r in rr])} | {_med([r['train_loss'] for r in rr])} | {stop} |")
+    return "\n".join(lines) + "\n"

@@ -36,12 +36,12 @@ import numpy as np
 from jaxlab.core import actions
 from jaxlab.core import workdir as workdir_lib
 from jaxlab.core.progress import progress
-from jaxlab.dmf import models, report, stages, studies
+from jaxlab.dmf import laws, models, report, stages, studies
 from jaxlab.dmf import spe as spe_lib
 from jaxlab.dmf.configs import DMFConfig
 from jaxlab.dmf.threads import single_threaded_lapack
 
-__all__ = ["spe", "sweep", "escape", "completion", "evaluate", "load", "ACTIONS"]
+__all__ = ["spe", "sweep", "escape", "completion", "stability", "init_law", "evaluate", "load", "ACTIONS"]
 
 
 def _float64(fn):
@@ -59,26 +59,35 @@ def _stage_results(traj, target, found) -> dict:
     align = stages.escape_alignment(traj, target, found)
     return {"status": found.status, "num_stages": len(found), "expected_stages": found.expected,
             "stages": [s._asdict() for s in found], "activations": found.activations,
-            "escape_alignment": [None if np.isnan(x) else float(x) for x in align]}
+            "gradient_alignment": [None if np.isnan(x) else float(x) for x in align]}
 
 
-def _levels(traj, target):
-    return models.plateau_levels(target, traj.reduction) if traj.observation == "full" else None
+def _levels(config, target, mask, measurements, reduction):
+    """Plateau levels L_0..L_{R-1}: the best rank-k fit losses (exact under full observation);
+    None for user entries (`entries_file`: the target, hence R, is unknown off the entries)."""
+    if config.entries_file:
+        return None
+    rank = int(np.sum(np.linalg.svd(np.asarray(target), compute_uv=False) > 1e-8 * np.abs(target).max()))
+    return models.best_rank_k_losses(target, mask, measurements, reduction, max(rank, 1),
+                                     restarts=config.fit_restarts, seed=config.seed)
 
 
 @actions.action
 @_float64
 def spe(config: DMFConfig, workdir: pathlib.Path) -> dict:
-    """One run: the SPE staircase, its stages, escape alignment and Hessian curvature.
+    """One run: the SPE staircase, its stages, escape directions, curvature and end point.
 
     Trains `steps` updates in `hessian_points` segments with lambda_min of the Hessian
-    before each (`jaxlab.dmf.spe`), detects the stages, and evaluates lambda_min at each
-    stage's gradient dip. A non-finite loss stops the run (`NonFiniteError`).
+    before each (`jaxlab.dmf.spe`), detects the stages against the best rank-k fit
+    levels, evaluates at each stage's gradient dip lambda_min and the alignment of the
+    negative-curvature eigenvector (mapped to W) with the next target pair and with the
+    trajectory's exit (`spe.dips`), and reports the end point (loss, gradient norm,
+    lambda_min, lambda_max). A non-finite loss stops the run (`NonFiniteError`).
     """
     result = spe_lib.run(config, workdir / "spe_segments")
     traj, target = result.trajectory, np.asarray(result.target)
-    found = stages.detect_stages(traj, target, **spe_lib.detect_kwargs(config))
-    levels = _levels(traj, target)
+    levels = _levels(config, target, result.mask, result.measurements, traj.reduction)
+    found = stages.detect_stages(traj, target, levels=levels, **spe_lib.detect_kwargs(config))
     spe_lib.save(workdir, result, (found.expected or config.rank) + 1)
     title = (f"n={target.shape[0]} R={found.expected or config.rank} depth={config.depth} "
              f"init={config.init_scale:g} lr={config.lr:g} {config.optimizer}: {len(found)} stages ({found.status})")
@@ -87,7 +96,7 @@ def spe(config: DMFConfig, workdir: pathlib.Path) -> dict:
     results = {
         **_stage_results(traj, target, found), "message": found.message, "merged": found.merged,
         "plateau_levels": None if levels is None else [float(x) for x in levels],
-        "dips": spe_lib.dips(config, result, found), "final_loss": float(traj.loss[-1]),
+        "dips": spe_lib.dips(config, result, found), "end_point": spe_lib.end_point(config, result),
         "final_test_error": float(traj.test_error[-1]), "train_wall_time_s": result.wall_time_s,
         "hessian_min_eig_at_init": result.hessian_values[0] if result.hessian_values else None,
     }
@@ -104,15 +113,18 @@ def sweep(config: DMFConfig, workdir: pathlib.Path) -> dict:
     small init (`claim_init_scales`).
     """
     cells, wall = [], 0.0
-    units = [(d, lr, r) for d, lr in zip(config.depths, config.sweep_lrs) for r in config.ranks]
-    for d, lr, r in progress(units, desc="dmf sweep (depth, R)"):
-        unit = studies.cached(workdir / "sweep_cells" / f"depth{d}_rank{r}.json",
-                              functools.partial(studies.phase_cell, config, d, lr, r))
+    sizes = config.sweep_sizes or (config.n,)
+    units = [(n, d, lr, r) for n in sizes for d, lr in zip(config.depths, config.sweep_lrs) for r in config.ranks]
+    for n, d, lr, r in progress(units, desc="dmf sweep (n, depth, R)"):
+        name = f"depth{d}_rank{r}.json" if n == config.n else f"n{n}_depth{d}_rank{r}.json"
+        unit = studies.cached(workdir / "sweep_cells" / name,
+                              functools.partial(studies.phase_cell, config, d, lr, r, n))
         cells += unit
         wall += unit[0]["sweep_wall_time_s"]
     workdir_lib.write_json(workdir / "cells.json", cells)
     report.plot_phase(workdir, cells, config)
-    results = {"claim_success": studies.claim(config, cells),
+    results = {"claim_success": studies.claim(config, cells, sizes[0]),
+               "claim_success_by_n": {f"n{n}": studies.claim(config, cells, n) for n in sizes},
                "claim_init_scales": {f"depth{d}": studies.claim_init(config, d) for d in config.depths},
                "num_runs": len(cells) * config.seeds, "sweep_wall_time_s": wall,
                "devices": config.num_devices or jax.device_count()}
@@ -163,8 +175,48 @@ def completion(config: DMFConfig, workdir: pathlib.Path) -> dict:
         curves += unit["curves"]
     workdir_lib.write_json(workdir / "completion.json", rows)
     report.plot_completion(workdir, rows, curves, config)
-    results = {"rows": rows, "steps": config.completion_steps}
+    table = report.completion_table(rows)
+    (workdir / "completion.md").write_text(table, encoding="utf-8")
+    results = {"rows": rows, "steps": config.completion_steps, "table": table}
     return workdir_lib.update_summary(workdir, "completion", results, config, seed=config.seed)
+
+
+@actions.action
+@_float64
+def stability(config: DMFConfig, workdir: pathlib.Path) -> dict:
+    """Learning rates up to GD's measured stability limit 2 / lambda_max (`jaxlab.dmf.laws`):
+    stages, escape steps x lr and end points per lr; `stability.json`, `figures/stability.png`."""
+    tgt, units = laws.target(config), []
+    for d in progress(config.stability_depths, desc="dmf stability (depth)"):
+        lim = studies.cached(workdir / "stability_cells" / f"depth{d}_limit.json",
+                             functools.partial(laws.stability_limit, config, tgt, d))
+        for f in config.stability_fractions:
+            units.append(studies.cached(workdir / "stability_cells" / f"depth{d}_frac{f:g}.json",
+                                        functools.partial(laws.stability_unit, config, tgt, d, f * lim["lr_limit"], f))
+                         | {"limit": lim})
+    workdir_lib.write_json(workdir / "stability.json", units)
+    table = report.stability_table(units, config.rank)
+    (workdir / "stability.md").write_text(table, encoding="utf-8")
+    report.plot_stability(workdir, units, config)
+    return workdir_lib.update_summary(workdir, "stability", {"table": table}, config, seed=config.seed)
+
+
+@actions.action
+@_float64
+def init_law(config: DMFConfig, workdir: pathlib.Path) -> dict:
+    """Escape time vs init scale (`jaxlab.dmf.laws`): fitted exponents with 95% intervals at
+    depth >= 3, the no-fit prediction at depth 2; `init_law.json`, `figures/init_law.png`."""
+    tgt = laws.target(config)
+    units = [studies.cached(workdir / "law_cells" / f"depth{d}.json", functools.partial(laws.law_unit, config, tgt, d))
+             for d in progress(config.law_depths, desc="dmf init_law (depth)")]
+    fits = [{"depth": u["depth"], "theory": -(1 - 2 / u["depth"]),
+             **laws.fit_exponent(u["init_scales"], u["escape_steps"], k)}
+            for u in units if u["depth"] >= 3 for k in range(config.rank)]
+    workdir_lib.write_json(workdir / "init_law.json", {"units": units, "fits": fits})
+    table = report.law_table(units, fits)
+    (workdir / "init_law.md").write_text(table, encoding="utf-8")
+    report.plot_law(workdir, units, config)
+    return workdir_lib.update_summary(workdir, "init_law", {"fits": fits, "table": table}, config, seed=config.seed)
 
 
 def load(workdir: str | pathlib.Path) -> actions.Loaded:
@@ -198,12 +250,14 @@ def evaluate(config: DMFConfig, workdir: pathlib.Path) -> dict:
         return {section: {k: v for k, v in res.items() if k != "rows"}
                 for section, res in run.extras["summary"]["results"].items()}
     traj, target = run.extras["trajectory"], run.extras["target"]
-    found = stages.detect_stages(traj, target, **spe_lib.detect_kwargs(config))
-    report.plot_staircase(workdir, "staircase_evaluate", traj, _levels(traj, target), *run.extras["hessian"], found,
+    summary = (run.extras["summary"] or {}).get("results", {}).get("spe", {})
+    levels = summary.get("plateau_levels")
+    found = stages.detect_stages(traj, target, levels=levels, **spe_lib.detect_kwargs(config))
+    report.plot_staircase(workdir, "staircase_evaluate", traj, levels, *run.extras["hessian"], found,
                           f"evaluate: {len(found)} stages ({found.status})")
     results = _stage_results(traj, target, found)
     workdir_lib.write_json(workdir / "evaluation.json", results)
     return results
 
 
-ACTIONS = actions.collect(spe, sweep, escape, completion, evaluate)
+ACTIONS = actions.collect(spe, sweep, escape, completion, stability, init_law, evaluate)

@@ -27,7 +27,8 @@ from jaxlab.core.progress import progress
 from jaxlab.core.train import NonFiniteError
 from jaxlab.dmf import data, dynamics, hessian, models, optim
 
-__all__ = ["SpeRun", "run", "plan", "dips", "detect_kwargs", "concat", "save", "load_trajectory"]
+__all__ = ["SpeRun", "run", "plan", "dips", "end_point", "end_point_of", "detect_kwargs", "concat", "save",
+           "load_trajectory"]
 
 _PARTS = ("step", "loss", "grad_norm", "singular_values", "test_error", "grad_u", "grad_v")
 
@@ -156,22 +157,88 @@ def run(config, segments_dir: str | pathlib.Path | None = None, *, desc: str = "
     return SpeRun(concat(parts), target, mask, meas, fs0, h_steps, h_vals, wall)
 
 
+def _advance(config, result: SpeRun, step: int):
+    return dynamics.advance(result.factors0, result.target, steps=step, mask=result.mask,
+                            measurements=result.measurements, lr=config.lr, optimizer=config.optimizer,
+                            loss_reduction=config.loss_reduction or None)
+
+
+def _pair_alignment(u, v, u_star, v_star) -> float:
+    return float(abs(np.dot(u, u_star)) * abs(np.dot(v, v_star)))
+
+
 def dips(config, result: SpeRun, stages) -> list[dict]:
-    """lambda_min of the Hessian exactly at each stage's gradient dip (the factors there
-    recomputed from the initialization with `dynamics.advance`)."""
+    """Curvature and escape direction at each stage's gradient dip (the factors there
+    recomputed from the initialization with `dynamics.advance`).
+
+    Per stage near the rank-k critical point: the step and gradient norm at the dip;
+    lambda_min and lambda_max of the Hessian there (one Lanczos run) and its
+    negative-curvature eigenvector V in factor space; V mapped to W
+    (`hessian.escape_direction`: top singular pair of the second-order term D2) and its
+    alignment |<u, u*>| |<v, v*>| with the next target pair (u*_{k+1}, v*_{k+1})
+    (`hessian_alignment`); the direction the trajectory actually leaves the plateau,
+    from the dip to the step halfway to the activation of mode k+1: the top singular
+    pair of the change of W there, aligned with the target pair (`exit_alignment`) and
+    with the Hessian's (`hessian_exit_alignment`); and the Hessian's Rayleigh quotient
+    along the factor displacement over that stretch divided by lambda_min
+    (`exit_curvature_ratio`: 1 = the trajectory leaves exactly along negative curvature
+    as strong as lambda_min, 0 = along flat directions, < 0 = along positive curvature).
+    """
     traj, out = result.trajectory, []
     kh = jax.random.fold_in(jax.random.key(config.seed), data.HESSIAN_STREAM)
     red = config.loss_reduction or None
+    hk = dict(mask=result.mask, measurements=result.measurements, loss_reduction=red)
+    u_star, _, vt_star = np.linalg.svd(np.asarray(result.target, np.float64))
     for s, (a, b) in zip(stages, stages.plateaus):
         i = a + int(np.argmin(traj.grad_norm[a:b + 1])) if s.rank > 0 else 0
         step_i = int(traj.step[i])
-        f_i = dynamics.advance(result.factors0, result.target, steps=step_i, mask=result.mask,
-                               measurements=result.measurements, lr=config.lr, optimizer=config.optimizer,
-                               loss_reduction=red)
-        lam = float(hessian.hessian_min_eig(f_i, result.target, result.mask, key=kh, num_iters=config.lanczos_iters,
-                                            measurements=result.measurements, loss_reduction=red))
-        out.append({"rank": s.rank, "step": step_i, "grad_norm": float(traj.grad_norm[i]), "lambda_min": lam})
+        f_i = _advance(config, result, step_i)
+        lam, lam_max, vec = hessian.hessian_extremes(f_i, result.target, key=kh, num_iters=config.lanczos_iters, **hk)
+        u, v = hessian.escape_direction(f_i, vec)
+        k = s.rank
+        row = {"rank": k, "step": step_i, "grad_norm": float(traj.grad_norm[i]), "lambda_min": float(lam),
+               "lambda_max": float(lam_max),
+               "hessian_alignment": _pair_alignment(u, v, u_star[:, k], vt_star[k])}
+        act = stages.activations[k] if k < len(stages.activations) else None
+        if act is not None and act > step_i + 1:
+            exit_step = step_i + (act - step_i) // 2
+            f_e = _advance(config, result, exit_step)
+            dw = np.asarray(models.end_to_end(f_e)) - np.asarray(models.end_to_end(f_i))
+            ue, _, vte = np.linalg.svd(dw)
+            dth = [np.asarray(x) - np.asarray(y) for x, y in zip(f_e, f_i)]
+            hd = hessian.hvp(f_i, result.target, dth, **hk)
+            rq = sum(float(np.sum(x * np.asarray(y))) for x, y in zip(dth, hd)) / sum(float(np.sum(x * x))
+                                                                                   for x in dth)
+            row |= {"exit_step": exit_step,
+                    "exit_alignment": _pair_alignment(ue[:, 0], vte[0], u_star[:, k], vt_star[k]),
+                    "hessian_exit_alignment": _pair_alignment(ue[:, 0], vte[0], u, v),
+                    "exit_curvature_ratio": rq / float(lam) if lam < 0 else None}
+        out.append(row)
     return out
+
+
+def end_point(config, result: SpeRun) -> dict:
+    """Loss, gradient norm, lambda_min and lambda_max of the Hessian at the run's final
+    factors, and whether that is a second-order critical point within the tolerances
+    (gradient norm <= `endpoint_grad_tol`, lambda_min >= -`endpoint_curvature_tol` *
+    lambda_max)."""
+    return end_point_of(result.trajectory.factors, result.target, result.mask, result.measurements,
+                        config.loss_reduction or None, config.lanczos_iters, config.endpoint_grad_tol,
+                        config.endpoint_curvature_tol,
+                        jax.random.fold_in(jax.random.key(config.seed), data.ENDPOINT_STREAM))
+
+
+def end_point_of(factors, target, mask, measurements, loss_reduction, lanczos_iters, grad_tol, curvature_tol,
+                 key) -> dict:
+    """`end_point` for given factors (also used by the studies)."""
+    fs = [jax.numpy.asarray(f) for f in factors]
+    loss, g = jax.value_and_grad(models.loss_fn)(fs, target, mask, measurements, loss_reduction)
+    gnorm = float(np.sqrt(sum(float(np.sum(np.asarray(x) ** 2)) for x in g)))
+    lam, lam_max, _ = hessian.hessian_extremes(fs, target, mask, key=key, num_iters=lanczos_iters,
+                                               measurements=measurements, loss_reduction=loss_reduction)
+    lam, lam_max = float(lam), float(lam_max)
+    return {"loss": float(loss), "grad_norm": gnorm, "lambda_min": lam, "lambda_max": lam_max,
+            "second_order_critical": bool(gnorm <= grad_tol and lam >= -curvature_tol * abs(lam_max))}
 
 
 def save(workdir: pathlib.Path, result: SpeRun, num_sigmas: int) -> None:

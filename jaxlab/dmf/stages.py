@@ -15,8 +15,9 @@ singular direction of the residual and the k-th singular value of W switches on.
    activations, *and* the gradient norm must show a dip there (a local minimum of
    log10 ||grad|| with prominence >= `dip_prominence` decades, `scipy.signal.find_peaks`).
    L_k = 1/2 sum_{i>k} sigma_i*^2 under full observation (`plateau_levels`); for
-   completion/sensing pass the best rank-k fit losses as `levels`, or leave None to take
-   the loss at the gradient dip as the level.
+   completion/sensing pass the best rank-k fit losses as `levels`
+   (`models.best_rank_k_losses`, what the `spe` action does), or leave None to take the
+   loss at the gradient dip as the level (which checks the trajectory against itself).
 
 If a plateau between two activations is missing, the two stages are reported as
 *merged* (the stage is left out of the list and named in `Stages.merged`); if a dip is
@@ -222,12 +223,18 @@ def detect_stages(
 
 
 def escape_alignment(trajectory, target, stages: Stages | None = None, **detect_kwargs) -> np.ndarray:
-    """`[R]` alignment of each stage's escape direction with the next target pair.
+    """`[R]` alignment of each plateau's gradient direction with the next target pair.
 
     At the middle of the plateau of the stage near the rank-k critical point, the top
-    singular pair (u, v) of -dl/dW should be the (k+1)-th singular pair (u*, v*) of the
-    target; returns |<u, u*>| |<v, v*>| (1 = aligned) per stage, NaN for stages that
-    were not detected. Needs a trajectory from `train(..., track_escape=True)`.
+    singular pair (u, v) of -dl/dW; returns |<u, u*>| |<v, v*>| with the (k+1)-th target
+    pair (1 = aligned) per stage, NaN for stages that were not detected. Needs a
+    trajectory from `train(..., track_escape=True)`.
+
+    Under full observation this is close to a tautology: on a rank-k plateau -dl/dW =
+    M* - W is the target's residual, whose top pair *is* the next target pair once the
+    first k modes are fitted. It says nothing about the dynamics; the escape direction of
+    the saddle is the Hessian's negative-curvature eigenvector (`jaxlab.dmf.spe.dips`,
+    `jaxlab.dmf.hessian.escape_direction`).
     """
     t = _single_run(trajectory)
     if t.grad_u is None:

@@ -67,11 +67,14 @@ def claim_init(config, depth: int) -> float:
     return min(config.sweep_init_scales, key=lambda x: abs(np.log(x / small)))
 
 
-def phase_cell(config, depth: int, lr: float, rank: int) -> list[dict]:
-    """Stage-count cells of one (depth, R): `seeds` runs per init scale, each judged by
-    `stages.detect_stages` (success: status "ok", i.e. R separated stages)."""
-    target = models.low_rank_target(_key(config, data.TARGET_STREAM, rank), config.n, rank,
-                                     data.spectrum(config.singular_values, rank))
+def phase_cell(config, depth: int, lr: float, rank: int, n: int | None = None) -> list[dict]:
+    """Stage-count cells of one (depth, R) at size n (default `config.n`): `seeds` runs per
+    init scale, each judged by `stages.detect_stages` (success: status "ok", i.e. R
+    separated stages). The target key folds in R (and n when n != config.n)."""
+    n = config.n if n is None else n
+    tkey = _key(config, data.TARGET_STREAM, rank) if n == config.n else _key(config, data.TARGET_STREAM, rank, n)
+    target = models.low_rank_target(tkey, n, rank,
+                                     data.spectrum(config.singular_values, rank, config.spectrum_ratio))
     t0 = time.perf_counter()
     out = dynamics.sweep(_key(config, data.RUNS_STREAM), target, depth=depth, seeds=config.seeds,
                          init_scales=config.sweep_init_scales, lrs=[lr], steps=config.sweep_steps,
@@ -83,7 +86,7 @@ def phase_cell(config, depth: int, lr: float, rank: int) -> list[dict]:
         found = [stages.detect_stages(out.select(seed, i, 0), tn, **spe.detect_kwargs(config))
                  for seed in range(config.seeds)]
         statuses = [st.status for st in found]
-        cells.append({"depth": depth, "rank": rank, "init_scale": s, "lr": lr,
+        cells.append({"n": n, "depth": depth, "rank": rank, "init_scale": s, "lr": lr,
                       "success_rate": float(np.mean([x == "ok" for x in statuses])),
                       "mean_stages": float(np.mean([len(st) for st in found])),
                       "status_counts": {k: statuses.count(k) for k in sorted(set(statuses))},
@@ -91,10 +94,12 @@ def phase_cell(config, depth: int, lr: float, rank: int) -> list[dict]:
     return cells
 
 
-def claim(config, cells: list[dict]) -> dict:
-    """{"depth<d>": {"R<r>": success rate at the depth's small init}} of the phase diagram."""
-    rate = lambda d, r: next(c["success_rate"] for c in cells
-                             if c["depth"] == d and c["rank"] == r and c["init_scale"] == claim_init(config, d))
+def claim(config, cells: list[dict], n: int | None = None) -> dict:
+    """{"depth<d>": {"R<r>": success rate at the depth's small init}} of the phase diagram
+    at size n (default `config.n`)."""
+    n = config.n if n is None else n
+    rate = lambda d, r: next(c["success_rate"] for c in cells if c.get("n", config.n) == n and c["depth"] == d
+                             and c["rank"] == r and c["init_scale"] == claim_init(config, d))
     return {f"depth{d}": {f"R{r}": rate(d, r) for r in config.ranks} for d in config.depths}
 
 
@@ -107,7 +112,7 @@ def escape_lrs(config, depth_lr: float, optimizer: str) -> list[float]:
 
 def escape_target(config):
     target = models.low_rank_target(_key(config, data.TARGET_STREAM, config.rank), config.n, config.rank,
-                                    data.spectrum(config.singular_values, config.rank))
+                                    data.spectrum(config.singular_values, config.rank, config.spectrum_ratio))
     return target, np.linalg.svd(np.asarray(target), compute_uv=False)[: config.rank]
 
 
@@ -157,24 +162,26 @@ def nuclear_unit(config, target, mask, observations: int) -> dict:
 
 
 def completion_unit(config, target, mask, observations: int, depth: int) -> dict:
-    """DMF at every completion init scale (one vmapped call): final test error, effective
+    """DMF at every completion init scale x `completion_seeds` seeds (one vmapped call; one
+    row per run, `seed` naming it; curves of seed 0): final test error, effective
     rank and train loss, and the same at Arora et al.'s stopping point (the first log
     point with train loss <= completion_stop_loss); plus the curves for the figure."""
     tn, t0 = np.asarray(target), time.perf_counter()
-    out = dynamics.sweep(_key(config, data.RUNS_STREAM), target, depth=depth, seeds=1,
+    out = dynamics.sweep(_key(config, data.RUNS_STREAM), target, depth=depth, seeds=config.completion_seeds,
                          init_scales=config.completion_init_scales, lrs=[config.completion_lr],
                          steps=config.completion_steps, log_every=max(config.completion_steps // 500, 1),
                          optimizer=config.completion_optimizer, mask=mask,
                          devices=config.num_devices or None).to_numpy()
     wall = time.perf_counter() - t0
     rows, curves = [], []
-    for i, s in enumerate(config.completion_init_scales):
-        one = out.select(0, i, 0)
+    for (seed, i), s in zip(np.ndindex(config.completion_seeds, len(config.completion_init_scales)),
+                            list(config.completion_init_scales) * config.completion_seeds):
+        one = out.select(seed, i, 0)
         w = np.asarray(models.end_to_end([jnp.asarray(f) for f in one.factors]))
         hit = np.nonzero(one.loss <= config.completion_stop_loss)[0]
         k = int(hit[0]) if hit.size else None
         sv = _svdvals(w)
-        rows.append({"observations": observations, "method": "DMF", "depth": depth, "init_scale": s,
+        rows.append({"observations": observations, "method": "DMF", "depth": depth, "init_scale": s, "seed": seed,
                      "test_error": float(np.linalg.norm(w - tn) / np.linalg.norm(tn)),
                      "effective_rank": None if sv is None else effective_rank(sv),
                      "train_loss": float(np.sum(np.asarray(mask) * (w - tn) ** 2) / observations),
@@ -182,7 +189,8 @@ def completion_unit(config, target, mask, observations: int, depth: int) -> dict
                      "test_error_at_stop": None if k is None else float(one.test_error[k]),
                      "effective_rank_at_stop": None if k is None else effective_rank(one.singular_values[k]),
                      "finite_loss": bool(np.all(np.isfinite(one.loss))),
-                     "wall_time_s": wall / len(config.completion_init_scales)})
-        curves.append({"observations": observations, "depth": depth, "init_scale": s, "step": one.step,
-                       "loss": one.loss, "test_error": one.test_error})
+                     "wall_time_s": wall / len(config.completion_init_scales) / config.completion_seeds})
+        if seed == 0:
+            curves.append({"observations": observations, "depth": depth, "init_scale": s, "step": one.step,
+                           "loss": one.loss, "test_error": one.test_error})
     return {"rows": rows, "curves": curves}

@@ -12,7 +12,7 @@ from jaxlab import cli, dmf
 from jaxlab.core import actions
 from jaxlab.core import config as config_lib
 from jaxlab.core.train import NonFiniteError
-from jaxlab.dmf import configs, data, run
+from jaxlab.dmf import configs, data, run, studies
 
 
 def _strict_json(text):
@@ -24,9 +24,10 @@ def _strict_json(text):
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    """The whole smoke pipeline through the CLI: spe, evaluate, sweep, escape, completion."""
+    """The whole smoke pipeline through the CLI: spe, evaluate, sweep, escape, completion,
+    stability, init_law."""
     root = tmp_path_factory.mktemp("dmf")
-    for action in ("spe", "sweep", "escape", "completion"):
+    for action in ("spe", "sweep", "escape", "completion", "stability", "init-law"):
         assert cli.main(["dmf", action, "--config", "smoke", "--workdir", str(root / action)]) == 0, action
     assert cli.main(["dmf", "evaluate", "--workdir", str(root / "spe")]) == 0
     return root
@@ -54,6 +55,21 @@ def test_cli_spe_and_evaluate(pipeline):
     np.testing.assert_allclose(np.linalg.svd(target, compute_uv=False)[:2], [5.0, 2.0], rtol=1e-12)
     # lambda_min at the origin-like init of a depth-2 net is -sigma_1* (spectrum +-sigma_i*)
     np.testing.assert_allclose(res["hessian_min_eig_at_init"], -5.0, rtol=1e-3)
+    # plateau levels: Eckart-Young 1/2 sum_{i>k} sigma_i*^2 of sigma* = (5, 2)
+    np.testing.assert_allclose(res["plateau_levels"], [14.5, 2.0], rtol=1e-10)
+    # escape from each strict saddle: the negative-curvature eigenvector, mapped to W, is the
+    # next target pair; lambda_min there is -sigma*_{k+1}; the trajectory leaves the plateau
+    # along that pair and along curvature close to lambda_min
+    for dip, sig in zip(res["dips"], (5.0, 2.0)):
+        np.testing.assert_allclose(dip["lambda_min"], -sig, rtol=0.02)
+        assert dip["hessian_alignment"] > 0.999, dip
+        assert dip["exit_alignment"] > 0.9 and dip["hessian_exit_alignment"] > 0.9, dip
+        assert 0.8 < dip["exit_curvature_ratio"] <= 1.0 + 1e-6, dip
+    # end point: the global minimum (W = M*), a second-order critical point; the largest
+    # Hessian eigenvalue of balanced depth-2 factors there is 2 sigma_1* = 10
+    end = res["end_point"]
+    assert end["second_order_critical"] and end["loss"] < 1e-8 and end["grad_norm"] < 1e-4, end
+    np.testing.assert_allclose(end["lambda_max"], 10.0, rtol=1e-3)
 
 
 def test_sweep_escape_and_completion_actions(pipeline):
@@ -76,6 +92,29 @@ def test_sweep_escape_and_completion_actions(pipeline):
     res = _strict_json((pipeline / "completion" / "summary.json").read_text())["results"]["completion"]
     assert {r["method"] for r in res["rows"]} == {"DMF", "nuclear norm"}
     assert all(np.isfinite(r["test_error"]) for r in res["rows"])
+    assert sorted(r["seed"] for r in res["rows"] if r["method"] == "DMF") == [0, 1]
+    assert "| 80 | DMF | 2 |" in res["table"]
+
+
+def test_stability_and_init_law_actions(pipeline):
+    units = _strict_json((pipeline / "stability" / "stability.json").read_text())
+    # depth 2, sigma* = (5, 2): lambda_max along the run peaks at the minimum, 2 sigma_1* = 10,
+    # so the measured limit 2 / lambda_max is 1 / sigma_1* = 0.2
+    assert units[0]["limit"]["lr_limit"] == pytest.approx(0.2, rel=0.02)
+    half, over = units
+    assert half["fraction_of_limit"] == 0.5 and over["fraction_of_limit"] == 1.1
+    assert all(r["status"] == "ok" and r["end_point"]["second_order_critical"] for r in half["runs"])
+    # above the limit no run settles at a minimum: GD cannot stay at any global minimum there
+    assert not any(r["finite"] and r["end_point"]["second_order_critical"] for r in over["runs"])
+    law = _strict_json((pipeline / "init-law" / "init_law.json").read_text())
+    d2 = next(u for u in law["units"] if u["depth"] == 2)
+    # depth 2: the no-fit prediction from the initial factors within 10% of the measurement
+    m = np.array(d2["escape_steps"], float)
+    p = np.array(d2["predicted_steps"], float)
+    assert np.all(np.abs(m / p - 1) < 0.1), (m, p)
+    # depth 3: a smaller init escapes later; the fitted exponent is negative, near -1/3
+    fit = next(f for f in law["fits"] if f["depth"] == 3 and f["mode"] == 1)
+    assert -0.5 < fit["exponent"] < -0.2, fit
 
 
 def test_every_json_file_of_the_smoke_pipeline_is_strict(pipeline):
@@ -190,3 +229,53 @@ def test_entries_readers(tmp_path):
     bad.write_text("0,1,2\n0,x,3\n")
     with pytest.raises(ValueError, match="bad.csv:2"):
         data.load_entries(bad)
+
+
+def test_sweep_cells_with_rank_two_and_three_separate_and_large_init_merges():
+    """R >= 2 cells of the phase diagram at depth 3 (the claim is about R > 1): from a small
+    init every seed shows R separated stages at the L_k levels; from init 1e-1 none does."""
+    cfg = dataclasses.replace(configs.get_config("smoke"), n=10, ranks=(2, 3), depths=(3,), sweep_lrs=(1e-2,),
+                              sweep_init_scales=(1e-4, 1e-1), claim_init_scales=(1e-4,), seeds=3, sweep_steps=2500,
+                              sweep_log_every=5, singular_values=())
+    with jax.enable_x64(True):
+        for rank in (2, 3):
+            small, large = studies.phase_cell(cfg, 3, 1e-2, rank)
+            assert small["success_rate"] == 1.0 and small["mean_stages"] == rank, small
+            assert large["success_rate"] == 0.0, large
+
+
+def test_completion_depth_beats_the_nuclear_norm(tmp_path):
+    """Arora et al.'s finding at a CPU-test scale: 20x20 rank 2, 160 observed entries
+    (about 2x the 76 degrees of freedom): depth-3 DMF from a small init recovers the
+    matrix, nuclear-norm minimisation does not (errors measured on all entries)."""
+    cfg = dataclasses.replace(configs.get_config("smoke"), completion_n=20, completion_rank=2,
+                              completion_observations=(160,), completion_depths=(3,), completion_init_scales=(1e-3,),
+                              completion_lr=1e-2, completion_steps=3000, completion_seeds=2, nuclear_lambdas=20,
+                              nuclear_iters=100)
+    res = run.completion(cfg, tmp_path / "completion")
+    nuclear = next(r for r in res["rows"] if r["method"] == "nuclear norm")
+    deep = [r for r in res["rows"] if r["method"] == "DMF"]
+    assert nuclear["train_loss"] < 1e-6  # the baseline fits the observed entries: it is not under-solved
+    assert nuclear["test_error"] > 0.2
+    assert all(r["test_error"] < 0.05 * nuclear["test_error"] for r in deep), (deep, nuclear)
+    assert all(r["effective_rank"] < nuclear["effective_rank"] for r in deep)
+
+
+def test_paper_sweep_config_is_valid_and_builds_its_largest_target():
+    """The accelerator sweep (not run on the CPU): n = 100..1000, R up to 20, 100 seeds;
+    its largest target has the configured spectrum (sigma*_20 = 10 * 0.8^19)."""
+    cfg = configs.get_config("paper")
+    config_lib.validate(cfg)
+    assert min(cfg.sweep_sizes) == 100 and max(cfg.sweep_sizes) == 1000
+    assert max(cfg.ranks) == 20 and cfg.seeds == 100
+    with jax.enable_x64(True):
+        sig = data.spectrum(cfg.singular_values, 20, cfg.spectrum_ratio)
+        from jaxlab.dmf import models
+
+        t = np.asarray(models.low_rank_target(jax.random.key(0), 1000, 20, sig))
+    s = np.linalg.svd(t, compute_uv=False)
+    np.testing.assert_allclose(s[:20], 10 * 0.8 ** np.arange(20), rtol=1e-10)
+    assert s[20] < 1e-10
+    bad = dataclasses.replace(cfg, ranks=(1, 200))
+    with pytest.raises(config_lib.ConfigError, match="ranks"):
+        config_lib.validate(bad)
