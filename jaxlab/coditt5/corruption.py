@@ -129,3 +129,26 @@ def t5_span_corrupt(tokens: Sequence[str], rng: np.random.Generator, *, noise_de
         targets += [sentinel(i)] + tokens[pos:pos + int(b)]
         pos += int(b)
     return inputs, targets
+
+
+def statistics(sequences: Sequence[Sequence[str]], noise: EditNoise, rng: np.random.Generator) -> dict:
+    """Corruption statistics over `sequences` (spec check 2): skipped share, noise tokens and spans per
+    sequence, edit-type frequencies against the recipe with Pearson's chi-squared p-value."""
+    from scipy import stats
+
+    kinds, budgets, spans, skipped = [], [], [], 0
+    for seq in sequences:
+        out = edit_corrupt(seq, noise, rng)
+        if out is None:
+            skipped += 1
+            continue
+        budgets.append(sum(e - s for _, s, e in out[1]))
+        spans.append(len(out[1]))
+        kinds += [k for k, _, _ in out[1]]
+    observed = np.array([kinds.count(k) for k in EDIT_TYPES])
+    p = stats.chisquare(observed, noise.probs * observed.sum()).pvalue if observed.sum() else float("nan")
+    return {"sequences": len(sequences), "skipped": skipped,
+            "noise_tokens": dict(zip(*map(lambda a: a.tolist(), np.unique(budgets, return_counts=True)))),
+            "spans": dict(zip(*map(lambda a: a.tolist(), np.unique(spans, return_counts=True)))),
+            "edit_type_share": {k: float(c / max(observed.sum(), 1)) for k, c in zip(EDIT_TYPES, observed)},
+            "expected_share": dict(zip(EDIT_TYPES, noise.probs.tolist())), "chi2_pvalue": float(p)}
