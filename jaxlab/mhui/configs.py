@@ -41,14 +41,18 @@ ATTACKS = ("fgsm", "bim", "pgd_linf", "pgd_l2", "cw_l2")
 @dataclasses.dataclass
 class DataConfig:
     """Attributes:
-      dataset: "digits" (scikit-learn, bundled) or "cifar10" (python batches).
+      dataset: "digits" (scikit-learn, bundled), "synthetic32" (procedural 32x32 colour
+        images of `jaxlab.data.synthetic`) or "cifar10" (python batches).
+      synthetic_train_size, synthetic_test_size: examples of "synthetic32".
       cifar_dir: directory with data_batch_1..5 and test_batch.
       split_seed: seed of the digits train/test split.
       num_eval: test examples evaluated and attacked (0: all).
     """
 
-    dataset: Literal["digits", "cifar10"] = "digits"
+    dataset: Literal["digits", "synthetic32", "cifar10"] = "digits"
     cifar_dir: str = ""
+    synthetic_train_size: PositiveInt = 3000
+    synthetic_test_size: PositiveInt = 500
     split_seed: int = 0
     num_eval: NonNegativeInt = 0
 
@@ -282,7 +286,23 @@ def _protocol() -> MhuiConfig:
     )
 
 
+def _protocol32() -> MhuiConfig:
+    """`protocol` on the procedural 32x32 colour images with a reduced-width ResNet (three
+    stages of one basic block, widths 8-16-32, GroupNorm, a head after each stage; no
+    dropout, so no MC-dropout detector)."""
+    return MhuiConfig(
+        eval_batch_size=250,
+        loop=LoopConfig(num_steps=400, log_every=100, eval_every=200, checkpoint_every=200),
+        data=DataConfig(dataset="synthetic32"),
+        model=ModelConfig(arch="resnet", resnet_stage_sizes=(1, 1, 1), resnet_widths=(8, 16, 32)),
+        train=TrainConfig(batch_size=64),
+        baselines=BaselineConfig(ensemble_size=0, forward_kl_prior_net=True),
+        protocol=ProtocolConfig(eps=8 / 255, batch_size=250),
+    )
+
+
 def get_config(variant: str = "default") -> MhuiConfig:
-    """The config of `variant` in {"smoke", "default", "protocol", "paper"} (another name is a
-    `ConfigError`)."""
-    return variants({"smoke": _smoke, "default": _default, "protocol": _protocol, "paper": _paper}, variant)
+    """The config of `variant` in {"smoke", "default", "protocol", "protocol32", "paper"}
+    (another name is a `ConfigError`)."""
+    return variants({"smoke": _smoke, "default": _default, "protocol": _protocol, "protocol32": _protocol32,
+                     "paper": _paper}, variant)

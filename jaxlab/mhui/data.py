@@ -1,4 +1,5 @@
-"""Datasets for MH-UI: scikit-learn's digits (bundled) and CIFAR-10 python batches.
+"""Datasets for MH-UI: scikit-learn's digits (bundled), the procedural 32x32 colour images
+of `jaxlab.data.synthetic` (10 shape x texture classes) and CIFAR-10 python batches.
 
 Both return `(images float32 [N, H, W, C] in [0, 1], labels int32 [N])`.
 
@@ -149,7 +150,13 @@ def load_cifar10(directory: str | pathlib.Path, split: str) -> tuple[np.ndarray,
 
 def load_dataset(cfg) -> dict[str, np.ndarray]:
     """`{"x_train", "y_train", "x_test", "y_test", "num_classes"}` for a `DataConfig`."""
-    if cfg.dataset == "digits":
+    if cfg.dataset == "synthetic32":
+        from jaxlab.data.synthetic import make_images
+
+        n = cfg.synthetic_train_size
+        xtr, ytr = make_images(n, resolution=32, seed=cfg.split_seed)
+        xte, yte = make_images(cfg.synthetic_test_size, resolution=32, seed=cfg.split_seed, start=n)
+    elif cfg.dataset == "digits":
         from jaxlab.data.digits import load_digits
 
         xtr, ytr = load_digits("train", seed=cfg.split_seed)
@@ -158,7 +165,8 @@ def load_dataset(cfg) -> dict[str, np.ndarray]:
         xtr, ytr = load_cifar10(cfg.cifar_dir, "train")
         xte, yte = load_cifar10(cfg.cifar_dir, "test")
     else:
-        raise ValueError(f"config field 'data.dataset' must be 'digits' or 'cifar10', got {cfg.dataset!r}")
+        raise ValueError(f"config field 'data.dataset' must be 'digits', 'synthetic32' or 'cifar10', "
+                         f"got {cfg.dataset!r}")
     if cfg.num_eval:
         xte, yte = xte[: cfg.num_eval], yte[: cfg.num_eval]
     return {"x_train": xtr, "y_train": ytr, "x_test": xte, "y_test": yte, "num_classes": 10}

@@ -338,7 +338,8 @@ def run_protocol(config, nets: dict, x: np.ndarray, y: np.ndarray, *, log=print)
     val, test = split_val_test(len(x), config.seed, pcfg.val_fraction)
     eval_key = rng.key(config.seed, rng.MC_DROPOUT)
     attack_key = rng.key(config.seed, rng.PROTOCOL_ATTACK)
-    methods = [m for m in METHODS if NETWORK_OF[m] in nets]
+    has_dropout = config.model.arch == "cnn" and config.model.dropout_rate > 0 and dcfg.mc_samples >= 2
+    methods = [m for m in METHODS if NETWORK_OF[m] in nets and (m != "MC dropout" or has_dropout)]
     num_heads = config.model.num_heads
     res: dict = {"val_size": len(val), "test_size": len(test), "eps": pcfg.eps, "fpr": pcfg.fpr, "choices": {},
                  "rows": [], "common": [], "temperature": [], "reference": [], "times": {}}

@@ -18,7 +18,8 @@ from jaxlab.core.metrics import merge_by_step, read_metrics
 from jaxlab.mhui.detect import METHODS, primary_score
 from jaxlab.mhui.dirichlet import SCORES
 
-__all__ = ["format_tables", "plot_precision_histograms", "plot_auroc_vs_eps", "plot_training", "format_protocol"]
+__all__ = ["format_tables", "plot_precision_histograms", "plot_auroc_vs_eps", "plot_training", "format_protocol",
+           "protocol_tables"]
 
 ALL_METHODS = tuple(m for ms in METHODS.values() for m in ms)
 
@@ -202,9 +203,10 @@ def format_protocol(results: list[dict], labels: list[str]) -> str:
     MH-UI as specified, and the head-temperature ablation; cells are mean ± 95% t-interval
     over the results."""
     from jaxlab.mhui.protocol import ATTACK_KINDS
+    from jaxlab.mhui.protocol import METHODS as PROTOCOL_METHODS
 
     n = len(results)
-    methods = list(results[0]["choices"])
+    methods = [m for m in PROTOCOL_METHODS if m in results[0]["choices"]]
     fpr = results[0].get("fpr", 0.05)
     lines = [f"{n} run(s): {', '.join(labels)}. Validation / test halves: {results[0]['val_size']} / "
              f"{results[0]['test_size']} inputs; L-inf eps {results[0]['eps']:g}. Cells: mean ± 95% t-interval "
@@ -246,3 +248,15 @@ def format_protocol(results: list[dict], labels: list[str]) -> str:
                  for t in temps]
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def protocol_tables(workdirs) -> str:
+    """`format_protocol` of the protocol.json files of several runs (e.g. one per seed)."""
+    import json
+
+    dirs = [pathlib.Path(w) for w in workdirs]
+    missing = [str(d) for d in dirs if not (d / "protocol.json").is_file()]
+    if missing:
+        raise FileNotFoundError(f"no protocol.json in {', '.join(missing)}; run `jaxlab mhui protocol --workdir DIR`")
+    results = [json.loads((d / "protocol.json").read_text(encoding="utf-8")) for d in dirs]
+    return format_protocol(results, [d.name for d in dirs])
