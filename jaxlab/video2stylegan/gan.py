@@ -136,8 +136,8 @@ def make_gan_step(gc, *, jit: bool = True):
     def step(state: GanState, real, key):
         b = real.shape[0]
         kg, kd, kn1, kn2, kpl, kpn = jax.random.split(key, 6)
-        do_pl = (state.step % gc.pl_every == 0) & (gc.pl_weight > 0)
-        do_r1 = (state.step % gc.r1_every == 0) & (gc.r1_gamma > 0)
+        do_pl = state.step % gc.pl_every == 0
+        do_r1 = state.step % gc.r1_every == 0
 
         def g_loss(gp):
             ws = sample_ws(gp, kg, b)
@@ -155,7 +155,10 @@ def make_gan_step(gc, *, jit: bool = True):
                 pen = jnp.mean(jnp.square(lengths - jax.lax.stop_gradient(mean)))
                 return pen, jax.lax.stop_gradient(mean)
 
-            pen, pl_mean = jax.lax.cond(do_pl, pl_term, lambda _: (jnp.zeros(()), state.pl_mean), None)
+            if gc.pl_weight > 0:  # not traced at all when off
+                pen, pl_mean = jax.lax.cond(do_pl, pl_term, lambda _: (jnp.zeros(()), state.pl_mean), None)
+            else:
+                pen, pl_mean = jnp.zeros(()), state.pl_mean
             w_mean = jnp.mean(jax.lax.stop_gradient(ws[:, 0]), axis=0)
             return loss + pl_w * pen, (loss, pen, pl_mean, w_mean)
 
@@ -166,7 +169,9 @@ def make_gan_step(gc, *, jit: bool = True):
         def d_loss(dp):
             lf, lr = d_apply(dp, fake), d_apply(dp, real)
             loss = jnp.mean(jax.nn.softplus(lf)) + jnp.mean(jax.nn.softplus(-lr))
-            r1 = jax.lax.cond(do_r1, lambda: r1_penalty(lambda x: d_apply(dp, x), real), lambda: jnp.zeros(()))
+            r1 = jnp.zeros(())
+            if gc.r1_gamma > 0:
+                r1 = jax.lax.cond(do_r1, lambda: r1_penalty(lambda x: d_apply(dp, x), real), lambda: jnp.zeros(()))
             return loss + r1_w * r1, (loss, r1, jnp.mean(lr), jnp.mean(lf))
 
         (_, (d_main, r1, d_real, d_fake)), d_grads = jax.value_and_grad(d_loss, has_aux=True)(state.d.params)

@@ -55,7 +55,7 @@ def test_frontal_face_is_symmetric_and_framed():
     img = np.asarray(out["image"])
     np.testing.assert_allclose(img[0, 0], faces.BACKGROUND, atol=1e-3)
     assert np.abs(img[16, 16] - faces.BACKGROUND).max() > 0.2
-    np.testing.assert_allclose(img[:, :16], img[:, 16:][:, ::-1], atol=0.25)  # symmetric up to the light
+    assert np.abs(img[:, :16] - img[:, 16:][:, ::-1]).mean() < 0.05  # mirror-symmetric up to the light
 
 
 def test_videos_are_smooth_and_one_identity():

@@ -171,10 +171,10 @@ def test_equalised_lr_mapping_weights_and_runtime_scale():
 def test_r1_penalty_matches_finite_differences_on_a_tiny_d():
     d = models.Discriminator(resolution=8, channel_base=32, channel_max=4, mbstd_group=1)
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+    p32 = d.init(jax.random.key(1), x)["params"]
     with jax.enable_x64(True):
         x64 = jnp.asarray(np.asarray(x), jnp.float64)
-        p = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), jnp.float64),
-                         d.init(jax.random.key(1), x)["params"])
+        p = jax.tree.map(lambda a: jnp.asarray(np.asarray(a), jnp.float64), p32)
         f = jax.jit(lambda xx: d.apply({"params": p}, xx))
         r1 = float(gan.r1_penalty(f, x64))
         eps, xs = 1e-5, np.asarray(x64)

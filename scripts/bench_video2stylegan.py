@@ -1,0 +1,181 @@
+"""Benchmark: the Flax StyleGAN2 generator of jaxlab.video2stylegan vs the same generator written in
+PyTorch (eager, NCHW, grouped-conv modulation, the usual StyleGAN2 PyTorch style), same weights.
+
+    python scripts/bench_video2stylegan.py [--resolution 32] [--batch 16] [--repeats 10]
+
+Measures (medians): generator forward+backward steps/s (loss = mean G(z)², gradients for all
+parameters) and generator forward frames/s; the first JAX call (compile) is reported apart.
+The weights are copied from Flax to PyTorch and the outputs compared first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def torch_generator(params, cfg):
+    import torch
+    import torch.nn.functional as F
+
+    from jaxlab.video2stylegan import fir
+    from jaxlab.video2stylegan.models import NOISE_CONST, channels_at, num_ws
+
+    t = {jax.tree_util.keystr(k): torch.tensor(np.asarray(v)) for k, v in jax.tree_util.tree_leaves_with_path(params)}
+    for v in t.values():
+        v.requires_grad_(True)
+    f1 = torch.tensor(fir.setup_filter())
+    fk = (torch.outer(f1, f1) * 4)[None, None]
+    sqrt2 = math.sqrt(2)
+
+    def p(*names):
+        return t["".join(f"['{n}']" for n in names)]
+
+    def eq_linear(x, *path, lr_mul=1.0):
+        w, b = p(*path, "kernel"), p(*path, "bias")
+        return x @ (w * (lr_mul / math.sqrt(w.shape[0]))) + b * lr_mul
+
+    def upsample(x):
+        b, c, h, w = x.shape
+        up = x.new_zeros(b, c, 2 * h, 2 * w)
+        up[:, :, ::2, ::2] = x
+        return F.conv2d(F.pad(up, (2, 1, 2, 1)), fk.expand(c, 1, 4, 4), groups=c)
+
+    def modconv(x, weight, s, demod):
+        b, cin, h, w = x.shape
+        wt = weight.permute(3, 2, 0, 1)  # [Cout, Cin, k, k]
+        wb = wt[None] * s[:, None, :, None, None]
+        if demod:
+            wb = wb * torch.rsqrt(wb.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
+        k = wt.shape[-1]
+        y = F.conv2d(x.reshape(1, b * cin, h, w), wb.reshape(-1, cin, k, k), padding=k // 2, groups=b)
+        return y.reshape(b, -1, h, w)
+
+    noise = {}
+
+    def layer(x, w, name, idx, up=False):
+        if up:
+            x = upsample(x)
+        s = eq_linear(w, "synthesis_net", name, "affine")
+        x = modconv(x, p("synthesis_net", name, "kernel"), s, True)
+        h = x.shape[-1]
+        if name not in noise:
+            n = jax.random.normal(jax.random.fold_in(jax.random.key(NOISE_CONST), idx), (1, h, h, 1))
+            noise[name] = torch.tensor(np.asarray(n)).permute(0, 3, 1, 2)
+        x = x + noise[name] * p("synthesis_net", name, "noise_strength")
+        x = F.leaky_relu(x + p("synthesis_net", name, "bias")[None, :, None, None], 0.2) * sqrt2
+        return x.clamp(-256, 256)
+
+    def torgb(x, w, name):
+        s = eq_linear(w, "synthesis_net", name, "affine") / math.sqrt(x.shape[1])
+        y = modconv(x, p("synthesis_net", name, "kernel"), s, False)
+        return (y + p("synthesis_net", name, "bias")[None, :, None, None]).clamp(-256, 256)
+
+    def forward(z):
+        x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
+        for i in range(cfg.mapping_layers):
+            x = F.leaky_relu(eq_linear(x, "mapping_net", f"fc{i}", lr_mul=cfg.mapping_lr_mul), 0.2) * sqrt2
+        ws = x[:, None].repeat(1, num_ws(cfg.resolution), 1)
+        c4 = channels_at(4, cfg.channel_base, cfg.channel_max)
+        h = p("synthesis_net", "const").permute(2, 0, 1)[None].expand(z.shape[0], c4, 4, 4)
+        h = layer(h, ws[:, 0], "b4_conv1", 0)
+        img = torgb(h, ws[:, 1], "b4_torgb")
+        for k in range(3, int(round(math.log2(cfg.resolution))) + 1):
+            r = 2 ** k
+            h = layer(h, ws[:, 2 * k - 5], f"b{r}_conv0", 2 * k - 5, up=True)
+            h = layer(h, ws[:, 2 * k - 4], f"b{r}_conv1", 2 * k - 4)
+            img = upsample(img) + torgb(h, ws[:, 2 * k - 3], f"b{r}_torgb")
+        return img
+
+    return forward, list(t.values())
+
+
+def timed(fn, repeats):
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--resolution", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=10)
+    args = ap.parse_args()
+    before = loadavg()
+    ncpu = os.cpu_count() or 1
+    if float(before.split()[0]) > ncpu / 2:
+        print(f"WARNING: load average {before} is above half of the {ncpu} cores: timings are unreliable")
+    import torch
+
+    from jaxlab.video2stylegan import configs, gan
+
+    cfg = configs.get_config("default").gan
+    cfg.resolution = args.resolution
+    g, _ = gan.make_models(cfg)
+    params = gan.init_state(cfg, 0).g.params
+    # non-zero noise strengths so that the noise path is compared too
+    params = jax.tree_util.tree_map_with_path(
+        lambda p, v: jnp.full_like(v, 0.1) if "noise_strength" in jax.tree_util.keystr(p) else v, params)
+    z = np.random.default_rng(0).normal(size=(args.batch, cfg.z_dim)).astype(np.float32)
+
+    fwd = jax.jit(lambda p, z: g.apply({"params": p}, z, "const"))
+    step = jax.jit(jax.value_and_grad(lambda p, z: jnp.mean(g.apply({"params": p}, z, "const") ** 2)))
+    t0 = time.perf_counter()
+    jax.block_until_ready(fwd(params, z))
+    c_fwd = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(step(params, z))
+    c_step = time.perf_counter() - t0
+
+    tfwd, tparams = torch_generator(params, cfg)
+    zt = torch.tensor(z)
+    with torch.no_grad():
+        diff = float(np.abs(tfwd(zt).permute(0, 2, 3, 1).numpy() - np.asarray(fwd(params, z))).max())
+
+    def torch_step():
+        for q in tparams:
+            q.grad = None
+        tfwd(zt).square().mean().backward()
+
+    def torch_fwd():
+        with torch.no_grad():
+            tfwd(zt)
+
+    rows = [("jax", c_fwd, c_step, timed(lambda: jax.block_until_ready(fwd(params, z)), args.repeats),
+             timed(lambda: jax.block_until_ready(step(params, z)), args.repeats))]
+    for threads in (1, torch.get_num_threads()):
+        torch.set_num_threads(threads)
+        torch_fwd(), torch_step()  # warm-up
+        rows.append((f"torch eager ({threads} thr)", None, None, timed(torch_fwd, args.repeats),
+                     timed(torch_step, args.repeats)))
+    print(f"device: {jax.devices()[0].device_kind} / torch {torch.__version__} CPU; load average before {before}")
+    print(f"G at {args.resolution}px, batch {args.batch}, channels <= {cfg.channel_max}; max |jax - torch| "
+          f"output difference {diff:.2e}")
+    print("| impl | compile fwd s | compile fwd+bwd s | fwd frames/s | fwd+bwd steps/s | jax speed-up (fwd+bwd) |")
+    print("|---|---|---|---|---|---|")
+    for name, cf, cs, tf, ts in rows:
+        ratio = ts / rows[0][4]
+        cfs = f"{cf:.2f}" if cf is not None else "-"
+        css = f"{cs:.2f}" if cs is not None else "-"
+        print(f"| {name} | {cfs} | {css} | {args.batch / tf:.1f} | {1 / ts:.2f} | {ratio:.2f}x |")
+    print(f"load average after {loadavg()}")
+
+
+if __name__ == "__main__":
+    main()

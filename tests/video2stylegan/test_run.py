@@ -1,0 +1,94 @@
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from jaxlab import cli
+from jaxlab.core import train as train_lib
+from jaxlab.core.config import ConfigError
+from jaxlab.video2stylegan import configs, data, encoder, run
+
+
+def _cfg(workdir):
+    cfg = configs.get_config("smoke")
+    cfg.gan.loop.num_steps, cfg.gan.loop.checkpoint_every, cfg.gan.loop.log_every = 4, 2, 2
+    cfg.encoder.loop.num_steps, cfg.encoder.loop.checkpoint_every = 4, 2
+    cfg.faces.train_images, cfg.faces.frames, cfg.faces.clip_videos = 32, 4, 4
+    cfg.video = str(workdir / "videos")
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("v2s") / "run"
+    cfg = _cfg(wd)
+    run.render(cfg, wd)
+    run.train_generator(cfg, wd)
+    run.train_encoder(cfg, wd)
+    enc = run.encode(cfg, wd)
+    return cfg, wd, enc
+
+
+def test_every_action_of_the_smoke_config(smoke):
+    cfg, wd, enc = smoke
+    assert (wd / "videos" / "video_001" / "000003.png").exists()
+    assert (wd / "encoded" / "video_000" / "reuse" / "000000.png").exists()
+    for fig in ("samples", "generator_training", "encoder_training", "strip_video_000"):
+        assert (wd / "figures" / f"{fig}.png").exists(), fig
+    summary = json.loads((wd / "summary.json").read_text())["results"]
+    assert set(summary) == {"render", "generator", "encoder", "encode"}
+    assert summary["generator"]["steps"] == 4 and summary["encoder"]["steps"] == 4
+    for name in ("video_000", "video_001"):
+        # with reuse the fine W+ entries are the key frame's in every frame: zero spread by construction
+        assert enc[name]["reuse"]["fine_latent_std"] == 0.0
+        assert enc[name]["per_frame"]["fine_latent_std"] > 0.0
+    ev = run.evaluate(None, wd)
+    assert ev["videos"] == 2 and ev["generator_step"] == 4 and ev["encoder_step"] == 4
+    assert ev["reuse"]["frames_per_s"] > 0 and 0 <= ev["per_frame"]["mse"] < 4
+    # the PNG round trip of the rendered folder changes frames by at most half a grey level
+    assert abs(ev["reuse"]["mse"] - enc["video_000"]["reuse"]["mse"]) < 0.05
+
+
+def test_reused_latents_are_identical_across_frames(smoke):
+    cfg, wd, _ = smoke
+    loaded = run.load(wd)
+    frames = data.to_unit(data.read_video(wd / "videos" / "video_000"))
+    fns = encoder.make_encode_fn(cfg)
+    ep = loaded.extras["encoder"][0].params
+    ws, _ = encoder.encode_frames(fns, ep, loaded.state.g_ema, loaded.state.w_avg, frames, True)
+    ws_pf, _ = encoder.encode_frames(fns, ep, loaded.state.g_ema, loaded.state.w_avg, frames, False)
+    k = cfg.encoder.reuse_start
+    np.testing.assert_array_equal(ws[:, k:], np.broadcast_to(ws[:1, k:], ws[:, k:].shape))
+    np.testing.assert_allclose(ws[0], ws_pf[0], rtol=1e-5, atol=1e-5)  # the key frame is fully encoded
+    np.testing.assert_allclose(ws[:, :k], ws_pf[:, :k], rtol=1e-5, atol=1e-5)  # coarse heads per frame
+
+
+def test_killed_and_resumed_generator_gives_the_same_state(smoke, tmp_path):
+    cfg, wd, _ = smoke
+    resumed = tmp_path / "resumed"
+    shutil.copytree(wd, resumed)
+    ck = resumed / "generator" / "checkpoints"
+    steps = sorted((p for p in ck.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    shutil.rmtree(steps[-1])  # as if killed after the step-2 checkpoint
+    cfg2 = _cfg(resumed)
+    run.train_generator(cfg2, resumed)
+    a, b = run.load(wd), run.load(resumed)
+    assert a.step == b.step == 4
+    for x, y in zip(jax.tree.leaves(a.state), jax.tree.leaves(b.state)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert len(train_lib.run_times(resumed / "generator")["segments"]) >= 2
+
+
+def test_bad_configs_and_missing_stages_are_clear(tmp_path, capsys):
+    cfg = configs.get_config("smoke")
+    cfg.encoder.reuse_start = 6
+    with pytest.raises(ConfigError, match="reuse_start"):
+        from jaxlab.core import config as config_lib
+
+        config_lib.validate(cfg)
+    code = cli.main(["video2stylegan", "train-encoder", "--config", "smoke", "--workdir", str(tmp_path / "w")])
+    assert code == 2 and "no finished checkpoint" in capsys.readouterr().err
+    for v in ("smoke", "default", "paper"):
+        assert isinstance(configs.get_config(v), configs.Video2StyleGANConfig)
