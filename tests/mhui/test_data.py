@@ -73,3 +73,17 @@ def test_clear_errors(tmp_path):
         pickle.dump({b"labels": [1]}, f)
     with pytest.raises(ValueError, match="nodata: CIFAR batch has no 'data' entry"):
         D.load_cifar10_batch(tmp_path / "nodata")
+
+
+def test_synthetic32_is_the_procedural_dataset_with_disjoint_splits():
+    from jaxlab.data.synthetic import make_images
+    from jaxlab.mhui.configs import DataConfig
+    from jaxlab.mhui.data import load_dataset
+
+    d = load_dataset(DataConfig(dataset="synthetic32", synthetic_train_size=6, synthetic_test_size=3))
+    assert d["x_train"].shape == (6, 32, 32, 3) and d["x_test"].shape == (3, 32, 32, 3)
+    assert d["x_train"].min() >= 0 and d["x_train"].max() <= 1 and d["num_classes"] == 10
+    # the test images are the examples after the training ones, not the same ones
+    x, y = make_images(9, resolution=32, seed=0)
+    np.testing.assert_array_equal(d["x_test"], x[6:])
+    np.testing.assert_array_equal(d["y_train"], y[:6])
