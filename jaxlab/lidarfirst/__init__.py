@@ -2,11 +2,23 @@
 
     jaxlab lidarfirst simulate --workdir runs/lf
     jaxlab lidarfirst train-classifier --workdir runs/lf
+    jaxlab lidarfirst train-detector --workdir runs/lf
     jaxlab lidarfirst run --workdir runs/lf
+    jaxlab lidarfirst compare --workdir runs/lf
     jaxlab lidarfirst evaluate --workdir runs/lf
 """
 
 from jaxlab.lidarfirst.configs import LidarFirstConfig, get_config
-from jaxlab.lidarfirst.run import evaluate, load, run_pipeline, simulate, train_classifier
+from jaxlab.lidarfirst.run import (
+    compare,
+    evaluate,
+    load,
+    load_detector,
+    run_pipeline,
+    simulate,
+    train_classifier,
+    train_detector,
+)
 
-__all__ = ["LidarFirstConfig", "get_config", "simulate", "train_classifier", "run_pipeline", "evaluate", "load"]
+__all__ = ["LidarFirstConfig", "get_config", "simulate", "train_classifier", "train_detector", "run_pipeline",
+           "compare", "evaluate", "load", "load_detector"]
