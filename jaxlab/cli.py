@@ -104,7 +104,14 @@ def _method_parser(method: str, actions: dict) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="move a previous run of a different config aside into old-<time>/")
     p.add_argument("--distributed", action="store_true",
-                   help="call jax.distributed.initialize() first (multi-host)")
+                   help="one of several processes of a run (multi-host): connect them with "
+                        "jax.distributed.initialize() first; on a cluster JAX detects the settings")
+    p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="with --distributed: process 0's address (default: JAX_COORDINATOR_ADDRESS or detected)")
+    p.add_argument("--num-processes", type=int, default=None, help="with --distributed: how many processes")
+    p.add_argument("--process-id", type=int, default=None, help="with --distributed: this process's index")
+    p.add_argument("--distributed-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="with --distributed: how long to wait for every process to join (default 120)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
@@ -144,10 +151,16 @@ def run_method(method: str, argv: Sequence[str]) -> int:
     fn = actions[args.action]
     read_only = getattr(fn, "read_only", False)
     prefix = f"jaxlab {method} {args.action}"
+    if not args.distributed and (args.coordinator or args.num_processes is not None or args.process_id is not None):
+        parser.error("--coordinator, --num-processes and --process-id need --distributed")
     if args.distributed:
-        import jax
+        from jaxlab.core import distributed
 
-        jax.distributed.initialize()
+        try:
+            distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                                   timeout_s=args.distributed_timeout)
+        except JaxlabError as e:
+            return _fail(f"{prefix}: error", e, args.debug)
     if args.workdir is None:
         if read_only:
             parser.error(f"'{args.action}' needs --workdir (the run to read)")
@@ -180,9 +193,15 @@ def run_method(method: str, argv: Sequence[str]) -> int:
     except OSError as e:
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         return _fail(f"{prefix}: error{where}", e, args.debug)
-    if result is not None:
+    if result is not None and _is_primary():
         print(json.dumps(jsonable(result), indent=2, sort_keys=True, allow_nan=False, default=str))
     return 0
+
+
+def _is_primary() -> bool:
+    import jax
+
+    return jax.process_index() == 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -74,13 +74,35 @@ def action(fn: Callable | None = None, *, read_only: bool = False, name: str | N
             if not (workdir / "config.json").exists():
                 raise workdir_lib.WorkdirError(f"{workdir} is not a jaxlab run directory (no config.json)")
         else:
-            workdir = workdir_lib.prepare(workdir, config, force=force)
+            workdir = _prepare(workdir, config, force)
         return fn(config, workdir)
 
     run.read_only = read_only
     run.action_name = name or fn.__name__.replace("_", "-")
     run.config_class = config_cls
     return run
+
+
+def _prepare(workdir: pathlib.Path, config: Any, force: bool) -> pathlib.Path:
+    """`workdir.prepare` on process 0; the other processes of a run wait for it and check
+    its outcome (no process hangs when process 0 refuses the workdir)."""
+    import jax
+
+    from jaxlab.core import distributed
+    from jaxlab.core.errors import JaxlabError
+
+    if jax.process_count() == 1:
+        return workdir_lib.prepare(workdir, config, force=force)
+    error = None
+    if distributed.is_primary():
+        try:
+            workdir_lib.prepare(workdir, config, force=force)
+        except JaxlabError as e:
+            error = e
+    distributed.sync("jaxlab-prepare")
+    if error is not None:
+        raise error
+    return workdir_lib.check_prepared(workdir, config)
 
 
 def collect(*fns: Callable) -> dict[str, Callable]:

@@ -178,6 +178,10 @@ class CheckpointManager:
         self._manager.wait_until_finished()
         if jax.process_index() == 0:
             write_manifest(self.step_dir(step), meta)
+        if jax.process_count() > 1:
+            from jaxlab.core import distributed
+
+            distributed.sync(f"jaxlab-checkpoint-manifest-{int(step)}")
 
     def meta(self, step: int) -> dict:
         """The `meta` dict saved with `step` (empty when it has no manifest)."""
@@ -232,6 +236,11 @@ class CheckpointManager:
                     self._manager.reload()
                     where = f"; moved to {dest}"
                 warnings.warn(f"{e}; using an older checkpoint{where}", RuntimeWarning, stacklevel=2)
+                if jax.process_count() > 1:
+                    from jaxlab.core import distributed
+
+                    distributed.sync(f"jaxlab-checkpoint-aside-{step}")
+                    self._manager.reload()
         return None, None
 
     def close(self) -> None:

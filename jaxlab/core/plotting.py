@@ -26,11 +26,14 @@ def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any):
 
 
 def save_figure(fig: Any, workdir: str | pathlib.Path, name: str, dpi: int = 120) -> pathlib.Path:
-    """Saves a figure as `workdir/figures/<name>.png` and closes it."""
+    """Saves a figure as `workdir/figures/<name>.png` (process 0 only) and closes it."""
     import matplotlib.pyplot as plt
 
+    from jaxlab.core import distributed
+
     path = pathlib.Path(workdir) / "figures" / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    if distributed.is_primary():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

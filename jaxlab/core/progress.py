@@ -16,7 +16,7 @@ def enabled() -> bool:
         return False
     if os.environ.get("CI") and not os.environ.get("JAXLAB_PROGRESS"):
         return False
-    return jax.process_index() == 0 and sys.stderr.isatty() or bool(os.environ.get("JAXLAB_PROGRESS"))
+    return jax.process_index() == 0 and (sys.stderr.isatty() or bool(os.environ.get("JAXLAB_PROGRESS")))
 
 
 def progress(iterable: Iterable | int, desc: str = "", *, initial: int = 0, total: int | None = None,

@@ -28,8 +28,8 @@ import optax
 from flax import serialization
 
 from jaxlab.core import checkpoint as ckpt_lib
+from jaxlab.core import distributed, parallel
 from jaxlab.core import metrics as metrics_lib
-from jaxlab.core import parallel
 from jaxlab.core import workdir as workdir_lib
 from jaxlab.core.config import LoopConfig
 from jaxlab.core.progress import progress as progress_bar
@@ -254,7 +254,9 @@ def fit(
       eval_fn: `state -> metrics`, run every `eval_every` steps and at the end; logged
         with an `eval_` prefix, with `train_time_s` (training time so far, evaluation
         excluded) beside them.
-      mesh: if given, the state is replicated and each batch sharded along `data`.
+      mesh: if given, the state is replicated and each batch sharded along `data`. In a
+        multi-process run (`jaxlab.core.distributed`) the mesh spans every process's
+        devices and `batch_fn` returns this process's rows of the global batch.
       nan_guard: stop with `NonFiniteError` (step and metric) on NaN/Inf; nothing
         non-finite is ever checkpointed.
       stop_after: stop (after checkpointing) once this step is reached, as if killed;
@@ -275,13 +277,14 @@ def fit(
     checkpoint_every = loop.checkpoint_every if checkpoint_every is None else checkpoint_every
     keep = loop.keep if keep is None else keep
     progress = loop.progress if progress is None else progress
-    if mesh is None and given_loop and loop.num_devices != 1:
-        mesh = parallel.make_mesh(loop.num_devices or None)
+    if mesh is None and (jax.process_count() > 1 or (given_loop and loop.num_devices != 1)):
+        mesh = parallel.make_mesh((loop.num_devices or None) if given_loop else None)
     workdir = pathlib.Path(workdir)
     state, start, meta = _restore(workdir, state, keep, move_aside=True)
     if start == 0:
         start = _step_of(state)
     metrics_lib.truncate_after(workdir / "metrics.jsonl", start)
+    distributed.sync("jaxlab-fit-start")  # every process reads the truncated metrics
     past = metrics_lib.merge_by_step(metrics_lib.read_metrics(workdir / "metrics.jsonl"))
     cum_train = float(meta.get("train_time_s", 0.0))
     cum_eval = float(meta.get("eval_time_s", 0.0))

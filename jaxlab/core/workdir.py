@@ -65,9 +65,12 @@ def _umask() -> int:
 def write_json(path: str | pathlib.Path, obj: Any) -> None:
     """Writes strict JSON atomically (temporary file + rename), so readers never see half
     a file. Non-finite floats become `null` (JSON has no NaN); the file gets the mode the
-    user's umask gives new files."""
+    user's umask gives new files. In a multi-process run only process 0 writes."""
+    from jaxlab.core import distributed
     from jaxlab.core.metrics import jsonable
 
+    if not distributed.is_primary():
+        return
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(jsonable(json.loads(json.dumps(obj, default=_json_default))),
@@ -163,6 +166,21 @@ def prepare(workdir: str | pathlib.Path, config: Any, force: bool = False) -> pa
         (workdir / "figures").mkdir(exist_ok=True)
     except OSError as e:
         raise WorkdirError(f"cannot use --workdir {workdir}: {e.strerror or e}") from None
+    return workdir
+
+
+def check_prepared(workdir: str | pathlib.Path, config: Any) -> pathlib.Path:
+    """For the other processes of a multi-process run, after process 0's `prepare`:
+    `workdir/config.json` must hold `config` (else process 0 refused the workdir)."""
+    workdir = pathlib.Path(workdir)
+    path = workdir / "config.json"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WorkdirError(f"process 0 did not prepare {workdir} ({path}: {e})") from None
+    if old != config_lib.to_dict(config):
+        raise WorkdirError(f"{path} holds another config than this process's "
+                           f"({_first_difference(old, config_lib.to_dict(config))}); see process 0's error")
     return workdir
 
 

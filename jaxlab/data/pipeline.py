@@ -47,15 +47,20 @@ def batches(
 ):
     """A Grain `MapDataset` of batches from a random-access `source`.
 
+    Element `s` is step `s`'s batch. With P processes, process p's element `s` holds rows
+    `[p*B/P, (p+1)*B/P)` of the global batch `s` that one process would read, and only
+    those records are read: the global batches, and so the training, do not depend on
+    the number of processes.
+
     Args:
       source: anything with `__len__` and `__getitem__` (a TFDS `as_data_source()`
         split, an `ArraySource`, ...).
-      batch_size: global batch size; each process gets `batch_size / process_count`.
-      seed: shuffle seed.
-      shuffle, repeat, drop_remainder: as named.
+      batch_size: global batch size B; each process gets `B / process_count` rows.
+      seed: shuffle seed (the same on every process).
+      shuffle, repeat, drop_remainder: as named (without `repeat`, a run of several
+        processes keeps whole global batches only, so every process gets as many).
       transform: per-example function applied before batching.
-      process_index, process_count: default to `jax.process_index()/process_count()`;
-        each process reads a disjoint shard of the records.
+      process_index, process_count: default to `jax.process_index()/process_count()`.
     """
     import grain
 
@@ -66,15 +71,19 @@ def batches(
     if batch_size % process_count:
         raise ValueError(f"batch_size {batch_size} is not divisible by {process_count} processes")
     ds = grain.MapDataset.source(source)
-    if process_count > 1:
-        ds = ds[process_index::process_count]
     if shuffle:
         ds = ds.seed(seed).shuffle()
     if repeat:
         ds = ds.repeat(None)
     if transform is not None:
         ds = ds.map(transform)
-    return ds.batch(batch_size // process_count, drop_remainder=drop_remainder)
+    if process_count == 1:
+        return ds.batch(batch_size, drop_remainder=drop_remainder)
+    # Global batch s is made of the per-process batches s*P, ..., s*P + P - 1.
+    ds = ds.batch(batch_size // process_count, drop_remainder=drop_remainder or not repeat)
+    if not repeat:
+        ds = ds[: len(ds) // process_count * process_count]
+    return ds[process_index::process_count]
 
 
 def batch_fn(dataset) -> Callable[[int], Any]:

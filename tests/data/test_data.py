@@ -112,3 +112,36 @@ def test_grain_batches_deterministic_epochs_and_shards():
     assert len(seen0) == 10 and not set(seen0) & set(seen1)
     with pytest.raises(ValueError, match="divisible"):
         pipeline.batches(src, 5, process_index=0, process_count=2)
+
+
+class _Recording(pipeline.ArraySource):
+    """An `ArraySource` that records which records were read."""
+
+    def __init__(self, arrays):
+        super().__init__(arrays)
+        self.read: set[int] = set()
+
+    def __getitem__(self, i):
+        self.read.add(int(i))
+        return super().__getitem__(i)
+
+
+@pytest.mark.parametrize("repeat", [True, False])
+def test_process_shards_assemble_the_single_process_batches(repeat):
+    # P processes must train on exactly the global batches one process would see, each
+    # reading only its own rows: the rows of process p are [p*B/P, (p+1)*B/P).
+    n, batch, procs = 46, 12, 3
+    whole = pipeline.batches(pipeline.ArraySource({"x": np.arange(n)}), batch, seed=3, repeat=repeat,
+                             process_index=0, process_count=1)
+    parts = [_Recording({"x": np.arange(n)}) for _ in range(procs)]
+    shards = [pipeline.batches(parts[p], batch, seed=3, repeat=repeat, process_index=p, process_count=procs)
+              for p in range(procs)]
+    steps = 9 if repeat else len(whole)
+    if not repeat:
+        assert [len(d) for d in shards] == [len(whole)] * procs == [n // batch] * procs
+    for s in range(steps):
+        np.testing.assert_array_equal(np.concatenate([d[s]["x"] for d in shards]), whole[s]["x"])
+    if not repeat:  # one epoch: every record read once, by one process
+        read = [src.read for src in parts]
+        assert all(not read[a] & read[b] for a in range(procs) for b in range(a + 1, procs))
+        assert sum(len(r) for r in read) == steps * batch
