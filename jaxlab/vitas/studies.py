@@ -158,12 +158,16 @@ def part_probe(base: configs.VitasConfig, runs: pathlib.Path, out: dict, retrain
     probes = probe_archs(base, Space(base.space))
     table = out.setdefault("runs", {})
     for name, wd in _runs(runs).items():
+        summary = json.loads((wd / "summary.json").read_text())["results"] if (wd / "summary.json").exists() else {}
+        sup = summary.get("supernet", {})
+        if not sup:
+            continue  # unfinished; a later pass picks it up
+        if name in table and ("search" in table[name] or "search" not in summary) and "kendall_tau" in table[name]:
+            continue  # done in an earlier pass
         loaded = run_lib.load(wd)
         cfg, space = loaded.config, loaded.extras["space"]
         val = data_lib.splits(cfg)["val"]
         acc = make_fitness(space, loaded.state.params, *val, N_PROBE)(probes)
-        summary = json.loads((wd / "summary.json").read_text())["results"]
-        sup = summary.get("train-supernet", {})
         row = {"variant": RUN_NAME.match(name)["variant"], "seed": cfg.seed, "probe_val_accuracy": acc.tolist(),
                "supernet": sup, "train_samples": distinct_counts(
                    space, training_samples(cfg, space, sup.get("p_id", cfg.supernet.p_id),
@@ -199,7 +203,7 @@ def main(argv=None) -> int:
     if args.part in ("retrain", "all"):
         part_retrain(base, runs, retrained)
     if args.part in ("probe", "all"):
-        out = {"config": args.config}
+        out = read("studies.json") | {"config": args.config}
         part_probe(base, runs, out, retrained)
         workdir_lib.write_json(runs / "studies.json", out)
     return 0
