@@ -9,8 +9,7 @@
 """
 
 from jaxlab.lidarfirst.configs import LidarFirstConfig, get_config
-from jaxlab.lidarfirst.run import (
-    compare,
+from jaxlab.lidarfirst.run import (  # the `compare` action is run.compare (jaxlab.lidarfirst.compare is a module)
     evaluate,
     load,
     load_detector,
@@ -21,4 +20,4 @@ from jaxlab.lidarfirst.run import (
 )
 
 __all__ = ["LidarFirstConfig", "get_config", "simulate", "train_classifier", "train_detector", "run_pipeline",
-           "compare", "evaluate", "load", "load_detector"]
+           "evaluate", "load", "load_detector"]
