@@ -55,6 +55,7 @@ def test_evaluation_equals_an_independent_numpy_computation(pipeline):
     np.testing.assert_allclose(result["test"]["miss_rate"], (d[:, -1] > 2.0).mean())
 
 
+@pytest.mark.slow  # CI covers the same kill/resume through scripts/check_resume.sh vectornet
 def test_killed_and_resumed_training_equals_uninterrupted(pipeline):
     root, c, result = pipeline
     wd = root / "resumed"
