@@ -60,3 +60,27 @@ def plot_predictions(workdir: str | pathlib.Path, data: dict, pred: np.ndarray, 
         ax.set_title(f"scene {i}")
     axes[0][0].legend(loc="lower left", fontsize=7)
     return plotting.save_figure(fig, workdir, name)
+
+
+def ablation_table(runs: dict[str, list[str | pathlib.Path]]) -> str:
+    """Markdown table of test metrics, mean +- std over the seeds of each named group of runs
+    (from their summary.json), with the constant-velocity baseline of the first group."""
+    import json
+
+    keys = ("de1", "de2", "de3", "ade", "miss_rate", "turn_de3", "turn_ade")
+    lines = ["| run | seeds | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+
+    def row(name, results):
+        cells = []
+        for k in keys:
+            vals = np.array([r[k] for r in results if k in r])
+            cells.append(f"{vals.mean():.2f} +- {vals.std(ddof=1) if len(vals) > 1 else 0:.2f}" if len(vals) else "-")
+        return f"| {name} | {len(results)} | " + " | ".join(cells) + " |"
+
+    first = None
+    for name, dirs in runs.items():
+        summaries = [json.loads((pathlib.Path(d) / "summary.json").read_text())["results"] for d in dirs]
+        first = first or summaries
+        lines.append(row(name, [s["test"] for s in summaries]))
+    lines.append(row("constant velocity", [s["test_constant_velocity"] for s in first]))
+    return "\n".join(lines)
