@@ -107,6 +107,9 @@ def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
         def put(x):
             if isinstance(x, jax.Array) and not x.is_fully_addressable:
                 return jax.device_put(x, sharding)
+            if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+                data = jax.device_put(np.asarray(jax.random.key_data(x)), sharding)
+                return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
             return jax.device_put(np.asarray(x), sharding)
 
         return jax.tree.map(put, tree)

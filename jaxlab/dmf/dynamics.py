@@ -323,6 +323,8 @@ def sweep(
     `JAX_NUM_CPU_DEVICES=k`) before JAX's first computation; each CPU device then runs its
     block on its own thread, so k up to the number of cores puts them all to work.
     A sharded call returns its result on the first device, as a one-device call does.
+    In a run of several processes (`jaxlab.core.distributed`) the runs are split over
+    the devices of all processes and every process gets all results, as host arrays.
     """
     seed_arr = np.arange(seeds) if np.ndim(seeds) == 0 else np.asarray(seeds)
     scales = np.asarray(init_scales, dtype=np.float64).reshape(-1)
@@ -348,13 +350,18 @@ def sweep(
         mesh = parallel.make_mesh(num)
         padded = -(-runs // num) * num
         pad = lambda a: np.concatenate([a, np.repeat(a[-1:], padded - runs)])
-        split, same = parallel.data_sharding(mesh), parallel.replicated(mesh)
+        split = parallel.data_sharding(mesh)
         put = lambda x, sh: None if x is None else jax.device_put(x, sh)
-        out = _sweep_sharded_jit(put(key, same), put(target, same), put(mask, same), put(measurements, same),
+        rep = lambda x: None if x is None else parallel.replicate(x, mesh)
+        out = _sweep_sharded_jit(rep(key), rep(target), rep(mask), rep(measurements),
                                  put(pad(run_seeds).astype(np.uint32), split), put(pad(run_scales).astype(dt), split),
                                  put(pad(run_lrs).astype(dt), split), mesh=mesh, **static)
-        # gather onto the first device, where the one-device call leaves its result
-        out = jax.device_put(out, first)
+        if jax.process_count() > 1:  # each process gets every run (host arrays)
+            from jax.experimental import multihost_utils
+
+            out = multihost_utils.process_allgather(out, tiled=True)
+        else:  # gather onto the first device, where the one-device call leaves its result
+            out = jax.device_put(out, first)
         if padded != runs:
             out = jax.tree.map(lambda x: x[:runs], out)
     lead = (len(seed_arr), len(scales), len(lr_arr))

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlab.core import distributed
 from jaxlab.core import workdir as workdir_lib
 from jaxlab.dmf import baselines, data, dynamics, models, spe, stages
 
@@ -50,6 +51,7 @@ def cached(path: pathlib.Path, compute: Callable[[], object]):
     written there (strict, atomic) and read back."""
     if not path.exists():
         workdir_lib.write_json(path, compute())
+        distributed.sync(f"jaxlab-dmf-{path.name}")  # process 0 wrote it; the others read it
     return json.loads(path.read_text(encoding="utf-8"))
 
 

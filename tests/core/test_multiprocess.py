@@ -159,3 +159,28 @@ def test_distributed_without_settings_is_a_one_line_error(tmp_path):
                          timeout=120)
     assert out.returncode == 2
     assert "--coordinator" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def _cells(workdir: pathlib.Path) -> list[dict]:
+    cells = json.loads((workdir / "cells.json").read_text())
+    return [{k: v for k, v in c.items() if not k.endswith("time_s")} for c in cells]
+
+
+def test_dmf_sweep_split_over_two_processes_equals_one(tmp_path, cache):
+    # The sweep's runs are split over the devices of both processes (shard_map over the
+    # global mesh) and gathered back: every cell must equal the one-process sweep.
+    one, two = tmp_path / "one", tmp_path / "two"
+    base = [sys.executable, "-m", "jaxlab", "dmf", "sweep", "--config", "smoke"]
+    out = subprocess.run([*base, "--workdir", str(one)], env=_env(1, cache), capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    port = _free_port()
+    procs = [subprocess.Popen([*base, "--workdir", str(two), "--distributed", "--coordinator", f"localhost:{port}",
+                               "--num-processes", "2", "--process-id", str(pid), "--distributed-timeout", "240"],
+                              env=_env(1, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda m=(0o022 if pid == 0 else 0o077): os.umask(m))
+             for pid in range(2)]
+    _finish(procs)
+    assert _cells(two) == _cells(one) and len(_cells(one)) >= 2
+    assert json.loads((two / "summary.json").read_text())["environment"]["num_processes"] == 2
+    assert _written_by_process_zero(two) == []
