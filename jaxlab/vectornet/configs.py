@@ -107,9 +107,8 @@ class VectorNetConfig:
       data_dir: a folder of Argoverse files (`format`); "" uses procedural scenes.
       format: av1 (forecasting CSVs + map XML) or av2 (scenario parquet + map JSON); also the
         format `generate` writes.
-      num_train, num_val, num_test: procedural scenes per split (`generate` writes num_val
-        validation and num_test test scenes... train gets num_train).
-      turn_fraction: share of procedural targets that turn at the intersection.
+      num_train, num_val, num_test: procedural scenes per split (also what `generate` writes).
+      turn_fraction: share of procedural targets on a turn-only lane (the rest go straight).
       miss_threshold: metres of final displacement counted as a miss.
       num_plot: scenes drawn by `predict`.
     """
