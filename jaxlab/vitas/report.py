@@ -52,7 +52,7 @@ def _final_loss(runs: pathlib.Path, name: str, last: int = 5) -> float | None:
     return float(np.mean([r["loss"] for r in rows[-last:]])) if rows else None
 
 
-def variant_table(runs: pathlib.Path, studies: dict, variants) -> str:
+def variant_table(runs: pathlib.Path, studies: dict, variants, labels: dict | None = None) -> str:
     """Supernet loss, probe-set inherited accuracy (mean, spread over subnets), Kendall tau."""
     by = _by_variant(studies)
     lines = ["| variant | seeds | steps x forwards | final train loss | probe val acc. (%) | spread over subnets "
@@ -67,15 +67,19 @@ def variant_table(runs: pathlib.Path, studies: dict, variants) -> str:
         sd = [np.std(r["probe_val_accuracy"], ddof=1) for r in rows]
         loss = _fmt([_final_loss(runs, r["name"]) for r in rows], 1, 3)
         tau = _fmt([r.get("kendall_tau") for r in rows], 1, 2)
-        lines.append(f"| {v} | {len(rows)} | {steps} x {fw} | {loss} | {_fmt(acc, 100)} | {_fmt(sd, 100)} | {tau} |")
+        name = (labels or {}).get(v, v)
+        lines.append(f"| {name} | {len(rows)} | {steps} x {fw} | {loss} | {_fmt(acc, 100)} | {_fmt(sd, 100)} | {tau} |")
     return "\n".join(lines)
 
 
 def shifting_table(studies: dict) -> str:
-    """Distinct encodings vs distinct standalone nets, in training samples and GA evaluations."""
+    """Distinct encodings vs distinct standalone nets (whole genomes, and the op genes alone),
+    in the supernet's training samples and in the GA's evaluations."""
     by = _by_variant(studies)
-    lines = ["| identity shifting | training samples: encodings / standalone nets | GA evaluations | "
-             "GA: distinct encodings / standalone nets | Kendall tau |", "|---|---|---|---|---|"]
+    lines = ["| identity shifting | training samples | distinct genomes / nets | distinct op encodings / op "
+             "sequences | GA evaluations | GA distinct genomes / nets | GA op encodings / sequences | Kendall tau |",
+             "|---|---|---|---|---|---|---|---|"]
+    f = lambda rows, key: _fmt([r[key] for r in rows if key in r], 1, 0)
     for v, label in (("cyclic", "on"), ("noshift", "off")):
         rows = by.get(v, [])
         if not rows:
@@ -83,10 +87,10 @@ def shifting_table(studies: dict) -> str:
         ts = [r["train_samples"] for r in rows]
         ga = [r["ga_evaluated"] for r in rows if "ga_evaluated" in r]
         lines.append(
-            f"| {label} | {_fmt([t['distinct_encodings'] for t in ts], 1, 0)} / "
-            f"{_fmt([t['distinct_nets'] for t in ts], 1, 0)} (of {ts[0]['n']}) | "
-            f"{_fmt([g['n'] for g in ga], 1, 0)} | {_fmt([g['distinct_encodings'] for g in ga], 1, 0)} / "
-            f"{_fmt([g['distinct_nets'] for g in ga], 1, 0)} | {_fmt([r.get('kendall_tau') for r in rows], 1, 2)} |")
+            f"| {label} | {ts[0]['n']} | {f(ts, 'distinct_encodings')} / {f(ts, 'distinct_nets')} | "
+            f"{f(ts, 'distinct_op_encodings')} / {f(ts, 'distinct_op_sequences')} | {f(ga, 'n')} | "
+            f"{f(ga, 'distinct_encodings')} / {f(ga, 'distinct_nets')} | {f(ga, 'distinct_op_encodings')} / "
+            f"{f(ga, 'distinct_op_sequences')} | {_fmt([r.get('kendall_tau') for r in rows], 1, 2)} |")
     return "\n".join(lines)
 
 
@@ -152,14 +156,15 @@ def experiment_report(runs: pathlib.Path, out: pathlib.Path) -> str:
     studies, retrained = read("studies.json"), read("retrained.json")
     parts = ["### Sharing schemes (equal compute)\n\n" + variant_table(runs, studies, SHARING),
              "### Identity shifting on / off\n\n" + shifting_table(studies),
-             "### Weak vs strong augmentation for the superformer\n\n"
-             + variant_table(runs, studies, ("cyclic", "strong")),
+             "### Augmentation for the superformer: none vs weak vs strong\n\n"
+             + variant_table(runs, studies, ("cyclic", "weak", "strong"),
+                             {"cyclic": "none (cyclic)", "weak": "weak", "strong": "strong"}),
              "### GA vs random search (same evaluations) and a uniform baseline at the same FLOPs\n\n"
              + search_table(studies, retrained)]
     if studies.get("runs"):
         plot_losses(runs, studies, out, SHARING, "supernet_loss_sharing")
-        plot_losses(runs, studies, out, ("cyclic", "noshift", "strong"), "supernet_loss_shift_aug")
-        plot_probes(studies, retrained, out, ("cyclic", "prefix", "bilateral", "noshift", "strong"))
+        plot_losses(runs, studies, out, ("cyclic", "noshift", "weak", "strong"), "supernet_loss_shift_aug")
+        plot_probes(studies, retrained, out, ("cyclic", "prefix", "bilateral", "noshift", "weak", "strong"))
     return "\n\n".join(parts) + "\n"
 
 

@@ -104,11 +104,16 @@ def uniform_baseline(space: Space, target_flops: float) -> np.ndarray:
 
 
 def distinct_counts(space: Space, genomes: np.ndarray) -> dict:
-    """Distinct encodings and distinct standalone nets (canonical forms) among `genomes`."""
+    """Distinct encodings and distinct standalone nets (canonical forms) among `genomes`; the
+    same for the op genes alone (block placements: identity or head count)."""
     g = np.asarray(genomes)
     canon = space.to_genome(space.canonical(space.from_genome(g)))
+    L = space.depth
+    ops = g[:, 2:2 + L]
     return {"n": int(len(g)), "distinct_encodings": int(len(np.unique(g, axis=0))),
-            "distinct_nets": int(len(np.unique(canon, axis=0)))}
+            "distinct_nets": int(len(np.unique(canon, axis=0))),
+            "distinct_op_encodings": int(len(np.unique(ops, axis=0))),
+            "distinct_op_sequences": int(len(np.unique(canon[:, 2:2 + L], axis=0)))}
 
 
 def training_samples(config: configs.VitasConfig, space: Space, p_id: float, steps: int) -> np.ndarray:
@@ -152,6 +157,16 @@ def part_retrain(base: configs.VitasConfig, runs: pathlib.Path, out: dict) -> No
         workdir_lib.write_json(runs / "retrained.json", out)
 
 
+def _counts(cfg, space: Space, wd: pathlib.Path, sup: dict) -> dict:
+    out = {"train_samples": distinct_counts(space, training_samples(cfg, space, sup.get("p_id", cfg.supernet.p_id),
+                                                                    cfg.supernet.loop.num_steps))}
+    ga = wd / "search" / "ga_state.npz"
+    if ga.exists():
+        with np.load(ga) as z:
+            out["ga_evaluated"] = distinct_counts(space, z["seen"])
+    return out
+
+
 def part_probe(base: configs.VitasConfig, runs: pathlib.Path, out: dict, retrained: dict) -> None:
     from jaxlab.vitas import run as run_lib
 
@@ -163,24 +178,22 @@ def part_probe(base: configs.VitasConfig, runs: pathlib.Path, out: dict, retrain
         if not sup:
             continue  # unfinished; a later pass picks it up
         if name in table and ("search" in table[name] or "search" not in summary) and "kendall_tau" in table[name]:
+            row = table[name]
+            if "distinct_op_sequences" not in row["train_samples"]:  # counts added later: cheap, recomputed
+                cfg = workdir_lib.load_config(wd, configs.VitasConfig)
+                row.update(_counts(cfg, Space(cfg.space), wd, row["supernet"]))
             continue  # done in an earlier pass
         loaded = run_lib.load(wd)
         cfg, space = loaded.config, loaded.extras["space"]
         val = data_lib.splits(cfg)["val"]
         acc = make_fitness(space, loaded.state.params, *val, N_PROBE)(probes)
         row = {"variant": RUN_NAME.match(name)["variant"], "seed": cfg.seed, "probe_val_accuracy": acc.tolist(),
-               "supernet": sup, "train_samples": distinct_counts(
-                   space, training_samples(cfg, space, sup.get("p_id", cfg.supernet.p_id),
-                                           cfg.supernet.loop.num_steps))}
+               "supernet": sup} | _counts(cfg, space, wd, sup)
         ys = [retrained.get("retrained", {}).get(f"probe{i}", {}).get("test_accuracy") for i in range(N_RETRAIN)]
         if all(v is not None for v in ys):
             tau = stats.kendalltau(acc[:N_RETRAIN], ys)
             row["kendall_tau"] = float(tau.statistic)
             row["kendall_p"] = float(tau.pvalue)
-        ga = wd / "search" / "ga_state.npz"
-        if ga.exists():
-            with np.load(ga) as z:
-                row["ga_evaluated"] = distinct_counts(space, z["seen"])
         if "search" in summary:
             row["search"] = {k: summary["search"][k] for k in ("best_fitness", "evaluations")} | {
                 "random_best_fitness": summary["search"].get("random", {}).get("best_fitness"),
