@@ -25,7 +25,7 @@ declare -A PLAN=(
   [vitas]="train-supernet|-|--config.supernet.loop.num_steps=120 --config.supernet.loop.checkpoint_every=20"
   [coral]="train|evaluate|--config.loop.num_steps=300 --config.loop.checkpoint_every=20 --config.loop.eval_every=100"
   [video2stylegan]="train-generator|-|--config.gan.loop.num_steps=60 --config.gan.loop.checkpoint_every=10 --config.faces.train_images=32"
-  [coditt5]="pretrain|-|--config.pretrain.loop.num_steps=80 --config.pretrain.loop.checkpoint_every=10 --config.max_files=40"
+  [coditt5]="pretrain|-|--config.pretrain.loop.num_steps=40 --config.pretrain.loop.checkpoint_every=10 --config.max_files=40"
   [vectornet]="train|evaluate|--config.loop.num_steps=120 --config.loop.checkpoint_every=20 --config.loop.eval_every=100"
 )
 # dmf integrates gradient flow in one jitted scan per run and writes no checkpoints:
