@@ -109,3 +109,27 @@ def test_bugfix_mutations_restore_the_original():
         assert ex["target"] == code and ex["source"] != code
         kinds.add(ex["kind"])
     assert kinds == {"flip", "off_by_one", "swap", "drop"}
+
+
+def test_bucketed_steps_compile_once_per_bucket():
+    from jaxlab.coditt5.models import SHAPES, T5Shape
+
+    shape = T5Shape(vocab_size=20, dropout_rate=0.0, **{**SHAPES["tiny"], "num_encoder_layers": 1,
+                                                        "num_decoder_layers": 1})
+    traces = []
+    loss_fn = training.make_loss_fn(shape)
+
+    def counted(params, batch, key):
+        traces.append(batch["src"].shape)
+        return loss_fn(params, {}, batch, key)[0]
+
+    f = jax.jit(counted)
+    pairs = [([5] * n + [1], [6] * n + [1]) for n in range(1, 20)]
+    b = data.Buckets(pairs, ((8, 8), (24, 24)), 2)
+    from jaxlab.coditt5.models import T5
+
+    params = jax.jit(lambda: T5(shape).init(jax.random.key(0), np.ones((1, 8), np.int32),
+                                            np.ones((1, 8), np.int32))["params"])()
+    for s in range(12):
+        assert np.isfinite(float(f(params, b.batch(s, 0), jax.random.key(s))))
+    assert len(traces) == 2
