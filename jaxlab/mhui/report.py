@@ -173,6 +173,17 @@ def _ci(values) -> str:
     return f"{v.mean():.3f} ± {half:.3f}"
 
 
+def _single_run_half_width(row: dict, key: str) -> float:
+    """1.96 standard errors of one run's AUROC (Hanley & McNeil 1982, from the AUROC and the
+    numbers of positives and negatives) or TPR (binomial): the test-set sampling noise."""
+    v, npos, nneg = row[key], max(row["n_success"], 1), max(row["n_correct"], 1)
+    if key == "tpr":
+        return 1.96 * math.sqrt(v * (1 - v) / npos)
+    q1, q2 = v / (2 - v), 2 * v * v / (1 + v)
+    var = (v * (1 - v) + (npos - 1) * (q1 - v * v) + (nneg - 1) * (q2 - v * v)) / (npos * nneg)
+    return 1.96 * math.sqrt(max(var, 0.0))
+
+
 def _det_name(c: dict) -> str:
     sign = "" if c["sign"] > 0 else "-"
     extra = f", heads {tuple(c['heads']) or 'all'}, {c['combine']}" if c["method"] == "MH-UI" else ""
@@ -190,6 +201,8 @@ def _grid(results: list[dict], section: str, key: str, methods, attacks, with_su
                 cells.append("-")
                 continue
             cell = _ci([r[key] for r in rows])
+            if len(rows) == 1 and cell != "-":
+                cell += f" ± {_single_run_half_width(rows[0], key):.3f}"
             if with_success:
                 cell += f" (succ {_ci([r['success_rate'] for r in rows])})"
             cells.append(cell)
@@ -210,7 +223,8 @@ def format_protocol(results: list[dict], labels: list[str]) -> str:
     fpr = results[0].get("fpr", 0.05)
     lines = [f"{n} run(s): {', '.join(labels)}. Validation / test halves: {results[0]['val_size']} / "
              f"{results[0]['test_size']} inputs; L-inf eps {results[0]['eps']:g}. Cells: mean ± 95% t-interval "
-             f"over the runs.", "", "### Detectors chosen on the validation half (validation AUROC)", "",
+             f"over the runs (one run: ± 1.96 standard errors of the test sample, Hanley-McNeil for AUROC, "
+             f"binomial for TPR).", "", "### Detectors chosen on the validation half (validation AUROC)", "",
              "| method | " + " | ".join(labels) + " |", "|" + "---|" * (n + 1)]
     for m in methods:
         lines.append(f"| {m} | " + " | ".join(f"{_det_name(r['choices'][m])} ({r['choices'][m]['val_auroc']:.3f})"
