@@ -161,7 +161,7 @@ def _assert_same_runs(a, b):
         np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize("devices", [None, 3])
+@pytest.mark.parametrize("devices", [pytest.param(None, marks=pytest.mark.slow), 3])  # CI: 3 (needs padding)
 def test_sharded_sweep_equals_one_device(devices):
     # 5 seeds x 2 lrs = 10 runs: not a multiple of the 8 test devices (nor of 3), so the
     # run axis is padded and sliced back; completion + track_escape cover the optional inputs

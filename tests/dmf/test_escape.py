@@ -58,7 +58,9 @@ def _fd_hessian(fs, target, mask, meas, reduction, h=1e-5):
     return np.stack(cols, 1)
 
 
-@pytest.mark.parametrize("depth,obs", [(2, "full"), (3, "full"), (3, "completion"), (2, "sensing")])
+@pytest.mark.parametrize("depth,obs", [pytest.param(2, "full", marks=pytest.mark.slow),
+                                       pytest.param(3, "full", marks=pytest.mark.slow), (3, "completion"),
+                                       (2, "sensing")])
 def test_hessian_matches_finite_differences_of_a_numpy_gradient(depth, obs):
     n = 4
     with jax.enable_x64(True):

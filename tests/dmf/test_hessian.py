@@ -8,7 +8,10 @@ import pytest
 from jaxlab import dmf
 
 
-@pytest.mark.parametrize("n,depth,num_iters,completion", [(4, 3, 64, False), (6, 2, 40, False), (4, 2, 64, True)])
+@pytest.mark.parametrize("n,depth,num_iters,completion", [
+    pytest.param(4, 3, 64, False, marks=pytest.mark.slow),  # CI: the finite-difference tests of test_escape
+    pytest.param(6, 2, 40, False, marks=pytest.mark.slow),
+    (4, 2, 64, True)])
 def test_hessian_min_eig_matches_dense(n, depth, num_iters, completion):
     with jax.enable_x64(True):
         key = jax.random.PRNGKey(n * 10 + depth)

@@ -53,6 +53,7 @@ def test_constructed_incomplete_run():
     assert st.status == "incomplete" and st.activations[2] is None
 
 
+@pytest.mark.slow  # CI: the smoke spe (depth 2, lambda_min at the saddles) and the R >= 2 depth-3 cells of test_run
 def test_real_runs_depth2_and_depth3():
     with jax.enable_x64(True):
         target = dmf.low_rank_target(jax.random.PRNGKey(0), 20, 3)
