@@ -72,7 +72,7 @@ class EqualLinear(nn.Module):
     def __call__(self, x):
         fan_in = x.shape[-1]
         w = self.param("kernel", lambda k, s: jax.random.normal(k, s) / self.lr_mul, (fan_in, self.features))
-        b = self.param("bias", lambda k, s: jnp.full(s, self.bias_init / self.lr_mul), (self.features,))
+        b = self.param("bias", lambda k, s: jnp.full(s, self.bias_init / self.lr_mul, jnp.float32), (self.features,))
         y = x @ (w * (self.lr_mul / math.sqrt(fan_in))) + b * self.lr_mul
         return lrelu(y) if self.activation else y
 
@@ -120,23 +120,32 @@ class MappingNetwork(nn.Module):
         return x
 
 
-def modulated_conv2d(x, weight, styles, demodulate: bool = True, fused: bool = True):
+def modulated_conv2d(x, weight, styles, demodulate: bool = True, fused: bool | str = False):
     """Per-sample modulated (and demodulated) convolution, SAME padding.
 
     Args:
       x: `[B, H, W, Cin]`; weight: `[k, k, Cin, Cout]`; styles: `[B, Cin]`.
-      fused: one grouped convolution over the batch (weights folded to `[k, k, Cin, B·Cout]`);
-        False: `vmap` of one convolution per sample (same result).
+      fused: False (default): modulate the activations, one shared convolution, demodulate the
+        outputs (`conv(x·s, W)·d`, StyleGAN2's training path); True: one grouped convolution
+        over the batch with per-sample weights `[k, k, Cin, B·Cout]`; "vmap": one convolution per
+        sample. All three give the same result.
 
     `W'_b = W · s_b[cin]`, `W''_b = W'_b · rsqrt(Σ_{kh,kw,cin} W'_b² + 1e-8)` when demodulating.
     """
     b, h, w_, cin = x.shape
     k, _, _, cout = weight.shape
+    dn = ("NHWC", "HWIO", "NHWC")
+    if fused is False:
+        y = lax.conv_general_dilated(x * styles[:, None, None, :], weight, (1, 1), "SAME", dimension_numbers=dn)
+        if demodulate:
+            # Σ_{kh,kw,cin} (W s)² = (s²) · (Σ_{kh,kw} W²)  -> [B, Cout]
+            d = lax.rsqrt(jnp.square(styles) @ jnp.sum(jnp.square(weight), axis=(0, 1)) + 1e-8)
+            y = y * d[:, None, None, :]
+        return y
     wb = weight[None] * styles[:, None, None, :, None]  # [B, k, k, Cin, Cout]
     if demodulate:
         wb = wb * lax.rsqrt(jnp.sum(jnp.square(wb), axis=(1, 2, 3), keepdims=True) + 1e-8)
-    dn = ("NHWC", "HWIO", "NHWC")
-    if not fused:
+    if fused == "vmap":
         return jax.vmap(lambda xi, wi: lax.conv_general_dilated(xi[None], wi, (1, 1), "SAME",
                                                                 dimension_numbers=dn)[0])(x, wb)
     xg = jnp.transpose(x, (1, 2, 0, 3)).reshape(1, h, w_, b * cin)
@@ -156,7 +165,7 @@ class SynthesisLayer(nn.Module):
     up: bool = False
     layer_index: int = 0
     conv_clamp: float | None = 256.0
-    fused: bool = True
+    fused: bool | str = False
 
     @nn.compact
     def __call__(self, x, w, noise_mode: str = "random"):
@@ -207,7 +216,7 @@ class SynthesisNetwork(nn.Module):
     channel_base: int = 32768
     channel_max: int = 512
     conv_clamp: float | None = 256.0
-    fused: bool = True
+    fused: bool | str = False
 
     @nn.compact
     def __call__(self, ws, noise_mode: str = "random"):
@@ -250,7 +259,7 @@ class Generator(nn.Module):
     channel_base: int = 32768
     channel_max: int = 512
     conv_clamp: float | None = 256.0
-    fused: bool = True
+    fused: bool | str = False
 
     def setup(self):
         self.mapping_net = MappingNetwork(self.w_dim, self.mapping_layers, self.mapping_lr_mul)

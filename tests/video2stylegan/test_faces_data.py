@@ -55,7 +55,8 @@ def test_frontal_face_is_symmetric_and_framed():
     img = np.asarray(out["image"])
     np.testing.assert_allclose(img[0, 0], faces.BACKGROUND, atol=1e-3)
     assert np.abs(img[16, 16] - faces.BACKGROUND).max() > 0.2
-    assert np.abs(img[:, :16] - img[:, 16:][:, ::-1]).mean() < 0.05  # mirror-symmetric up to the light
+    head = np.abs(img - faces.BACKGROUND).max(-1) > 0.05  # the silhouette is mirror-symmetric (the light is not)
+    assert np.mean(head[:, :16] == head[:, 16:][:, ::-1]) > 0.93 and 0.2 < head.mean() < 0.8
 
 
 def test_videos_are_smooth_and_one_identity():
