@@ -21,6 +21,12 @@ from jaxlab.lidarfirst.configs import LidarFirstConfig
 # Named random streams: fold_in(key(seed), STREAM).
 TRAIN_SCENES, EVAL_SCENES, INIT, BATCHES, BACKGROUND = 1, 2, 3, 4, 5
 
+# The per-frame JAX steps, each compiled once per shape (eager op-by-op dispatch dominated the frame time).
+_range_image = jax.jit(segmentation.points_to_range_image, static_argnums=(3,))
+_corners = jax.jit(segmentation.cube_corners)
+_project = jax.jit(camera.project_boxes, static_argnums=(2, 3, 4))
+_r3 = jax.jit(risk.r3, static_argnames=("dt", "t_compute", "a_max", "margin", "max_steps"))
+
 
 def stream_seed(seed: int, stream: int, index: int) -> int:
     """A NumPy seed from `fold_in(fold_in(key(seed), stream), index)`."""
@@ -67,7 +73,7 @@ def segment_frame(inp: Inputs, cfg: LidarFirstConfig) -> dict:
     budget = 1 << max(int(np.ceil(np.log2(max(n, 1)))), 10)  # padded point count: few compiles
     pts = np.zeros((budget, 3), np.float32)
     pts[:n] = inp.points[:, :3]
-    rng = segmentation.points_to_range_image(jnp.asarray(pts), jnp.arange(budget) < n,
+    rng = _range_image(jnp.asarray(pts), jnp.arange(budget) < n,
                                              jnp.asarray(theta, jnp.float32), sc.num_columns)
     c0, c1 = 0, sc.num_columns
     if p.camera_fov_only:
@@ -77,10 +83,10 @@ def segment_frame(inp: Inputs, cfg: LidarFirstConfig) -> dict:
         num_columns=sc.num_columns, ground_angle=float(np.deg2rad(p.ground_angle_deg)),
         smooth_window=p.smooth_window, dilation=p.ground_dilation, cluster_angle=float(np.deg2rad(p.cluster_angle_deg)),
         min_size=p.min_cluster, max_size=p.max_cluster, max_clusters=p.max_clusters, wrap=not p.camera_fov_only)
-    corners = segmentation.cube_corners(out["box_min"], out["box_max"])
+    corners = _corners(out["box_min"], out["box_max"])
     m = jnp.asarray(simulator.velo_to_image_matrix(inp.calib), jnp.float32)
     h, w = inp.image.shape[:2]
-    boxes, _, ok = camera.project_boxes(corners, m, w, h, p.truncation_threshold)
+    boxes, _, ok = _project(corners, m, w, h, float(p.truncation_threshold))
     out = jax.device_get(out)
     corners, boxes = np.asarray(corners), np.asarray(boxes)
     valid = np.asarray(ok) & out["valid"]
@@ -93,7 +99,7 @@ def segment_frame(inp: Inputs, cfg: LidarFirstConfig) -> dict:
         j = d.argmin(1)
         near = d[np.arange(len(j)), j] < np.maximum(inp.objects.size[j, 0], 2.0)
         vel[near] = inp.objects.velocity[j[near]]
-    cls, _ = risk.r3(jnp.asarray(centre), jnp.asarray(size), jnp.zeros(len(centre)), jnp.asarray(vel),
+    cls, _ = _r3(jnp.asarray(centre), jnp.asarray(size), jnp.zeros(len(centre)), jnp.asarray(vel),
                      jnp.asarray(inp.ego_velocity, jnp.float32), dt=p.r3_dt, t_compute=p.r3_t_compute,
                      a_max=p.r3_a_max, margin=p.r3_margin)
     cls = np.asarray(cls)
