@@ -91,6 +91,7 @@ def test_risk_recall_and_threshold_choice_hand_worked():
     assert compare.first_risky_detection_time(row, 0.5) == 0.01
 
 
+@pytest.mark.slow  # the fast checks: test_loss_matches_a_numpy_computation, test_run's train-detector smoke
 def test_centernet_training_lowers_the_loss_on_two_frames():
     import optax
 
