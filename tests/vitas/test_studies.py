@@ -23,7 +23,8 @@ def test_distinct_counts_collapse_placements():
             ([1, 2, 0, 0], [3, 1, 0, 0], [2, 0, 0, 0]),
             ([2, 1, 0, 0], [1, 3, 0, 0], [0, 2, 0, 0])]
     g = np.array([[0, 1, *o, *q, *m] for o, q, m in rows])
-    assert studies.distinct_counts(sp, g) == {"n": 4, "distinct_encodings": 4, "distinct_nets": 2}
+    assert studies.distinct_counts(sp, g) == {"n": 4, "distinct_encodings": 4, "distinct_nets": 2,
+                                              "distinct_op_encodings": 4, "distinct_op_sequences": 2}
     # qkv/mlp entries of identity blocks do not make a different net
     g2 = g.copy()
     g2[0, 2 + 4 + 1] = 2
