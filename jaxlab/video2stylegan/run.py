@@ -133,7 +133,7 @@ def _video_metrics(frames, out, k) -> dict:
     for name, (ws, rec) in out.items():
         res[name] = {"mse": metrics.mse(rec, frames), "ssim": metrics.ssim(rec, frames),
                      "flicker": metrics.flicker(rec, frames),
-                     "fine_latent_std": float(np.std(ws[:, k:], axis=0).mean())}
+                     "fine_latent_max_change": float(np.abs(ws[:, k:] - ws[:1, k:]).max())}
     return res
 
 
