@@ -1,6 +1,7 @@
 """ScaleNet: joint search of the base model and its scaling strategy (ECCV 2022).
 
-  space     search space, base encodings, scaling rule, analytic MACs
+  space     search space, base encodings, scaling rule, analytic MACs (true and official rules)
+  released  the released family S0-S5 as a preset
   models    masked super-supernet, standalone subnets, `extract_subnet`
   sampler   hierarchical and uniform sub-network samplers
   data      the procedural train / val / test images, per resolution

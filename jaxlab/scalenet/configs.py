@@ -92,6 +92,13 @@ class SearchConfig:
     `ladder_tol * 2^s base`. `base_macs = 0` takes the median of 256 random bases.
 
     Attributes:
+      flops_rule: how the FLOPs limits (base band, ladder) count MACs: "official"
+        (a strided conv's output is `floor(n / s)`, as the official counter; the paper's
+        306M +- 25M and 2^s ladder were computed with it) or "true" (`ceil(n / s)`, the
+        real shapes, checked against XLA). Reported MACs are always the true ones.
+      init_pass_fraction: reconstruction of the init's "FLOPs check passes on average":
+        a triple enters the initial grid search when at least this fraction of the
+        `n_basenet` random bases are inside its ladder (0.5: a majority).
       eval_chunk: architectures per vmapped evaluation call.
       eval_batch: held-out images scoring each architecture (of `data.num_val`).
       extrapolate_to: extrapolate the scaling rule up to this stage.
@@ -107,6 +114,8 @@ class SearchConfig:
     base_macs: NonNegativeFloat = 0.0
     base_tol: PositiveFloat = 0.15
     ladder_tol: PositiveFloat = 0.15
+    flops_rule: Literal["official", "true"] = "official"
+    init_pass_fraction: Probability = 0.5
     eval_chunk: PositiveInt = 4
     eval_batch: PositiveInt = 200
     extrapolate_to: NonNegativeInt = 4
@@ -127,6 +136,9 @@ class RetrainConfig:
       eval_batch_size: test images per evaluation call (the last batch is padded).
       weight_decay, conv_decay_multiplier: as in `SupernetConfig` (reconstruction).
       search_dir: the run whose family.json is retrained ("" = this workdir).
+      family_preset: "" (the searched family of family.json) or "released" (the released
+        family S0-S5 of the official configs, `jaxlab.scalenet.released`; needs the paper
+        space). Members deeper than the super-supernet are built uncapped.
     """
 
     batch_size: PositiveInt = 64
@@ -142,6 +154,7 @@ class RetrainConfig:
     compound_gamma: PositiveFloat = 1.15
     eval_batch_size: PositiveInt = 250
     search_dir: str = ""
+    family_preset: Literal["", "released"] = ""
     loop: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(
         num_steps=600, log_every=50, checkpoint_every=200))
 
@@ -176,7 +189,7 @@ class ScaleNetConfig:
         if not self.retrain.stages or len(set(self.retrain.stages)) != len(self.retrain.stages):
             raise ConfigError(f"config field 'retrain.stages' needs distinct stages, got {self.retrain.stages}")
         last = max(len(self.space.mult_grid) - 1, self.search.extrapolate_to)
-        if max(self.retrain.stages) > last and not self.retrain.search_dir:
+        if max(self.retrain.stages) > last and not self.retrain.search_dir and not self.retrain.family_preset:
             raise ConfigError(f"config field 'retrain.stages' asks for stage {max(self.retrain.stages)}, but the "
                               f"search gives stages 0..{last} (raise 'search.extrapolate_to')")
 

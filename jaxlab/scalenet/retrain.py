@@ -51,7 +51,7 @@ def members(cfg: ScaleNetConfig, space: Space, family: dict, source: str = "fami
     out = [{"family": "searched", "stage": s, "triple": trip[s]} for s in sorted(rc.stages)]
     if rc.compound:
         comp = search_lib.compound_scaling(space, base, [s for s in sorted(rc.stages) if s > 0], rc.compound_alpha,
-                                           rc.compound_beta, rc.compound_gamma)
+                                           rc.compound_beta, rc.compound_gamma, rule=cfg.search.flops_rule)
         out += [{"family": "compound", "stage": s, "triple": t} for s, t in sorted(comp.items())]
     return [{"family": m["family"], "stage": int(m["stage"]), "d": float(m["triple"][0]),
              "w": float(m["triple"][1]), "r": int(m["triple"][2])} for m in out]
@@ -132,13 +132,16 @@ def train_member(cfg: ScaleNetConfig, space: Space, arch: dict, resolution: int,
 def retrain_family(cfg: ScaleNetConfig, space: Space, family: dict, data: Data, workdir: pathlib.Path,
                    source: str = "family.json") -> list[dict]:
     """Retrains every member of `members(...)`, each in its `member_dir`; one row per member
-    with its scaling, test accuracy, MACs and `ratio` = MACs / MACs of the base at S0."""
+    with its scaling, test accuracy, MACs and `ratio` = MACs / MACs of the base at S0.
+
+    A member deeper than the super-supernet keeps all its layers (`Space.with_depth`)."""
     base = np.asarray(family["base"])
     f0 = float(space.base_macs(base))
     rows = []
     for m in members(cfg, space, family, source):
-        arch = space.scale(base, m["d"], m["w"])
-        _, res = train_member(cfg, space, arch, m["r"], data, member_dir(workdir, m))
+        mspace = space.with_depth(m["d"])
+        arch = mspace.scale(base, m["d"], m["w"])
+        _, res = train_member(cfg, mspace, arch, m["r"], data, member_dir(workdir, m))
         rows.append({"family": m["family"], "stage": m["stage"], "d": m["d"], "w": m["w"], **res,
                      "ratio": res["macs"] / f0})
     return rows

@@ -25,7 +25,8 @@ import numpy as np
 from jaxlab.core import actions
 from jaxlab.core import train as train_lib
 from jaxlab.core import workdir as workdir_lib
-from jaxlab.scalenet import report, supernet
+from jaxlab.core.config import ConfigError
+from jaxlab.scalenet import released, report, supernet
 from jaxlab.scalenet import retrain as retrain_lib
 from jaxlab.scalenet import search as search_lib
 from jaxlab.scalenet.configs import ScaleNetConfig
@@ -109,15 +110,22 @@ def retrain(config: ScaleNetConfig, workdir: pathlib.Path) -> dict:
     """Retrains the searched family (and compound scaling) from scratch; writes retrain.json.
 
     Each member trains in its own `retrain/<family>_s<stage>/` and resumes there; the
-    family comes from this workdir's family.json (or `retrain.search_dir`'s).
+    family comes from this workdir's family.json (or `retrain.search_dir`'s), or is the
+    released family with `retrain.family_preset="released"`.
     """
     space = Space(config.space)
-    sdir = pathlib.Path(config.retrain.search_dir) if config.retrain.search_dir else workdir
-    path = sdir / "family.json"
-    if not path.exists():
-        raise workdir_lib.WorkdirError(f"{path} does not exist; run `jaxlab scalenet search` first "
-                                       "(or set retrain.search_dir)")
-    family = _read_json(path, "searched family")
+    if config.retrain.family_preset == "released":
+        try:
+            family, path = released.released_family(space), "retrain.family_preset='released'"
+        except ValueError as e:
+            raise ConfigError(f"config field 'retrain.family_preset': {e} (use the paper space)") from None
+    else:
+        sdir = pathlib.Path(config.retrain.search_dir) if config.retrain.search_dir else workdir
+        path = sdir / "family.json"
+        if not path.exists():
+            raise workdir_lib.WorkdirError(f"{path} does not exist; run `jaxlab scalenet search` first "
+                                           "(or set retrain.search_dir)")
+        family = _read_json(path, "searched family")
     rows = retrain_lib.retrain_family(config, space, family, Data(config.data), workdir, source=str(path))
     workdir_lib.write_json(workdir / "retrain.json", rows)
     report.plot_family_accuracy(workdir, rows)

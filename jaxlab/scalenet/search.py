@@ -4,8 +4,12 @@ State: a base model `b` (canonical genes) and one scaling triple `S_s = (d, w, r
 scaling stage `s = 1..K`. FLOPs are MACs; `F_0 = macs(b at stage 0)`.
 
 * **Init** (`grid_search_scaling_`): for each s, `n_basenet` random bases inside the
-  base band; the triples whose FLOPs are within `ladder_tol * 2^s F_0` of `2^s F_0` for
-  the average base are ranked by the mean accuracy of the scaled bases; `S_s` = top-1.
+  base band; the triples whose FLOPs check "passes on average" are ranked by the mean
+  accuracy of the scaled bases; `S_s` = top-1. Reconstruction of "on average": at least
+  `init_pass_fraction` (0.5) of the bases are within `ladder_tol * 2^s F_0` of `2^s F_0`.
+* **FLOPs limits** (base band, ladder) count MACs by `cfg.flops_rule`: "official"
+  (default; `floor(n / s)` output sizes, the rule the paper's limits were computed with)
+  or "true" (real shapes). `family` reports both.
 * **Alternations** (reconstruction of the "Markov chain": alternating coordinate
   ascent, `b_{t+1} = argmax_b f(b | S_t)`, `S_{t+1} = argmax_S f(S | b_{t+1})`):
   (a) base step: the genetic search of `jaxlab.nas.evolution` over base genes, fitness
@@ -48,7 +52,7 @@ from jaxlab.scalenet.space import Space
 
 __all__ = ["REFERENCE_STREAM", "INIT_SCALING_STREAM", "GA_STREAM", "ga_seed", "reference_macs", "ladder_ok",
            "infeasible_stages", "scaled_archs", "mean_fitness", "scaling_step", "init_scaling", "mcea", "extrapolate",
-           "compound_scaling", "family"]
+           "compound_scaling", "family", "scaled_macs"]
 
 AccFn = Callable[[dict, int], np.ndarray]
 
@@ -67,14 +71,15 @@ def reference_macs(space: Space, cfg: SearchConfig, seed: int = 0) -> float:
     if cfg.base_macs > 0:
         return float(cfg.base_macs)
     base = sample_base(space, np.random.default_rng([seed, REFERENCE_STREAM]), 256)
-    return float(np.median(space.base_macs(base)))
+    return float(np.median(space.base_macs(base, rule=cfg.flops_rule)))
 
 
 def ladder_ok(space: Space, cfg: SearchConfig, genes, triple, s: int) -> np.ndarray:
-    """`|F(scale(b, d, w, r)) - 2^s F_0(b)| <= ladder_tol 2^s F_0(b)` per base (`[..., G]`)."""
+    """`|F(scale(b, d, w, r)) - 2^s F_0(b)| <= ladder_tol 2^s F_0(b)` per base (`[..., G]`),
+    FLOPs counted by `cfg.flops_rule`."""
     d, w, r = triple
-    f0 = space.base_macs(genes)
-    f = space.macs(space.scale(genes, d, w), int(r))
+    f0 = space.base_macs(genes, rule=cfg.flops_rule)
+    f = space.macs(space.scale(genes, d, w), int(r), rule=cfg.flops_rule)
     return np.abs(f - 2 ** s * f0) <= cfg.ladder_tol * 2 ** s * f0
 
 
@@ -107,8 +112,8 @@ def scaling_step(space: Space, cfg: SearchConfig, acc_fn: AccFn, base: np.ndarra
         if current is not None and s in current and bool(ladder_ok(space, cfg, base, current[s], s)):
             cand = np.unique(np.concatenate([cand, np.asarray(current[s], float)[None]]), axis=0)
         if len(cand) == 0:  # nothing inside the band: the closest FLOPs, said loudly
-            f0 = space.base_macs(base)
-            fs = np.array([space.macs(space.scale(base, d, w), int(r)) for d, w, r in triples])
+            f0 = space.base_macs(base, rule=cfg.flops_rule)
+            fs = np.array([space.macs(space.scale(base, d, w), int(r), rule=cfg.flops_rule) for d, w, r in triples])
             i = int(np.argmin(np.abs(fs - 2 ** s * f0)))
             cand = triples[[i]]
             warnings.warn(
@@ -138,13 +143,13 @@ def init_scaling(space: Space, cfg: SearchConfig, acc_fn: AccFn, f_ref: float, s
     `n_basenet` random bases from the base band."""
     rng = np.random.default_rng([seed, INIT_SCALING_STREAM])
     pool = space.canonical_base(sample_base(space, rng, 64 * cfg.n_basenet))
-    f = space.base_macs(pool)
+    f = space.base_macs(pool, rule=cfg.flops_rule)
     inband = pool[np.abs(f - f_ref) <= cfg.base_tol * f_ref]
     bases = (inband if len(inband) >= cfg.n_basenet else pool[np.argsort(np.abs(f - f_ref))])[: cfg.n_basenet]
     out = {}
     for s in stages:
         triples = space.scaling_triples(s)
-        ok = np.array([ladder_ok(space, cfg, bases, t, s).mean() >= 0.5 for t in triples])
+        ok = np.array([ladder_ok(space, cfg, bases, t, s).mean() >= cfg.init_pass_fraction for t in triples])
         cand = triples[ok] if ok.any() else triples
         scores = []
         for t in cand:
@@ -163,7 +168,8 @@ def _problem(space: Space, cfg: SearchConfig, fitness, f_ref: float, seed_genes:
 
     return ga.Problem(
         lower=space.gene_lower, upper=space.gene_upper, fitness=fitness,
-        violation=lambda x: ga.flops_band_violation(space.base_macs(x), f_ref, cfg.base_tol * f_ref),
+        violation=lambda x: ga.flops_band_violation(space.base_macs(x, rule=cfg.flops_rule), f_ref,
+                                                    cfg.base_tol * f_ref),
         repair=space.canonical_base, sample=sample)
 
 
@@ -285,17 +291,25 @@ def extrapolate(space: Space, scaling: dict, to_stage: int) -> dict:
     return out
 
 
-def compound_scaling(space: Space, base, stages, alpha: float, beta: float, gamma: float) -> dict:
+def scaled_macs(space: Space, base, d: float, w: float, r: int, rule: str = "true") -> float:
+    """MACs of base `base` scaled by `(d, w, r)`, uncapped by the super-supernet's depth."""
+    sp = space.with_depth(d)
+    return float(sp.macs(sp.scale(np.asarray(base), d, w), int(r), rule=rule))
+
+
+def compound_scaling(space: Space, base, stages, alpha: float, beta: float, gamma: float,
+                     rule: str = "true") -> dict:
     """EfficientNet's rule `d = alpha^phi, w = beta^phi, r = gamma^phi r_0`, with `phi`
-    chosen per stage (bisection) so that the MACs come closest to `2^s F_0`."""
+    chosen per stage (grid of 241 values) so that the MACs (counted by `rule`, depth
+    uncapped) come closest to `2^s F_0`."""
     r0 = float(space.cfg.res_grid[0][0])
-    f0 = float(space.base_macs(base))
+    f0 = float(space.base_macs(base, rule=rule))
     out = {}
     for s in stages:
         best = None
         for phi in np.linspace(0.0, 12.0, 241):
             t = (alpha ** phi, beta ** phi, float(round(r0 * gamma ** phi)))
-            f = float(space.macs(space.scale(base, t[0], t[1]), int(t[2])))
+            f = scaled_macs(space, base, t[0], t[1], int(t[2]), rule)
             err = abs(math.log(f / (2 ** s * f0)))
             if best is None or err < best[0]:
                 best = (err, t)
@@ -304,12 +318,16 @@ def compound_scaling(space: Space, base, stages, alpha: float, beta: float, gamm
 
 
 def family(space: Space, base, scaling: dict) -> list[dict]:
-    """Rows `{stage, d, w, r, macs, ratio}` of the family `S_0, S_1, ...`."""
+    """Rows `{stage, d, w, r, macs, ratio, official_macs, official_ratio}` of the family
+    `S_0, S_1, ...`: true-shape MACs and those of the official counter, depth uncapped."""
     base = np.asarray(base)
-    f0 = float(space.base_macs(base))
-    rows = [{"stage": 0, "d": 1.0, "w": 1.0, "r": int(space.cfg.res_grid[0][0]), "macs": f0, "ratio": 1.0}]
-    for s in sorted(scaling):
-        d, w, r = scaling[s]
-        f = float(space.macs(space.scale(base, d, w), int(r)))
-        rows.append({"stage": int(s), "d": d, "w": w, "r": int(r), "macs": f, "ratio": f / f0})
+    r0 = int(space.cfg.res_grid[0][0])
+    rows = []
+    for s, (d, w, r) in [(0, (1.0, 1.0, r0))] + sorted(scaling.items()):
+        rows.append({"stage": int(s), "d": float(d), "w": float(w), "r": int(r),
+                     "macs": scaled_macs(space, base, d, w, r), "official_macs": scaled_macs(space, base, d, w, r,
+                                                                                             "official")})
+    for row in rows:
+        row["ratio"] = row["macs"] / rows[0]["macs"]
+        row["official_ratio"] = row["official_macs"] / rows[0]["official_macs"]
     return rows

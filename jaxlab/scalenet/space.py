@@ -19,7 +19,17 @@ Spec: ../shared/papers/scalenet.md, sec. 2.1-2.3.
 
 `macs` counts the multiply-adds of the convolutions and dense layers of a network
 (stem, expand, depthwise, SE, project, head conv, classifier), vectorised over a
-population; the tests check `2 * macs` against XLA's cost analysis.
+population. Two rules for a strided convolution's output size (spec sec. 2.6):
+
+* `rule="true"`: `ceil(n / s)`, the shapes PyTorch and XLA compute (SAME padding); the
+  tests check `2 * macs` against XLA's cost analysis;
+* `rule="official"`: `floor(n / s)`, as the official counter (`EvolutionSampler.count_flops`)
+  takes it. The two differ whenever a stride-2 layer meets an odd map; the paper's FLOPs
+  limits (306M +- 25M, the 2^s ladder) and its family table were computed with this rule.
+
+Retrained networks are not capped at the super-supernet's depth: `Space.with_depth(d)`
+is the same space with room for `ceil(n_max d)` layers per stage (the supernet's widths
+and sampling are unchanged; only the layer table grows).
 """
 
 from __future__ import annotations
@@ -33,7 +43,9 @@ from jaxlab.core.config import ConfigError, NonNegativeInt, PositiveFloat, Posit
 from jaxlab.nas.encoding import canonicalize_ops_np
 from jaxlab.nas.flops import same_taps
 
-__all__ = ["SpaceConfig", "Space", "ceil_mult", "check_space_config"]
+__all__ = ["SpaceConfig", "Space", "ceil_mult", "check_space_config", "COUNTING_RULES"]
+
+COUNTING_RULES = ("true", "official")
 
 
 def ceil_mult(c, m):
@@ -161,28 +173,45 @@ class Space:
                 "side": np.asarray(side, np.int32)}
 
     # ---------------------------------------------------------------- MACs
-    def macs(self, arch: dict, resolution, count_padding: bool = True) -> np.ndarray:
+    def with_depth(self, d: float) -> Space:
+        """This space with at least `ceil(n_max d)` layers per stage (retraining deeper
+        than the super-supernet, spec sec. 2.6); `self` when it already has them."""
+        if np.all(ceil_mult(self.n_max, d) <= self.n_super):
+            return self
+        return Space(dataclasses.replace(self.cfg, max_mult=float(max(self.cfg.max_mult, d))))
+
+    def macs(self, arch: dict, resolution, count_padding: bool = True, rule: str = "true") -> np.ndarray:
         """Multiply-adds of the network(s) `arch` at input `resolution` (vectorised).
 
         `count_padding=True` is the papers' convention (`k^2` taps per output of a
         k x k conv); `False` counts only taps inside the input, as XLA's cost analysis
         does (the two differ at the borders, noticeably at small resolutions).
+        `rule`: "true" (output size `ceil(n / s)`, the real shapes) or "official"
+        (`floor(n / s)`, the official counter's; needs `count_padding=True`).
         """
+        if rule not in COUNTING_RULES:
+            raise ValueError(f"rule must be one of {COUNTING_RULES}, got {rule!r}")
+        if rule == "official" and not count_padding:
+            raise ValueError("rule='official' counts k^2 taps per output (count_padding=True)")
         cfg = self.cfg
+
+        def out_n(n, stride):
+            return n // stride if rule == "official" else -(-n // stride)
+
         ops = np.asarray(arch["ops"], np.int64)
         ch = np.asarray(arch["channels"], np.int64)
         r = np.broadcast_to(np.asarray(resolution, np.int64), ops.shape[:-1])
 
         def taps(n, k, stride):  # summed over one spatial axis
-            return (-(-n // stride)) * k if count_padding else same_taps(n, k, stride)
+            return out_n(n, stride) * k if count_padding else same_taps(n, k, stride)
 
         total = taps(r, 3, cfg.stem_stride) ** 2 * 3 * ch[..., 0]
-        size = -(-r // cfg.stem_stride)
+        size = out_n(r, cfg.stem_stride)
         kernels = np.array((0,) + tuple(cfg.kernels))
         for li, l in enumerate(self.layers):
             c_in, c_out = ch[..., l["in_slot"]], ch[..., l["out_slot"]]
             hid = c_in * l["expand"]
-            out_size = -(-size // l["stride"])
+            out_size = out_n(size, l["stride"])
             k = kernels[ops[..., li]]
             m = np.zeros_like(total)
             if l["expand"] != 1:
@@ -198,9 +227,9 @@ class Space:
         total = total + size * size * ch[..., -1] * cfg.head_channels + cfg.head_channels * cfg.num_classes
         return total
 
-    def base_macs(self, genes) -> np.ndarray:
+    def base_macs(self, genes, rule: str = "true") -> np.ndarray:
         """MACs of base model(s) at scaling stage 0 (d = w = 1, r = R_0[0])."""
-        return self.macs(self.scale(genes, 1.0, 1.0), self.cfg.res_grid[0][0])
+        return self.macs(self.scale(genes, 1.0, 1.0), self.cfg.res_grid[0][0], rule=rule)
 
     # ---------------------------------------------------------------- grids
     def scaling_triples(self, s: int) -> np.ndarray:

@@ -142,10 +142,11 @@ def _check_retrain_resumes_on_a_fresh_workdir(pipeline, wd3):
     space = Space(cfg.space)
     fam = json.loads((wd / "family.json").read_text())
     m = retrain_lib.members(cfg3, space, fam)[0]
-    arch = space.scale(np.asarray(fam["base"]), m["d"], m["w"])
+    deep = space.with_depth(m["d"])  # the extrapolated S3 (d > max_mult) keeps all its layers
+    arch = deep.scale(np.asarray(fam["base"]), m["d"], m["w"])
     from jaxlab.scalenet.models import subnet_from_arch
 
-    model = subnet_from_arch(space, arch)
+    model = subnet_from_arch(deep, arch)
     fresh = retrain_lib.init_state(cfg, model, m["r"])
     a, _ = train_lib.load_state(retrain_lib.member_dir(wd3, m), fresh)
     b, _ = train_lib.load_state(retrain_lib.member_dir(wd, m), fresh)

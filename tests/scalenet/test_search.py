@@ -33,7 +33,7 @@ def brute_force(acc):
     f_ref = search.reference_macs(SP, CFG)
     allg = np.array(list(itertools.product(*[range(l, u + 1) for l, u in zip(SP.gene_lower, SP.gene_upper)])))
     allg = np.unique(SP.canonical_base(allg), axis=0)
-    f0 = SP.base_macs(allg)
+    f0 = SP.base_macs(allg, rule=CFG.flops_rule)
     allg = allg[np.abs(f0 - f_ref) <= CFG.base_tol * f_ref]
     per_stage = []
     for s in (1, 2, 3):
@@ -56,7 +56,7 @@ def test_mcea_finds_synthetic_optimum_and_is_monotone():
     np.testing.assert_allclose(st["fitness"], brute_force(acc), rtol=1e-9)
     base = np.asarray(st["base"])
     f_ref = search.reference_macs(SP, CFG)
-    assert abs(SP.base_macs(base) - f_ref) <= CFG.base_tol * f_ref
+    assert abs(SP.base_macs(base, rule=CFG.flops_rule) - f_ref) <= CFG.base_tol * f_ref
     for s, t in st["scaling"].items():
         assert search.ladder_ok(SP, CFG, base, t, s)
 
@@ -152,9 +152,9 @@ def test_mcea_returns_only_ladder_feasible_triples_when_accuracy_rewards_macs(se
                        ladder_tol=0.15)
     st = search.mcea(SP, cfg, macs_proxy_acc(seed), seed=seed)
     base = np.asarray(st["base"])
-    f0 = SP.base_macs(base)
+    f0 = SP.base_macs(base, rule=cfg.flops_rule)  # the search's limits count by cfg.flops_rule
     for s, (d, w, r) in st["scaling"].items():
-        ratio = SP.macs(SP.scale(base, d, w), int(r)) / f0
+        ratio = SP.macs(SP.scale(base, d, w), int(r), rule=cfg.flops_rule) / f0
         assert abs(ratio - 2 ** s) <= cfg.ladder_tol * 2 ** s, (s, (d, w, r), ratio)
     assert st["infeasible_stages"] == []
     assert all(h["infeasible_stages"] == [] for h in st["history"])
@@ -164,8 +164,8 @@ def test_scaling_step_drops_the_current_triple_when_it_breaks_the_new_base_ladde
     cfg = SearchConfig(ladder_tol=0.15)
     base = SP.canonical_base(np.array([1, 0, 1, 0, 1, 0]))  # the largest stage-2 triple gives 5.7x
     triples = SP.scaling_triples(2)
-    f0 = SP.base_macs(base)
-    ratios = np.array([SP.macs(SP.scale(base, d, w), int(r)) / f0 for d, w, r in triples])
+    f0 = SP.base_macs(base, rule=cfg.flops_rule)
+    ratios = np.array([SP.macs(SP.scale(base, d, w), int(r), rule=cfg.flops_rule) / f0 for d, w, r in triples])
     biggest = tuple(float(v) for v in triples[int(np.argmax(ratios))])
     assert not search.ladder_ok(SP, cfg, base, biggest, 2)  # over budget for this base
     new, table = search.scaling_step(SP, cfg, macs_proxy_acc(), base, [2], current={2: biggest})
