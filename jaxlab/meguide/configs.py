@@ -129,9 +129,15 @@ class MeGuideConfig:
       data: "sbm" | "karate" | GraphSAINT folder | "planetoid:<folder>:<name>".
       feature_scale: scaling of features read from files (standard | minmax | none).
       sampler: one of SAMPLERS.
-      train_graph: "full": subgraphs are sampled from the whole graph, the loss counts
-        training nodes; "train": from the graph induced on the training nodes
-        (GraphSAINT's inductive protocol).
+      train_graph: "auto" (default): the inductive protocol for data that come with a
+        training graph (a GraphSAINT folder's adj_train.npz), the transductive one for the
+        rest (SBM, karate, Planetoid); "train": inductive, as GraphSAINT's datasets and
+        reference numbers: every training batch (full batch included) is taken from the
+        training graph (`GraphData.train_adjacency()`: adj_train.npz, or the graph induced
+        on the training nodes), so training never sees an edge of a non-training node
+        (full batch keeps those nodes isolated and out of the loss);
+        evaluation runs on the whole graph; "full": transductive, subgraphs are sampled
+        from the whole graph and the loss counts training nodes.
       loop: steps, logging/eval/checkpoint periods, kept checkpoints. `num_devices`
         must stay 1: a padded graph batch is one graph and cannot be split over a
         data-parallel mesh.
@@ -143,7 +149,7 @@ class MeGuideConfig:
     feature_scale: Scaling = "standard"
     sbm: SBMConfig = dataclasses.field(default_factory=SBMConfig)
     sampler: Sampler = "meguide"
-    train_graph: Literal["full", "train"] = "full"
+    train_graph: Literal["auto", "full", "train"] = "auto"
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     opt: OptConfig = dataclasses.field(default_factory=OptConfig)
     saint: SaintConfig = dataclasses.field(default_factory=SaintConfig)
@@ -160,8 +166,6 @@ class MeGuideConfig:
             raise ConfigError(
                 f"config field 'loop.num_devices' must be 1 for meguide, got {self.loop.num_devices}: "
                 "a padded graph batch is one graph and cannot be sharded over a data mesh")
-        if self.sampler == "full" and self.train_graph == "train":
-            raise ConfigError("config field 'train_graph' must be 'full' with sampler=full")
         if not self.data.strip():
             raise ConfigError("config field 'data' is empty: expected 'sbm', 'karate', "
                               "'planetoid:<folder>:<name>' or a GraphSAINT folder")

@@ -23,7 +23,7 @@ from jaxlab.graph import layers as graph_layers
 from jaxlab.graph import train as graph_train
 from jaxlab.meguide import metrics, records, report
 from jaxlab.meguide.configs import MeGuideConfig
-from jaxlab.meguide.sampler import make_sampler
+from jaxlab.meguide.sampler import make_sampler, training_protocol
 
 __all__ = ["train", "evaluate", "load", "load_data", "make_sampler", "make_model", "eval_graph", "ACTIONS"]
 
@@ -76,6 +76,8 @@ def make_eval_fn(model: graph_layers.GNN, data: graph_data.GraphData, graph):
 def train(config: MeGuideConfig, workdir: pathlib.Path) -> dict:
     """Trains a GNN with the configured subgraph sampler, evaluating on the whole graph.
 
+    GraphSAINT folders train inductively by default (on adj_train; `train_graph`).
+
     metrics.jsonl holds the training loss every `loop.log_every` steps and, every
     `loop.eval_every` steps, full-graph val/test accuracy and micro-F1 (`eval_*`), each row
     with `train_time_s` (training time so far: sampling and steps, compiles included,
@@ -108,6 +110,7 @@ def train(config: MeGuideConfig, workdir: pathlib.Path) -> dict:
         "sampler": config.sampler,
         "model": config.model.kind,
         "data": data.name,
+        "protocol": training_protocol(config, data),
         "num_nodes": data.num_nodes,
         "num_edges": int(data.adj.nnz // 2),
         "edge_homophily": None if data.multilabel else graph_data.edge_homophily(data.adj, data.y),

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from jaxlab.graph.data import GraphData
     from jaxlab.meguide.configs import MeGuideConfig
 
-__all__ = ["MeGuideSampler", "make_sampler"]
+__all__ = ["MeGuideSampler", "make_sampler", "training_protocol"]
 
 
 class MeGuideSampler(Sampler):
@@ -77,29 +77,35 @@ class MeGuideSampler(Sampler):
         return max(1, int(np.ceil(len(self.train_nodes) / (self.num_roots * (1 + self.expected_walk_length)))))
 
 
+def training_protocol(config: MeGuideConfig, data: GraphData) -> str:
+    """"inductive" or "transductive": `config.train_graph` with "auto" resolved (inductive
+    for data that carry a training graph, GraphSAINT's adj_train.npz)."""
+    if config.train_graph == "auto":
+        return "inductive" if data.adj_train is not None else "transductive"
+    return "inductive" if config.train_graph == "train" else "transductive"
+
+
 def make_sampler(config: MeGuideConfig, data: GraphData):
-    """The sampler of `config.sampler` over the full or the training graph, with its
+    """The sampler of `config.sampler` over the whole graph (transductive) or the training
+    graph (inductive, `data.train_adjacency()`: GraphSAINT's adj_train), with its
     GraphSAINT normalisation pre-sampled where it uses one. `batch(step)` of the result
     is a pure function of (config.seed, step)."""
     masks = data.masks()
     nodes = {"x": data.x.astype(np.float32), "y": data.y}
     train_mask = masks["train_mask"]
-    adj = data.adj
-    if config.train_graph == "train":
-        keep = sp.diags(train_mask.astype(np.float32))
-        adj = (keep @ adj @ keep).tocsr()
-        adj.eliminate_zeros()
+    inductive = training_protocol(config, data) == "inductive"
+    adj = sp.csr_matrix(data.train_adjacency()) if inductive else data.adj
     common = dict(model=config.model.kind, seed=config.seed, budget_multiple=config.budget_multiple,
                   budget_growth=config.budget_growth)
     kind, saint = config.sampler, config.saint
     saint_norm = dict(norm_aggr=saint.norm_aggr, norm_loss=saint.norm_loss)
     if kind == "full":
-        return samplers.FullBatch(data.adj, nodes, train_mask, model=config.model.kind,
+        return samplers.FullBatch(adj, nodes, train_mask, model=config.model.kind,
                                   budget_multiple=config.budget_multiple)
     if kind == "cluster":
         return samplers.ClusterSampler(adj, nodes, train_mask, num_parts=config.cluster.num_parts,
                                        clusters_per_batch=config.cluster.clusters_per_batch,
-                                       partition_all=config.train_graph == "full", **common)
+                                       partition_all=not inductive, **common)
     if kind == "neighbor":
         return samplers.NeighborSampler(adj, nodes, train_mask, batch_size=config.neighbor.batch_size,
                                         fanouts=config.neighbor.fanouts, **common)

@@ -37,11 +37,13 @@ def test_bad_values_name_the_field(item, field):
         override(configs.get_config("smoke"), [item])
 
 
-def test_full_batch_needs_the_full_graph():
-    with pytest.raises(ConfigError, match="'train_graph'"):
-        override(configs.get_config("smoke"), ["sampler=full", "train_graph=train"])
-    cfg = override(configs.get_config("smoke"), ["sampler=cluster", "train_graph=train"])
-    assert cfg.train_graph == "train"
+def test_train_graph_choices():
+    assert configs.get_config("smoke").train_graph == "auto"
+    for sampler in ("full", "cluster"):  # inductive full batch: the training graph, whole
+        cfg = override(configs.get_config("smoke"), [f"sampler={sampler}", "train_graph=train"])
+        assert cfg.train_graph == "train"
+    with pytest.raises(ConfigError, match="train_graph"):
+        override(configs.get_config("smoke"), ["train_graph=inductive"])
 
 
 def test_sampler_names_come_from_the_literal():
