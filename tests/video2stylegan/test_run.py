@@ -72,8 +72,7 @@ def test_killed_and_resumed_generator_gives_the_same_state(smoke, tmp_path):
     ck = resumed / "generator" / "checkpoints"
     steps = sorted((p for p in ck.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     shutil.rmtree(steps[-1])  # as if killed after the step-2 checkpoint
-    cfg2 = _cfg(resumed)
-    run.train_generator(cfg2, resumed)
+    run.train_generator(cfg, resumed)  # the copied run's own config
     a, b = run.load(wd), run.load(resumed)
     assert a.step == b.step == 4
     for x, y in zip(jax.tree.leaves(a.state), jax.tree.leaves(b.state)):
