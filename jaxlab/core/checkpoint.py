@@ -156,11 +156,16 @@ class CheckpointManager:
             raise CheckpointError(f"cannot open checkpoint directory {self.directory}: {e}") from e
 
     def _warn_unfinished(self) -> None:
+        """Warns about, and (process 0) removes, the temporary directories of interrupted
+        saves: they hold no finished state, and orbax may take a leftover one for the step
+        when the resumed run saves that step again."""
         for p in sorted(self.directory.iterdir()):
             if p.is_dir() and not re.fullmatch(r"\d+", p.name) and "tmp" in p.name and re.match(r"\d+", p.name):
                 warnings.warn(
                     f"skipping unfinished checkpoint {p} (a save was interrupted); "
                     "resuming from the last finished step", RuntimeWarning, stacklevel=3)
+                if jax.process_index() == 0:
+                    shutil.rmtree(p, ignore_errors=True)
 
     def step_dir(self, step: int) -> pathlib.Path:
         return self.directory / str(int(step))
@@ -173,7 +178,15 @@ class CheckpointManager:
         return steps[-1] if steps else None
 
     def save(self, step: int, tree: Any, *, meta: dict | None = None) -> None:
-        """Saves `tree` as step `step` (synchronously), then writes its manifest."""
+        """Saves `tree` as step `step` (synchronously), then writes its manifest.
+
+        A step of that number left by an earlier, interrupted segment (one that a resumed
+        run did not restore from) is replaced: the run being saved is the one that counts.
+        """
+        if int(step) in self._manager.all_steps() and jax.process_index() == 0:
+            warnings.warn(f"replacing checkpoint step {int(step)} in {self.directory} left by an interrupted run",
+                          RuntimeWarning, stacklevel=2)
+            self._manager.delete(int(step))
         self._manager.save(int(step), args=ocp.args.StandardSave(tree), force=True)
         self._manager.wait_until_finished()
         if jax.process_index() == 0:

@@ -257,11 +257,28 @@ def test_unfinished_checkpoint_is_skipped_with_warning(tmp_path):
     train.fit(init(), step, batch_fn, num_steps=20, workdir=tmp_path, log_every=10,
               checkpoint_every=10, progress=False)
     ckdir = tmp_path / "checkpoints"
-    shutil.copytree(ckdir / "20", ckdir / "30.orbax-checkpoint-tmp-1234")
+    shutil.copytree(ckdir / "20", ckdir / "30.orbax-checkpoint-tmp")  # as a kill mid-save leaves it
     with pytest.warns(RuntimeWarning, match="unfinished checkpoint"):
         state, history = train.fit(init(), step, batch_fn, num_steps=30, workdir=tmp_path,
                                    log_every=10, progress=False)
     assert history[-1]["step"] == 30 and int(state.step) == 30
+    assert sorted(p.name for p in ckdir.iterdir()) == ["10", "20", "30"]  # the leftover is gone
+    assert (ckdir / "30" / "jaxlab_manifest.json").exists()
+
+
+def test_a_step_left_by_an_interrupted_run_is_replaced_when_saved_again(tmp_path):
+    # A resumed run that did not restore from step 10 (say it was killed before its
+    # manifest) reaches step 10 again: saving must replace it, not fail.
+    from jaxlab.core import checkpoint
+
+    first = checkpoint.CheckpointManager(tmp_path)
+    first.save(10, {"w": np.zeros(3, np.float32)})
+    first.close()
+    again = checkpoint.CheckpointManager(tmp_path)
+    with pytest.warns(RuntimeWarning, match="replacing checkpoint step 10"):
+        again.save(10, {"w": np.ones(3, np.float32)})
+    np.testing.assert_array_equal(again.restore(10, {"w": np.zeros(3, np.float32)})["w"], np.ones(3))
+    again.close()
 
 
 def test_fit_resumes_a_state_with_two_optimizers(tmp_path):
