@@ -36,44 +36,16 @@ import numpy as np
 from jaxlab.core import actions
 from jaxlab.core import workdir as workdir_lib
 from jaxlab.core.progress import progress
-from jaxlab.dmf import laws, models, report, stages, studies
+from jaxlab.dmf import laws, report, stages, studies
 from jaxlab.dmf import spe as spe_lib
 from jaxlab.dmf.configs import DMFConfig
-from jaxlab.dmf.threads import single_threaded_lapack
+from jaxlab.dmf.threads import float64_action
 
 __all__ = ["spe", "sweep", "escape", "completion", "stability", "init_law", "evaluate", "load", "ACTIONS"]
 
 
-def _float64(fn):
-    """Runs an action in float64 with single-threaded CPU LAPACK."""
-
-    @functools.wraps(fn)
-    def wrapped(config, workdir):
-        with jax.enable_x64(True), single_threaded_lapack():
-            return fn(config, workdir)
-
-    return wrapped
-
-
-def _stage_results(traj, target, found) -> dict:
-    align = stages.escape_alignment(traj, target, found)
-    return {"status": found.status, "num_stages": len(found), "expected_stages": found.expected,
-            "stages": [s._asdict() for s in found], "activations": found.activations,
-            "gradient_alignment": [None if np.isnan(x) else float(x) for x in align]}
-
-
-def _levels(config, target, mask, measurements, reduction):
-    """Plateau levels L_0..L_{R-1}: the best rank-k fit losses (exact under full observation);
-    None for user entries (`entries_file`: the target, hence R, is unknown off the entries)."""
-    if config.entries_file:
-        return None
-    rank = int(np.sum(np.linalg.svd(np.asarray(target), compute_uv=False) > 1e-8 * np.abs(target).max()))
-    return models.best_rank_k_losses(target, mask, measurements, reduction, max(rank, 1),
-                                     restarts=config.fit_restarts, seed=config.seed)
-
-
 @actions.action
-@_float64
+@float64_action
 def spe(config: DMFConfig, workdir: pathlib.Path) -> dict:
     """One run: the SPE staircase, its stages, escape directions, curvature and end point.
 
@@ -86,7 +58,7 @@ def spe(config: DMFConfig, workdir: pathlib.Path) -> dict:
     """
     result = spe_lib.run(config, workdir / "spe_segments")
     traj, target = result.trajectory, np.asarray(result.target)
-    levels = _levels(config, target, result.mask, result.measurements, traj.reduction)
+    levels = spe_lib.fit_levels(config, target, result.mask, result.measurements, traj.reduction)
     found = stages.detect_stages(traj, target, levels=levels, **spe_lib.detect_kwargs(config))
     spe_lib.save(workdir, result, (found.expected or config.rank) + 1)
     title = (f"n={target.shape[0]} R={found.expected or config.rank} depth={config.depth} "
@@ -94,7 +66,7 @@ def spe(config: DMFConfig, workdir: pathlib.Path) -> dict:
     report.plot_staircase(workdir, "staircase", traj, levels, result.hessian_steps, result.hessian_values, found,
                           title)
     results = {
-        **_stage_results(traj, target, found), "message": found.message, "merged": found.merged,
+        **stages.stage_results(traj, target, found), "message": found.message, "merged": found.merged,
         "plateau_levels": None if levels is None else [float(x) for x in levels],
         "dips": spe_lib.dips(config, result, found), "end_point": spe_lib.end_point(config, result),
         "final_test_error": float(traj.test_error[-1]), "train_wall_time_s": result.wall_time_s,
@@ -104,7 +76,7 @@ def spe(config: DMFConfig, workdir: pathlib.Path) -> dict:
 
 
 @actions.action
-@_float64
+@float64_action
 def sweep(config: DMFConfig, workdir: pathlib.Path) -> dict:
     """Stage count vs target rank R x depth x init scale (the phase diagram), `seeds` runs per cell.
 
@@ -132,7 +104,7 @@ def sweep(config: DMFConfig, workdir: pathlib.Path) -> dict:
 
 
 @actions.action
-@_float64
+@float64_action
 def escape(config: DMFConfig, workdir: pathlib.Path) -> dict:
     """Escape (activation) times vs learning rate and depth, for each optimizer of `escape_optimizers`.
 
@@ -153,7 +125,7 @@ def escape(config: DMFConfig, workdir: pathlib.Path) -> dict:
 
 
 @actions.action
-@_float64
+@float64_action
 def completion(config: DMFConfig, workdir: pathlib.Path) -> dict:
     """Arora et al. (2019) matrix completion anchor: DMF vs nuclear-norm minimisation.
 
@@ -182,7 +154,7 @@ def completion(config: DMFConfig, workdir: pathlib.Path) -> dict:
 
 
 @actions.action
-@_float64
+@float64_action
 def stability(config: DMFConfig, workdir: pathlib.Path) -> dict:
     """Learning rates up to GD's measured stability limit 2 / lambda_max (`jaxlab.dmf.laws`):
     stages, escape steps x lr and end points per lr; `stability.json`, `figures/stability.png`."""
@@ -202,7 +174,7 @@ def stability(config: DMFConfig, workdir: pathlib.Path) -> dict:
 
 
 @actions.action
-@_float64
+@float64_action
 def init_law(config: DMFConfig, workdir: pathlib.Path) -> dict:
     """Escape time vs init scale (`jaxlab.dmf.laws`): fitted exponents with 95% intervals at
     depth >= 3, the no-fit prediction at depth 2; `init_law.json`, `figures/init_law.png`."""
@@ -236,7 +208,7 @@ def load(workdir: str | pathlib.Path) -> actions.Loaded:
 
 
 @actions.action(read_only=True)
-@_float64
+@float64_action
 def evaluate(config: DMFConfig, workdir: pathlib.Path) -> dict:
     """Re-detects the stages of a saved `spe` run and redraws its figure (other runs: their summary).
 
@@ -255,7 +227,7 @@ def evaluate(config: DMFConfig, workdir: pathlib.Path) -> dict:
     found = stages.detect_stages(traj, target, levels=levels, **spe_lib.detect_kwargs(config))
     report.plot_staircase(workdir, "staircase_evaluate", traj, levels, *run.extras["hessian"], found,
                           f"evaluate: {len(found)} stages ({found.status})")
-    results = _stage_results(traj, target, found)
+    results = stages.stage_results(traj, target, found)
     workdir_lib.write_json(workdir / "evaluation.json", results)
     return results
 

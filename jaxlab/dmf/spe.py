@@ -27,8 +27,8 @@ from jaxlab.core.progress import progress
 from jaxlab.core.train import NonFiniteError
 from jaxlab.dmf import data, dynamics, hessian, models, optim
 
-__all__ = ["SpeRun", "run", "plan", "dips", "end_point", "end_point_of", "detect_kwargs", "concat", "save",
-           "load_trajectory"]
+__all__ = ["SpeRun", "run", "fit_levels", "plan", "dips", "end_point", "end_point_of", "detect_kwargs", "concat",
+           "save", "load_trajectory"]
 
 _PARTS = ("step", "loss", "grad_norm", "singular_values", "test_error", "grad_u", "grad_v")
 
@@ -277,3 +277,13 @@ def load_trajectory(workdir: pathlib.Path) -> dict | None:
                                    reduction=str(z["reduction"]), observation=str(z["observation"]))
         return {"trajectory": traj, "target": z["target"], "factors": factors,
                 "hessian": (z["hessian_step"], z["hessian_min_eig"])}
+
+
+def fit_levels(config, target, mask, measurements, reduction):
+    """Plateau levels L_0..L_{R-1}: the best rank-k fit losses (exact under full observation);
+    None for user entries (`entries_file`: the target, hence R, is unknown off the entries)."""
+    if config.entries_file:
+        return None
+    rank = int(np.sum(np.linalg.svd(np.asarray(target), compute_uv=False) > 1e-8 * np.abs(target).max()))
+    return models.best_rank_k_losses(target, mask, measurements, reduction, max(rank, 1),
+                                     restarts=config.fit_restarts, seed=config.seed)

@@ -36,7 +36,7 @@ import scipy.signal
 
 from jaxlab.dmf import models
 
-__all__ = ["Stage", "Stages", "detect_stages", "escape_alignment"]
+__all__ = ["Stage", "Stages", "detect_stages", "escape_alignment", "stage_results"]
 
 
 class Stage(NamedTuple):
@@ -249,3 +249,12 @@ def escape_alignment(trajectory, target, stages: Stages | None = None, **detect_
         k = st.rank
         out[k] = abs(np.dot(np.asarray(t.grad_u[i]), u[:, k])) * abs(np.dot(np.asarray(t.grad_v[i]), vt[k]))
     return out
+
+
+def stage_results(traj, target, found: Stages) -> dict:
+    """The JSON record of detected stages: status, counts, the stages, activations and the
+    (gradient-based) `escape_alignment` per stage (null where undefined)."""
+    align = escape_alignment(traj, target, found)
+    return {"status": found.status, "num_stages": len(found), "expected_stages": found.expected,
+            "stages": [s._asdict() for s in found], "activations": found.activations,
+            "gradient_alignment": [None if np.isnan(x) else float(x) for x in align]}

@@ -11,9 +11,10 @@ actions, the benchmark and the tests use it. Set `JAXLAB_BLAS_THREADS=N` to choo
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
-__all__ = ["single_threaded_lapack"]
+__all__ = ["single_threaded_lapack", "float64_action"]
 
 
 @contextlib.contextmanager
@@ -26,3 +27,15 @@ def single_threaded_lapack():
         return
     with threadpool_limits(int(os.environ.get("JAXLAB_BLAS_THREADS", "1")), user_api="blas"):
         yield
+
+
+def float64_action(fn):
+    """Runs an action `fn(config, workdir)` in float64 with single-threaded CPU LAPACK."""
+    import jax
+
+    @functools.wraps(fn)
+    def wrapped(config, workdir):
+        with jax.enable_x64(True), single_threaded_lapack():
+            return fn(config, workdir)
+
+    return wrapped
