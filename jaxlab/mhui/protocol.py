@@ -156,10 +156,14 @@ def choose_detector(method: str, z_clean, z_adv_sets, num_heads: int, dcfg=None)
 
     Returns `(detector, its validation AUROC, [(candidate, auroc of sign +1)] of every candidate)`.
     """
-    table = []
+    table, cache = [], {}
+    z_clean, z_adv = jnp.asarray(z_clean), jnp.concatenate([jnp.asarray(z) for z in z_adv_sets], -2)
     for cand in _candidates(method, num_heads):
-        neg = np.asarray(signed_score(cand, jnp.asarray(z_clean), dcfg))
-        pos = np.concatenate([np.asarray(signed_score(cand, jnp.asarray(z), dcfg)) for z in z_adv_sets])
+        group = (cand.heads, cand.combine)  # every score of one head subset / estimator in one pass
+        if group not in cache:
+            kw = {"heads": cand.heads, "combine": cand.combine, "temperature": cand.temperature, "dcfg": dcfg}
+            cache[group] = (raw_scores(method, z_clean, **kw), raw_scores(method, z_adv, **kw))
+        neg, pos = (np.asarray(s[cand.score]) for s in cache[group])
         table.append((cand, metrics.auroc(neg, pos)))
     best, auc = max(table, key=lambda t: max(t[1], 1.0 - t[1]))
     if auc < 0.5:

@@ -19,7 +19,7 @@ from jaxlab.mhui.detect import METHODS, primary_score
 from jaxlab.mhui.dirichlet import SCORES
 
 __all__ = ["format_tables", "plot_precision_histograms", "plot_auroc_vs_eps", "plot_training", "format_protocol",
-           "protocol_tables"]
+           "protocol_tables", "paired_difference"]
 
 ALL_METHODS = tuple(m for ms in METHODS.values() for m in ms)
 
@@ -184,6 +184,49 @@ def _single_run_half_width(row: dict, key: str) -> float:
     return 1.96 * math.sqrt(max(var, 0.0))
 
 
+def _count(values) -> str:
+    """Mean count over the runs and its range: `56` or `61 (52-70)`."""
+    v = [int(x) for x in values]
+    return f"{v[0]}" if len(set(v)) == 1 else f"{np.mean(v):.0f} ({min(v)}-{max(v)})"
+
+
+def paired_difference(a, b) -> tuple[float, float]:
+    """`(mean, half-width of the 95% t-interval)` of the per-run differences `a - b` (NaN pairs
+    dropped; fewer than two pairs: half-width NaN)."""
+    import scipy.stats
+
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    d = d[~np.isnan(d)]
+    if d.size == 0:
+        return float("nan"), float("nan")
+    if d.size == 1:
+        return float(d[0]), float("nan")
+    return float(d.mean()), float(scipy.stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
+
+
+def _paired(results: list[dict], section: str, key: str, ref: str, others) -> list[str]:
+    lines = ["| attack | " + " | ".join(f"{ref} - {m}" for m in others) + " |", "|" + "---|" * (len(others) + 1)]
+    for a in _attack_kinds():
+        cells = []
+        for m in others:
+            pairs = [(_find(r[section], method=ref, attack=a), _find(r[section], method=m, attack=a)) for r in results]
+            pairs = [(x[key], y[key]) for x, y in pairs if x and y]
+            if not pairs:
+                cells.append("-")
+                continue
+            mean, half = paired_difference(*zip(*pairs))
+            cell = f"{mean:+.3f} ± {half:.3f}"
+            cells.append(f"**{cell}**" if abs(mean) > half else cell)
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _attack_kinds():
+    from jaxlab.mhui.protocol import ATTACK_KINDS
+
+    return ATTACK_KINDS
+
+
 def _det_name(c: dict) -> str:
     sign = "" if c["sign"] > 0 else "-"
     extra = f", heads {tuple(c['heads']) or 'all'}, {c['combine']}" if c["method"] == "MH-UI" else ""
@@ -245,8 +288,16 @@ def format_protocol(results: list[dict], labels: list[str]) -> str:
         cells = []
         for m in methods:
             rows = [_find(r["common"], method=m, attack=a) for r in results]
-            cells.append(f"{_ci([r['auroc_success'] for r in rows])} (n {_ci([r['n_success'] for r in rows])})")
+            cells.append(f"{_ci([r['auroc_success'] for r in rows])} (n {_count([r['n_success'] for r in rows])})")
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    if n > 1:
+        for section, key, title in (
+                ("rows", "auroc_success", "AUROC on successful attacks against each method's own classifier"),
+                ("rows", "tpr", f"TPR at {fpr:.0%} FPR on successful attacks"),
+                ("common", "auroc_success", "AUROC on the common subset")):
+            lines += ["", f"### Paired over the runs: MH-UI minus each method, {title}", "",
+                      "Mean ± 95% t-interval of the per-run difference; **bold**: the interval excludes 0.", ""]
+            lines += _paired(results, section, key, "MH-UI", [m for m in methods if m != "MH-UI"])
     lines += ["", "### MH-UI as specified (all heads, pooled, low alpha_0 flagged), non-adaptive attacks", "",
               "| attack | AUROC succ | TPR | success |", "|---|---|---|---|"]
     for a in ("pgd", "cw"):

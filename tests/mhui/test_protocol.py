@@ -40,10 +40,19 @@ def test_choose_detector_flips_an_inverted_score():
 
 
 def test_mhui_candidates_cover_heads_estimators_scores():
-    z = np.random.default_rng(1).normal(size=(3, 40, 5))
-    det, _, table = protocol.choose_detector("MH-UI", z, [z[:, :20] * 3.0], num_heads=3)
-    assert len(table) == 4 * 2 * 6  # subsets {01, 02, 12, 012} x 2 estimators x 6 scores
-    assert det.method == "MH-UI" and len(det.heads) >= 2
+    cands = protocol._candidates("MH-UI", 3)
+    # subsets {01, 02, 12, 012} x 2 estimators x 6 scores, all distinct, sign +1 (the choice flips it)
+    assert len(set(cands)) == len(cands) == 4 * 2 * 6
+    assert {c.heads for c in cands} == {(0, 1), (0, 2), (1, 2), (0, 1, 2)}
+    assert {c.combine for c in cands} == {"pooled", "minka_log"} and {c.sign for c in cands} == {1.0}
+    # the choice scores every candidate: each table entry is that candidate's AUROC, computed alone
+    z = np.random.default_rng(1).normal(size=(2, 40, 5))
+    adv = z[:, :20] * 3.0
+    det, _, table = protocol.choose_detector("MH-UI", z, [adv[:, :12], adv[:, 12:]], num_heads=2)
+    assert len(table) == 2 * 6 and det.method == "MH-UI" and det.heads == (0, 1)
+    for cand, auc in table[::5]:
+        neg, pos = protocol.signed_score(cand, jnp.asarray(z)), protocol.signed_score(cand, jnp.asarray(adv))
+        assert auc == pytest.approx(metrics.auroc(np.asarray(neg), np.asarray(pos)), abs=1e-6)
 
 
 def test_precision_score_is_minus_log_alpha0():
@@ -93,8 +102,26 @@ def test_best_of_pgd_keeps_the_lowest_score_misclassified_iterate():
     m0, s0 = check(x, None)
     lowest = np.where(np.asarray(m0), np.asarray(s0), lowest)
     grad = jax.grad(lambda xx: jnp.sum(objective(xx, None)))
+    replay = jax.jit(lambda xa: jnp.clip(x + jnp.clip(xa - 0.02 * jnp.sign(grad(xa)) - x, -eps, eps), 0, 1))
+    check_jit = jax.jit(lambda xx: check(xx, None))
     for _ in range(30):
-        xa = jnp.clip(x + jnp.clip(xa - 0.02 * jnp.sign(grad(xa)) - x, -eps, eps), 0, 1)
-        m, s_ = check(xa, None)
+        xa = replay(xa)
+        m, s_ = check_jit(xa)
         lowest = np.where(np.asarray(m), np.minimum(lowest, np.asarray(s_)), lowest)
     np.testing.assert_allclose(bs, lowest, rtol=1e-5)
+
+
+def test_paired_difference_is_scipys_paired_t_interval():
+    import scipy.stats
+
+    from jaxlab.mhui import report
+
+    a, b = np.array([0.84, 0.80, 0.90, 0.77]), np.array([0.86, 0.85, 0.88, 0.80])
+    mean, half = report.paired_difference(a, b)
+    ci = scipy.stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert mean == pytest.approx(np.mean(a - b)) and half == pytest.approx((ci.high - ci.low) / 2)
+    # NaN pairs are dropped; one pair has no interval
+    mean, half = report.paired_difference([0.5, np.nan, 0.7], [0.4, 0.3, 0.5])
+    assert mean == pytest.approx(0.15) and half == pytest.approx(scipy.stats.t.ppf(0.975, 1) * np.std([0.1, 0.2],
+                                                                                                     ddof=1) / 2 ** 0.5)
+    assert np.isnan(report.paired_difference([0.5], [0.4])[1])

@@ -150,6 +150,7 @@ class _Killed(Exception):
     pass
 
 
+@pytest.mark.slow  # CI runs the same kill / rerun check on mhui's training in scripts/check_resume.sh
 def test_killed_train_resumes_to_the_same_params_and_summary(smoke_run, tmp_path, monkeypatch):
     wd = tmp_path / "run"
     real_fit = train_lib.fit
