@@ -289,15 +289,16 @@ def _protocol() -> MhuiConfig:
 def _protocol32() -> MhuiConfig:
     """`protocol` on the procedural 32x32 colour images with a reduced-width ResNet (three
     stages of one basic block, widths 8-16-32, GroupNorm, a head after each stage; no
-    dropout, so no MC-dropout detector)."""
+    dropout, so no MC-dropout detector). Sized for a few seeds on 2 CPU cores: no
+    forward-KL Prior Network, PGD-type attacks of 20 steps, C&W of 3 x 50 steps."""
     return MhuiConfig(
         eval_batch_size=250,
         loop=LoopConfig(num_steps=400, log_every=100, eval_every=200, checkpoint_every=200),
         data=DataConfig(dataset="synthetic32"),
         model=ModelConfig(arch="resnet", resnet_stage_sizes=(1, 1, 1), resnet_widths=(8, 16, 32)),
         train=TrainConfig(batch_size=64),
-        baselines=BaselineConfig(ensemble_size=0, forward_kl_prior_net=True),
-        protocol=ProtocolConfig(eps=8 / 255, batch_size=250),
+        baselines=BaselineConfig(ensemble_size=0, forward_kl_prior_net=False),
+        protocol=ProtocolConfig(eps=8 / 255, num_steps=20, cw_binary_steps=3, cw_steps=50, batch_size=250),
     )
 
 
