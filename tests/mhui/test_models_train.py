@@ -78,7 +78,7 @@ def test_head_weights_validation():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     cfg = configs.get_config("smoke")
-    cfg.loop.num_steps, cfg.loop.eval_every, cfg.data.num_eval = 300, 100, 0  # the whole test set
+    cfg.loop.num_steps, cfg.loop.eval_every, cfg.data.num_eval = 160, 80, 0  # the whole test set
     cfg.model.stages, cfg.model.norm = (16, 32, 64), "group"
     data = data_lib.load_dataset(cfg.data)
     model, state, history = training.train_network(cfg, "mhui", data, tmp_path_factory.mktemp("mhui"))
