@@ -5,40 +5,38 @@
 jaxlab: `linkpred` loss (1-layer heterogeneous GCN, softmax over users) jitted with optax Adam.
 PyG: the same model in PyG's usual style (`torch.nn.Embedding` + `RGCNConv(aggr="mean")`,
 which ignores edge weights, a small difference in work) with torch.optim.Adam.
-Both on the same graph and the same batches, in one process; PyG with 1 thread and with all
-threads. Recommendation latency: `Scorer.score` for one new PR (its local graph, the jitted
+Both on the same graph and the same batches, in one process, taking turns step by step; a
+1-thread and an all-threads column per peer (`--threads both|1|all`, see
+`jaxlab.core.benchmark`), load average before and after. Recommendation latency:
+`Scorer.score` for one new PR (its local graph, the jitted
 model on it with the trained nodes frozen to a table computed once per parameters, the
 candidate pool from a time index), and the whole-graph reference `Scorer.score_full`.
-Prints a markdown table.
+Prints markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
+import itertools
 import tempfile
 import time
 
-import jax
-import numpy as np
+from jaxlab.core import benchmark
+
+SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
 
-def loadavg() -> float:
-    return float(open("/proc/loadavg").read().split()[0])
-
-
-def main() -> None:
+def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--commits", type=int, default=10000)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--latency-prs", type=int, default=50)
     ap.add_argument("--features", type=int, default=64)
+    benchmark.add_threads_argument(ap)
     args = ap.parse_args()
-    cores = os.cpu_count() or 1
-    la0 = loadavg()
-    print(f"device: {jax.devices()[0].platform} ({jax.devices()[0].device_kind}); load average before {la0:.2f}"
-          f" on {cores} cores" + (" WARNING: busy machine" if la0 > cores / 2 else ""))
 
     from jaxlab.coral import configs, data, gitlog, linkpred
     from jaxlab.core import train as train_lib
@@ -63,17 +61,17 @@ def main() -> None:
     batch_fn = linkpred.make_batch_fn(problem, cfg)
     batches = [batch_fn(i) for i in range(args.steps + 1)]
     key = jax.random.key(0)
+    box = {"state": state}
+    jax_batches = itertools.cycle(batches[1:])
+
+    def jax_step():
+        box["state"], m = step(box["state"], next(jax_batches), key)
+        jax.block_until_ready(m["loss"])
+
     t = time.perf_counter()
-    state, m = step(state, batches[0], key)
+    box["state"], m = step(box["state"], batches[0], key)
     jax.block_until_ready(m)
     jax_compile = time.perf_counter() - t
-    times = []
-    for b in batches[1:]:
-        t = time.perf_counter()
-        state, m = step(state, b, key)
-        jax.block_until_ready(m["loss"])
-        times.append(time.perf_counter() - t)
-    jax_step = statistics.median(times)
 
     import torch
     from torch_geometric.nn import RGCNConv
@@ -117,19 +115,13 @@ def main() -> None:
         opt.step()
         return loss
 
-    def torch_median(threads: int) -> float:
-        torch.set_num_threads(threads)
+    torch_batches = itertools.cycle(batches[1:])
+    with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
+        print(benchmark.device_line())
         torch_step(batches[0])
-        ttimes = []
-        for b in batches[1:]:
-            t = time.perf_counter()
-            torch_step(b)
-            ttimes.append(time.perf_counter() - t)
-        return statistics.median(ttimes)
-
-    all_threads = torch.get_num_threads()
-    pyg_1 = torch_median(1)
-    pyg_all = torch_median(all_threads)
+        step_times = benchmark.alternate({"jaxlab": jax_step, "PyG": lambda: torch_step(next(torch_batches))},
+                                         repeats=args.steps, warmup=0)
+    state = box["state"]
 
     scorer = linkpred.Scorer(problem, model, cfg)
     t = time.perf_counter()
@@ -150,27 +142,23 @@ def main() -> None:
         t = time.perf_counter()
         scorer.score_full(state.params, [pr])
         lat_full.append(time.perf_counter() - t)
-    la1 = loadavg()
     c = problem.graph.counts()
-    print(f"\nplanted repository: {args.commits} commits; graph {sum(c['nodes'].values())} nodes, "
+    print(f"planted repository: {args.commits} commits; graph {sum(c['nodes'].values())} nodes, "
           f"{sum(c['edges'].values())} edges; padded {n} nodes, {len(arrays['senders'])} directed edges")
-    print(f"\n| measure | jaxlab | PyG 1 thread | PyG {all_threads} threads | ratio (best PyG / jaxlab) |"
-          "\n|---|---|---|---|---|")
-    print(f"| generate repository (git fast-import) | {t_gen:.2f} s | | | |")
-    print(f"| read history (git log) | {t_read:.2f} s | | | |")
-    print(f"| build graph (tokens, PMI) | {t_graph:.2f} s | | | |")
-    print(f"| compile (first step) | {jax_compile:.2f} s | | | |")
-    best = min(pyg_1, pyg_all)
-    print(f"| training step (median of {args.steps}) | {jax_step * 1e3:.1f} ms | {pyg_1 * 1e3:.1f} ms | "
-          f"{pyg_all * 1e3:.1f} ms | {best / jax_step:.2f}x |")
-    print(f"| representation table (compile + one forward, once per parameters) | {t_table * 1e3:.0f} ms | | | |")
-    print(f"| recommend one new PR, first call (compile) | {t_first * 1e3:.0f} ms | | | |")
-    print(f"| recommend one new PR (median of {len(lat)}, after warm-up; max {max(lat) * 1e3:.1f} ms) | "
-          f"{statistics.median(lat) * 1e3:.1f} ms | | | |")
-    print(f"| same, whole-graph forward (`score_full`, median of {len(lat_full)}) | "
-          f"{statistics.median(lat_full) * 1e3:.1f} ms | | | |")
-    print(f"\nload average after {la1:.2f}" + (" WARNING: busy machine, figures are noisy" if la1 > cores / 2 else ""))
+    res = benchmark.Results()
+    res.table("Training step (heterogeneous GCN link prediction)", ["jaxlab", "PyG"], unit="ms",
+              extras=["jaxlab compile (s)"]).add(
+        f"training step (median of {args.steps})", step_times, **{"jaxlab compile (s)": f"{jax_compile:.2f}"})
+    t = res.table("Pipeline and recommendation latency (jaxlab only)", ["jaxlab"], unit="ms")
+    t.add("generate repository (git fast-import)", {"jaxlab": t_gen})
+    t.add("read history (git log)", {"jaxlab": t_read})
+    t.add("build graph (tokens, PMI)", {"jaxlab": t_graph})
+    t.add("representation table (compile + one forward, once per parameters)", {"jaxlab": t_table})
+    t.add("recommend one new PR, first call (compile)", {"jaxlab": t_first})
+    t.add(f"recommend one new PR (median of {len(lat)}, after warm-up; max {max(lat) * 1e3:.1f} ms)", {"jaxlab": lat})
+    t.add(f"same, whole-graph forward (`score_full`, median of {len(lat_full)})", {"jaxlab": lat_full})
+    return res
 
 
 if __name__ == "__main__":
-    main()
+    benchmark.run(main)

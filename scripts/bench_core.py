@@ -2,23 +2,26 @@
 
 Both train the same CNN (conv3x3 + GroupNorm + ReLU blocks, 2x2 average pooling between
 stages, global average pooling, linear head) with AdamW on the same digits batches of the
-same size, in one process. Prints a markdown table of steady-state medians, the ratio,
-and jaxlab's compile time apart.
+same size, in one process, taking turns step by step. jaxlab's step is the engine's
+`train.make_train_step`; its compile time is reported apart. Prints the load average
+before and after, and a markdown table of median step times with a 1-thread and an
+all-threads column per peer (see `jaxlab.core.benchmark` for what each means).
 
-    python scripts/bench_core.py [--steps 200] [--batch-size 64] [--threads 1]
+    python scripts/bench_core.py [--steps 200] [--batch-size 64] [--threads both|1|all]
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import time
 
-import numpy as np
+from jaxlab.core import benchmark
+
+SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
+
+import numpy as np  # noqa: E402
 
 
-def bench_jax(x, y, batch_size, steps, stages, blocks):
+def jax_peer(x, y, batch_size, stages, blocks):
     import jax
     import jax.numpy as jnp
     import optax
@@ -36,26 +39,24 @@ def bench_jax(x, y, batch_size, steps, stages, blocks):
 
     step = train.make_train_step(loss_fn)
     key = jax.random.key(0)
-    batches = [(x[i * batch_size % len(x):][:batch_size], y[i * batch_size % len(x):][:batch_size])
-               for i in range(steps)]
-    batches = [b for b in batches if len(b[0]) == batch_size]
-    t0 = time.perf_counter()
-    state, m = step(state, batches[0], key)
-    jax.block_until_ready(m["loss"])
-    compile_s = time.perf_counter() - t0
-    times = []
-    for b in batches[1:]:
-        t0 = time.perf_counter()
-        state, m = step(state, b, key)
-        jax.block_until_ready(m["loss"])
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), compile_s, float(m["loss"]), jax.devices()[0].device_kind
+    box = {"state": state, "i": 0, "loss": None}
+    n = len(x) // batch_size
+
+    def one():
+        i = box["i"] % n
+        b = (x[i * batch_size:(i + 1) * batch_size], y[i * batch_size:(i + 1) * batch_size])
+        box["state"], m = step(box["state"], b, key)
+        box["loss"] = float(jax.block_until_ready(m["loss"]))
+        box["i"] += 1
+
+    return one, box
 
 
-def bench_torch(x, y, batch_size, steps, stages, blocks):
+def torch_peer(x, y, batch_size, stages, blocks):
     import torch
     from torch import nn
 
+    torch.manual_seed(0)
     layers, c_in = [], 1
     for i, width in enumerate(stages):
         if i > 0:
@@ -68,47 +69,56 @@ def bench_torch(x, y, batch_size, steps, stages, blocks):
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     yt = torch.from_numpy(y.astype(np.int64))
-    times, loss = [], None
-    for i in range(steps):
-        lo = i * batch_size % len(x)
-        xb, yb = xt[lo:lo + batch_size], yt[lo:lo + batch_size]
-        if len(xb) != batch_size:
-            continue
-        t0 = time.perf_counter()
+    box = {"i": 0, "loss": None}
+    n = len(x) // batch_size
+
+    def one():
+        i = box["i"] % n
+        xb, yb = xt[i * batch_size:(i + 1) * batch_size], yt[i * batch_size:(i + 1) * batch_size]
         opt.zero_grad(set_to_none=True)
         loss = nn.functional.cross_entropy(net(xb), yb)
         loss.backward()
         opt.step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:]), loss.item()
+        box["loss"] = loss.item()
+        box["i"] += 1
+
+    return one, box
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    benchmark.add_threads_argument(p)
     args = p.parse_args()
+    import time
+
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     from jaxlab.data import load_digits
 
     x, y = load_digits("train")
+    if args.batch_size > len(x) or args.steps < 2:
+        raise SystemExit(f"--batch-size must be <= {len(x)} and --steps >= 2")
     stages, blocks = (32, 64), 2  # the classifier's default config
-    jax_s, compile_s, jax_loss, device = bench_jax(x, y, args.batch_size, args.steps, stages, blocks)
-    torch_s, torch_loss = bench_torch(x, y, args.batch_size, args.steps, stages, blocks)
-    print(f"device: {device} ({platform.processor() or platform.machine()}), torch threads: "
-          f"{torch.get_num_threads()}, batch {args.batch_size}, {args.steps} steps")
-    print()
-    print("| implementation | median step (ms) | compile (s) | final loss |")
-    print("|---|---|---|---|")
-    print(f"| jaxlab (jit, donated state) | {jax_s * 1e3:.2f} | {compile_s:.2f} | {jax_loss:.3f} |")
-    print(f"| PyTorch eager | {torch_s * 1e3:.2f} | - | {torch_loss:.3f} |")
-    print()
-    print(f"speed-up (PyTorch / jaxlab): {torch_s / jax_s:.2f}x")
+    jax_step, jax_box = jax_peer(x, y, args.batch_size, stages, blocks)
+    t0 = time.perf_counter()
+    jax_step()  # compiles
+    compile_s = time.perf_counter() - t0
+    torch_step, torch_box = torch_peer(x, y, args.batch_size, stages, blocks)
+    with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
+        print(benchmark.device_line())
+        times = benchmark.alternate({"jaxlab": jax_step, "PyTorch": torch_step}, repeats=args.steps - 1)
+        print(f"torch threads {torch.get_num_threads()}, batch {args.batch_size}, {args.steps} steps per peer "
+              "(first step of each is a warm-up, jaxlab's includes compilation)")
+    res = benchmark.Results()
+    res.table("Classifier training step (SmallCNN 32-64, AdamW, digits)", ["jaxlab", "PyTorch"], unit="ms",
+              extras=["jaxlab compile (s)", "final loss jaxlab / PyTorch"]).add(
+        f"train step, batch {args.batch_size}", times, **{
+            "jaxlab compile (s)": f"{compile_s:.2f}",
+            "final loss jaxlab / PyTorch": f"{jax_box['loss']:.3f} / {torch_box['loss']:.3f}"})
+    return res
 
 
 if __name__ == "__main__":
-    main()
+    benchmark.run(main)

@@ -2,8 +2,10 @@
 
 Both cluster the non-ground points of simulated frames (ground from the JAX angle method, given to
 both); DBSCAN works on the 3-D points (eps, min_samples), the JAX labeller on the range image
-(beta > 10 deg, one compile per image size). Prints medians, their ratio, compile time apart,
-the device and the load average before and after, and the cluster purity of each.
+(beta > 10 deg, one compile per image size); the two take turns frame by frame. Prints
+medians, their ratio, compile time apart, the device and the load average before and after,
+and the cluster purity of each, with a 1-thread and an all-threads column per peer
+(`--threads both|1|all`, see `jaxlab.core.benchmark`; DBSCAN's `n_jobs` follows the setting).
 
     python scripts/bench_lidarfirst.py --beams 32 --columns 512 --frames 5
 
@@ -15,20 +17,18 @@ run's config (medians per frame, their ratio; compile apart).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from sklearn.cluster import DBSCAN
+from jaxlab.core import benchmark
 
-from jaxlab.lidarfirst import configs, segmentation, simulator
+SETTING = benchmark.configure_threads()  # before jax and scikit-learn start their thread pools
 
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.cluster import DBSCAN  # noqa: E402
 
-def loadavg() -> float:
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
+from jaxlab.lidarfirst import configs, segmentation, simulator  # noqa: E402
 
 
 def purity(labels: np.ndarray, inst: np.ndarray) -> float:
@@ -38,7 +38,7 @@ def purity(labels: np.ndarray, inst: np.ndarray) -> float:
     return sum(np.bincount(inst[labels == k] + 1).max() for k in np.unique(labels[m])) / m.sum()
 
 
-def main() -> None:
+def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--beams", type=int, default=32)
     ap.add_argument("--columns", type=int, default=512)
@@ -46,13 +46,10 @@ def main() -> None:
     ap.add_argument("--eps", type=float, default=0.5)
     ap.add_argument("--min-samples", type=int, default=5)
     ap.add_argument("--workdir", default="", help="a run with train-classifier and train-detector done")
+    benchmark.add_threads_argument(ap)
     args = ap.parse_args()
-    before = loadavg()
-    cores = os.cpu_count() or 1
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), load average before: {before:.2f}"
-          f" on {cores} cores")
-    if before > cores / 2:
-        print(f"WARNING: load average {before:.2f} > half the cores: timings are from a loaded machine")
+    print(benchmark.device_line())
+    n_jobs = benchmark.peer_threads(SETTING)
     cfg = configs.get_config("default")
     cfg.scene.num_beams, cfg.scene.num_columns = args.beams, args.columns
     p = cfg.pipeline
@@ -65,8 +62,8 @@ def main() -> None:
     t0 = time.perf_counter()
     jax.block_until_ready(segmentation.segment(jnp.asarray(frames[0].range_image, jnp.float32), theta, phi, **kw))
     compile_s = time.perf_counter() - t0
-    t_jax, t_db, t_db_all, pur_jax, pur_db, npts = [], [], [], [], [], []
-    for f in frames:
+    t_jax, t_db, pur_jax, pur_db, npts = [], [], [], [], []
+    for f in frames:  # the peers take turns, frame by frame
         rng = jnp.asarray(f.range_image, jnp.float32)
         t0 = time.perf_counter()
         out = jax.block_until_ready(segmentation.segment(rng, theta, phi, **kw))
@@ -76,32 +73,25 @@ def main() -> None:
         pts = np.asarray(segmentation.range_image_to_points(rng, theta, phi))[fg]
         npts.append(len(pts))
         t0 = time.perf_counter()
-        lab = DBSCAN(eps=args.eps, min_samples=args.min_samples, n_jobs=1).fit_predict(pts)
+        lab = DBSCAN(eps=args.eps, min_samples=args.min_samples, n_jobs=n_jobs).fit_predict(pts)
         t_db.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        DBSCAN(eps=args.eps, min_samples=args.min_samples, n_jobs=-1).fit_predict(pts)
-        t_db_all.append(time.perf_counter() - t0)
         pur_jax.append(purity(cl[fg], f.instance_image[fg]))
         pur_db.append(purity(lab, f.instance_image[fg]))
-    mj, md = float(np.median(t_jax)), float(np.median(t_db))
-    print(f"\n{args.beams} beams x {args.columns} columns, {args.frames} frames, median "
-          f"{int(np.median(npts))} non-ground points per frame\n")
-    ma = float(np.median(t_db_all))
-    print("| clustering | median s/frame (1 thread) | median s/frame (all threads) | purity | compile s |")
-    print("|---|---|---|---|---|")
-    print(f"| jaxlab labeller (incl. ground removal) | {mj:.4f} | - | {np.mean(pur_jax):.3f} | {compile_s:.2f} |")
-    print(f"| scikit-learn DBSCAN eps={args.eps} min_samples={args.min_samples} (non-ground points) | {md:.4f} | "
-          f"{ma:.4f} | {np.nanmean(pur_db):.3f} | - |")
-    print(f"\nratio DBSCAN (1 thread) / jaxlab: {md / mj:.2f}x, DBSCAN (all threads) / jaxlab: {ma / mj:.2f}x")
+    print(f"{args.beams} beams x {args.columns} columns, {args.frames} frames, median "
+          f"{int(np.median(npts))} non-ground points per frame; DBSCAN n_jobs={n_jobs}")
+    res = benchmark.Results()
+    res.table("Clustering per frame", ["jaxlab labeller", "scikit-learn DBSCAN"], unit="ms",
+              extras=["purity jaxlab / DBSCAN", "jaxlab compile (s)"]).add(
+        f"non-ground points (jaxlab incl. ground removal); DBSCAN eps={args.eps} min_samples={args.min_samples}",
+        {"jaxlab labeller": t_jax, "scikit-learn DBSCAN": t_db},
+        **{"purity jaxlab / DBSCAN": f"{np.mean(pur_jax):.3f} / {np.nanmean(pur_db):.3f}",
+           "jaxlab compile (s)": f"{compile_s:.2f}"})
     if args.workdir:
-        pipelines(args.workdir, args.frames)
-    after = loadavg()
-    print(f"load average after: {after:.2f}")
-    if after > cores / 2:
-        print(f"WARNING: load average {after:.2f} > half the cores: timings are from a loaded machine")
+        pipelines(args.workdir, args.frames, res)
+    return res
 
 
-def pipelines(workdir: str, num_frames: int) -> None:
+def pipelines(workdir: str, num_frames: int, res) -> None:
     """Cluster-first (segmentation + crops in risk order) vs full-frame detector, same frames."""
     from jaxlab.lidarfirst import compare, pipeline, run
 
@@ -119,17 +109,19 @@ def pipelines(workdir: str, num_frames: int) -> None:
     t0 = time.perf_counter()
     compare.fullframe_frame(frames[0], detect)
     compile_ff = time.perf_counter() - t0
-    cf = [pipeline.process_frame(f, classify, cfg)["times"]["total_s"] for f in frames[1:]]
-    ff = [compare.fullframe_frame(f, detect)["times"]["total_s"] for f in frames[1:]]
+    cf, ff = [], []
+    for f in frames[1:]:  # the two pipelines take turns, frame by frame
+        cf.append(pipeline.process_frame(f, classify, cfg)["times"]["total_s"])
+        ff.append(compare.fullframe_frame(f, detect)["times"]["total_s"])
     sc = cfg.scene
-    print(f"\nwhole pipelines, {num_frames} frames of {workdir} ({sc.image_width}x{sc.image_height} image)")
-    print("| pipeline | median s/frame | first frame (compile) s |")
-    print("|---|---|---|")
-    print(f"| cluster-first (LiDAR segmentation + crops in risk order) | {np.median(cf):.4f} | {compile_cf:.2f} |")
-    print(f"| full-frame CenterNet-style detector | {np.median(ff):.4f} | {compile_ff:.2f} |")
-    print(f"speed ratio full-frame time / cluster-first time: {np.median(ff) / np.median(cf):.2f}x "
-          "(the paper claims 1.25x)")
+    res.table(f"Whole pipelines per frame, {num_frames} frames ({sc.image_width}x{sc.image_height} image)",
+              ["cluster-first", "full-frame detector"], unit="ms",
+              extras=["compile (s) cluster-first / full-frame"]).add(
+        "cluster-first (LiDAR segmentation + crops in risk order) vs full-frame CenterNet-style detector",
+        {"cluster-first": cf, "full-frame detector": ff},
+        **{"compile (s) cluster-first / full-frame": f"{compile_cf:.2f} / {compile_ff:.2f}"})
+    res.note("full-frame detector / cluster-first is the speed ratio the paper puts at 1.25x")
 
 
 if __name__ == "__main__":
-    main()
+    benchmark.run(main)

@@ -7,10 +7,13 @@ the usual PyTorch style (nn.Module, autograd in a Python loop) and gets the *sam
 weights (copied from the Flax parameters) and the *same* random start, so both produce
 the same adversarial images (checked below).
 
-    python scripts/bench_mhui.py [--batch 256] [--steps 20] [--repeats 5]
+    python scripts/bench_mhui.py [--batch 256] [--steps 20] [--repeats 5] [--threads both|1|all]
 
-Prints the device, the compile time of the jitted JAX attack, and a markdown table of
-median images/second with the ratio.
+jaxlab's side is the library's `jaxlab.mhui.attacks.pgd` (jitted around the model's
+loss); PyTorch starts from the same random start (the library's own, read back with
+`num_steps=0`). Prints the device, the load average before and after, the compile time
+of the jaxlab attack apart, and a markdown table of median seconds per batch with a
+1-thread and an all-threads column per peer (see `jaxlab.core.benchmark`).
 """
 
 from __future__ import annotations
@@ -18,15 +21,19 @@ from __future__ import annotations
 import argparse
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-import torch
-from torch.nn import functional
+from jaxlab.core import benchmark
 
-from jaxlab.mhui import attacks, configs, models
-from jaxlab.nn.cnn import SmallCNN
+SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import torch  # noqa: E402
+from torch.nn import functional  # noqa: E402
+
+from jaxlab.mhui import attacks, configs, models  # noqa: E402
+from jaxlab.nn.cnn import SmallCNN  # noqa: E402
 
 
 class TorchSmallCNN(torch.nn.Module):
@@ -91,6 +98,7 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--eps", type=float, default=0.1)
     ap.add_argument("--repeats", type=int, default=5)
+    benchmark.add_threads_argument(ap)
     args = ap.parse_args()
     cfg = configs.get_config("default").model
     model = models.MultiExit(SmallCNN(stages=cfg.stages, blocks_per_stage=cfg.blocks_per_stage, norm=cfg.norm,
@@ -100,34 +108,23 @@ def main():
     y = rng.integers(0, 10, args.batch).astype(np.int32)
     params, extra = jax.jit(lambda k: models.init_model(model, k, jnp.asarray(x[:2])))(jax.random.key(0))
     step = 2.5 * args.eps / args.steps
-    delta0 = rng.uniform(-args.eps, args.eps, x.shape).astype(np.float32)
 
     def loss(p, xx, yy):
         return optax.softmax_cross_entropy_with_integer_labels(models.forward(model, p, extra, xx)[0][-1], yy)
 
     @jax.jit
-    def jax_attack(p, x0, yy, d0):
-        # same random start as the torch run: PGD without random start from clip(x + d0)
-        def lf(xx, yyy):
-            return loss(p, xx, yyy)
-        start = jnp.clip(x0 + d0, 0.0, 1.0)
+    def jax_pgd(p, x0, yy, key):
+        return attacks.pgd(lambda a, b: loss(p, a, b), x0, yy, key, eps=args.eps, step_size=step,
+                           num_steps=args.steps)
 
-        def body(xa, _):
-            g = jax.grad(lambda z: jnp.sum(lf(z, yy)))(xa)
-            xa = x0 + jnp.clip(xa + step * jnp.sign(g) - x0, -args.eps, args.eps)
-            return jnp.clip(xa, 0.0, 1.0), None
-        return jax.lax.scan(body, start, None, length=args.steps)[0]
-
-    # the library's own pgd (random start drawn inside) for the timing table as well
-    @jax.jit
-    def jax_pgd_lib(p, x0, yy, key):
-        return attacks.pgd(lambda a, b: loss(p, a, b), x0, yy, key, eps=args.eps, step_size=step, num_steps=args.steps)
-
-    xj, yj, dj = jnp.asarray(x), jnp.asarray(y), jnp.asarray(delta0)
+    xj, yj, key = jnp.asarray(x), jnp.asarray(y), jax.random.key(1)
     t0 = time.perf_counter()
-    jax_attack.lower(params, xj, yj, dj).compile()
+    jax_pgd.lower(params, xj, yj, key).compile()
     compile_s = time.perf_counter() - t0
-    jax_pgd_lib(params, xj, yj, jax.random.key(1)).block_until_ready()
+    # the library's random start (PGD with no steps returns it), handed to the PyTorch run
+    start = np.asarray(attacks.pgd(lambda a, b: loss(params, a, b), xj, yj, key, eps=args.eps, step_size=step,
+                                   num_steps=0))
+    delta0 = start - x
 
     tnet = TorchSmallCNN(cfg.stages, cfg.blocks_per_stage).eval()
     copy_weights(tnet, params)
@@ -135,39 +132,31 @@ def main():
     yt = torch.from_numpy(y).long()
     dt = torch.from_numpy(delta0).permute(0, 3, 1, 2).contiguous()
 
-    # same network, same attack
-    zj = np.asarray(jax.jit(lambda p, xx: models.forward(model, p, extra, xx)[0][-1])(params, xj))
-    with torch.no_grad():
-        zt = tnet(xt).numpy()
-    adv_j = np.asarray(jax_attack(params, xj, yj, dj))
-    adv_t = torch_pgd(tnet, xt, yt, dt, args.eps, step, args.steps).permute(0, 2, 3, 1).numpy()
-    logit_err = float(np.abs(zj - zt).max())
-    same = float(np.mean(np.abs(adv_j - adv_t) < 1e-4))
+    with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
+        # same network, same attack
+        zj = np.asarray(jax.jit(lambda p, xx: models.forward(model, p, extra, xx)[0][-1])(params, xj))
+        with torch.no_grad():
+            zt = tnet(xt).numpy()
+        adv_j = np.asarray(jax_pgd(params, xj, yj, key))
+        adv_t = torch_pgd(tnet, xt, yt, dt, args.eps, step, args.steps).permute(0, 2, 3, 1).numpy()
+        logit_err = float(np.abs(zj - zt).max())
+        same = float(np.mean(np.abs(adv_j - adv_t) < 1e-4))
+        print(benchmark.device_line())
+        times = benchmark.alternate({
+            "jaxlab": lambda: jax_pgd(params, xj, yj, key).block_until_ready(),
+            "PyTorch": lambda: torch_pgd(tnet, xt, yt, dt, args.eps, step, args.steps)}, repeats=args.repeats)
 
-    def timeit(fn):
-        ts = []
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-        return float(np.median(ts))
-
-    t_jax = timeit(lambda: jax_attack(params, xj, yj, dj).block_until_ready())
-    t_lib = timeit(lambda: jax_pgd_lib(params, xj, yj, jax.random.key(1)).block_until_ready())
-    t_torch = timeit(lambda: torch_pgd(tnet, xt, yt, dt, args.eps, step, args.steps))
-
-    print(f"device: jax {jax.devices()[0].device_kind} ({jax.default_backend()}, {len(jax.devices())} devices); "
-          f"torch {torch.__version__} CPU, {torch.get_num_threads()} threads")
     print(f"network: MultiExit(SmallCNN) stages={cfg.stages} blocks/stage={cfg.blocks_per_stage}, batch {args.batch}, "
           f"PGD-{args.steps} L-inf eps={args.eps}")
     print(f"check: max |logit diff| = {logit_err:.2e}; adversarial pixels equal (|diff|<1e-4): {same:.4f}")
-    print(f"jax compile time: {compile_s:.2f} s\n")
-    print("| implementation | median s / batch | images / s | ratio vs torch |")
-    print("|---|---|---|---|")
-    for name, t in [("jaxlab (jit, scan)", t_jax), ("jaxlab attacks.pgd (random start inside)", t_lib),
-                    ("PyTorch (eager autograd loop)", t_torch)]:
-        print(f"| {name} | {t:.4f} | {args.batch / t:.0f} | {t_torch / t:.2f}x |")
+    res = benchmark.Results()
+    res.table(f"PGD-{args.steps} attack, batch {args.batch} (s / batch)", ["jaxlab", "PyTorch"], unit="s",
+              extras=["jaxlab compile (s)", "pixels equal"]).add(
+        "jaxlab attacks.pgd (jit) vs PyTorch eager autograd loop", times,
+        **{"jaxlab compile (s)": f"{compile_s:.2f}", "pixels equal": f"{same:.4f}"})
+    res.note(f"median of {args.repeats} alternating repeats; images/s = {args.batch} / (s / batch)")
+    return res
 
 
 if __name__ == "__main__":
-    main()
+    benchmark.run(main)
