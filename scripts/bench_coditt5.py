@@ -1,7 +1,11 @@
 """Benchmark: jaxlab's Flax T5 vs a PyTorch T5 of the same shape (written the way `transformers`'
 `modeling_t5.py` computes it: ReLU FF, RMSNorm, relative bias from layer 0, tied embeddings),
 on the same random batch: one AdamW training step (tokens/s) and greedy decoding with a key/value
-cache (generated tokens/s). Medians of repeats, compile time apart, load average printed.
+cache (generated tokens/s). jaxlab's step is the engine's `train.make_train_step` around
+`jaxlab.coditt5.training.make_loss_fn`, its decoding `jaxlab.coditt5.decoding.greedy`.
+Medians of alternating repeats, compile time apart, load average before and after, a
+1-thread and an all-threads column per peer (`--threads both|1|all`, see
+`jaxlab.core.benchmark`).
 
     python scripts/bench_coditt5.py --shape tiny --batch 16 --src 64 --tgt 64 --repeats 5
 """
@@ -10,21 +14,18 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import statistics
-import time
 
-import jax
-import numpy as np
-import optax
+from jaxlab.core import benchmark
 
-from jaxlab.coditt5 import decoding
-from jaxlab.coditt5.models import SHAPES, T5, T5Shape, shifted_right
+SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
 
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
-def loadavg() -> float:
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
+from jaxlab.coditt5 import decoding, training  # noqa: E402
+from jaxlab.coditt5.models import SHAPES, T5, T5Shape  # noqa: E402
+from jaxlab.core import train as train_lib  # noqa: E402
 
 
 def torch_t5(shape: T5Shape):
@@ -126,16 +127,7 @@ def torch_t5(shape: T5Shape):
     return Model()
 
 
-def median_time(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-
-def main() -> None:
+def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", default="tiny", choices=sorted(SHAPES))
     ap.add_argument("--vocab", type=int, default=4000)
@@ -144,49 +136,29 @@ def main() -> None:
     ap.add_argument("--tgt", type=int, default=64)
     ap.add_argument("--decode-len", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=5)
+    benchmark.add_threads_argument(ap)
     args = ap.parse_args()
-    cores = os.cpu_count() or 1
-    la0 = loadavg()
-    if la0 > cores / 2:
-        print(f"WARNING: load average {la0:.1f} on {cores} cores: timings are from a loaded machine")
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), load average before: {la0:.2f}")
     shape = T5Shape(vocab_size=args.vocab, dropout_rate=0.0, **SHAPES[args.shape])
     rng = np.random.default_rng(0)
     src = rng.integers(4, args.vocab, (args.batch, args.src)).astype(np.int32)
     labels = rng.integers(4, args.vocab, (args.batch, args.tgt)).astype(np.int32)
-    tokens = args.batch * args.tgt
-    rows = []
 
-    # jaxlab
+    # jaxlab: the engine's train step around the method's loss (no pads here, dropout 0)
     model = T5(shape)
-    params = jax.jit(lambda: model.init(jax.random.key(0), src[:1], labels[:1]))()
-    tx = optax.adamw(1e-4)
-
-    def step(p, o, s, y):
-        def loss(p):
-            lg = model.apply(p, s, shifted_right(y))
-            return optax.softmax_cross_entropy_with_integer_labels(lg, y).mean()
-        g = jax.grad(loss)(p)
-        u, o = tx.update(g, o, p)
-        return optax.apply_updates(p, u), o
-
-    jstep = jax.jit(step, donate_argnums=(0, 1))
-    state = [params, tx.init(params)]
+    params = jax.jit(lambda: model.init(jax.random.key(0), src[:1], labels[:1]))()["params"]
+    state = train_lib.TrainState.create(params=params, tx=optax.adamw(1e-4))
+    jstep = train_lib.make_train_step(training.make_loss_fn(shape))
+    box = {"state": state}
+    batch = {"src": src, "labels": labels}
 
     def jrun():
-        state[0], state[1] = jstep(state[0], state[1], src, labels)
-        jax.block_until_ready(state[0])
+        box["state"], m = jstep(box["state"], batch, jax.random.key(0))
+        jax.block_until_ready(m["loss"])
 
-    t = time.perf_counter()
-    jrun()
-    compile_train = time.perf_counter() - t
-    j_train = median_time(jrun, args.repeats)
-    greedy = lambda: jax.block_until_ready(decoding.greedy(state[0]["params"], src, shape=shape,
+    compile_train = benchmark.time_call(jrun)
+    greedy = lambda: jax.block_until_ready(decoding.greedy(box["state"].params, src, shape=shape,
                                                            max_len=args.decode_len))
-    t = time.perf_counter()
-    greedy()
-    compile_dec = time.perf_counter() - t
-    j_dec = median_time(greedy, args.repeats)
+    compile_dec = benchmark.time_call(greedy)
 
     # PyTorch
     import torch
@@ -213,28 +185,24 @@ def main() -> None:
             logits[:, -1, 0] = -float("inf")
             cur = logits[:, -1].argmax(-1, keepdim=True)
 
-    results = {}
-    for threads in sorted({1, cores}):
-        torch.set_num_threads(threads)
-        trun()
-        tdec()
-        results[threads] = (median_time(trun, args.repeats), median_time(tdec, args.repeats))
+    with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
+        print(benchmark.device_line())
+        train_t = benchmark.alternate({"jaxlab": jrun, "PyTorch": trun}, args.repeats)
+        dec_t = benchmark.alternate({"jaxlab": greedy, "PyTorch": tdec}, args.repeats)
 
-    dec_tokens = args.batch * args.decode_len
-    rows.append(("train step (tokens/s)", tokens / j_train, compile_train,
-                 *[tokens / results[t][0] for t in sorted(results)]))
-    rows.append(("greedy decode, KV cache (tokens/s)", dec_tokens / j_dec, compile_dec,
-                 *[dec_tokens / results[t][1] for t in sorted(results)]))
-    cols = " | ".join(f"torch {t} thr" for t in sorted(results))
-    print(f"\nshape {args.shape} (d {shape.d_model}, {shape.num_encoder_layers}+{shape.num_decoder_layers} layers), "
-          f"vocab {args.vocab}, batch {args.batch}, src {args.src}, tgt {args.tgt}, decode {args.decode_len}\n")
-    print(f"| measurement | jaxlab | jaxlab compile (s) | {cols} | ratio jaxlab / torch {max(results)} thr |")
-    print("|---|---|---|" + "---|" * len(results) + "---|")
-    for name, j, c, *tt in rows:
-        print(f"| {name} | {j:,.0f} | {c:.1f} | " + " | ".join(f"{x:,.0f}" for x in tt) + f" | {j / tt[-1]:.2f} |")
-    print(f"\nload average after: {loadavg():.2f} (decoding counts {args.decode_len} steps without early stop in "
-          "torch; jaxlab stops when every row has ended)")
+    print(f"shape {args.shape} (d {shape.d_model}, {shape.num_encoder_layers}+{shape.num_decoder_layers} layers), "
+          f"vocab {args.vocab}, batch {args.batch}, src {args.src}, tgt {args.tgt}, decode {args.decode_len}")
+    res = benchmark.Results()
+    t = res.table("T5 training step and greedy decoding", ["jaxlab", "PyTorch"], unit="ms",
+                  extras=["jaxlab compile (s)"])
+    t.add(f"train step, AdamW ({args.batch * args.tgt} tokens)", train_t,
+          **{"jaxlab compile (s)": f"{compile_train:.1f}"})
+    t.add(f"greedy decode, KV cache ({args.batch * args.decode_len} tokens)", dec_t,
+          **{"jaxlab compile (s)": f"{compile_dec:.1f}"})
+    res.note(f"tokens/s = tokens / time. Decoding counts {args.decode_len} steps without early stop in torch; "
+             "jaxlab stops when every row has ended.")
+    return res
 
 
 if __name__ == "__main__":
-    main()
+    benchmark.run(main)

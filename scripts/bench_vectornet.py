@@ -5,24 +5,23 @@ Both run the paper's network (3 subgraph layers of 64, one global attention laye
 batch of procedural scenes in one process. The PyG peer is written the usual way: the
 vectors of a batch flattened into one node matrix, polyline max-pooling with
 `torch_geometric.utils.scatter(reduce="max")`, polylines gathered per scene with
-`to_dense_batch` for the masked global attention. Reported: median scenes/s over repeats,
-jaxlab compile time apart, PyTorch with 1 thread and with all threads, and the analytic
+`to_dense_batch` for the masked global attention. Reported: median times over alternating
+repeats (scenes/s = batch / time), jaxlab compile time apart, a 1-thread and an
+all-threads column per peer (`--threads both|1|all`, see `jaxlab.core.benchmark`), the
+load average before and after, and the analytic
 multiply-accumulates per scene beside the rasterised ConvNet's FLOPs that the paper reports.
 
-    python scripts/bench_vectornet.py [--batch 32] [--repeats 10] [--scenes 64]
+    python scripts/bench_vectornet.py [--batch 32] [--repeats 10] [--scenes 64] [--threads both|1|all]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import time
 
+from jaxlab.core import benchmark
 
-def loadavg() -> float:
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
+SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
 
 
 def analytic_macs(p: int, v: int, f: int, w: int = 64, depth: int = 3, g: int = 64, dec: int = 64, t: int = 30) -> int:
@@ -33,16 +32,13 @@ def analytic_macs(p: int, v: int, f: int, w: int = 64, depth: int = 3, g: int = 
     return sub + glob + (g * dec + dec * 2 * t)
 
 
-def main() -> None:
+def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--scenes", type=int, default=64)
+    benchmark.add_threads_argument(ap)
     args = ap.parse_args()
-    cores = os.cpu_count() or 1
-    load0 = loadavg()
-    if load0 > cores / 2:
-        print(f"WARNING: load average {load0:.2f} on {cores} cores before the run: timings are unreliable")
     import jax
     import numpy as np
     import torch
@@ -58,8 +54,7 @@ def main() -> None:
     idx = np.arange(args.batch) % args.scenes
     batch = {k: arrays[k][idx] for k in training.BATCH_KEYS}
     b, p, v, f = batch["vectors"].shape
-    print(f"device: jax {jax.devices()[0].device_kind} ({jax.default_backend()}), torch cpu; "
-          f"batch {b} scenes, budget {p} polylines x {v} vectors, load average {load0:.2f}")
+    print(f"batch {b} scenes, budget {p} polylines x {v} vectors")
 
     # ---- jaxlab
     state = training.init_state(cfg)
@@ -74,22 +69,11 @@ def main() -> None:
     jax.block_until_ready(predict(state.params, jb))
     compile_pred = time.perf_counter() - t0
 
-    def time_jax(fn):
-        out = []
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            jax.block_until_ready(fn())
-            out.append(time.perf_counter() - t)
-        return statistics.median(out)
-
     holder = {"s": state}
 
     def jax_train():
         holder["s"], met = step(holder["s"], jb, jax.random.key(1))
-        return met
-
-    jt = time_jax(jax_train)
-    ji = time_jax(lambda: predict(holder["s"].params, jb))
+        return jax.block_until_ready(met)
 
     # ---- PyTorch Geometric peer
     class Sub(torch.nn.Module):
@@ -170,34 +154,24 @@ def main() -> None:
         with torch.no_grad():
             tmodel(x, cluster, poly_batch, n_poly)
 
-    def time_torch(fn, threads):
-        torch.set_num_threads(threads)
-        fn()
-        out = []
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-        return statistics.median(out)
-
-    tt1, ti1 = time_torch(torch_train, 1), time_torch(torch_infer, 1)
-    ttn, tin = time_torch(torch_train, cores), time_torch(torch_infer, cores)
-    load1 = loadavg()
+    with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
+        print(benchmark.device_line())
+        train_t = benchmark.alternate({"jaxlab": jax_train, "PyG": torch_train}, args.repeats)
+        infer_t = benchmark.alternate({"jaxlab": lambda: jax.block_until_ready(predict(holder["s"].params, jb)),
+                                       "PyG": torch_infer}, args.repeats)
     n_real = int(valid_poly.sum(1).mean()), float(vm.sum(-1)[valid_poly].mean())
     macs_budget = analytic_macs(p, v, f)
     macs_real = analytic_macs(n_real[0], int(round(n_real[1])), f)
-    print()
-    print("| what | jaxlab | torch-geometric 1 thread | torch-geometric all threads | jaxlab / best torch |")
-    print("|---|---|---|---|---|")
-    print(f"| training scenes/s | {b / jt:.1f} | {b / tt1:.1f} | {b / ttn:.1f} | {min(tt1, ttn) / jt:.2f}x |")
-    print(f"| inference scenes/s | {b / ji:.1f} | {b / ti1:.1f} | {b / tin:.1f} | {min(ti1, tin) / ji:.2f}x |")
-    print()
-    print(f"jaxlab compile: train step {compile_train:.2f} s, inference {compile_pred:.2f} s (not in the medians)")
+    res = benchmark.Results()
+    t = res.table(f"VectorNet, batch {b} scenes", ["jaxlab", "PyG"], unit="ms", extras=["jaxlab compile (s)"])
+    t.add("training step", train_t, **{"jaxlab compile (s)": f"{compile_train:.2f}"})
+    t.add("inference", infer_t, **{"jaxlab compile (s)": f"{compile_pred:.2f}"})
+    res.note(f"scenes/s = {b} / time; medians of {args.repeats} alternating repeats")
     print(f"analytic forward MACs per scene: {macs_budget / 1e6:.1f} M at the padded budget ({p} x {v}), "
           f"{macs_real / 1e6:.1f} M at this batch's mean real size ({n_real[0]} polylines x {n_real[1]:.1f} vectors); "
           "the paper's best rasterised ConvNet: 10.56 GFLOPs (paper, Table 4)")
-    print(f"load average before {load0:.2f}, after {load1:.2f} ({cores} cores)")
+    return res
 
 
 if __name__ == "__main__":
-    main()
+    benchmark.run(main)
