@@ -11,7 +11,13 @@ Arora et al., NeurIPS 2019).
         stages = dmf.detect_stages(traj, target)                # 3 stages, status "ok"
 """
 
-from jaxlab.dmf.baselines import nuclear_norm_completion, nuclear_norm_sensing, soft_threshold_svd
+from jaxlab.dmf.baselines import (
+    MinNuclearNorm,
+    min_nuclear_norm_completion,
+    nuclear_norm_completion,
+    nuclear_norm_sensing,
+    soft_threshold_svd,
+)
 from jaxlab.dmf.dynamics import Trajectory, advance, sweep, train
 from jaxlab.dmf.hessian import (
     dense_hessian,
@@ -52,5 +58,6 @@ __all__ = [
     "hessian_min_eig", "hessian_extremes", "hvp", "lanczos", "lanczos_eigh", "dense_hessian",
     "end_to_end_directions", "escape_direction",
     "group_rmsprop", "make_optimizer",
-    "nuclear_norm_completion", "nuclear_norm_sensing", "soft_threshold_svd", "single_threaded_lapack", "load",
+    "min_nuclear_norm_completion", "MinNuclearNorm", "nuclear_norm_completion", "nuclear_norm_sensing",
+    "soft_threshold_svd", "single_threaded_lapack", "load",
 ]

@@ -83,8 +83,12 @@ class DMFConfig:
       completion_observations, completion_depths, completion_init_scales, completion_lr,
       completion_steps, completion_optimizer, completion_stop_loss (Arora et al.'s stopping
       train loss: the error and effective rank at the first log point below it are
-      reported beside the final ones), nuclear_lambdas, nuclear_iters, completion_seeds
-      (initialisations per cell on one target and mask).
+      reported beside the final ones), completion_seeds (initialisations per cell on one
+      target and mask), completion_problems (independent targets and masks per entry
+      count; intervals cover both), completion_log_points (log points per run).
+      Baseline: minimum-nuclear-norm completion solved by ADMM to the certified relative
+      duality gap nuclear_tol (at most nuclear_max_iters iterations; the rows record the
+      gap reached and `converged`).
 
     Divergence (a non-finite loss): a single `spe` run stops with
     `jaxlab.core.train.NonFiniteError` (the CLI prints "stopped: ..." and exits 1). In
@@ -139,9 +143,11 @@ class DMFConfig:
     completion_steps: PositiveInt = 10000
     completion_optimizer: Optimizer = "group_rmsprop"
     completion_stop_loss: NonNegativeFloat = 1e-6
-    nuclear_lambdas: PositiveInt = 30
-    nuclear_iters: PositiveInt = 100
+    nuclear_tol: PositiveFloat = 1e-6
+    nuclear_max_iters: PositiveInt = 20000
     completion_seeds: PositiveInt = 1
+    completion_problems: PositiveInt = 1
+    completion_log_points: PositiveInt = 500
     endpoint_grad_tol: PositiveFloat = 1e-4
     endpoint_curvature_tol: PositiveFloat = 1e-3
     fit_restarts: PositiveInt = 3
@@ -201,8 +207,8 @@ def _smoke() -> DMFConfig:
                      sweep_lrs=(1e-2,), sweep_init_scales=(1e-5, 1e-1), claim_init_scales=(1e-5,), seeds=2,
                      sweep_steps=800, sweep_log_every=5, escape_lr_factors=(0.5, 1.0, 2.0), completion_n=12,
                      completion_rank=2, completion_observations=(80,), completion_depths=(2,),
-                     completion_init_scales=(1e-3,), completion_lr=1e-2, completion_steps=500, nuclear_lambdas=5,
-                     nuclear_iters=20, completion_seeds=2, stability_depths=(2,), stability_fractions=(0.5, 1.1),
+                     completion_init_scales=(1e-3,), completion_lr=1e-2, completion_steps=500,
+                     completion_seeds=2, stability_depths=(2,), stability_fractions=(0.5, 1.1),
                      stability_flow_time=(8.0,), stability_log_points=200, law_depths=(2, 3),
                      law_init_top=(1e-4, 1e-3), law_init_decades=1.0, law_init_points=3, law_lrs=(1e-2, 1e-2),
                      law_steps=(800, 1500))

@@ -8,7 +8,8 @@ import numpy as np
 from jaxlab.core import plotting
 
 __all__ = ["plot_staircase", "plot_phase", "plot_escape", "plot_completion", "stability_table", "plot_stability",
-           "law_table", "plot_law", "completion_table"]
+           "law_table", "plot_law", "completion_table", "curve_error", "completion_curve_table",
+           "plot_completion_curve"]
 
 _TAGS = {"ok": "", "merged": "\nmerged", "incomplete": "\nslow", "ill-separated": "\nill-sep.",
          "diverged": "\ndiverged"}
@@ -233,3 +234,91 @@ def completion_table(rows) -> str:
                      f"{'-' if k[3] is None else f'{k[3]:g}'} | {len(rr)} | {_ci([r['test_error'] for r in rr])} | "
                      f"{_ci([r['effective_rank'] for r in rr])} | {_med([r['train_loss'] for r in rr])} | {stop} |")
     return "\n".join(lines) + "\n"
+
+
+def curve_error(row) -> float | None:
+    """The error a completion row contributes to the error-vs-entries curve: a DMF run's
+    test error at Arora et al.'s stopping point (train MSE <= completion_stop_loss) where
+    it got there, else its final test error; the nuclear-norm minimiser's test error."""
+    if row["method"] == "DMF" and row.get("test_error_at_stop") is not None:
+        return row["test_error_at_stop"]
+    return row["test_error"]
+
+
+def _curve_groups(rows):
+    methods = [("nuclear norm", None)] + sorted({("DMF", r["depth"]) for r in rows if r["method"] == "DMF"},
+                                                key=lambda k: k[1])
+    obs = sorted({r["observations"] for r in rows})
+    pick = lambda m, meth: [r for r in rows if r["observations"] == m and (r["method"], r["depth"]) == meth]
+    return methods, obs, pick
+
+
+def _interval(x):
+    """(mean, lo, hi): the 95% Student-t interval of the finite values of x (None if none)."""
+    import scipy.stats
+
+    x = np.asarray([v for v in x if v is not None and np.isfinite(v)], np.float64)
+    if x.size == 0:
+        return None
+    if x.size == 1:
+        return x[0], x[0], x[0]
+    h = scipy.stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+    return x.mean(), x.mean() - h, x.mean() + h
+
+
+def completion_curve_table(rows) -> str:
+    """Markdown: error vs observed entries (`curve_error`), one column per method: mean
+    [95% t interval] over all runs (problems x inits), the runs that reached the stopping
+    loss, and in how many problems the depth's mean error is below the nuclear norm's."""
+    methods, obs, pick = _curve_groups(rows)
+    names = ["nuclear norm" if d is None else f"depth {d}" for _, d in methods]
+    lines = ["| observed entries | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for m in obs:
+        nn = {r["problem"]: r["test_error"] for r in pick(m, methods[0])}
+        cells = []
+        for meth in methods:
+            rr = pick(m, meth)
+            ci = _interval([curve_error(r) for r in rr])
+            cell = "-" if ci is None else f"{ci[0]:.3g} [{max(ci[1], 0):.3g}, {ci[2]:.3g}]"
+            if meth[0] == "DMF":
+                probs = sorted({r["problem"] for r in rr})
+                wins = sum(np.mean([curve_error(r) for r in rr if r["problem"] == q]) < nn[q] for q in probs if q in nn)
+                cell += (f" (stop {sum(r['stop_step'] is not None for r in rr)}/{len(rr)}; "
+                         f"< nuclear in {wins}/{len(probs)})")
+            else:
+                cell += f" (gap <= {max(r.get('rel_gap') or 0 for r in rr):.1g})"
+            cells.append(cell)
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_completion_curve(workdir, rows, config) -> None:
+    """`figures/completion_curve.png`: test error (`curve_error`) against the number of
+    observed entries, per depth and for the nuclear-norm minimiser: every run as a dot, the
+    mean with its 95% t interval as a line with error bars."""
+    methods, obs, pick = _curve_groups(rows)
+    fig, ax = plotting.subplots(1, 1, figsize=(6.5, 4.2))
+    for j, meth in enumerate(methods):
+        color = "k" if meth[1] is None else f"C{meth[1]}"
+        label = "nuclear norm (min)" if meth[1] is None else f"depth {meth[1]}"
+        shift = 1 + 0.012 * (j - (len(methods) - 1) / 2)
+        mean, lo, hi, xs = [], [], [], []
+        for m in obs:
+            vals = [curve_error(r) for r in pick(m, meth)]
+            ci = _interval(vals)
+            if ci is None:
+                continue
+            fin = [v for v in vals if v is not None and np.isfinite(v)]
+            ax.scatter([m * shift] * len(fin), fin, s=8, color=color, alpha=0.35)
+            xs.append(m * shift)
+            mean.append(ci[0])
+            lo.append(ci[0] - max(ci[1], 1e-12))
+            hi.append(ci[2] - ci[0])
+        ax.errorbar(xs, mean, yerr=[lo, hi], color=color, marker="o", ms=4, capsize=3, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("observed entries")
+    ax.set_ylabel("||W - M*||_F / ||M*||_F")
+    ax.set_title(f"completion {config.completion_n}x{config.completion_n}, rank {config.completion_rank}: "
+                 f"{config.completion_problems} problems x {config.completion_seeds} inits", fontsize=9)
+    ax.legend(fontsize=8)
+    plotting.save_figure(fig, workdir, "completion_curve")

@@ -127,29 +127,35 @@ def escape(config: DMFConfig, workdir: pathlib.Path) -> dict:
 @actions.action
 @float64_action
 def completion(config: DMFConfig, workdir: pathlib.Path) -> dict:
-    """Arora et al. (2019) matrix completion anchor: DMF vs nuclear-norm minimisation.
+    """Arora et al. (2019) matrix completion: DMF vs minimum-nuclear-norm completion.
 
-    Test error and effective rank of DMF at each depth and init scale, and of
-    soft-impute, on the same observed entries; writes `completion.json` and
-    `figures/completion.png`.
+    For each entry count and each of `completion_problems` targets and masks: test error
+    and effective rank of DMF at each depth and init scale (`completion_seeds` inits) and
+    of the certified nuclear-norm minimiser, on the same entries; writes `completion.json`,
+    `completion.md` (per-cell table and the error-vs-entries table), `figures/completion.png`
+    (curves over steps) and `figures/completion_curve.png` (error vs observed entries).
     """
     rows, curves = [], []
-    units = [(m, d) for m in config.completion_observations for d in (0, *config.completion_depths)]
-    for m, d in progress(units, desc="dmf completion (entries, depth)"):
-        target, mask = studies.completion_problem(config, m)
+    units = [(m, p, d) for m in config.completion_observations for p in range(config.completion_problems)
+             for d in (0, *config.completion_depths)]
+    for m, p, d in progress(units, desc="dmf completion (entries, problem, depth)"):
+        target, mask = studies.completion_problem(config, m, p)
+        name = f"obs{m}" + (f"_problem{p}" if p else "") + ("_nuclear" if d == 0 else f"_depth{d}")
         if d == 0:
-            rows.append(studies.cached(workdir / "completion_cells" / f"obs{m}_nuclear.json",
-                                       functools.partial(studies.nuclear_unit, config, target, mask, m)))
+            rows.append(studies.cached(workdir / "completion_cells" / f"{name}.json",
+                                       functools.partial(studies.nuclear_unit, config, target, mask, m, p)))
             continue
-        unit = studies.cached(workdir / "completion_cells" / f"obs{m}_depth{d}.json",
-                              functools.partial(studies.completion_unit, config, target, mask, m, d))
+        unit = studies.cached(workdir / "completion_cells" / f"{name}.json",
+                              functools.partial(studies.completion_unit, config, target, mask, m, d, p))
         rows += unit["rows"]
         curves += unit["curves"]
     workdir_lib.write_json(workdir / "completion.json", rows)
     report.plot_completion(workdir, rows, curves, config)
-    table = report.completion_table(rows)
-    (workdir / "completion.md").write_text(table, encoding="utf-8")
-    results = {"rows": rows, "steps": config.completion_steps, "table": table}
+    report.plot_completion_curve(workdir, rows, config)
+    table, curve = report.completion_table(rows), report.completion_curve_table(rows)
+    (workdir / "completion.md").write_text(table + "\n" + curve, encoding="utf-8")
+    results = {"rows": rows, "steps": config.completion_steps, "table": table, "curve_table": curve,
+               "wall_time_s": sum(r["wall_time_s"] for r in rows)}
     return workdir_lib.update_summary(workdir, "completion", results, config, seed=config.seed)
 
 

@@ -144,34 +144,46 @@ def escape_unit(config, target, s_star, depth: int, depth_lr: float, optimizer: 
     return rows
 
 
-def completion_problem(config, observations: int):
-    target = models.arora_target(_key(config, data.COMPLETION_TARGET_STREAM), config.completion_n,
+def _problem_fold(problem: int) -> tuple[int, ...]:
+    return () if problem == 0 else (problem,)  # problem 0 keeps the keys of single-problem runs
+
+
+def completion_problem(config, observations: int, problem: int = 0):
+    """Problem `problem` of the completion study: Arora et al.'s target and `observations`
+    uniformly drawn entries, each problem with its own target and entries."""
+    fold = _problem_fold(problem)
+    target = models.arora_target(_key(config, data.COMPLETION_TARGET_STREAM, *fold), config.completion_n,
                                  config.completion_rank)
-    return target, data.random_mask(_key(config, data.MASK_STREAM, observations), target.shape, observations)
+    return target, data.random_mask(_key(config, data.MASK_STREAM, observations, *fold), target.shape, observations)
 
 
-def nuclear_unit(config, target, mask, observations: int) -> dict:
-    """Nuclear-norm minimisation (soft-impute) on the same entries: the convex baseline."""
+def nuclear_unit(config, target, mask, observations: int, problem: int = 0) -> dict:
+    """Minimum-nuclear-norm completion on the same entries (the convex baseline), solved by
+    `baselines.min_nuclear_norm_completion` to the relative duality gap `nuclear_tol`."""
     tn, t0 = np.asarray(target), time.perf_counter()
-    z = np.asarray(baselines.nuclear_norm_completion(target, mask, num_lambdas=config.nuclear_lambdas,
-                                                     iters=config.nuclear_iters))
-    s = _svdvals(z)
-    return {"observations": observations, "method": "nuclear norm", "depth": None, "init_scale": None,
-            "test_error": float(np.linalg.norm(z - tn) / np.linalg.norm(tn)),
+    sol = baselines.min_nuclear_norm_completion(tn, np.asarray(mask), tol=config.nuclear_tol,
+                                                max_iters=config.nuclear_max_iters)
+    s = _svdvals(sol.z)
+    return {"observations": observations, "problem": problem, "method": "nuclear norm", "depth": None,
+            "init_scale": None, "seed": None, "test_error": float(np.linalg.norm(sol.z - tn) / np.linalg.norm(tn)),
             "effective_rank": None if s is None else effective_rank(s),
-            "train_loss": float(np.sum(np.asarray(mask) * (z - tn) ** 2) / observations),
-            "wall_time_s": time.perf_counter() - t0}
+            "train_loss": float(np.sum(np.asarray(mask) * (sol.z - tn) ** 2) / observations),
+            "nuclear_norm": sol.nuclear_norm, "dual_bound": sol.dual_bound, "rel_gap": sol.rel_gap,
+            "solver_iterations": sol.iterations, "converged": sol.converged, "wall_time_s": time.perf_counter() - t0}
 
 
-def completion_unit(config, target, mask, observations: int, depth: int) -> dict:
+def completion_unit(config, target, mask, observations: int, depth: int, problem: int = 0) -> dict:
     """DMF at every completion init scale x `completion_seeds` seeds (one vmapped call; one
     row per run, `seed` naming it; curves of seed 0): final test error, effective
     rank and train loss, and the same at Arora et al.'s stopping point (the first log
-    point with train loss <= completion_stop_loss); plus the curves for the figure."""
+    point with train loss <= completion_stop_loss); plus the curves for the figure
+    (problem 0); `completion_log_points` log points per run."""
     tn, t0 = np.asarray(target), time.perf_counter()
-    out = dynamics.sweep(_key(config, data.RUNS_STREAM), target, depth=depth, seeds=config.completion_seeds,
+    out = dynamics.sweep(_key(config, data.RUNS_STREAM, *_problem_fold(problem)), target, depth=depth,
+                         seeds=config.completion_seeds,
                          init_scales=config.completion_init_scales, lrs=[config.completion_lr],
-                         steps=config.completion_steps, log_every=max(config.completion_steps // 500, 1),
+                         steps=config.completion_steps,
+                         log_every=max(config.completion_steps // config.completion_log_points, 1),
                          optimizer=config.completion_optimizer, mask=mask,
                          devices=config.num_devices or None).to_numpy()
     wall = time.perf_counter() - t0
@@ -183,7 +195,8 @@ def completion_unit(config, target, mask, observations: int, depth: int) -> dict
         hit = np.nonzero(one.loss <= config.completion_stop_loss)[0]
         k = int(hit[0]) if hit.size else None
         sv = _svdvals(w)
-        rows.append({"observations": observations, "method": "DMF", "depth": depth, "init_scale": s, "seed": seed,
+        rows.append({"observations": observations, "problem": problem, "method": "DMF", "depth": depth,
+                     "init_scale": s, "seed": seed,
                      "test_error": float(np.linalg.norm(w - tn) / np.linalg.norm(tn)),
                      "effective_rank": None if sv is None else effective_rank(sv),
                      "train_loss": float(np.sum(np.asarray(mask) * (w - tn) ** 2) / observations),
@@ -192,7 +205,7 @@ def completion_unit(config, target, mask, observations: int, depth: int) -> dict
                      "effective_rank_at_stop": None if k is None else effective_rank(one.singular_values[k]),
                      "finite_loss": bool(np.all(np.isfinite(one.loss))),
                      "wall_time_s": wall / len(config.completion_init_scales) / config.completion_seeds})
-        if seed == 0:
+        if seed == 0 and problem == 0:
             curves.append({"observations": observations, "depth": depth, "init_scale": s, "step": one.step,
                            "loss": one.loss, "test_error": one.test_error})
     return {"rows": rows, "curves": curves}
