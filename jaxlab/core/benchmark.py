@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 SETTINGS = ("1", "all", "both")
+ALIASES = {"0": "all"}  # the older scripts' `--threads 0` (each framework's default on all cores)
 RESULTS_ENV = "JAXLAB_BENCH_RESULTS"  # where a child run writes its tables (set by `run`)
 
 
@@ -114,6 +115,7 @@ def thread_setting(argv: Sequence[str] | None = None) -> str:
             value = argv[i + 1]
         elif a.startswith("--threads="):
             value = a.split("=", 1)[1]
+    value = ALIASES.get(value, value)
     if value not in SETTINGS:
         raise SystemExit(f"--threads: expected one of {', '.join(SETTINGS)}, got {value!r}")
     return value
@@ -145,8 +147,8 @@ def peer_threads(setting: str) -> int:
 
 def add_threads_argument(parser) -> None:
     """`--threads 1|all|both` on an argparse parser (read earlier by `configure_threads`)."""
-    parser.add_argument("--threads", choices=SETTINGS, default="both",
-                        help="1: every peer on one core; all: every core; both (default): one run per "
+    parser.add_argument("--threads", choices=SETTINGS, default="both", type=lambda v: ALIASES.get(v, v),
+                        help="1: every peer on one core; all (or 0): every core; both (default): one run per "
                              "setting, tables merged (see jaxlab.core.benchmark)")
 
 

@@ -120,6 +120,7 @@ def test_thread_setting_parsing():
     assert benchmark.thread_setting([]) == "both"
     assert benchmark.thread_setting(["--x", "3", "--threads", "1"]) == "1"
     assert benchmark.thread_setting(["--threads=all"]) == "all"
+    assert benchmark.thread_setting(["--threads", "0"]) == "all"
     with pytest.raises(SystemExit):
         benchmark.thread_setting(["--threads", "4"])
     assert benchmark._child_argv(["--a", "1", "--threads", "both", "--b"], "1") == ["--a", "1", "--b", "--threads", "1"]
