@@ -16,8 +16,10 @@
     observed entries, GroupRMSprop) against `train(..., mask=, optimizer="group_rmsprop")`
     from the same factors: loss curves must agree.
 
-Medians over `--repeats` runs; compile time reported apart (first call minus steady state).
-`--cpu-devices` (default: the number of CPUs) CPU devices are created before JAX starts;
+Medians over `--repeats` runs, the peers of (a), (b) and (d) alternating; compile time
+reported apart (first call minus steady state); load average before and after; a 1-thread
+and an all-threads column per peer (`--threads both|1|all`, see `jaxlab.core.benchmark`).
+`--cpu-devices` (default: the number of usable CPUs) CPU devices are created before JAX starts;
 everything except the sharded sweep of (b) runs on the first one. The host allocator is
 tuned first (`jaxlab.core.runtime.tune_host_allocator`, as in the `jaxlab` command line).
 """
@@ -29,8 +31,12 @@ import os
 import platform
 import time
 
-import jax
-import numpy as np
+from jaxlab.core import benchmark
+
+SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def _median_time(fn, repeats):
@@ -104,13 +110,11 @@ def main():
     p.add_argument("--flops-steps", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sizes", default="20,100")
-    p.add_argument("--torch-threads", type=int, default=1,
-                   help="torch intra-op threads (1 is fastest for these small matmuls on a shared CPU; "
-                        "0: torch's default)")
     p.add_argument("--flops-sizes", default="100,200,300,400")
     p.add_argument("--completion-steps", type=int, default=2000)
-    p.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1,
+    p.add_argument("--cpu-devices", type=int, default=len(os.sched_getaffinity(0)),
                    help="CPU devices to create (jax_num_cpu_devices); (b) shards its sweep over all of them")
+    benchmark.add_threads_argument(p)
     args = p.parse_args()
     jax.config.update("jax_num_cpu_devices", args.cpu_devices)  # before JAX's first computation
     from jaxlab.core.runtime import tune_host_allocator
@@ -119,40 +123,37 @@ def main():
 
     import torch
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    torch.set_num_threads(benchmark.peer_threads(SETTING))
     from jaxlab import dmf
     from jaxlab.core.flops import xla_flops
 
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {os.cpu_count()} CPUs, "
-          f"{platform.processor() or platform.machine()}; jax {jax.__version__}, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads); {jax.device_count()} CPU devices; host allocator tuned: {tuned}; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(benchmark.device_line())
+    print(f"{platform.processor() or platform.machine()}; {jax.device_count()} CPU devices; "
+          f"host allocator tuned: {tuned}")
+    res = benchmark.Results()
     depth, lr = 3, 3e-3
     with jax.enable_x64(True):
-        print(f"\n(a) depth-{depth} GD trajectory, {args.steps} steps, float64, "
-              f"singular values every {args.log_every} steps\n")
-        print("| n | jaxlab steady (s) | jaxlab compile (s) | torch eager loop (s) | speed-up | max rel. loss diff |")
-        print("|---|---|---|---|---|---|")
+        ta = res.table(f"(a) depth-{depth} GD trajectory, {args.steps} steps, float64, singular values every "
+                       f"{args.log_every} steps", ["jaxlab", "PyTorch"], unit="s",
+                       extras=["jaxlab compile (s)", "max rel. loss diff"])
         for n in [int(x) for x in args.sizes.split(",")]:
             key = jax.random.PRNGKey(0)
             target = dmf.low_rank_target(key, n, 3)
             fs = dmf.init_factors(jax.random.PRNGKey(1), n, depth, 1e-4)
             run = lambda: dmf.train(fs, target, lr=lr, steps=args.steps,
                                     log_every=args.log_every).loss.block_until_ready()
-            t0 = time.perf_counter()
-            run()
-            first = time.perf_counter() - t0
-            tj = _median_time(run, args.repeats)
-            tt = _median_time(lambda: torch_loop(fs, target, lr, args.steps, args.log_every), args.repeats)
+            first = benchmark.time_call(run)
             log, _ = torch_loop(fs, target, lr, args.steps, args.log_every)
+            times = benchmark.alternate({"jaxlab": run, "PyTorch": lambda: torch_loop(fs, target, lr, args.steps,
+                                                                                        args.log_every)},
+                                        args.repeats, warmup=0)
+            tj = benchmark.median(times["jaxlab"])
             jl = np.asarray(dmf.train(fs, target, lr=lr, steps=args.steps, log_every=args.log_every).loss)
             diff = float(np.max(np.abs(jl - np.array(log["loss"])) / np.abs(np.array(log["loss"]))))
-            print(f"| {n} | {tj:.3f} | {first - tj:.2f} | {tt:.3f} | {tt / tj:.1f}x | {diff:.1e} |", flush=True)
+            ta.add(f"n = {n}", times, **{"jaxlab compile (s)": f"{first - tj:.2f}",
+                                         "max rel. loss diff": f"{diff:.1e}"})
 
         ndev = jax.device_count()
-        print(f"\n(b) {args.seeds} seeds, n=20, depth {depth}, {args.sweep_steps} steps, log every {args.log_every}; "
-              f"sharded over {ndev} CPU devices\n")
         n = 20
         target = dmf.low_rank_target(jax.random.PRNGKey(0), n, 3)
         key = jax.random.PRNGKey(2)
@@ -161,39 +162,39 @@ def main():
             return dmf.sweep(key, target, depth=depth, seeds=args.seeds, init_scales=[1e-4], lrs=[lr],
                              steps=args.sweep_steps, log_every=args.log_every, devices=devices)
 
-        sweeps = {}
-        for devices in (1, None):
-            t0 = time.perf_counter()
-            out = vm(devices).to_numpy()
-            first = time.perf_counter() - t0
-            sweeps[devices] = (_median_time(lambda: vm(devices).loss.block_until_ready(), args.repeats), first, out)
-
         def seq():
             for s in range(args.seeds):
                 fs = dmf.init_factors(jax.random.fold_in(key, s), n, depth, 1e-4)
                 dmf.train(fs, target, lr=lr, steps=args.sweep_steps, log_every=args.log_every).loss.block_until_ready()
 
+        outs, firsts = {}, {}
+        for devices in (1, None):
+            t0 = time.perf_counter()
+            outs[devices] = vm(devices).to_numpy()
+            firsts[devices] = time.perf_counter() - t0
         seq()  # compile
-        ts = _median_time(seq, max(1, args.repeats // 2))
-        same = all(np.array_equal(a, b)
-                   for a, b in zip(jax.tree.leaves(sweeps[1][2]), jax.tree.leaves(sweeps[None][2])))
-        print("| mode | devices | time (s) | speed-up |\n|---|---|---|---|")
-        print(f"| {args.seeds} sequential train calls | 1 | {ts:.2f} | 1.0x |")
-        for devices, label in ((1, "one vmapped sweep"), (None, "one vmapped sweep, sharded")):
-            tv, first, _ = sweeps[devices]
-            print(f"| {label} (compile {first - tv:.2f} s apart) | {1 if devices else ndev} | {tv:.2f} "
-                  f"| {ts / tv:.1f}x |")
-        print(f"\nsharded sweep == one-device sweep (every array, exactly): {same}", flush=True)
+        times = benchmark.alternate({"one vmapped sweep, 1 device": lambda: vm(1).loss.block_until_ready(),
+                                     "one vmapped sweep, sharded": lambda: vm(None).loss.block_until_ready(),
+                                     "sequential train calls": seq}, max(1, args.repeats // 2), warmup=0)
+        same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(outs[1]), jax.tree.leaves(outs[None])))
+        meds = [benchmark.median(v) for v in times.values()]
+        compiles = f"{firsts[1] - meds[0]:.2f} / {firsts[None] - meds[1]:.2f}"
+        res.table(f"(b) {args.seeds} seeds, n=20, depth {depth}, {args.sweep_steps} steps, "
+                  f"log every {args.log_every}", list(times), unit="s",
+                  extras=["sharded over", "compile (s) 1 device / sharded", "sharded == 1 device"]).add(
+            "sweep", times, **{"sharded over": f"{ndev} CPU devices",
+                               "compile (s) 1 device / sharded": compiles,
+                               "sharded == 1 device": str(same)})
 
-        print(f"\n(c) achieved FLOP/s of the scanned depth-{depth} GD step (float64)\n")
+        res.note(f"\n### (c) achieved FLOP/s of the scanned depth-{depth} GD step (float64)\n")
         m = 1024
         a = jax.random.normal(jax.random.PRNGKey(0), (m, m))
         mm = jax.jit(lambda x: x @ x)
         mm(a).block_until_ready()
         peak = 2 * m**3 / _median_time(lambda: mm(a).block_until_ready(), 5)
-        print(f"measured float64 matmul ({m}x{m}): {peak / 1e9:.1f} GFLOP/s\n")
-        print("| n | XLA FLOPs / step | step time (ms) | GFLOP/s | fraction of matmul |")
-        print("|---|---|---|---|---|")
+        res.note(f"measured float64 matmul ({m}x{m}): {peak / 1e9:.1f} GFLOP/s\n")
+        res.note("| n | XLA FLOPs / step | step time (ms) | GFLOP/s | fraction of matmul |")
+        res.note("|---|---|---|---|---|")
         for n in [int(x) for x in args.flops_sizes.split(",")]:
             target = dmf.low_rank_target(jax.random.PRNGKey(0), n, 3)
             fs = dmf.init_factors(jax.random.PRNGKey(1), n, depth, 1e-4)
@@ -207,11 +208,9 @@ def main():
             run = lambda: dmf.train(fs, target, lr=lr, steps=steps, log_every=steps).loss.block_until_ready()
             run()
             t = _median_time(run, args.repeats) / steps
-            print(f"| {n} | {flops:.3g} | {t * 1e3:.3f} | {flops / t / 1e9:.1f} | {flops / t / peak:.2f} |", flush=True)
+            res.note(f"| {n} | {flops:.3g} | {t * 1e3:.3f} | {flops / t / 1e9:.1f} | {flops / t / peak:.2f} |")
 
         steps = args.completion_steps
-        print(f"\n(d) Arora et al.'s completion (100x100, rank 5, 2000 entries, depth 3, GroupRMSprop lr 1e-2), "
-              f"{steps} steps\n")
         from jaxlab.dmf import data as dmf_data
 
         target = dmf.arora_target(jax.random.PRNGKey(1), 100, 5)
@@ -219,23 +218,25 @@ def main():
         fs = dmf.init_factors(jax.random.PRNGKey(3), 100, 3, 1e-3)
         run = lambda: dmf.train(fs, target, mask=mask, lr=1e-2, steps=steps, optimizer="group_rmsprop",
                                 log_every=100).loss.block_until_ready()
-        t0 = time.perf_counter()
-        run()
-        first = time.perf_counter() - t0
-        tj = _median_time(run, args.repeats)
-        t0 = time.perf_counter()
+        first = benchmark.time_call(run)
         tl = torch_completion(fs, target, mask, 1e-2, steps, 100)
-        tt = time.perf_counter() - t0
+        times = benchmark.alternate({"jaxlab": run, "PyTorch": lambda: torch_completion(fs, target, mask, 1e-2, steps,
+                                                                                         100)},
+                                    args.repeats, warmup=0)
+        tj = benchmark.median(times["jaxlab"])
         jl = np.asarray(dmf.train(fs, target, mask=mask, lr=1e-2, steps=steps, optimizer="group_rmsprop",
                                   log_every=100).loss)
         diff = float(np.max(np.abs(jl - np.array(tl)) / np.abs(np.array(tl))))
-        print("| jaxlab (s) | compile (s) | torch port (s) | speed-up | max rel. loss diff | final loss |\n"
-              "|---|---|---|---|---|---|")
-        print(f"| {tj:.2f} | {first - tj:.2f} | {tt:.2f} | {tt / tj:.1f}x | {diff:.1e} | {jl[-1]:.3g} |", flush=True)
+        res.table(f"(d) Arora et al.'s completion (100x100, rank 5, 2000 entries, depth 3, GroupRMSprop lr 1e-2), "
+                  f"{steps} steps", ["jaxlab", "PyTorch"], unit="s",
+                  extras=["jaxlab compile (s)", "max rel. loss diff", "final loss"]).add(
+            "completion", times, **{"jaxlab compile (s)": f"{first - tj:.2f}", "max rel. loss diff": f"{diff:.1e}",
+                                    "final loss": f"{jl[-1]:.3g}"})
+    return res
 
 
 if __name__ == "__main__":
     from jaxlab.dmf import single_threaded_lapack
 
     with single_threaded_lapack():  # jax's CPU SVD via SciPy's OpenBLAS; see jaxlab/dmf/threads.py
-        main()
+        benchmark.run(main)

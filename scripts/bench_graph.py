@@ -16,45 +16,29 @@
    pyg-lib or torch-sparse; the script says whether they are importable and skips them
    otherwise.
 
-Both frameworks run in one process with `--threads` CPU threads, and the process is
-pinned to that many cores (XLA:CPU otherwise spreads independent ops over every core
-whatever its thread flags say). Default 1: on a shared 2-core machine torch's OpenMP
-pool with 2 threads was 40x slower than with 1. `--threads 0` leaves both frameworks
-their defaults on all cores.
+Both frameworks run in one process. `--threads 1` pins the process to one core (both
+peers single-threaded), `--threads all` leaves every core to both, and the default
+`--threads both` runs the script once each way and merges the tables into a 1-thread and
+an all-threads column per peer (see `jaxlab.core.benchmark`; a loaded machine slows
+torch's OpenMP pool far more than single-threaded code).
 
 The peers take turns: full-batch steps in `--repeats` rounds of 3 steps each, mini-batch
-passes one pass each, so that a burst of load from elsewhere on a shared machine hits
-both. Prints markdown tables of medians and ratios (peer time / jaxlab time: > 1 means
-jaxlab is faster) and the devices used.
+passes one pass each, sampler calls one call each, so that a burst of load from
+elsewhere on a shared machine hits both. Prints the load average before and after,
+markdown tables of medians and ratios (peer time / jaxlab time: > 1 means jaxlab is
+faster) and the devices used.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
+from jaxlab.core import benchmark
 
-def _threads_from_argv(default=1):
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            return int(sys.argv[i + 1])
-        if a.startswith("--threads="):
-            return int(a.split("=", 1)[1])
-    return default
-
-
-THREADS = _threads_from_argv()
-if THREADS == 1:  # must be set before jax is imported
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_cpu_multi_thread_eigen=false")
-# XLA:CPU also runs independent ops and loop partitions on a pool of its own; pinning
-# the process to THREADS cores gives both peers the same hardware.
-if THREADS > 0 and hasattr(os, "sched_setaffinity"):
-    _cores = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, _cores[:THREADS])
+SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
 # Before jax starts its threads: keep freed host temporaries for reuse (both peers run
 # in this process, so both get it); `--default-allocator` measures without it.
 from jaxlab.core.runtime import tune_host_allocator  # noqa: E402
@@ -67,7 +51,6 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from jaxlab.core import runtime  # noqa: E402
 from jaxlab.core import train as train_lib  # noqa: E402
 from jaxlab.graph import data as graph_data  # noqa: E402
 from jaxlab.graph import graphs, layers, samplers  # noqa: E402
@@ -75,35 +58,6 @@ from jaxlab.graph import train as graph_train  # noqa: E402
 from jaxlab.meguide.sampler import MeGuideSampler  # noqa: E402
 
 FULL_BLOCK = 3  # full-batch steps per peer and round
-
-
-def median_time(fn, repeats, warmup=1):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
-
-def interleaved_medians(fns, repeats, rounds=3, warmup=1):
-    """Median seconds per call of each of `fns` ({name: fn}). The peers take turns in
-    short blocks (`rounds` x [a x repeats, b x repeats, ...]): within a block a framework
-    runs back to back with warm caches, as in training, and the many turns spread a burst
-    of load from elsewhere over both."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 # ----------------------------------------------------------------------------- jaxlab
@@ -114,8 +68,7 @@ def jax_trainer(model_kind, graph, num_classes, hidden, heads):
                      prenormalized=model_kind != "gat")
     params = net.init(jax.random.key(0), graph)["params"]
     # the engine's step, as `jaxlab meguide train` runs it (state donated, one compile per budget)
-    step = train_lib.make_train_step(graph_train.make_loss_fn(net),
-                                     compiler_options=runtime.cpu_compiler_options())
+    step = train_lib.make_train_step(graph_train.make_loss_fn(net))
     state = {"s": train_lib.TrainState.create(params=params, tx=optax.adam(1e-2))}
     key = jax.random.key(0)  # no dropout here: the key is passed, not used
 
@@ -250,14 +203,12 @@ def main():
     p.add_argument("--skip-torch", action="store_true")
     p.add_argument("--default-allocator", action="store_true",
                    help="leave glibc's malloc settings alone (see jaxlab.core.runtime)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="cores (and threads) for both jax and torch; 0: all cores, each "
-                        "framework's default threading")
+    benchmark.add_threads_argument(p)
     args = p.parse_args()
 
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    print(f"jax {jax.__version__} devices: {jax.devices()}, threads: {args.threads} "
-          f"(process pinned to cores {cores}), host allocator: {ALLOCATOR}")
+    print(benchmark.device_line())
+    print(f"threads: {SETTING} (process on cores {cores}), host allocator: {ALLOCATOR}")
     have_torch = False
     if not args.skip_torch:
         try:
@@ -265,8 +216,7 @@ def main():
             import torch_geometric
 
             have_torch = True
-            if args.threads > 0:
-                torch.set_num_threads(args.threads)
+            torch.set_num_threads(benchmark.peer_threads(SETTING))
             print(f"torch {torch.__version__} (threads {torch.get_num_threads()}), "
                   f"torch_geometric {torch_geometric.__version__}, device cpu")
         except ImportError as e:
@@ -286,7 +236,10 @@ def main():
           f"{args.features} features, 5 classes; 2 layers, hidden {args.hidden}, GAT heads {args.heads}\n")
 
     # 1. full batch: the two peers alternate, so load from other processes hits both
-    rows = []
+    res = benchmark.Results()
+    t1 = res.table(f"Full-batch training step (forward + backward + Adam), median of {args.repeats} rounds x "
+                   f"{FULL_BLOCK} steps per peer, peers alternating by round", ["jaxlab", "PyG"], unit="ms",
+                   extras=["jaxlab compile (s)"])
     for kind in ("gcn", "sage", "gat"):
         # jaxlab's host preprocessing: the reverse-edge index (one searchsorted, kept
         # for every step); PyG gets the same graph without it.
@@ -297,30 +250,23 @@ def main():
         t0 = time.perf_counter()
         jrun(g)
         compile_s = time.perf_counter() - t0
-        fns = {"jax": lambda: jrun(g)}
+        fns = {"jaxlab": lambda: [jrun(g) for _ in range(FULL_BLOCK)]}
         if have_torch:
             hg = jax.device_get(g)
             b = to_torch(hg)
             if kind == "gat":
                 b = strip_self_loops(b)
             trun = torch_trainer(kind, args.features, 5, args.hidden, args.heads)
-            fns["torch"] = lambda: trun(b)
-        med = interleaved_medians(fns, FULL_BLOCK, rounds=args.repeats)
-        rows.append((kind, compile_s, med["jax"], med.get("torch")))
-    print(f"### Full-batch training step (forward + backward + Adam), median of {args.repeats} "
-          f"rounds x {FULL_BLOCK} steps per peer, peers alternating by round\n")
-    print("| model | jaxlab compile (s) | jaxlab step (ms) | PyG step (ms) | PyG / jaxlab |")
-    print("|---|---|---|---|---|")
-    for kind, c, tj, tt in rows:
-        ratio = f"{tt / tj:.2f}x" if tt else "-"
-        print(f"| {kind} | {c:.2f} | {1e3 * tj:.1f} | {'-' if tt is None else f'{1e3 * tt:.1f}'} | {ratio} |")
+            fns["PyG"] = lambda: [trun(b) for _ in range(FULL_BLOCK)]
+        times = benchmark.alternate(fns, args.repeats)
+        t1.add(kind, {k: [t / FULL_BLOCK for t in v] for k, v in times.items()},
+               **{"jaxlab compile (s)": f"{compile_s:.2f}"})
 
     # 2. mini-batch throughput
-    print("\n### Mini-batch training throughput (GraphSAINT-RW subgraphs, 600 roots x 2 steps; "
-          f"median of {max(3, args.repeats)} passes of 20 subgraphs per peer, peers alternating by pass)\n")
-    print("| model | subgraphs | jaxlab compiles | jaxlab steps/s | PyG steps/s | jaxlab / PyG |")
-    print("|---|---|---|---|---|---|")
     nsub = 20
+    t2 = res.table(f"Mini-batch training step (GraphSAINT-RW subgraphs, 600 roots x 2 steps; median of "
+                   f"{max(3, args.repeats)} passes of {nsub} subgraphs per peer, peers alternating by pass)",
+                   ["jaxlab", "PyG"], unit="ms", extras=["jaxlab compiles"])
     for kind in ("gcn", "sage", "gat"):
         s = samplers.SaintRWSampler(d.adj, nodes, tm, num_roots=600, walk_length=2, model=kind,
                              norm_aggr=kind != "gat", norm_loss=kind != "gat", seed=0)
@@ -334,23 +280,19 @@ def main():
             jrun(b)
         # a training loop's dispatch: steps go back to back, one wait per pass (PyG's CPU
         # steps are synchronous anyway)
-        fns = {"jax": lambda: jax.block_until_ready([jrun(b, block=False) for b in dev])}
+        fns = {"jaxlab": lambda: jax.block_until_ready([jrun(b, block=False) for b in dev])}
         if have_torch:
             tb = [to_torch(b) for b in batches]
             if kind == "gat":
                 tb = [strip_self_loops(b) for b in tb]
             trun = torch_trainer(kind, args.features, 5, args.hidden, args.heads)
-            fns["torch"] = lambda: [trun(b) for b in tb]
-        med = interleaved_medians(fns, 1, rounds=max(3, args.repeats))
-        jsps = nsub / med["jax"]
-        tsps = nsub / med["torch"] if "torch" in med else None
-        print(f"| {kind} | {nsub} | {len(budgets)} | {jsps:.1f} | {'-' if tsps is None else f'{tsps:.1f}'} | "
-              f"{'-' if tsps is None else f'{jsps / tsps:.2f}x'} |")
+            fns["PyG"] = lambda: [trun(b) for b in tb]
+        times = benchmark.alternate(fns, max(3, args.repeats), warmup=0)
+        t2.add(kind, {k: [t / nsub for t in v] for k, v in times.items()}, **{"jaxlab compiles": str(len(budgets))})
 
     # 3. samplers
-    print("\n### Sampler throughput (subgraphs/s; jaxlab includes coefficients, CSR edge order and padding)\n")
-    print("| sampler | jaxlab subgraphs/s | scipy.sparse baseline subgraphs/s | jaxlab / baseline |")
-    print("|---|---|---|---|")
+    t3 = res.table("Sampler, time per subgraph (jaxlab includes coefficients, CSR edge order and padding; "
+                   "the peers alternate call by call)", ["jaxlab", "scipy.sparse baseline"], unit="ms")
     adj = d.adj
     train = d.train
     rng = np.random.default_rng(0)
@@ -372,11 +314,13 @@ def main():
     ]
     for name, smp, base in cases:
         counter = iter(range(10 ** 9))
-        tj = median_time(lambda: smp.batch(next(counter)), args.repeats)
-        tb = median_time(base, max(3, args.repeats // 2)) if base else None
-        print(f"| {name} | {1 / tj:.0f} | {'-' if tb is None else f'{1 / tb:.0f}'} | "
-              f"{'-' if tb is None else f'{tb / tj:.1f}x'} |")
+        fns = {"jaxlab": lambda smp=smp, counter=counter: smp.batch(next(counter))}
+        if base:
+            fns["scipy.sparse baseline"] = base
+        t3.add(name, benchmark.alternate(fns, args.repeats))
+    res.note("subgraphs/s = 1 / time per subgraph; mini-batch steps/s = 1 / time per step")
+    return res
 
 
 if __name__ == "__main__":
-    main()
+    benchmark.run(main)

@@ -10,34 +10,31 @@
 3. One training step of the masked JAX supernet vs a PyTorch slicing supernet of the
    same size (OFA/BCNet style: weights sliced per call), same architecture and batch.
 
-Prints a markdown table of medians and ratios and the devices.
+Prints the devices, the load average before and after, and markdown tables of medians
+and ratios with a 1-thread and an all-threads column per peer (`--threads both|1|all`,
+see `jaxlab.core.benchmark`); the peers of 2 and 3 alternate call by call.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import itertools
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+from jaxlab.core import benchmark
 
-from jaxlab.core import config as config_lib
-from jaxlab.nas.population import make_population_eval
-from jaxlab.scalenet import configs, sampler, supernet
-from jaxlab.scalenet.models import extract_subnet
-from jaxlab.scalenet.space import Space
+SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
 
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
-def _time(fn, reps):
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+from jaxlab.core import config as config_lib  # noqa: E402
+from jaxlab.nas.population import make_population_eval  # noqa: E402
+from jaxlab.scalenet import configs, sampler, supernet  # noqa: E402
+from jaxlab.scalenet.models import extract_subnet  # noqa: E402
+from jaxlab.scalenet.space import Space  # noqa: E402
 
 
 def bench_masks_vs_slicing(cfg, space, n, r, batch):
@@ -84,7 +81,7 @@ def bench_masks_vs_slicing(cfg, space, n, r, batch):
     return t_mask, t_slice, n_compiles
 
 
-def bench_population(cfg, space, net, params, p_size, r, batch):
+def bench_population(cfg, space, net, params, p_size, r, batch, reps):
     rng = np.random.default_rng(3)
     archs = [sampler.sample_hierarchical(space, rng)[0] for _ in range(p_size)]
     pop = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *archs)
@@ -92,15 +89,12 @@ def bench_population(cfg, space, net, params, p_size, r, batch):
     apply = lambda p, x, a: net.apply({"params": p}, x, a)
     vm = make_population_eval(apply)
     single = jax.jit(apply)
-    t = time.perf_counter()
-    jax.block_until_ready(vm(params, x, pop))
-    c_vm = time.perf_counter() - t
-    t = time.perf_counter()
-    jax.block_until_ready(single(params, x, archs[0]))
-    c_single = time.perf_counter() - t
-    t_vm = _time(lambda: vm(params, x, pop), 3)
-    t_seq = _time(lambda: [single(params, x, a) for a in archs], 3)
-    return t_vm, t_seq, c_vm, c_single
+    c_vm = benchmark.time_call(lambda: jax.block_until_ready(vm(params, x, pop)))
+    c_single = benchmark.time_call(lambda: jax.block_until_ready(single(params, x, archs[0])))
+    times = benchmark.alternate({
+        "jaxlab vmapped": lambda: jax.block_until_ready(vm(params, x, pop)),
+        "jaxlab sequential": lambda: jax.block_until_ready([single(params, x, a) for a in archs])}, repeats=reps)
+    return times, c_vm, c_single
 
 
 def torch_supernet(space, torch):
@@ -196,36 +190,33 @@ def bench_torch(cfg, space, r, batch, reps):
     net = torch_supernet(space, torch)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     rng = np.random.default_rng(4)
-    archs = [sampler.sample_hierarchical(space, rng, side=i % 2)[0] for i in range(reps + 2)]
+    archs = [sampler.sample_hierarchical(space, rng, side=i % 2)[0] for i in range(reps + 1)]
     x = torch.rand(batch, 3, r, r)
     y = torch.randint(0, space.cfg.num_classes, (batch,))
-    ts = []
-    for a in archs:
-        t = time.perf_counter()
+    torch_archs = itertools.cycle(archs)
+
+    def torch_step():
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(net(x, a), y)
+        loss = torch.nn.functional.cross_entropy(net(x, next(torch_archs)), y)
         loss.backward()
         opt.step()
-        ts.append(time.perf_counter() - t)
-    t_torch = statistics.median(ts[2:])
 
     jnet, state = supernet.init_state(cfg, space)
     step = supernet.make_step(cfg, jnet)
     xj = jnp.asarray(x.permute(0, 2, 3, 1).numpy())
     yj = jnp.asarray(y.numpy(), jnp.int32)
-    t = time.perf_counter()
-    state, m = step(state, {"x": xj, "y": yj, "arch": archs[0]}, jax.random.key(0))
-    jax.block_until_ready(m)
-    c_jax = time.perf_counter() - t
-    ts = []
-    for a in archs[1:]:
-        t = time.perf_counter()
-        state, m = step(state, {"x": xj, "y": yj, "arch": a}, jax.random.key(0))
+    box = {"state": state}
+    jax_archs = itertools.cycle(archs)
+
+    def jax_step():
+        box["state"], m = step(box["state"], {"x": xj, "y": yj, "arch": next(jax_archs)}, jax.random.key(0))
         jax.block_until_ready(m)
-        ts.append(time.perf_counter() - t)
+
+    c_jax = benchmark.time_call(jax_step)
+    times = benchmark.alternate({"jaxlab": jax_step, "PyTorch": torch_step}, repeats=reps)
     n_params = sum(p.numel() for p in net.parameters())
-    j_params = sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(state.params))
-    return statistics.median(ts[1:]), t_torch, c_jax, n_params, j_params, torch.get_num_threads()
+    j_params = sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(box["state"].params))
+    return times, c_jax, n_params, j_params, torch.get_num_threads()
 
 
 def main():
@@ -236,28 +227,34 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--resolution", type=int, default=0, help="input side (0: the config's largest)")
+    benchmark.add_threads_argument(ap)
     args = ap.parse_args()
     cfg = config_lib.resolve(args.config, configs.get_config)
     space = Space(cfg.space)
     r = args.resolution or max(int(x) for g in space.cfg.res_grid for x in g)
-    print(f"devices: {jax.devices()}  config: {args.config}  resolution {r}  batch {args.batch}")
-    rows = []
-    t_mask, t_slice, nc = bench_masks_vs_slicing(cfg, space, args.num_archs, r, args.batch)
-    rows.append((f"supernet training, {args.num_archs} archs, compile incl.", f"{t_mask:.2f} s (1 compile)",
-                 f"{t_slice:.2f} s ({nc} compiles)", t_slice / t_mask))
-    net, state = supernet.init_state(cfg, space)
-    t_vm, t_seq, c_vm, c_single = bench_population(cfg, space, net, state.params, args.population, r, args.batch)
-    rows.append((f"population eval P={args.population} (compile apart: {c_vm:.1f} s vs {c_single:.1f} s)",
-                 f"{t_vm * 1e3:.1f} ms (vmapped)", f"{t_seq * 1e3:.1f} ms (sequential)", t_seq / t_vm))
-    t_j, t_t, c_j, n_t, n_j, threads = bench_torch(cfg, space, r, args.batch, args.reps)
-    rows.append((f"train step, masked JAX vs PyTorch slicing ({n_j} / {n_t} params; jax compile {c_j:.1f} s; "
-                 f"torch threads {threads})", f"{t_j * 1e3:.1f} ms (jaxlab)", f"{t_t * 1e3:.1f} ms (torch)", t_t / t_j))
-    print()
-    print("| benchmark | jaxlab | peer | peer / jaxlab |")
-    print("|---|---|---|---|")
-    for name, a, b, ratio in rows:
-        print(f"| {name} | {a} | {b} | {ratio:.2f} |")
+    res = benchmark.Results()
+    with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
+        print(benchmark.device_line())
+        print(f"config: {args.config}  resolution {r}  batch {args.batch}")
+        t_mask, t_slice, nc = bench_masks_vs_slicing(cfg, space, args.num_archs, r, args.batch)
+        res.table(f"Supernet training over {args.num_archs} architectures, compile included (one run each)",
+                  ["jaxlab masks", "JAX per-architecture slicing"], unit="s", extras=["compiles"]).add(
+            "supernet training", {"jaxlab masks": t_mask, "JAX per-architecture slicing": t_slice},
+            compiles=f"1 / {nc}")
+        net, state = supernet.init_state(cfg, space)
+        times, c_vm, c_single = bench_population(cfg, space, net, state.params, args.population, r, args.batch,
+                                                 args.reps)
+        res.table(f"Population evaluation, P={args.population}, batch {args.batch}",
+                  ["jaxlab vmapped", "jaxlab sequential"], unit="ms", extras=["compile (s) vmapped / single"]).add(
+            "population eval", times, **{"compile (s) vmapped / single": f"{c_vm:.1f} / {c_single:.1f}"})
+        times, c_j, n_t, n_j, threads = bench_torch(cfg, space, r, args.batch, args.reps)
+        res.table("Supernet train step: masked JAX vs PyTorch slicing supernet", ["jaxlab", "PyTorch"], unit="ms",
+                  extras=["params jaxlab / PyTorch", "jaxlab compile (s)"]).add(
+            f"train step, batch {args.batch}", times,
+            **{"params jaxlab / PyTorch": f"{n_j} / {n_t}", "jaxlab compile (s)": f"{c_j:.1f}"})
+    res.note(f"medians of {args.reps} alternating repeats; PyTorch threads {threads}")
+    return res
 
 
 if __name__ == "__main__":
-    main()
+    benchmark.run(main)

@@ -1,29 +1,28 @@
 """Benchmark: the Flax StyleGAN2 generator of jaxlab.video2stylegan vs the same generator written in
 PyTorch (eager, NCHW, grouped-conv modulation, the usual StyleGAN2 PyTorch style), same weights.
 
-    python scripts/bench_video2stylegan.py [--resolution 32] [--batch 16] [--repeats 10]
+    python scripts/bench_video2stylegan.py [--resolution 32] [--batch 16] [--repeats 10] [--threads both|1|all]
 
-Measures (medians): generator forward+backward steps/s (loss = mean G(z)², gradients for all
-parameters) and generator forward frames/s; the first JAX call (compile) is reported apart.
-The weights are copied from Flax to PyTorch and the outputs compared first.
+Measures (medians of alternating repeats): generator forward+backward (loss = mean G(z)²,
+gradients for all parameters) and generator forward; the first JAX call (compile) is
+reported apart. The weights are copied from Flax to PyTorch and the outputs compared
+first. Load average before and after; a 1-thread and an all-threads column per peer
+(see `jaxlab.core.benchmark`).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
-import statistics
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+from jaxlab.core import benchmark
 
+SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
 
-def loadavg() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def torch_generator(params, cfg):
@@ -102,25 +101,13 @@ def torch_generator(params, cfg):
     return forward, list(t.values())
 
 
-def timed(fn, repeats):
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=10)
+    benchmark.add_threads_argument(ap)
     args = ap.parse_args()
-    before = loadavg()
-    ncpu = os.cpu_count() or 1
-    if float(before.split()[0]) > ncpu / 2:
-        print(f"WARNING: load average {before} is above half of the {ncpu} cores: timings are unreliable")
     import torch
 
     from jaxlab.video2stylegan import configs, gan
@@ -157,25 +144,23 @@ def main():
         with torch.no_grad():
             tfwd(zt)
 
-    rows = [("jax", c_fwd, c_step, timed(lambda: jax.block_until_ready(fwd(params, z)), args.repeats),
-             timed(lambda: jax.block_until_ready(step(params, z)), args.repeats))]
-    for threads in (1, torch.get_num_threads()):
-        torch.set_num_threads(threads)
+    with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
+        print(benchmark.device_line())
         torch_fwd(), torch_step()  # warm-up
-        rows.append((f"torch eager ({threads} thr)", None, None, timed(torch_fwd, args.repeats),
-                     timed(torch_step, args.repeats)))
-    print(f"device: {jax.devices()[0].device_kind} / torch {torch.__version__} CPU; load average before {before}")
+        fwd_t = benchmark.alternate({"jaxlab": lambda: jax.block_until_ready(fwd(params, z)), "PyTorch": torch_fwd},
+                                    args.repeats)
+        step_t = benchmark.alternate({"jaxlab": lambda: jax.block_until_ready(step(params, z)),
+                                      "PyTorch": torch_step}, args.repeats)
     print(f"G at {args.resolution}px, batch {args.batch}, channels <= {cfg.channel_max}; max |jax - torch| "
           f"output difference {diff:.2e}")
-    print("| impl | compile fwd s | compile fwd+bwd s | fwd frames/s | fwd+bwd steps/s | jax speed-up (fwd+bwd) |")
-    print("|---|---|---|---|---|---|")
-    for name, cf, cs, tf, ts in rows:
-        ratio = ts / rows[0][4]
-        cfs = f"{cf:.2f}" if cf is not None else "-"
-        css = f"{cs:.2f}" if cs is not None else "-"
-        print(f"| {name} | {cfs} | {css} | {args.batch / tf:.1f} | {1 / ts:.2f} | {ratio:.2f}x |")
-    print(f"load average after {loadavg()}")
+    res = benchmark.Results()
+    t = res.table(f"StyleGAN2 generator, {args.resolution}px, batch {args.batch}", ["jaxlab", "PyTorch"], unit="ms",
+                  extras=["jaxlab compile (s)"])
+    t.add("forward", fwd_t, **{"jaxlab compile (s)": f"{c_fwd:.2f}"})
+    t.add("forward + backward", step_t, **{"jaxlab compile (s)": f"{c_step:.2f}"})
+    res.note(f"frames/s = {args.batch} / forward time; medians of {args.repeats} alternating repeats")
+    return res
 
 
 if __name__ == "__main__":
-    main()
+    benchmark.run(main)

@@ -9,39 +9,39 @@
 (b) One superformer training step (AdamW, label smoothing, no augmentation on either side)
     of jaxlab vs the same superformer written in PyTorch eager in the usual AutoFormer style
     (full weights, sliced by index tensors every call), same architectures, batch and
-    weights (the logits are compared first), PyTorch at 1 thread and at all threads.
+    weights (the logits are compared first), the peers alternating step by step.
 (c) Population evaluation of P subnets (one patch size): one vmapped call vs P sequential
     calls of the jitted single-architecture forward, compile reported apart.
 
-Prints the device, the load average before and after, and a markdown table of medians and ratios.
+Prints the device, the load average before and after, and markdown tables of medians and
+ratios with a 1-thread and an all-threads column per peer (`--threads both|1|all`, see
+`jaxlab.core.benchmark`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import statistics
+import itertools
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+from jaxlab.core import benchmark
 
-from jaxlab.core import config as config_lib
-from jaxlab.core import train as train_lib
-from jaxlab.nas import widths
-from jaxlab.nas.population import make_population_eval
-from jaxlab.vitas import configs, models, training
-from jaxlab.vitas.space import Space
+SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxlab.core import config as config_lib  # noqa: E402
+from jaxlab.core import train as train_lib  # noqa: E402
+from jaxlab.nas import widths  # noqa: E402
+from jaxlab.nas.population import make_population_eval  # noqa: E402
+from jaxlab.vitas import configs, models, training  # noqa: E402
+from jaxlab.vitas.space import Space  # noqa: E402
 
 ARCH_SEED = 0
 DATA_SEED = 1
-
-
-def _load() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def _archs(space, n, seed=ARCH_SEED, patch=None):
@@ -154,7 +154,7 @@ def torch_superformer(space, params, torch):
     return Net()
 
 
-def bench_torch(cfg, space, batch, reps, threads):
+def bench_torch(cfg, space, batch, reps):
     import torch
 
     x, y = _data(space, batch)
@@ -170,38 +170,33 @@ def bench_torch(cfg, space, batch, reps, threads):
 
     c = cfg.supernet
     opt = torch.optim.AdamW(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    old = torch.get_num_threads()
-    out = {}
-    for n_threads in threads:
-        torch.set_num_threads(n_threads)
-        ts = []
-        for a in archs:
-            t0 = time.perf_counter()
-            opt.zero_grad()
-            logits = sum(net(xt, a, s) for s in space.sides())
-            loss = torch.nn.functional.cross_entropy(logits, yt, label_smoothing=c.label_smoothing)
-            loss.backward()
-            opt.step()
-            ts.append(time.perf_counter() - t0)
-        out[n_threads] = statistics.median(ts[2:])
-    torch.set_num_threads(old)
+    torch_archs = itertools.cycle(archs)
+
+    def torch_step():
+        a = next(torch_archs)
+        opt.zero_grad()
+        logits = sum(net(xt, a, s) for s in space.sides())
+        loss = torch.nn.functional.cross_entropy(logits, yt, label_smoothing=c.label_smoothing)
+        loss.backward()
+        opt.step()
 
     step = training.make_supernet_step(cfg, space)
-    ts, compile_s, seen = [], 0.0, set()
-    for a in archs:
-        t0 = time.perf_counter()
-        state, m = step(state, {"x": x, "y": y, "arch": a, "patch": int(a["patch"])}, jax.random.key(0))
+    box = {"state": state}
+
+    def jax_step(a):
+        box["state"], m = step(box["state"], {"x": x, "y": y, "arch": a, "patch": int(a["patch"])},
+                               jax.random.key(0))
         jax.block_until_ready(m)
-        dt = time.perf_counter() - t0
-        if int(a["patch"]) in seen:
-            ts.append(dt)
-        else:  # first call of each patch size: compile (and one step)
-            compile_s += dt
-            seen.add(int(a["patch"]))
-    return statistics.median(ts), out, compile_s, diff
+
+    compile_s = 0.0
+    for patch in sorted({int(a["patch"]) for a in archs}):  # first call of each patch size: compile (+ one step)
+        compile_s += benchmark.time_call(lambda: jax_step(next(a for a in archs if int(a["patch"]) == patch)))
+    jax_archs = itertools.cycle(archs)
+    times = benchmark.alternate({"jaxlab": lambda: jax_step(next(jax_archs)), "PyTorch": torch_step}, reps)
+    return times, compile_s, diff
 
 
-def bench_population(cfg, space, params, p_size, batch):
+def bench_population(cfg, space, params, p_size, batch, reps=3):
     x, _ = _data(space, batch)
     archs = _archs(space, p_size, seed=ARCH_SEED + 2, patch=0)
     pop = {k: jnp.stack([a[k] for a in archs]) for k in archs[0]}
@@ -216,15 +211,10 @@ def bench_population(cfg, space, params, p_size, batch):
     jax.block_until_ready(single(params, x, archs[0]))
     c_single = time.perf_counter() - t0
 
-    def med(fn, reps=3):
-        ts = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn())
-            ts.append(time.perf_counter() - t0)
-        return statistics.median(ts)
-
-    return med(lambda: vm(params, x, pop)), med(lambda: [single(params, x, a) for a in archs]), c_vm, c_single
+    times = benchmark.alternate({"jaxlab vmapped": lambda: jax.block_until_ready(vm(params, x, pop)),
+                                 "jaxlab sequential": lambda: jax.block_until_ready(
+                                     [single(params, x, a) for a in archs])}, reps)
+    return times, c_vm, c_single
 
 
 def main():
@@ -236,41 +226,40 @@ def main():
     ap.add_argument("--population", type=int, default=20)
     ap.add_argument("--eval-batch", type=int, default=256)
     ap.add_argument("--reps", type=int, default=10)
+    benchmark.add_threads_argument(ap)
     args = ap.parse_args()
-    ncpu = os.cpu_count() or 1
-    load0 = _load()
-    if float(load0.split()[0]) > ncpu / 2:
-        print(f"WARNING: load average {load0} is above half of the {ncpu} cores: timings are disturbed")
     cfg = config_lib.resolve(args.config, configs.get_config)
     sup = dataclasses.replace(cfg.supernet, aug=dataclasses.replace(cfg.supernet.aug, kind="none"))
     space_cfg = dataclasses.replace(cfg.space, sharing=args.sharing) if args.sharing else cfg.space
     cfg = dataclasses.replace(cfg, supernet=sup, space=space_cfg)
     space = Space(cfg.space)
-    print(f"device: {jax.devices()}  config: {args.config}  sharing: {cfg.space.sharing}  batch {args.batch}  "
-          f"image {cfg.space.image_size}  C={cfg.space.embed_dim} L={cfg.space.depth}")
-    print(f"load average before: {load0}  ({ncpu} cores)")
-    rows = []
-    t_mask, n_mask, t_slice, n_slice = bench_masked_vs_recompiled(cfg, space, args.num_archs, args.batch)
-    rows.append((f"(a) supernet training, {args.num_archs} archs, compile incl.",
-                 f"{t_mask:.2f} s ({n_mask} compiles)", f"{t_slice:.2f} s ({n_slice} compiles, recompiled sliced)",
-                 t_slice / t_mask))
-    threads = sorted({1, ncpu})
-    t_j, t_t, c_j, diff = bench_torch(cfg, space, args.batch, args.reps, threads)
-    for n in threads:
-        rows.append((f"(b) train step vs PyTorch eager slicing, {n} torch thread(s) (jax compile {c_j:.1f} s apart; "
-                     f"logits max diff {diff:.1e})", f"{t_j * 1e3:.1f} ms", f"{t_t[n] * 1e3:.1f} ms", t_t[n] / t_j))
-    state = training.init_supernet_state(cfg, space)
-    t_vm, t_seq, c_vm, c_single = bench_population(cfg, space, state.params, args.population, args.eval_batch)
-    rows.append((f"(c) population eval P={args.population}, {args.eval_batch} images (compile apart: "
-                 f"{c_vm:.1f} s vmapped, {c_single:.1f} s single)", f"{t_vm * 1e3:.1f} ms (vmapped)",
-                 f"{t_seq * 1e3:.1f} ms (sequential)", t_seq / t_vm))
-    print()
-    print("| benchmark | jaxlab | peer | peer / jaxlab |")
-    print("|---|---|---|---|")
-    for name, a, b, ratio in rows:
-        print(f"| {name} | {a} | {b} | {ratio:.2f} |")
-    print(f"\nload average after: {_load()}")
+    res = benchmark.Results()
+    import torch
+
+    with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
+        print(benchmark.device_line())
+        print(f"config: {args.config}  sharing: {cfg.space.sharing}  batch {args.batch}  "
+              f"image {cfg.space.image_size}  C={cfg.space.embed_dim} L={cfg.space.depth}  "
+              f"torch threads {torch.get_num_threads()}")
+        t_mask, n_mask, t_slice, n_slice = bench_masked_vs_recompiled(cfg, space, args.num_archs, args.batch)
+        res.table(f"(a) Supernet training over {args.num_archs} architectures, compile included (one run each)",
+                  ["jaxlab masked", "JAX recompiled sliced"], unit="s", extras=["compiles"]).add(
+            "supernet training", {"jaxlab masked": t_mask, "JAX recompiled sliced": t_slice},
+            compiles=f"{n_mask} / {n_slice}")
+        times, c_j, diff = bench_torch(cfg, space, args.batch, args.reps)
+        res.table("(b) Superformer train step vs PyTorch eager slicing", ["jaxlab", "PyTorch"], unit="ms",
+                  extras=["jaxlab compile (s)", "logits max diff"]).add(
+            f"train step, batch {args.batch}", times,
+            **{"jaxlab compile (s)": f"{c_j:.1f}", "logits max diff": f"{diff:.1e}"})
+        state = training.init_supernet_state(cfg, space)
+        times, c_vm, c_single = bench_population(cfg, space, state.params, args.population, args.eval_batch)
+        res.table(f"(c) Population evaluation, P={args.population}, {args.eval_batch} images",
+                  ["jaxlab vmapped", "jaxlab sequential"], unit="ms",
+                  extras=["compile (s) vmapped / single"]).add(
+            "population eval", times, **{"compile (s) vmapped / single": f"{c_vm:.1f} / {c_single:.1f}"})
+    res.note(f"medians of {args.reps} (b) and 3 (c) alternating repeats")
+    return res
 
 
 if __name__ == "__main__":
-    main()
+    benchmark.run(main)
