@@ -287,7 +287,9 @@ def edge_weights(graph):
 def _stable_order(values):
     """Stable argsort of non-negative integers below 2**32, in two least-significant-first
     passes over 16-bit digits (NumPy's stable sort of 16-bit integers is a radix sort)."""
-    v = np.asarray(values, np.int64)
+    v = np.asarray(values)
+    if v.dtype.kind not in "iu":
+        v = v.astype(np.int64)
     order = np.argsort((v & 0xFFFF).astype(np.uint16), kind="stable")
     high = v >> 16
     if high.size and int(high.max()) > 0:
@@ -295,9 +297,10 @@ def _stable_order(values):
     return order
 
 
-def reverse_index(senders, receivers):
+def reverse_index(senders, receivers, check: bool = True):
     """`rev [E]` (int32) with edge `rev[e]` the reverse of edge e, or None when some edge
-    has none.
+    has none (`check=False`: the caller knows the edge set is symmetric, and the map is
+    returned unchecked).
 
     For edges in (receiver, sender) order, a stable sort by sender orders them by
     (sender, receiver); when the edge set is symmetric that is the same list with every
@@ -305,9 +308,11 @@ def reverse_index(senders, receivers):
     time; checked before it is returned). Self loops, repeated ones included, come out
     as their own reverse.
     """
+    rev = _stable_order(senders)
+    if not check:
+        return rev.astype(np.int32)
     s = np.asarray(senders, np.int64)
     r = np.asarray(receivers, np.int64)
-    rev = _stable_order(s)
     if not (np.array_equal(s[rev], r) and np.array_equal(r[rev], s)
             and np.array_equal(rev[rev], np.arange(len(s)))):
         return None

@@ -50,22 +50,27 @@ def induced_edges(indptr, indices, nodes, local):
     adjacency, vectorised. `local` is a scratch `[N]` int array filled with -1.
 
     Returns (senders_local, receivers_local, edge_ids) where edge_ids index the CSR
-    `indices`/`data` arrays (row = receiver, column = sender)."""
-    local[nodes] = np.arange(len(nodes))
-    starts = indptr[nodes]
-    lens = indptr[nodes + 1] - starts
-    total = int(lens.sum())
+    `indices`/`data` arrays (row = receiver, column = sender). With sorted `nodes` and
+    sorted CSR rows the edges come in (receiver, sender) order."""
+    k = len(nodes)
+    local[nodes] = np.arange(k, dtype=local.dtype)
+    starts = np.take(indptr, nodes)
+    lens = np.take(indptr, nodes + 1)
+    lens -= starts
+    ends = np.cumsum(lens)
+    total = int(ends[-1]) if k else 0
     if total == 0:
         local[nodes] = -1
         e = np.zeros(0, np.int64)
         return e, e, e
-    offs = np.cumsum(lens) - lens
-    eid = np.repeat(starts - offs, lens) + np.arange(total)
-    cols = local[indices[eid]]
-    rows = np.repeat(np.arange(len(nodes)), lens)
-    keep = cols >= 0
+    # CSR positions of the rows' entries, and their columns' local ids (-1: outside)
+    eid = np.repeat(starts - ends + lens, lens)
+    eid += np.arange(total, dtype=eid.dtype)
+    cols = np.take(local, np.take(indices, eid))
     local[nodes] = -1
-    return cols[keep], rows[keep], eid[keep]
+    keep = cols >= 0
+    rows = np.repeat(np.arange(k, dtype=cols.dtype), lens)
+    return np.compress(keep, cols), np.compress(keep, rows), np.compress(keep, eid)
 
 
 class Sampler:
@@ -120,7 +125,11 @@ class Sampler:
         self.budget_presample = int(budget_presample)
         self.budget_headroom = float(budget_headroom)
         self._budget = None
-        self._local = np.full(self.n, -1, np.int64)
+        # per-sampler scratch: global -> local ids (-1 outside the subgraph), a mark per
+        # node (all False between calls), and the column indices in int32 for gathers
+        self._local = np.full(self.n, -1, np.int32 if self.n < 2**31 else np.int64)
+        self._mark = np.zeros(self.n, bool)
+        self._cols = self.indices.astype(self._local.dtype)
         self.node_count = None
         self.edge_count = None
         self.num_presampled = 0
@@ -139,10 +148,23 @@ class Sampler:
     def sample_nodes(self, rng) -> np.ndarray:
         raise NotImplementedError
 
+    def unique_nodes(self, *ids) -> np.ndarray:
+        """`np.unique(np.concatenate(ids))` (int64): a mark per node and one scan of the
+        marks when that is cheaper than sorting (the draws are not few next to N)."""
+        m = sum(len(i) for i in ids)
+        if m * 256 < self.n:
+            return np.unique(np.concatenate(ids)).astype(np.int64, copy=False)
+        mark = self._mark
+        for i in ids:
+            mark[i] = True
+        nodes = np.flatnonzero(mark).astype(np.int64, copy=False)
+        mark[nodes] = False
+        return nodes
+
     def sample(self, rng):
         """Returns (nodes, senders_local, receivers_local, edge_ids, loss_mask)."""
         nodes = self.sample_nodes(rng)
-        s, r, eid = induced_edges(self.indptr, self.indices, nodes, self._local)
+        s, r, eid = induced_edges(self.indptr, self._cols, nodes, self._local)
         return nodes, s, r, eid, self.train_mask[nodes]
 
     def sample_step(self, step: int):
@@ -168,34 +190,46 @@ class Sampler:
                                "with norm_aggr or norm_loss")
 
     # -- coefficients ---------------------------------------------------------------
-    def coefficients(self, nodes, s, r, eid):
-        """Edge list (with GCN self loops) and coefficients for the sampled subgraph,
-        sorted by (receiver, sender)."""
+    def edge_weights(self, nodes, s, r, eid):
+        """Coefficients of the sampled edges `s -> r` (float32, in their order) and of the
+        GCN self loops (float32 `[len(nodes)]`, None for other models)."""
         k = len(nodes)
         if self.norm_aggr:
             w = self._coef[eid].astype(np.float64)
             cv = self.node_count[nodes][r].astype(np.float64)
             ce = np.maximum(self.edge_count[eid], 1).astype(np.float64)
             w = np.clip(w * cv / ce, 0.0, 1e4).astype(np.float32)
-            self_w = self._self_coef[nodes] if self.model == "gcn" else None
-        else:  # normalise with the subgraph's own degrees
-            d = np.bincount(r, minlength=k).astype(np.float64)
-            if self.model == "gcn":
-                inv = 1.0 / np.sqrt(d + 1.0)
-                w = (inv[s] * inv[r]).astype(np.float32)
-                self_w = (1.0 / (d + 1.0)).astype(np.float32)
-            elif self.model == "sage":
-                w = (1.0 / np.maximum(d[r], 1.0)).astype(np.float32)
-                self_w = None
-            else:
-                w = np.ones(len(s), np.float32)
-                self_w = None
-        # Edges in (receiver, sender) order, the CSR order of the layers' fast path:
-        # induced subgraphs of a CSR matrix come sorted; self loops are merged in.
-        key = r.astype(np.int64) * k + s
+            return w, (self._self_coef[nodes] if self.model == "gcn" else None)
+        # normalise with the subgraph's own degrees
+        d = np.bincount(r, minlength=k).astype(np.float64)
+        if self.model == "gcn":
+            inv = 1.0 / np.sqrt(d + 1.0)
+            # the product in float64, rounded once to float32
+            w = np.multiply(inv[s], inv[r], out=np.empty(len(s), np.float32), casting="same_kind")
+            return w, (1.0 / (d + 1.0)).astype(np.float32)
+        if self.model == "sage":
+            return (1.0 / np.maximum(d, 1.0)).astype(np.float32)[r], None
+        return np.ones(len(s), np.float32), None
+
+    @staticmethod
+    def _csr_order(k, s, r, *more):
+        """(s, r, *more) sorted by (receiver, sender) (stable; unchanged when they already
+        are, as induced subgraphs of sorted nodes are) and the sort keys."""
+        key = np.asarray(r, np.int64) * k
+        key += s
         if len(key) > 1 and np.any(key[1:] < key[:-1]):
             order = np.argsort(key, kind="stable")
-            s, r, w, key = s[order], r[order], w[order], key[order]
+            return (key[order], s[order], r[order], *(m[order] for m in more))
+        return (key, s, r, *more)
+
+    def coefficients(self, nodes, s, r, eid):
+        """Edge list (with GCN self loops) and coefficients for the sampled subgraph,
+        sorted by (receiver, sender)."""
+        k = len(nodes)
+        w, self_w = self.edge_weights(nodes, s, r, eid)
+        # Edges in (receiver, sender) order, the CSR order of the layers' fast path:
+        # induced subgraphs of a CSR matrix come sorted; self loops are merged in.
+        key, s, r, w = self._csr_order(k, s, r, w)
         if self_w is not None:
             ar = np.arange(k)
             at = np.searchsorted(key, ar * (k + 1))
@@ -203,22 +237,70 @@ class Sampler:
             w = np.insert(w, at, self_w.astype(np.float32))
         return s, r, w
 
+    def assemble(self, nodes, s, r, eid, mask, loss_weight=None, reverse: bool = False):
+        """The padded GraphsTuple of a sampled subgraph: `coefficients`' edges and the node
+        arrays written straight into buffers of the padding budget, as
+        `with_ids(graphs.pad_fast(...), nodes)` pads them; with `reverse`, the edges'
+        reverse index (the sampled subgraph of a symmetric structure is symmetric)."""
+        k, e0 = len(nodes), len(s)
+        w, self_w = self.edge_weights(nodes, s, r, eid)
+        key, s, r, w = self._csr_order(k, s, r, w)
+        e = e0 + (k if self_w is not None else 0)
+        budget = self.padding_budget(k, e)
+        n_edge = budget.n_edge
+        snd = np.full(n_edge, k, np.int32)
+        rcv = np.full(n_edge, k, np.int32)
+        wt = np.zeros(n_edge, np.float32)
+        if self_w is None:
+            snd[:e0], rcv[:e0], wt[:e0] = s, r, w
+        else:
+            # self loop i goes before row i's edges with sender >= i (np.insert's place)
+            ar = np.arange(k)
+            at = np.searchsorted(key, ar * (k + 1))
+            at += ar
+            pos = np.arange(e0)
+            pos += r
+            pos += s >= r
+            snd[pos], rcv[pos], wt[pos] = s, r, w
+            snd[at], rcv[at], wt[at] = ar, ar, self_w
+        edges = wt
+        if reverse:
+            rev = np.arange(n_edge, dtype=np.int32)
+            rev[:e] = G.reverse_index(snd[:e], rcv[:e], check=False)
+            edges = {"weight": wt, "reverse": rev}
+        n_node = budget.n_node
+        out = {}
+        for name, v in self.nodes.items():
+            v = np.asarray(v)
+            buf = np.zeros((n_node, *v.shape[1:]), v.dtype)
+            np.take(v, nodes, axis=0, out=buf[:k], mode="clip")  # nodes are in range
+            out[name] = buf
+        extra = {"mask": mask} if loss_weight is None else {"mask": mask, "loss_weight": loss_weight}
+        for name, v in extra.items():
+            buf = np.zeros(n_node, v.dtype)
+            buf[:k] = v
+            out[name] = buf
+        ids = np.full(n_node, -1, np.int32)
+        ids[:k] = nodes
+        out["ids"] = ids
+        counts = np.zeros((2, budget.n_graph), np.int32)
+        counts[:, 0] = k, e
+        counts[:, 1] = n_node - k, n_edge - e
+        return G._jraph().GraphsTuple(nodes=out, edges=edges, senders=snd, receivers=rcv,
+                                      n_node=counts[0], n_edge=counts[1], globals=None)
+
     def batch(self, step: int):
         """Padded GraphsTuple for `step`; nodes: the arrays of `nodes` (x, y, ...), "mask",
         "loss_weight" (with norm_loss) and "ids", the global id of each node (int32, -1
         on padding nodes)."""
         self._require_counts()
         nodes, s, r, eid, mask = self.sample_step(step)
-        s, r, w = self.coefficients(nodes, s, r, eid)
-        arrays = {k: v[nodes] for k, v in self.nodes.items()}
-        arrays["mask"] = mask
+        lw = None
         if self.norm_loss:
             c = np.maximum(self.node_count[nodes], 1).astype(np.float64)
             lw = self.num_presampled / (c * max(len(self.train_nodes), 1))
-            arrays["loss_weight"] = np.where(mask, lw, 0.0).astype(np.float32)
-        # induced subgraphs of a symmetric adjacency are symmetric
-        rev = G.reverse_index(s, r) if self.reverse_index else None
-        return with_ids(G.pad_fast(s, r, w, arrays, self.padding_budget(len(nodes), len(s)), reverse=rev), nodes)
+            lw = np.where(mask, lw, 0.0).astype(np.float32)
+        return self.assemble(nodes, s, r, eid, mask, lw, reverse=self.reverse_index)
 
     def steps_per_epoch(self) -> int:
         """Batches that cover about |V_train| nodes (GraphSAINT's epoch convention)."""
@@ -262,7 +344,7 @@ class SaintNodeSampler(Sampler):
     def sample_nodes(self, rng):
         u = rng.random(self.budget) * self._cdf[-1]
         idx = np.minimum(np.searchsorted(self._cdf, u, side="right"), len(self._cdf) - 1)
-        return np.unique(self.train_nodes[idx])
+        return self.unique_nodes(self.train_nodes[idx])
 
     def steps_per_epoch(self):
         return max(1, math.ceil(len(self.train_nodes) / self.budget))
@@ -288,7 +370,7 @@ class SaintEdgeSampler(Sampler):
     def sample_nodes(self, rng):
         u = rng.random(self.num_edges) * self._cdf[-1]
         idx = np.minimum(np.searchsorted(self._cdf, u, side="right"), len(self._cdf) - 1)
-        return np.unique(np.concatenate([self.eu[idx], self.ev[idx]]))
+        return self.unique_nodes(self.eu[idx], self.ev[idx])
 
     def steps_per_epoch(self):
         return max(1, math.ceil(len(self.train_nodes) / (2 * self.num_edges)))
@@ -323,7 +405,7 @@ class SaintRWSampler(Sampler):
 
     def sample_nodes(self, rng):
         roots = self.train_nodes[rng.integers(0, len(self.train_nodes), self.num_roots)]
-        return np.unique(random_walks(self.indptr, self.indices, roots, self.walk_length, rng))
+        return self.unique_nodes(random_walks(self.indptr, self.indices, roots, self.walk_length, rng).ravel())
 
     def steps_per_epoch(self):
         return max(1, math.ceil(len(self.train_nodes) / (self.num_roots * (self.walk_length + 1))))
@@ -377,8 +459,8 @@ class ClusterSampler(Sampler):
         epoch, i = divmod(step, spe)
         perm = rng_for(self.seed, 10_000_000 + epoch).permutation(self.num_parts)
         chosen = perm[i * self.q:(i + 1) * self.q]
-        nodes = np.unique(np.concatenate([self.clusters[c] for c in chosen]))
-        s, r, eid = induced_edges(self.indptr, self.indices, nodes, self._local)
+        nodes = self.unique_nodes(*(self.clusters[c] for c in chosen))
+        s, r, eid = induced_edges(self.indptr, self._cols, nodes, self._local)
         return nodes, s, r, eid, self.train_mask[nodes]
 
     def estimate_normalization(self, num_subgraphs, seed=None):
@@ -457,10 +539,7 @@ class NeighborSampler(Sampler):
         if self.norm_aggr or self.norm_loss:
             raise ValueError("NeighborSampler does not use GraphSAINT normalisation")
         nodes, s, r, eid, mask = self.sample_step(step)
-        s, r, w = self.coefficients(nodes, s, r, eid)
-        arrays = {k: v[nodes] for k, v in self.nodes.items()}
-        arrays["mask"] = mask
-        return with_ids(G.pad_fast(s, r, w, arrays, self.padding_budget(len(nodes), len(s))), nodes)
+        return self.assemble(nodes, s, r, eid, mask)
 
 
 class FullBatch:

@@ -307,3 +307,108 @@ def test_graphsaint_adj_train_is_the_inductive_training_graph(tmp_path):
     _write_saint_folder(tmp_path / "bad", a, a_bad, nodes["x"], nodes["y"], role)
     with pytest.raises(D.GraphFormatError, match="adj_train.npz: adjacency must be symmetric"):
         D.read_graphsaint(tmp_path / "bad")
+
+
+def _reference_batch(s, nodes):
+    """The padded batch's real part rebuilt with scipy.sparse from the documented formulas:
+    (receivers, senders, weights) of the induced subgraph (GCN: with self loops) in CSR
+    order, and the loss weights."""
+    a = sp.csr_matrix(s.adj)
+    pattern = sp.csr_matrix((np.ones(a.nnz), a.indices, a.indptr), shape=a.shape)
+    sub = pattern[nodes][:, nodes].tocsr()
+    k = len(nodes)
+    eye = sp.identity(k, format="csr")
+    full_deg = np.diff(a.indptr).astype(np.float64)[nodes]
+    if s.norm_aggr:
+        # alpha_{u,v} = C_v / C_{u,v} times the full-graph coefficient of u -> v (v = row);
+        # GCN self loops 1 / (deg_v + 1); a weight may be 0 (C_v = 0) and is kept
+        struct = (sub + eye if s.model == "gcn" else sub).tocsr()
+        struct.sort_indices()
+        coo = struct.tocoo()
+        rows, cols = coo.row, coo.col
+        counts = sp.csr_matrix((np.maximum(s.edge_count, 1).astype(np.float64), a.indices, a.indptr),
+                               shape=a.shape)[nodes][:, nodes]
+        c_edge = np.asarray(counts[rows, cols]).ravel()
+        c_node = s.node_count[nodes].astype(np.float64)[rows]
+        if s.model == "gcn":
+            base = 1.0 / np.sqrt((full_deg[rows] + 1.0) * (full_deg[cols] + 1.0))
+        elif s.model == "sage":
+            base = 1.0 / np.maximum(full_deg[rows], 1.0)
+        else:
+            base = np.ones(len(rows))
+        w = np.where(rows == cols, 1.0 / (full_deg[rows] + 1.0),
+                     np.clip(base * c_node / np.maximum(c_edge, 1.0), 0.0, 1e4))
+    else:  # the subgraph's own degrees
+        d = np.asarray(sub.sum(1)).ravel()
+        if s.model == "gcn":
+            inv = 1.0 / np.sqrt(d + 1.0)
+            coef = sp.diags(inv) @ (sub + eye) @ sp.diags(inv)
+        elif s.model == "sage":
+            coef = sp.diags(1.0 / np.maximum(d, 1.0)) @ sub
+        else:
+            coef = sub
+        coo = sp.csr_matrix(coef)
+        coo.sort_indices()
+        coo = coo.tocoo()
+        rows, cols, w = coo.row, coo.col, coo.data
+    lw = None
+    if s.norm_loss:
+        lw = s.num_presampled / (np.maximum(s.node_count[nodes], 1) * len(s.train_nodes))
+        lw = np.where(s.train_mask[nodes], lw, 0.0)
+    return rows, cols, w, lw
+
+
+@pytest.mark.parametrize("model,norm", [("gcn", False), ("sage", False), ("gat", False), ("gcn", True),
+                                        ("sage", True)])
+def test_batches_equal_a_scipy_reference_edge_by_edge(model, norm):
+    d = D.contextual_sbm(300, num_classes=3, avg_degree=6, num_features=4, seed=5)
+    a = d.adj.tolil()
+    for v in (0, 7, 8):  # isolated nodes, one of them first
+        a[v, :] = 0
+        a[:, v] = 0
+    a = sp.csr_matrix(a)
+    a.eliminate_zeros()
+    nodes = {"x": d.x, "y": d.y}
+    tm = np.arange(300) % 5 != 1
+    kw = dict(model=model, norm_aggr=norm, norm_loss=norm, seed=4)
+    samplers = [S.SaintNodeSampler(a, nodes, tm, budget=60, **kw),
+                S.SaintEdgeSampler(a, nodes, tm, num_edges=40, **kw),
+                S.SaintRWSampler(a, nodes, tm, num_roots=25, walk_length=2, **kw),
+                S.ClusterSampler(a, nodes, tm, num_parts=6, clusters_per_batch=2, partition_all=True, **kw)]
+    for s in samplers:
+        if norm:
+            s.estimate_normalization(20)
+        for step in (0, 1, 4):
+            g = s.batch(step)
+            n, e = int(g.n_node[0]), int(g.n_edge[0])
+            ids = g.nodes["ids"][:n].astype(np.int64)
+            np.testing.assert_array_equal(ids, np.unique(ids))
+            rcv, snd, w, lw = _reference_batch(s, ids)
+            np.testing.assert_array_equal(g.receivers[:e], rcv)  # (receiver, sender) order
+            np.testing.assert_array_equal(g.senders[:e], snd)
+            np.testing.assert_allclose(G.edge_weights(g)[:e], w, rtol=1e-6)
+            assert np.all(G.edge_weights(g)[e:] == 0) and np.all(g.senders[e:] == n) and np.all(g.receivers[e:] == n)
+            rev = g.edges["reverse"]
+            np.testing.assert_array_equal(g.senders[rev], g.receivers)
+            np.testing.assert_array_equal(g.receivers[rev], g.senders)
+            np.testing.assert_array_equal(rev[rev], np.arange(len(rev)))
+            np.testing.assert_array_equal(g.nodes["x"][:n], d.x[ids])
+            np.testing.assert_array_equal(g.nodes["y"][:n], d.y[ids])
+            np.testing.assert_array_equal(g.nodes["mask"][:n], tm[ids])
+            assert not g.nodes["x"][n:].any() and not g.nodes["mask"][n:].any()
+            if norm:
+                np.testing.assert_allclose(g.nodes["loss_weight"][:n], lw, rtol=1e-6)
+                assert not g.nodes["loss_weight"][n:].any()
+            assert list(g.n_node) == [n, g.nodes["x"].shape[0] - n]
+            assert list(g.n_edge) == [e, len(g.senders) - e]
+
+
+def test_unique_nodes_equals_numpy_unique_on_both_paths():
+    a, nodes = small_graph(n=600, seed=1)
+    s = S.SaintNodeSampler(a, nodes, np.ones(600, bool), budget=5)
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 30, 400):  # 2 * 256 < 600: sorted; 30: marks
+        parts = [rng.integers(0, 600, m), rng.integers(0, 600, m // 2 + 1)]
+        got = s.unique_nodes(*parts)
+        np.testing.assert_array_equal(got, np.unique(np.concatenate(parts)))
+        assert got.dtype == np.int64 and not s._mark.any()
