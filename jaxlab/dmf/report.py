@@ -280,9 +280,13 @@ def completion_curve_table(rows) -> str:
             rr = pick(m, meth)
             ci = _interval([curve_error(r) for r in rr])
             cell = "-" if ci is None else f"{ci[0]:.3g} [{max(ci[1], 0):.3g}, {ci[2]:.3g}]"
+            if not rr:
+                cells.append("-")
+                continue
             if meth[0] == "DMF":
                 probs = sorted({r["problem"] for r in rr})
-                wins = sum(np.mean([curve_error(r) for r in rr if r["problem"] == q]) < nn[q] for q in probs if q in nn)
+                mean = lambda q: _interval([curve_error(r) for r in rr if r["problem"] == q])
+                wins = sum(mean(q) is not None and nn.get(q) is not None and mean(q)[0] < nn[q] for q in probs)
                 cell += (f" (stop {sum(r['stop_step'] is not None for r in rr)}/{len(rr)}; "
                          f"< nuclear in {wins}/{len(probs)})")
             else:
