@@ -215,7 +215,7 @@ class Sampler:
     def _csr_order(k, s, r, *more):
         """(s, r, *more) sorted by (receiver, sender) (stable; unchanged when they already
         are, as induced subgraphs of sorted nodes are) and the sort keys."""
-        key = np.asarray(r, np.int64) * k
+        key = np.asarray(r, np.int32 if k < 46_000 else np.int64) * k  # k * k < 2**31
         key += s
         if len(key) > 1 and np.any(key[1:] < key[:-1]):
             order = np.argsort(key, kind="stable")
@@ -254,13 +254,15 @@ class Sampler:
         if self_w is None:
             snd[:e0], rcv[:e0], wt[:e0] = s, r, w
         else:
-            # self loop i goes before row i's edges with sender >= i (np.insert's place)
-            ar = np.arange(k)
-            at = np.searchsorted(key, ar * (k + 1))
-            at += ar
+            # self loop i goes before row i's edges with sender >= i (np.insert's place):
+            # edge j moves by the loops of rows r_j and before; the loops take the rest
             pos = np.arange(e0)
             pos += r
             pos += s >= r
+            free = np.ones(e, bool)
+            free[pos] = False
+            at = np.flatnonzero(free)
+            ar = np.arange(k)
             snd[pos], rcv[pos], wt[pos] = s, r, w
             snd[at], rcv[at], wt[at] = ar, ar, self_w
         edges = wt
@@ -272,8 +274,9 @@ class Sampler:
         out = {}
         for name, v in self.nodes.items():
             v = np.asarray(v)
-            buf = np.zeros((n_node, *v.shape[1:]), v.dtype)
+            buf = np.empty((n_node, *v.shape[1:]), v.dtype)
             np.take(v, nodes, axis=0, out=buf[:k], mode="clip")  # nodes are in range
+            buf[k:] = 0
             out[name] = buf
         extra = {"mask": mask} if loss_weight is None else {"mask": mask, "loss_weight": loss_weight}
         for name, v in extra.items():
@@ -343,6 +346,7 @@ class SaintNodeSampler(Sampler):
 
     def sample_nodes(self, rng):
         u = rng.random(self.budget) * self._cdf[-1]
+        u.sort()  # the draws' order is irrelevant to the node set; sorted, the search is faster
         idx = np.minimum(np.searchsorted(self._cdf, u, side="right"), len(self._cdf) - 1)
         return self.unique_nodes(self.train_nodes[idx])
 
@@ -369,6 +373,7 @@ class SaintEdgeSampler(Sampler):
 
     def sample_nodes(self, rng):
         u = rng.random(self.num_edges) * self._cdf[-1]
+        u.sort()  # as in SaintNodeSampler
         idx = np.minimum(np.searchsorted(self._cdf, u, side="right"), len(self._cdf) - 1)
         return self.unique_nodes(self.eu[idx], self.ev[idx])
 
@@ -446,7 +451,7 @@ class ClusterSampler(Sampler):
         bounds = np.searchsorted(parts[order], np.arange(num_parts + 1))
         self.clusters = [np.sort(members[order[bounds[i]:bounds[i + 1]]])
                          for i in range(num_parts)]
-        self._step = 0
+        self._perm = (None, None)
 
     def steps_per_epoch(self):
         return max(1, math.ceil(self.num_parts / self.q))
@@ -457,7 +462,9 @@ class ClusterSampler(Sampler):
     def sample_step(self, step):
         spe = self.steps_per_epoch()
         epoch, i = divmod(step, spe)
-        perm = rng_for(self.seed, 10_000_000 + epoch).permutation(self.num_parts)
+        if self._perm[0] != epoch:  # one permutation per epoch, drawn once
+            self._perm = (epoch, rng_for(self.seed, 10_000_000 + epoch).permutation(self.num_parts))
+        perm = self._perm[1]
         chosen = perm[i * self.q:(i + 1) * self.q]
         nodes = self.unique_nodes(*(self.clusters[c] for c in chosen))
         s, r, eid = induced_edges(self.indptr, self._cols, nodes, self._local)
