@@ -1,0 +1,114 @@
+"""Where convolution time goes on XLA:CPU, and what `jaxlab.nn.conv` changes.
+
+Two tables:
+
+1. Per layer: value and both gradients of `sum(tanh(conv(x, w)))`, XLA's convolution
+   (`lax.conv_general_dilated`) against patches times the kernel
+   (`jaxlab.nn.conv.conv_general_dilated` with `JAXLAB_CONV=patches`), alternating calls,
+   medians; the column `auto` says which one `jaxlab.nn.conv.prefers_patches` picks.
+2. Per operation (`jaxlab.core.profiling.op_times`) of MH-UI's PGD-20 attack on its
+   default multi-exit CNN, with `JAXLAB_CONV=xla` and with the default `auto`.
+
+    python scripts/profile_conv.py [--batch 64] [--repeats 15] [--pgd-batch 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from jaxlab.core import profiling, runtime
+from jaxlab.nn import conv
+
+DN = ("NHWC", "HWIO", "NHWC")
+LAYERS = [  # (side, c_in, c_out, kernel, stride, groups)
+    (8, 1, 32, 3, 1, 1), (8, 32, 32, 3, 1, 1), (4, 64, 64, 3, 1, 1), (2, 128, 128, 3, 1, 1),
+    (4, 64, 128, 3, 2, 1), (16, 16, 32, 3, 2, 1), (32, 3, 16, 3, 1, 1),
+    (16, 32, 32, 3, 1, 32), (8, 96, 96, 5, 1, 96), (16, 32, 32, 3, 2, 32),
+]
+
+
+def layer_table(batch: int, repeats: int) -> list[str]:
+    opts = runtime.cpu_compiler_options()
+    rows = ["| input | kernel | stride | groups | XLA (ms) | patches (ms) | XLA / patches | auto picks |",
+            "|---|---|---|---|---|---|---|---|"]
+    for side, c, f, k, s, g in LAYERS:
+        rng = np.random.default_rng(side * 1000 + c)
+        x = jnp.asarray(rng.normal(size=(batch, side, side, c)), jnp.float32)
+        w = jnp.asarray(rng.normal(size=(k, k, c // g, f)) * 0.1, jnp.float32)
+
+        def grads(fn):
+            def loss(x, w):
+                return jnp.sum(jnp.tanh(fn(x, w, (s, s), "SAME", dimension_numbers=DN, feature_group_count=g)))
+            return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), compiler_options=opts)
+
+        os.environ["JAXLAB_CONV"] = "patches"
+        fx, fp = grads(lax.conv_general_dilated), grads(conv.conv_general_dilated)
+        jax.block_until_ready((fx(x, w), fp(x, w)))
+        tx, tp = [], []
+        for _ in range(repeats):
+            for fn, ts in ((fx, tx), (fp, tp)):
+                t0 = time.perf_counter()
+                jax.block_until_ready(fn(x, w))
+                ts.append(time.perf_counter() - t0)
+        os.environ["JAXLAB_CONV"] = "auto"
+        out = -(-side // s)
+        pick = "patches" if conv.prefers_patches(c // g, (k, k), (out, out), g > 1) else "XLA"
+        mx, mp = statistics.median(tx), statistics.median(tp)
+        rows.append(f"| {batch}x{side}x{side}x{c} | {k}x{k}x{c // g}x{f} | {s} | {g} | {mx * 1e3:.2f} | "
+                    f"{mp * 1e3:.2f} | {mx / mp:.2f} | {pick} |")
+    return rows
+
+
+def pgd_profiles(batch: int) -> list[str]:
+    from jaxlab.mhui import attacks, configs, models
+    from jaxlab.nn.cnn import SmallCNN
+
+    cfg = configs.get_config("default").model
+    model = models.MultiExit(SmallCNN(stages=cfg.stages, blocks_per_stage=cfg.blocks_per_stage, norm=cfg.norm))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.uniform(0, 1, (batch, 8, 8, 1)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 10, batch), jnp.int32)
+    params, extra = models.init_model(model, jax.random.key(0), x[:2])
+    out = []
+    for mode in ("xla", "auto"):
+        os.environ["JAXLAB_CONV"] = mode
+
+        def loss(xx, yy):
+            logits = models.forward(model, params, extra, xx)[0][-1]
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yy)
+
+        fn = jax.jit(lambda xx, yy, key: attacks.pgd(loss, xx, yy, key, eps=0.1, step_size=0.0125, num_steps=20),
+                     compiler_options=runtime.cpu_compiler_options())
+        times = profiling.op_times(fn, x, y, jax.random.key(1), calls=5)
+        out += [f"### PGD-20, batch {batch}, JAXLAB_CONV={mode}", "", profiling.format_table(times, top=8), ""]
+    os.environ["JAXLAB_CONV"] = "auto"
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--pgd-batch", type=int, default=256)
+    args = p.parse_args()
+    runtime.tune_host_allocator()
+    load = os.getloadavg()[0]
+    if load > (os.cpu_count() or 1) / 2:
+        print(f"WARNING: load average {load:.2f} exceeds half the cores: timings are not from a quiet machine")
+    print(f"device: {jax.devices()[0].device_kind}, {os.cpu_count()} cores, load average before {load:.2f}\n")
+    print("\n".join(layer_table(args.batch, args.repeats)), "\n")
+    print("\n".join(pgd_profiles(args.pgd_batch)))
+    print(f"load average after {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
