@@ -16,8 +16,16 @@ __all__ = ["xla_flops", "cost_analysis", "conv_macs", "dense_macs"]
 
 
 def cost_analysis(fn: Callable, *args: Any, **kwargs: Any) -> dict:
-    """XLA's cost analysis of `jax.jit(fn)(*args, **kwargs)` as a dict."""
-    compiled = jax.jit(fn).lower(*args, **kwargs).compile()
+    """XLA's cost analysis of `jax.jit(fn)(*args, **kwargs)` as a dict.
+
+    jaxlab's convolutions are traced as XLA convolutions here (`jaxlab.nn.conv.use("xla")`),
+    whatever the backend: the CPU's patches path computes the padding taps as well, so
+    its FLOPs would not be the convolution's.
+    """
+    from jaxlab.nn import conv  # the engine reads the layer library's switch only here
+
+    with conv.use("xla"):
+        compiled = jax.jit(fn).lower(*args, **kwargs).compile()
     cost = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):  # older jax returned one dict per computation
         cost = cost[0] if cost else {}

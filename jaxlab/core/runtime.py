@@ -20,7 +20,32 @@ jitted steps pass to `jax.jit(compiler_options=...)` on the CPU backend. XLA:CPU
 dots, reductions and elementwise fusions to the YNNPACK library; for reductions over a
 short minor axis (a softmax over 5 classes, a dot over a 16-wide attention head, on
 [100k, 4, 16] arrays) that path was 5-50x slower than XLA's own loops here, so jaxlab
-keeps YNNPACK for dots only.
+keeps YNNPACK for dots only. `make_train_step` and MH-UI's attack loops apply these
+options by default.
+
+Convolutions (profiled with `jaxlab.core.profiling.op_times`; `python
+scripts/profile_conv.py` prints the tables). XLA:CPU runs each convolution and each of
+its gradients as one Eigen library call; no YNNPACK or oneDNN option of this jaxlib
+helps (`LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION` and `xla_cpu_use_onednn` measured
+equal or slower). Eigen is close to PyTorch on ordinary 3x3 layers, but three cases are
+far off:
+
+- gradients on output maps of 2x2 pixels or fewer, which XLA's simplifier rewrites into
+  batch-minor layouts (`01fb_o01i->f01b`) that Eigen runs at a few percent of peak: in
+  MH-UI's PGD-20 on its default CNN (8x8 digits, stages 32-64-128) the input gradient
+  of one 2x2 layer took 45% of the attack, and convolutions 85%;
+- depthwise convolutions, 2-8x slower than a sum of shifted views: in a ScaleNet
+  subnet (MobileNet blocks, 32x32 images) they made the train step 4x slower than
+  PyTorch's;
+- inputs with one channel (2x slower than patches).
+
+`jaxlab.nn.conv` computes those as patches times the kernel (one matrix product on the
+dot path) or, depthwise, as fused shifted sums, and leaves ordinary layers to Eigen
+(there patches cost memory traffic). One exception remains: in the masked ScaleNet
+supernet, XLA fuses the producers of the depthwise inputs into every per-tap reduction
+and recomputes them (optimization barriers are removed before fusion on CPU), so the
+masked supernet keeps Eigen's depthwise convolution. The figures are in the
+experiments READMEs of mhui and scalenet and in `scripts/bench_core.py`'s output.
 """
 
 from __future__ import annotations

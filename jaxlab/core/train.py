@@ -28,7 +28,7 @@ import optax
 from flax import serialization
 
 from jaxlab.core import checkpoint as ckpt_lib
-from jaxlab.core import distributed, parallel
+from jaxlab.core import distributed, parallel, runtime
 from jaxlab.core import metrics as metrics_lib
 from jaxlab.core import workdir as workdir_lib
 from jaxlab.core.config import LoopConfig
@@ -104,7 +104,7 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def make_train_step(loss_fn: LossFn, *, donate: bool = True, jit: bool = True,
-                    compiler_options: Mapping[str, Any] | None = None) -> Callable:
+                    compiler_options: Mapping[str, Any] | str | None = "auto") -> Callable:
     """Builds `step(state, batch, key) -> (state, metrics)` from a loss function.
 
     Args:
@@ -112,8 +112,9 @@ def make_train_step(loss_fn: LossFn, *, donate: bool = True, jit: bool = True,
         may be None to keep `extra` unchanged.
       donate: donate the input state's buffers (the caller must not reuse it).
       jit: compile with `jax.jit` (turn off to debug).
-      compiler_options: XLA options for the jitted step (for example
-        `jaxlab.core.runtime.cpu_compiler_options()`).
+      compiler_options: XLA options for the jitted step; "auto" (the default) takes
+        `jaxlab.core.runtime.cpu_compiler_options()` (YNNPACK for dots only on the CPU
+        backend, nothing elsewhere), None XLA's defaults.
 
     The returned metrics hold `loss`, `grad_norm` (global L2 norm) and the loss
     function's own metrics. Under a mesh, pass a replicated state and a batch sharded
@@ -131,6 +132,8 @@ def make_train_step(loss_fn: LossFn, *, donate: bool = True, jit: bool = True,
 
     if not jit:
         return step
+    if compiler_options == "auto":
+        compiler_options = runtime.cpu_compiler_options()
     return jax.jit(step, donate_argnums=(0,) if donate else (), compiler_options=compiler_options)
 
 

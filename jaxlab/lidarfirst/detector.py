@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.lidarfirst.configs import DetectorConfig
+from jaxlab.nn.conv import Conv
 
 NUM_CLASSES = 3  # vehicle, pedestrian, cyclist (class index c + 1 in the pipeline's numbering)
 
@@ -37,12 +38,12 @@ class CenterNet(nn.Module):
     def __call__(self, x):
         for width, stride in zip(self.stages, self.strides):
             for s in (stride, 1):
-                x = nn.Conv(width, (3, 3), strides=(s, s), padding="SAME", use_bias=False)(x)
+                x = Conv(width, (3, 3), strides=(s, s), padding="SAME", use_bias=False)(x)
                 x = nn.relu(nn.GroupNorm(num_groups=min(8, width))(x))
 
         def head(n, bias=0.0):
-            y = nn.relu(nn.Conv(self.head, (3, 3), padding="SAME")(x))
-            return nn.Conv(n, (1, 1), bias_init=nn.initializers.constant(bias))(y)
+            y = nn.relu(Conv(self.head, (3, 3), padding="SAME")(x))
+            return Conv(n, (1, 1), bias_init=nn.initializers.constant(bias))(y)
 
         return head(NUM_CLASSES, -2.19), head(2), head(2)  # -2.19: initial heatmap prior 0.1
 

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxlab.core import evaluation
+from jaxlab.core import evaluation, runtime
 from jaxlab.core.config import ConfigError
 from jaxlab.mhui import detect, dirichlet, models, rng
 
@@ -311,7 +311,7 @@ def _attack_fn(name: str, acfg, logits_fn):
         return cw_l2(lf, x, y, initial_c=acfg.cw_initial_c, binary_steps=acfg.cw_binary_steps,
                      num_steps=acfg.cw_steps, learning_rate=acfg.cw_lr, kappa=acfg.cw_kappa)
 
-    return jax.jit(run)
+    return jax.jit(run, compiler_options=runtime.cpu_compiler_options())
 
 
 def adaptive_score(dcfg) -> Callable[[jax.Array], jax.Array]:
@@ -344,7 +344,7 @@ def _adaptive_fn(model, acfg, dcfg):
         return pgd(loss, x, y, key, eps=eps, step_size=acfg.rel_step_size * eps / max(acfg.num_steps, 1),
                    num_steps=acfg.num_steps, norm="linf")
 
-    return jax.jit(run)
+    return jax.jit(run, compiler_options=runtime.cpu_compiler_options())
 
 
 def _batched(fn, x: np.ndarray, y: np.ndarray, key: jax.Array, batch_size: int) -> np.ndarray:

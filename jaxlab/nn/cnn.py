@@ -11,6 +11,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxlab.nn.conv import Conv
+
 __all__ = ["ConvBlock", "SmallCNN", "MLP"]
 
 
@@ -33,8 +35,8 @@ class ConvBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        x = nn.Conv(self.features, (self.kernel_size, self.kernel_size), padding="SAME",
-                    use_bias=self.norm == "none", dtype=self.dtype, param_dtype=self.param_dtype)(x)
+        x = Conv(self.features, (self.kernel_size, self.kernel_size), padding="SAME",
+                 use_bias=self.norm == "none", dtype=self.dtype, param_dtype=self.param_dtype)(x)
         if self.norm == "group":
             g = min(self.groups, self.features)
             while self.features % g:

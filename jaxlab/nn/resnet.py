@@ -19,6 +19,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxlab.nn.conv import Conv
+
 __all__ = ["BasicBlock", "ResNet", "ResNet18"]
 
 
@@ -49,8 +51,8 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
-        conv = lambda f, k, s: nn.Conv(f, (k, k), strides=(s, s), padding="SAME" if k > 1 else "VALID",
-                                       use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype)
+        conv = lambda f, k, s: Conv(f, (k, k), strides=(s, s), padding="SAME" if k > 1 else "VALID",
+                                    use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype)
         norm = lambda zero=False: _norm(self.norm, train, self.dtype, self.param_dtype, self.features, zero)
         y = nn.relu(norm()(conv(self.features, 3, self.strides)(x)))
         y = norm()(conv(self.features, 3, 1)(y))
@@ -83,8 +85,8 @@ class ResNet(nn.Module):
             raise ValueError(f"ResNet: stage_sizes {tuple(self.stage_sizes)} and widths "
                              f"{tuple(self.widths)} must have the same length")
         x = x.astype(self.dtype)
-        x = nn.Conv(self.widths[0], (3, 3), padding="SAME", use_bias=False,
-                    dtype=self.dtype, param_dtype=self.param_dtype)(x)
+        x = Conv(self.widths[0], (3, 3), padding="SAME", use_bias=False,
+                 dtype=self.dtype, param_dtype=self.param_dtype)(x)
         x = nn.relu(_norm(self.norm, train, self.dtype, self.param_dtype, self.widths[0])(x))
         feats = []
         for i, (n, w) in enumerate(zip(self.stage_sizes, self.widths)):

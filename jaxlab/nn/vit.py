@@ -14,6 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxlab.nn.conv import Conv
 from jaxlab.nn.transformer import Encoder
 
 __all__ = ["PatchEmbed", "ViT"]
@@ -44,8 +45,8 @@ class PatchEmbed(nn.Module):
         p = self.patch_size
         if x.shape[1] % p or x.shape[2] % p:
             raise ValueError(f"PatchEmbed: image size {x.shape[1]}x{x.shape[2]} is not a multiple of patch_size={p}")
-        y = nn.Conv(self.embed_dim, (p, p), strides=(p, p), padding="VALID", use_bias=self.use_bias,
-                    dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=self.kernel_init, name="proj")(x)
+        y = Conv(self.embed_dim, (p, p), strides=(p, p), padding="VALID", use_bias=self.use_bias,
+                 dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=self.kernel_init, name="proj")(x)
         y = y.reshape(y.shape[0], -1, self.embed_dim)
         if embed_mask is not None:
             y = y * jnp.asarray(embed_mask, y.dtype)

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.nas.widths import LEFT, index_set, width_mask
+from jaxlab.nn.conv import Conv, conv_general_dilated
 from jaxlab.nn.mbconv import MaskedMBConv, MBConv, activation, conv_init, extract_mbconv, masked_batch_norm
 from jaxlab.scalenet.space import Space
 
@@ -52,8 +53,8 @@ class SuperNet(nn.Module):
         masks = [width_mask(int(C), ch[i], scheme, side=side) for i, C in enumerate(sp.super_channels)]
 
         w = self.param("stem", conv_init, (3, 3, 3, sp.super_stem))
-        h = jax.lax.conv_general_dilated(x, w, (cfg.stem_stride,) * 2, "SAME",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        h = conv_general_dilated(x, w, (cfg.stem_stride,) * 2, "SAME",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
         h = act(masked_batch_norm(h, self.param("stem_bn_scale", nn.initializers.ones, (sp.super_stem,)),
                                   self.param("stem_bn_bias", nn.initializers.zeros, (sp.super_stem,)), masks[0]))
         for li, l in enumerate(sp.layers):
@@ -67,7 +68,7 @@ class SuperNet(nn.Module):
                        if cfg.se_div else None)
             h = blk(h, arch["ops"][li], masks[l["in_slot"]], hid_mask, se_mask, masks[l["out_slot"]])
         w = self.param("head", conv_init, (1, 1, int(sp.super_channels[-1]), cfg.head_channels))
-        h = jax.lax.conv_general_dilated(h, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        h = conv_general_dilated(h, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
         ones = jnp.ones(cfg.head_channels)
         h = act(masked_batch_norm(h, self.param("head_bn_scale", nn.initializers.ones, (cfg.head_channels,)),
                                   self.param("head_bn_bias", nn.initializers.zeros, (cfg.head_channels,)), ones))
@@ -90,13 +91,13 @@ class SubNet(nn.Module):
     def __call__(self, x, train: bool = True):
         a = activation(self.act)
         bn = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
-        h = nn.Conv(self.stem, (3, 3), strides=self.stem_stride, padding="SAME", use_bias=False,
-                    kernel_init=conv_init, dtype=self.dtype, name="stem")(x)
+        h = Conv(self.stem, (3, 3), strides=self.stem_stride, padding="SAME", use_bias=False,
+                 kernel_init=conv_init, dtype=self.dtype, name="stem")(x)
         h = a(bn("stem_bn")(h))
         for i, (c_in, c_out, hid, k, stride, se, expand) in enumerate(self.blocks):
             h = MBConv(c_in, c_out, hid, k, stride, se, bool(expand), act=self.act, dtype=self.dtype,
                        name=f"block{i}")(h, train)
-        h = nn.Conv(self.head, (1, 1), use_bias=False, kernel_init=conv_init, dtype=self.dtype, name="head")(h)
+        h = Conv(self.head, (1, 1), use_bias=False, kernel_init=conv_init, dtype=self.dtype, name="head")(h)
         h = a(bn("head_bn")(h))
         h = jnp.mean(h, axis=(1, 2))
         return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01), dtype=self.dtype,

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
+
+from jaxlab.nn.conv import conv_general_dilated
 
 __all__ = ["setup_filter", "upfirdn2d", "upsample2d", "downsample2d", "blur2d"]
 
@@ -29,8 +30,8 @@ def _fir_axis(x: jnp.ndarray, f: np.ndarray, axis: int) -> jnp.ndarray:
     k = jnp.asarray(f[::-1].copy(), x.dtype)
     shape = (len(f), 1, 1, c) if axis == 1 else (1, len(f), 1, c)
     kern = jnp.broadcast_to(k.reshape(shape[:2] + (1, 1)), shape)
-    return lax.conv_general_dilated(x, kern, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                    feature_group_count=c)
+    return conv_general_dilated(x, kern, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                feature_group_count=c)
 
 
 def upfirdn2d(x: jnp.ndarray, f: np.ndarray, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0),

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxlab.nn.conv import conv_general_dilated
 from jaxlab.nn.vit import ViT
 from jaxlab.video2stylegan import fir
 
@@ -94,12 +95,12 @@ class EqualConv(nn.Module):
         if self.down:
             if self.kernel > 1:
                 x = fir.blur2d(x)
-                y = lax.conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                y = conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
             else:
-                y = lax.conv_general_dilated(fir.downsample2d(x), w, (1, 1), "SAME",
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                y = conv_general_dilated(fir.downsample2d(x), w, (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
         else:
-            y = lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            y = conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
         return lrelu(y) if self.activation else y
@@ -136,7 +137,7 @@ def modulated_conv2d(x, weight, styles, demodulate: bool = True, fused: bool | s
     k, _, _, cout = weight.shape
     dn = ("NHWC", "HWIO", "NHWC")
     if fused is False:
-        y = lax.conv_general_dilated(x * styles[:, None, None, :], weight, (1, 1), "SAME", dimension_numbers=dn)
+        y = conv_general_dilated(x * styles[:, None, None, :], weight, (1, 1), "SAME", dimension_numbers=dn)
         if demodulate:
             # Σ_{kh,kw,cin} (W s)² = (s²) · (Σ_{kh,kw} W²)  -> [B, Cout]
             d = lax.rsqrt(jnp.square(styles) @ jnp.sum(jnp.square(weight), axis=(0, 1)) + 1e-8)
@@ -146,11 +147,11 @@ def modulated_conv2d(x, weight, styles, demodulate: bool = True, fused: bool | s
     if demodulate:
         wb = wb * lax.rsqrt(jnp.sum(jnp.square(wb), axis=(1, 2, 3), keepdims=True) + 1e-8)
     if fused == "vmap":
-        return jax.vmap(lambda xi, wi: lax.conv_general_dilated(xi[None], wi, (1, 1), "SAME",
-                                                                dimension_numbers=dn)[0])(x, wb)
+        return jax.vmap(lambda xi, wi: conv_general_dilated(xi[None], wi, (1, 1), "SAME",
+                                                            dimension_numbers=dn)[0])(x, wb)
     xg = jnp.transpose(x, (1, 2, 0, 3)).reshape(1, h, w_, b * cin)
     wg = jnp.transpose(wb, (1, 2, 3, 0, 4)).reshape(k, k, cin, b * cout)
-    y = lax.conv_general_dilated(xg, wg, (1, 1), "SAME", dimension_numbers=dn, feature_group_count=b)
+    y = conv_general_dilated(xg, wg, (1, 1), "SAME", dimension_numbers=dn, feature_group_count=b)
     return jnp.transpose(y.reshape(h, w_, b, cout), (2, 0, 1, 3))
 
 
