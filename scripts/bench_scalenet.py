@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from jaxlab.core import config as config_lib  # noqa: E402
+from jaxlab.core import train as train_lib  # noqa: E402
 from jaxlab.nas.population import make_population_eval  # noqa: E402
 from jaxlab.scalenet import configs, sampler, supernet  # noqa: E402
 from jaxlab.scalenet.models import extract_subnet  # noqa: E402
@@ -219,6 +220,51 @@ def bench_torch(cfg, space, r, batch, reps):
     return times, c_jax, n_params, j_params, torch.get_num_threads()
 
 
+def bench_gap(cfg, space, r, batch, reps):
+    """One architecture, three train steps: the masked supernet (every layer at its
+    largest width), the same architecture extracted as a standalone JAX network, and the
+    PyTorch slicing supernet. masked / extracted is the cost of masking; extracted /
+    PyTorch is the cost of the framework's kernels."""
+    import torch
+
+    torch.manual_seed(0)
+    arch = sampler.sample_hierarchical(space, np.random.default_rng(5), side=0)[0]
+    tnet = torch_supernet(space, torch)
+    opt = torch.optim.SGD(tnet.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    x = torch.rand(batch, 3, r, r)
+    y = torch.randint(0, space.cfg.num_classes, (batch,))
+
+    def torch_step():
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(tnet(x, arch), y).backward()
+        opt.step()
+
+    xj, yj = jnp.asarray(x.permute(0, 2, 3, 1).numpy()), jnp.asarray(y.numpy(), jnp.int32)
+    jnet, state = supernet.init_state(cfg, space)
+    step = supernet.make_step(cfg, jnet)
+    model, variables = extract_subnet(space, {"params": state.params}, arch, side=int(arch["side"]))
+    box = {"state": state}
+
+    def masked_step():
+        box["state"], m = step(box["state"], {"x": xj, "y": yj, "arch": arch}, jax.random.key(0))
+        jax.block_until_ready(m)
+
+    def loss(p, extra, b, key):
+        logits, new = model.apply({"params": p, "batch_stats": extra}, b[0], train=True, mutable=["batch_stats"])
+        return optax.softmax_cross_entropy_with_integer_labels(logits, b[1]).mean(), ({}, new["batch_stats"])
+
+    sub_step = train_lib.make_train_step(loss)
+    sub = {"state": train_lib.TrainState.create(params=variables["params"], extra=variables["batch_stats"],
+                                                tx=optax.sgd(0.01, momentum=0.9, nesterov=True))}
+
+    def extracted_step():
+        sub["state"], m = sub_step(sub["state"], (xj, yj), jax.random.key(0))
+        jax.block_until_ready(m)
+
+    return benchmark.alternate({"jaxlab masked": masked_step, "jaxlab extracted": extracted_step,
+                                "PyTorch slicing": torch_step}, repeats=reps)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="smoke")
@@ -252,6 +298,9 @@ def main():
                   extras=["params jaxlab / PyTorch", "jaxlab compile (s)"]).add(
             f"train step, batch {args.batch}", times,
             **{"params jaxlab / PyTorch": f"{n_j} / {n_t}", "jaxlab compile (s)": f"{c_j:.1f}"})
+        res.table("Where the gap goes: one architecture, masked supernet vs the extracted subnet vs PyTorch",
+                  ["jaxlab masked", "jaxlab extracted", "PyTorch slicing"], unit="ms").add(
+            f"train step, batch {args.batch}", bench_gap(cfg, space, r, args.batch, args.reps))
     res.note(f"medians of {args.reps} alternating repeats; PyTorch threads {threads}")
     return res
 
