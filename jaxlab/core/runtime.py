@@ -33,10 +33,12 @@ far off:
 - gradients on output maps of 2x2 pixels or fewer, which XLA's simplifier rewrites into
   batch-minor layouts (`01fb_o01i->f01b`) that Eigen runs at a few percent of peak: in
   MH-UI's PGD-20 on its default CNN (8x8 digits, stages 32-64-128) the input gradient
-  of one 2x2 layer took 45% of the attack, and convolutions 85%;
-- depthwise convolutions, 2-8x slower than a sum of shifted views: in a ScaleNet
-  subnet (MobileNet blocks, 32x32 images) they made the train step 4x slower than
-  PyTorch's;
+  of one 2x2 layer took half of the attack, and convolutions 86% (491 ms per attack;
+  224 ms with `jaxlab.nn.conv`, quiet machine);
+- depthwise convolutions, 2-17x slower than a sum of shifted views: they made the
+  train step of a ScaleNet subnet (MobileNet blocks, 32x32 images) 3-4x slower than
+  PyTorch's (interleaved runs on a loaded machine); with shifted sums it is 1.4-1.8x
+  faster than PyTorch's (resolution 8, quiet machine);
 - inputs with one channel (2x slower than patches).
 
 `jaxlab.nn.conv` computes those as patches times the kernel (one matrix product on the
