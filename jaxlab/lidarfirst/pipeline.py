@@ -229,3 +229,15 @@ def ground_and_purity(seg: dict, instance_image: np.ndarray) -> dict:
     major = sum(np.bincount(inst[cl == k] + 1).max() for k in range(cl.max() + 1) if (cl == k).any())
     return {"ground_tp": int((g & truth).sum()), "ground_pred": int(g.sum()), "ground_true": int(truth.sum()),
             "cluster_majority": int(major), "cluster_points": int((cl >= 0).sum())}
+
+
+def evaluation_frames(config: LidarFirstConfig):
+    """The frames the `run` action processes: the KITTI-layout files of `config.data_dir`, else
+    `scene.num_frames` simulated frames of the evaluation stream."""
+    if config.data_dir:
+        for name in data.frame_ids(config.data_dir):
+            yield from_kitti(config.data_dir, name)
+        return
+    for i in range(config.scene.num_frames):
+        seed = stream_seed(config.seed, EVAL_SCENES, i)
+        yield from_frame(f"{i:06d}", simulator.simulate_frame(seed, config.scene))

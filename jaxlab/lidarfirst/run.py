@@ -156,16 +156,6 @@ def load(workdir: str | pathlib.Path) -> actions.Loaded:
     return actions.Loaded(config, make_model(config), state, step)
 
 
-def _frames(config: LidarFirstConfig):
-    if config.data_dir:
-        for name in data.frame_ids(config.data_dir):
-            yield pipeline.from_kitti(config.data_dir, name)
-        return
-    for i in range(config.scene.num_frames):
-        seed = pipeline.stream_seed(config.seed, pipeline.EVAL_SCENES, i)
-        yield pipeline.from_frame(f"{i:06d}", simulator.simulate_frame(seed, config.scene))
-
-
 @actions.action(name="run")
 def run_pipeline(config: LidarFirstConfig, workdir: pathlib.Path) -> dict:
     """Runs the cluster-first pipeline (crops in risk order) on data_dir or simulated frames; writes frames.json."""
@@ -174,7 +164,7 @@ def run_pipeline(config: LidarFirstConfig, workdir: pathlib.Path) -> dict:
     s = config.model.crop_size
     classify(jnp.zeros((1, s, s, 3))).block_until_ready()  # compile outside the timed frames
     rows, first = [], None
-    for inp in _frames(config):
+    for inp in pipeline.evaluation_frames(config):
         out = pipeline.process_frame(inp, classify, config)
         row = {"name": inp.name, "detections": out["detections"], "crops": out["crops"], "times": out["times"],
                "gt_boxes": inp.gt_boxes.tolist(), "gt_classes": inp.gt_classes.tolist()}

@@ -58,7 +58,7 @@ def test_crop_budget_exits_early(smoke):
     cfg = copy.deepcopy(cfg)
     loaded = run.load(wd)
     classify = jax.jit(lambda x: jax.nn.softmax(loaded.model.apply({"params": loaded.state.params}, x)))
-    inp = next(run._frames(cfg))
+    inp = next(pipeline.evaluation_frames(cfg))
     full = pipeline.process_frame(inp, classify, cfg)
     cfg.pipeline.crop_budget = 1
     one = pipeline.process_frame(inp, classify, cfg)
