@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +23,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from jaxlab.core import profiling, runtime
+from jaxlab.core import benchmark, profiling, runtime
 from jaxlab.nn import conv
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -53,16 +51,12 @@ def layer_table(batch: int, repeats: int) -> list[str]:
         os.environ["JAXLAB_CONV"] = "patches"
         fx, fp = grads(lax.conv_general_dilated), grads(conv.conv_general_dilated)
         jax.block_until_ready((fx(x, w), fp(x, w)))
-        tx, tp = [], []
-        for _ in range(repeats):
-            for fn, ts in ((fx, tx), (fp, tp)):
-                t0 = time.perf_counter()
-                jax.block_until_ready(fn(x, w))
-                ts.append(time.perf_counter() - t0)
+        times = benchmark.alternate({"xla": lambda: jax.block_until_ready(fx(x, w)),
+                                     "patches": lambda: jax.block_until_ready(fp(x, w))}, repeats, warmup=0)
         os.environ["JAXLAB_CONV"] = "auto"
         out = -(-side // s)
         pick = "patches" if conv.prefers_patches(c // g, (k, k), (out, out), g > 1) else "XLA"
-        mx, mp = statistics.median(tx), statistics.median(tp)
+        mx, mp = benchmark.median(times["xla"]), benchmark.median(times["patches"])
         rows.append(f"| {batch}x{side}x{side}x{c} | {k}x{k}x{c // g}x{f} | {s} | {g} | {mx * 1e3:.2f} | "
                     f"{mp * 1e3:.2f} | {mx / mp:.2f} | {pick} |")
     return rows
@@ -101,13 +95,10 @@ def main():
     p.add_argument("--pgd-batch", type=int, default=256)
     args = p.parse_args()
     runtime.tune_host_allocator()
-    load = os.getloadavg()[0]
-    if load > (os.cpu_count() or 1) / 2:
-        print(f"WARNING: load average {load:.2f} exceeds half the cores: timings are not from a quiet machine")
-    print(f"device: {jax.devices()[0].device_kind}, {os.cpu_count()} cores, load average before {load:.2f}\n")
-    print("\n".join(layer_table(args.batch, args.repeats)), "\n")
-    print("\n".join(pgd_profiles(args.pgd_batch)))
-    print(f"load average after {os.getloadavg()[0]:.2f}")
+    with benchmark.load_watch():
+        print(benchmark.device_line(), "\n")
+        print("\n".join(layer_table(args.batch, args.repeats)), "\n")
+        print("\n".join(pgd_profiles(args.pgd_batch)))
 
 
 if __name__ == "__main__":
