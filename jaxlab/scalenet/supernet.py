@@ -5,7 +5,10 @@
   cosine decay, label smoothing (spec sec. 2.4). A batch (architecture, resolution,
   images) is a pure function of `(seed, step)` and training goes through
   `jaxlab.core.train.fit`, so a killed run resumes bit-identically from its checkpoints.
-  The step is jitted once per input resolution.
+  The step is jitted once per input resolution, or once per (bucket, resolution) with
+  `supernet.buckets` on (the default on CPU): the masked forward on the supernet cut to
+  the smallest width/depth bucket that holds the architecture (`buckets.py`), the same
+  update to float tolerance.
 * `make_scorer`: accuracy of a population of architectures at one resolution on
   held-out images, left + right logits summed, BN on batch statistics; one jitted,
   vmapped call per chunk of `search.eval_chunk` architectures (one compile per r).
@@ -24,6 +27,7 @@ import numpy as np
 from jaxlab.core import train as train_lib
 from jaxlab.core import workdir as workdir_lib
 from jaxlab.nas.population import make_population_eval
+from jaxlab.scalenet import buckets as buckets_lib
 from jaxlab.scalenet import sampler as sampler_lib
 from jaxlab.scalenet.configs import ScaleNetConfig
 from jaxlab.scalenet.data import Data
@@ -67,17 +71,49 @@ def batch_fn(cfg: ScaleNetConfig, space: Space, data: Data) -> Callable[[int], d
 
 
 def make_step(cfg: ScaleNetConfig, net: SuperNet) -> Callable:
-    """The jitted `step(state, batch, key) -> (state, metrics)` of the supernet."""
+    """`step(state, batch, key) -> (state, metrics)` of the supernet.
+
+    With buckets (`supernet.buckets`, see `buckets.py`) a host-side dispatcher picks the
+    bucket of `batch["arch"]` and calls that bucket's jitted step (compiled on first
+    use); otherwise one jitted masked step.
+    """
     smoothing = cfg.supernet.label_smoothing
+    space = net.space
 
-    def loss_fn(params, extra, batch, key):
-        del key
-        logits = net.apply({"params": params}, batch["x"], batch["arch"])
-        loss = smoothed_cross_entropy(logits, batch["y"], smoothing)
-        acc = jnp.mean(jnp.argmax(logits, -1) == batch["y"])
-        return loss, ({"accuracy": acc}, extra)
+    def make(view) -> Callable:
+        sub = net if view is None else SuperNet(view, dtype=net.dtype)
+        shapes = None
 
-    return train_lib.make_train_step(loss_fn)
+        def loss_fn(params, extra, batch, key):
+            del key
+            arch = batch["arch"]
+            p = params
+            if view is not None:
+                p = buckets_lib.slice_params(params, shapes, arch["side"])
+                arch = dict(arch, ops=jnp.asarray(arch["ops"])[view.layer_ids])
+            logits = sub.apply({"params": p}, batch["x"], arch)
+            loss = smoothed_cross_entropy(logits, batch["y"], smoothing)
+            acc = jnp.mean(jnp.argmax(logits, -1) == batch["y"])
+            return loss, ({"accuracy": acc}, extra)
+
+        if view is not None:
+            r0 = int(space.cfg.res_grid[0][0])
+            a0 = {"ops": np.ones(len(view.layers), np.int32), "channels": view.super_channels,
+                  "side": np.int32(0)}
+            shapes = jax.eval_shape(lambda: sub.init(jax.random.key(0), jnp.zeros((1, r0, r0, 3)), a0))["params"]
+        return train_lib.make_train_step(loss_fn)
+
+    if not buckets_lib.use_buckets(cfg.supernet.buckets):
+        return make(None)
+    steps: dict[float, Callable] = {}
+
+    def step(state, batch, key):
+        m = buckets_lib.choose_bucket(space, batch["arch"])
+        if m not in steps:
+            steps[m] = make(buckets_lib.bucket_view(space, m))
+        return steps[m](state, batch, key)
+
+    return step
 
 
 def train(cfg: ScaleNetConfig, space: Space, workdir: pathlib.Path, data: Data,
