@@ -3,12 +3,15 @@
     python scripts/bench_scalenet.py [--config smoke|default|path.py[:variant]] [--num-archs 50] [--resolution R]
 
 1. Supernet training over N sampled architectures at one resolution, compile included:
-   masks (one compiled step serves every architecture) vs per-architecture slicing in
-   JAX (a standalone network per architecture: one compile per shape).
+   masks (one compiled step serves every architecture), width/depth buckets (one compile
+   per bucket, `jaxlab.scalenet.buckets`) and per-architecture slicing in JAX (a
+   standalone network per architecture: one compile per shape).
 2. Population evaluation of P = 32 architectures: one vmapped call vs P sequential calls
    of the jitted single-architecture forward (compile reported apart).
-3. One training step of the masked JAX supernet vs a PyTorch slicing supernet of the
-   same size (OFA/BCNet style: weights sliced per call), same architecture and batch.
+3. Training steps over sampled architectures of the masked and the bucketed JAX
+   supernet vs a PyTorch slicing supernet of the same size (OFA/BCNet style: weights
+   sliced per call), same architectures and batch; and for one architecture, the masked
+   step, its bucket, the extracted standalone subnet and PyTorch (where the gap goes).
 
 Prints the devices, the load average before and after, and markdown tables of medians
 and ratios with a 1-thread and an all-threads column per peer (`--threads both|1|all`,
@@ -18,6 +21,7 @@ see `jaxlab.core.benchmark`); the peers of 2 and 3 alternate call by call.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import time
 
@@ -33,23 +37,25 @@ import optax  # noqa: E402
 from jaxlab.core import config as config_lib  # noqa: E402
 from jaxlab.core import train as train_lib  # noqa: E402
 from jaxlab.nas.population import make_population_eval  # noqa: E402
-from jaxlab.scalenet import configs, sampler, supernet  # noqa: E402
+from jaxlab.scalenet import buckets, configs, sampler, supernet  # noqa: E402
 from jaxlab.scalenet.models import extract_subnet  # noqa: E402
 from jaxlab.scalenet.space import Space  # noqa: E402
 
 
 def bench_masks_vs_slicing(cfg, space, n, r, batch):
-    net, state = supernet.init_state(cfg, space)
-    step = supernet.make_step(cfg, net)
     rng = np.random.default_rng(0)
     archs = [sampler.sample_hierarchical(space, rng, side=i % 2)[0] for i in range(n)]
     x = jnp.asarray(np.random.default_rng(1).random((batch, r, r, 3), np.float32))
     y = jnp.asarray(np.random.default_rng(2).integers(0, space.cfg.num_classes, batch), jnp.int32)
-    t0 = time.perf_counter()
-    for a in archs:
-        state, m = step(state, {"x": x, "y": y, "arch": a}, jax.random.key(0))
-    jax.block_until_ready(m)
-    t_mask = time.perf_counter() - t0
+    t_mask = {}
+    for mode in ("off", "on"):
+        net, state = supernet.init_state(cfg, space)
+        step = supernet.make_step(with_buckets(cfg, mode), net)
+        t0 = time.perf_counter()
+        for a in archs:
+            state, m = step(state, {"x": x, "y": y, "arch": a}, jax.random.key(0))
+        jax.block_until_ready(m)
+        t_mask[mode] = time.perf_counter() - t0
 
     # per-architecture slicing: one standalone network (one compile) per architecture
     params = {"params": state.params}
@@ -79,7 +85,8 @@ def bench_masks_vs_slicing(cfg, space, n, r, batch):
         p, o, l = cache[key](p, o, variables["batch_stats"], x, y)
     jax.block_until_ready(l)
     t_slice = time.perf_counter() - t0
-    return t_mask, t_slice, n_compiles
+    n_buckets = len({buckets.choose_bucket(space, a) for a in archs})
+    return t_mask, t_slice, n_compiles, n_buckets
 
 
 def bench_population(cfg, space, net, params, p_size, r, batch, reps):
@@ -202,22 +209,33 @@ def bench_torch(cfg, space, r, batch, reps):
         loss.backward()
         opt.step()
 
-    jnet, state = supernet.init_state(cfg, space)
-    step = supernet.make_step(cfg, jnet)
     xj = jnp.asarray(x.permute(0, 2, 3, 1).numpy())
     yj = jnp.asarray(y.numpy(), jnp.int32)
-    box = {"state": state}
-    jax_archs = itertools.cycle(archs)
+    peers, compiles, j_params = {}, {}, 0
+    for name, mode in (("jaxlab masked", "off"), ("jaxlab buckets", "on")):
+        jnet, state = supernet.init_state(cfg, space)
+        step = supernet.make_step(with_buckets(cfg, mode), jnet)
+        box = {"state": state, "archs": itertools.cycle(archs)}
 
-    def jax_step():
-        box["state"], m = step(box["state"], {"x": xj, "y": yj, "arch": next(jax_archs)}, jax.random.key(0))
+        def jax_step(step=step, box=box):
+            box["state"], m = step(box["state"], {"x": xj, "y": yj, "arch": next(box["archs"])}, jax.random.key(0))
+            jax.block_until_ready(m)
+
+        # compile every bucket the timed calls will meet before timing
+        t0 = time.perf_counter()
+        for a in {buckets.choose_bucket(space, a) if mode == "on" else 0: a for a in archs}.values():
+            box["state"], m = step(box["state"], {"x": xj, "y": yj, "arch": a}, jax.random.key(0))
         jax.block_until_ready(m)
-
-    c_jax = benchmark.time_call(jax_step)
-    times = benchmark.alternate({"jaxlab": jax_step, "PyTorch": torch_step}, repeats=reps)
+        compiles[name] = time.perf_counter() - t0
+        peers[name] = jax_step
+        j_params = sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(box["state"].params))
+    times = benchmark.alternate(peers | {"PyTorch": torch_step}, repeats=reps)
     n_params = sum(p.numel() for p in net.parameters())
-    j_params = sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(box["state"].params))
-    return times, c_jax, n_params, j_params, torch.get_num_threads()
+    return times, compiles, n_params, j_params, torch.get_num_threads()
+
+
+def with_buckets(cfg, mode):
+    return dataclasses.replace(cfg, supernet=dataclasses.replace(cfg.supernet, buckets=mode))
 
 
 def bench_gap(cfg, space, r, batch, reps):
@@ -241,12 +259,17 @@ def bench_gap(cfg, space, r, batch, reps):
 
     xj, yj = jnp.asarray(x.permute(0, 2, 3, 1).numpy()), jnp.asarray(y.numpy(), jnp.int32)
     jnet, state = supernet.init_state(cfg, space)
-    step = supernet.make_step(cfg, jnet)
+    step = supernet.make_step(with_buckets(cfg, "off"), jnet)
+    bstep = supernet.make_step(with_buckets(cfg, "on"), jnet)
     model, variables = extract_subnet(space, {"params": state.params}, arch, side=int(arch["side"]))
-    box = {"state": state}
+    box = {"state": state, "bucket": jax.tree_util.tree_map(jnp.array, state)}
 
     def masked_step():
         box["state"], m = step(box["state"], {"x": xj, "y": yj, "arch": arch}, jax.random.key(0))
+        jax.block_until_ready(m)
+
+    def bucket_step():
+        box["bucket"], m = bstep(box["bucket"], {"x": xj, "y": yj, "arch": arch}, jax.random.key(0))
         jax.block_until_ready(m)
 
     def loss(p, extra, b, key):
@@ -261,8 +284,8 @@ def bench_gap(cfg, space, r, batch, reps):
         sub["state"], m = sub_step(sub["state"], (xj, yj), jax.random.key(0))
         jax.block_until_ready(m)
 
-    return benchmark.alternate({"jaxlab masked": masked_step, "jaxlab extracted": extracted_step,
-                                "PyTorch slicing": torch_step}, repeats=reps)
+    return benchmark.alternate({"jaxlab masked": masked_step, "jaxlab bucket": bucket_step,
+                                "jaxlab extracted": extracted_step, "PyTorch slicing": torch_step}, repeats=reps)
 
 
 def main():
@@ -282,11 +305,12 @@ def main():
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
         print(f"config: {args.config}  resolution {r}  batch {args.batch}")
-        t_mask, t_slice, nc = bench_masks_vs_slicing(cfg, space, args.num_archs, r, args.batch)
+        t_mask, t_slice, nc, nb = bench_masks_vs_slicing(cfg, space, args.num_archs, r, args.batch)
         res.table(f"Supernet training over {args.num_archs} architectures, compile included (one run each)",
-                  ["jaxlab masks", "JAX per-architecture slicing"], unit="s", extras=["compiles"]).add(
-            "supernet training", {"jaxlab masks": t_mask, "JAX per-architecture slicing": t_slice},
-            compiles=f"1 / {nc}")
+                  ["jaxlab masks", "jaxlab buckets", "JAX per-architecture slicing"], unit="s",
+                  extras=["compiles"]).add(
+            "supernet training", {"jaxlab masks": t_mask["off"], "jaxlab buckets": t_mask["on"],
+                                  "JAX per-architecture slicing": t_slice}, compiles=f"1 / {nb} / {nc}")
         net, state = supernet.init_state(cfg, space)
         times, c_vm, c_single = bench_population(cfg, space, net, state.params, args.population, r, args.batch,
                                                  args.reps)
@@ -294,12 +318,15 @@ def main():
                   ["jaxlab vmapped", "jaxlab sequential"], unit="ms", extras=["compile (s) vmapped / single"]).add(
             "population eval", times, **{"compile (s) vmapped / single": f"{c_vm:.1f} / {c_single:.1f}"})
         times, c_j, n_t, n_j, threads = bench_torch(cfg, space, r, args.batch, args.reps)
-        res.table("Supernet train step: masked JAX vs PyTorch slicing supernet", ["jaxlab", "PyTorch"], unit="ms",
-                  extras=["params jaxlab / PyTorch", "jaxlab compile (s)"]).add(
+        res.table("Supernet train step over sampled architectures: masked / bucketed JAX vs PyTorch slicing supernet",
+                  ["jaxlab masked", "jaxlab buckets", "PyTorch"], unit="ms",
+                  extras=["params jaxlab / PyTorch", "jaxlab compile (s) masked / buckets"]).add(
             f"train step, batch {args.batch}", times,
-            **{"params jaxlab / PyTorch": f"{n_j} / {n_t}", "jaxlab compile (s)": f"{c_j:.1f}"})
-        res.table("Where the gap goes: one architecture, masked supernet vs the extracted subnet vs PyTorch",
-                  ["jaxlab masked", "jaxlab extracted", "PyTorch slicing"], unit="ms").add(
+            **{"params jaxlab / PyTorch": f"{n_j} / {n_t}",
+               "jaxlab compile (s) masked / buckets": f"{c_j['jaxlab masked']:.1f} / {c_j['jaxlab buckets']:.1f}"})
+        res.table("Where the gap goes: one architecture, masked supernet vs its bucket vs the extracted subnet "
+                  "vs PyTorch", ["jaxlab masked", "jaxlab bucket", "jaxlab extracted", "PyTorch slicing"],
+                  unit="ms").add(
             f"train step, batch {args.batch}", bench_gap(cfg, space, r, args.batch, args.reps))
     res.note(f"medians of {args.reps} alternating repeats; PyTorch threads {threads}")
     return res

@@ -184,11 +184,26 @@ def _depthwise_sum(x, kernel, strides, padding):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _depthwise(x, kernel, strides, padding):
-    return _depthwise_sum(x, kernel, strides, padding)
+    (x,) = _materialize(x)
+    (y,) = _materialize(_depthwise_sum(x, kernel, strides, padding))
+    return y
 
 
 def _depthwise_fwd(x, kernel, strides, padding):
-    return _depthwise_sum(x, kernel, strides, padding), (x, kernel)
+    (x,) = _materialize(x)
+    (y,) = _materialize(_depthwise_sum(x, kernel, strides, padding))
+    return y, (x, kernel)
+
+
+def _materialize(*xs):
+    """`xs` unchanged, but computed once: a conditional whose predicate XLA cannot fold
+    (both branches return the values) is a fusion boundary, so the producers of `xs`
+    (normalisation, activation, masks) are not fused into, and recomputed by, each of
+    the kh * kw shifted views that read them. XLA:CPU removes `optimization_barrier`
+    before fusion, so a barrier does not do this. Under `vmap` with a batched predicate
+    the conditional becomes a select of two equal values and simplifies away."""
+    pred = jnp.isfinite(xs[0].reshape(-1)[0])
+    return lax.cond(pred, lambda *a: a, lambda *a: tuple(v * 1 for v in a), *xs)
 
 
 def _depthwise_bwd(strides, padding, res, g):
@@ -197,11 +212,11 @@ def _depthwise_bwd(strides, padding, res, g):
     tap and add them (25 arrays of the input's size for a 5x5 kernel).
 
     Where the convolution sits between normalisations inside a large program (the
-    masked ScaleNet supernet), XLA:CPU fuses the producers of `x` and `g` into each of
-    the kh * kw reductions and recomputes them per tap (`optimization_barrier` does not
-    stop it: XLA:CPU removes barriers before fusion); that is why the masked supernet
-    keeps XLA's depthwise convolution (`jaxlab.nn.mbconv.MaskedMBConv`)."""
+    masked ScaleNet supernet), XLA:CPU would fuse the producers of `x` and `g` into each
+    of the kh * kw reductions and recompute them per tap; `_materialize` stops that
+    (masked supernet train step 121 -> 34 ms, `python scripts/bench_scalenet.py`)."""
     x, kernel = res
+    x, g = _materialize(x, g)
     kh, kw, _, f = kernel.shape
     b, h, w, c = x.shape
     mult = f // c

@@ -197,10 +197,8 @@ class MaskedMBConv(nn.Module):
         if self.expand_ratio != 1:
             h = conv_general_dilated(h, p["expand"]["kernel"], (1, 1), "SAME", dimension_numbers=dn)
             h = a(masked_batch_norm(h, p["expand_bn"]["scale"], p["expand_bn"]["bias"], hid_mask))
-        # XLA's depthwise convolution: in this masked, full-width program the patches path
-        # measured 1.5x slower (see jaxlab.nn.conv._depthwise_bwd), standalone 3x faster
-        h = jax.lax.conv_general_dilated(h, p["dw"]["kernel"], (self.stride, self.stride), "SAME",
-                                         dimension_numbers=dn, feature_group_count=self.hidden_max)
+        h = conv_general_dilated(h, p["dw"]["kernel"], (self.stride, self.stride), "SAME",
+                                 dimension_numbers=dn, feature_group_count=self.hidden_max)
         h = a(masked_batch_norm(h, p["dw_bn"]["scale"], p["dw_bn"]["bias"], hid_mask))
         if self.se_max:
             s = jnp.mean(h, axis=(1, 2))
