@@ -6,6 +6,12 @@ Masks give every architecture of a supernet the same shapes, so a population pyt
     logits[p] = apply(params, batch, arch[p])        # [P, B, classes]
 
 `make_population_eval` returns a jitted function that compiles once per (P, batch shape).
+
+On the CPU backend the default (`chunk="auto"`) is one architecture at a time by
+`lax.map` inside the one compiled call: vmapping P architectures multiplies every
+activation's size by P, which on CPU leaves the caches and adds layout copies for the
+batched matrix products (ScaleNet smoke space, P = 32, batch 32, 1 core: vmapped 130 ms,
+32 separate jitted calls 69 ms, `lax.map` 56 ms). Accelerators vmap the whole population.
 """
 
 from __future__ import annotations
@@ -20,12 +26,17 @@ __all__ = ["make_population_eval", "accuracy_from_logits"]
 
 
 def make_population_eval(apply_fn: Callable[[Any, jax.Array, Any], jax.Array],
-                         *, chunk: int | None = None) -> Callable:
+                         *, chunk: int | str | None = "auto") -> Callable:
     """`apply_fn(params, x, arch) -> logits [B, K]` -> jitted `f(params, x, archs) -> [P, B, K]`.
 
-    With `chunk`, the population is processed `chunk` architectures at a time by
-    `lax.map` over vmapped chunks (bounded memory); P must be a multiple of `chunk`.
+    With an integer `chunk`, the population is processed `chunk` architectures at a time
+    by `lax.map` over vmapped chunks (bounded memory); P must be a multiple of `chunk`.
+    None vmaps the whole population; "auto" is 1 on the CPU backend and None elsewhere.
     """
+    if chunk == "auto":
+        chunk = 1 if jax.default_backend() == "cpu" else None
+    elif chunk is not None and (not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"chunk must be a positive int, None or 'auto', got {chunk!r}")
     vm = jax.vmap(apply_fn, in_axes=(None, None, 0))
     if chunk is None:
         return jax.jit(vm)

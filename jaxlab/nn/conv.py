@@ -200,10 +200,25 @@ def _materialize(*xs):
     (both branches return the values) is a fusion boundary, so the producers of `xs`
     (normalisation, activation, masks) are not fused into, and recomputed by, each of
     the kh * kw shifted views that read them. XLA:CPU removes `optimization_barrier`
-    before fusion, so a barrier does not do this. Under `vmap` with a batched predicate
-    the conditional becomes a select of two equal values and simplifies away."""
+    before fusion, so a barrier does not do this. Under `vmap` the conditional is kept
+    on the whole batched arrays (`custom_vmap`), with a predicate that is not batched."""
+    return _fusion_boundary(xs)
+
+
+def _cond_identity(xs):
     pred = jnp.isfinite(xs[0].reshape(-1)[0])
-    return lax.cond(pred, lambda *a: a, lambda *a: tuple(v * 1 for v in a), *xs)
+    return lax.cond(pred, lambda a: a, lambda a: tuple(v * 1 for v in a), tuple(xs))
+
+
+@jax.custom_batching.custom_vmap
+def _fusion_boundary(xs):
+    return _cond_identity(xs)
+
+
+@_fusion_boundary.def_vmap
+def _fusion_boundary_vmap(axis_size, in_batched, xs):
+    del axis_size
+    return _cond_identity(xs), in_batched[0]
 
 
 def _depthwise_bwd(strides, padding, res, g):

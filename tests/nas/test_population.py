@@ -32,7 +32,8 @@ def test_vmapped_population_matches_sequential():
         np.testing.assert_allclose(out[p], ref, rtol=1e-5, atol=1e-5)
     f((w1, w2), x, jax.tree_util.tree_map(lambda a: a[::-1], archs))
     assert len(traces) == 1
-    g = population.make_population_eval(apply, chunk=4)
-    np.testing.assert_allclose(g((w1, w2), x, archs), out, rtol=1e-5, atol=1e-6)
+    for chunk in (4, None):
+        g = population.make_population_eval(apply, chunk=chunk)
+        np.testing.assert_allclose(g((w1, w2), x, archs), out, rtol=1e-5, atol=1e-6)
     acc = population.accuracy_from_logits(out, jnp.zeros(5, jnp.int32))
     assert acc.shape == (8,)
