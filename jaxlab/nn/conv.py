@@ -201,8 +201,19 @@ def _materialize(*xs):
     (normalisation, activation, masks) are not fused into, and recomputed by, each of
     the kh * kw shifted views that read them. XLA:CPU removes `optimization_barrier`
     before fusion, so a barrier does not do this. Under `vmap` the conditional is kept
-    on the whole batched arrays (`custom_vmap`), with a predicate that is not batched."""
+    on the whole batched arrays (`custom_vmap`), with a predicate that is not batched;
+    derivatives (forward and reverse, any order) see the identity."""
+    return _differentiable_boundary(xs)
+
+
+@jax.custom_jvp
+def _differentiable_boundary(xs):
     return _fusion_boundary(xs)
+
+
+@_differentiable_boundary.defjvp
+def _boundary_jvp(primals, tangents):
+    return _fusion_boundary(primals[0]), tangents[0]
 
 
 def _cond_identity(xs):

@@ -95,3 +95,21 @@ def test_cost_analysis_counts_the_convolution_not_its_patches(force_patches):
     with conv.use("xla"):
         assert conv.conv_mode() == "xla"
     assert conv.conv_mode() == "patches"
+
+
+def test_depthwise_second_order_and_vmapped_gradients_match_xla(force_patches):
+    """The depthwise path's fusion boundary (a conditional) must be invisible to
+    forward-over-reverse differentiation (Hessians) and to vmap of the gradient."""
+    x = jax.random.normal(jax.random.key(0), (2, 6, 6, 4))
+    k = jax.random.normal(jax.random.key(1), (3, 3, 1, 4))
+
+    def loss(impl):
+        return lambda x, k: jnp.sum(jnp.tanh(impl(x, k, (2, 2), "SAME", dimension_numbers=DN,
+                                                   feature_group_count=4)) ** 2)
+
+    ours, ref = loss(conv.conv_general_dilated), loss(lax.conv_general_dilated)
+    np.testing.assert_allclose(jax.hessian(ours, argnums=1)(x, k), jax.hessian(ref, argnums=1)(x, k),
+                               rtol=1e-4, atol=1e-4)
+    per_example = lambda f: jax.vmap(jax.grad(f, argnums=(0, 1)), in_axes=(0, None))(x[:, None], k)
+    for a, b in zip(per_example(ours), per_example(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
