@@ -43,11 +43,22 @@ far off:
 
 `jaxlab.nn.conv` computes those as patches times the kernel (one matrix product on the
 dot path) or, depthwise, as fused shifted sums, and leaves ordinary layers to Eigen
-(there patches cost memory traffic). One exception remains: in the masked ScaleNet
-supernet, XLA fuses the producers of the depthwise inputs into every per-tap reduction
-and recomputes them (optimization barriers are removed before fusion on CPU), so the
-masked supernet keeps Eigen's depthwise convolution. The figures are in the
-experiments READMEs of mhui and scalenet and in `scripts/bench_core.py`'s output.
+(there patches cost memory traffic).
+
+Fusion across the shifted views. XLA:CPU fuses the elementwise producers of an array
+into each consumer; a depthwise convolution as kh * kw shifted views (and its kernel
+gradient as kh * kw reductions) thus recomputed the producers of its input (masked
+batch normalisation, activation, channel masks) once per tap: in the masked ScaleNet
+supernet, 125 per-tap reductions each re-ran the whole chain and took 44% of the step.
+`optimization_barrier` does not stop it (XLA:CPU removes barriers before fusion); a
+conditional whose predicate XLA cannot fold does, since fusion does not cross
+computations. `jaxlab.nn.conv` puts the depthwise inputs, outputs and cotangents behind
+one (`_materialize`; transparent to differentiation, and kept under `vmap`): the masked
+supernet train step went from 121 to 34 ms (smoke space, batch 32, one core), and its
+depthwise layers now take the same path as every other model's. The same boundary in
+front of ordinary patches made them slower (the recomputation was not their cost), so
+it is used for depthwise convolutions only. The figures are in the experiments READMEs
+of mhui and scalenet and in `scripts/bench_core.py`'s output.
 """
 
 from __future__ import annotations
