@@ -16,8 +16,10 @@ Buckets are the maxima of the rows of `mult_grid` (one per scaling stage), so un
 hierarchical sampler a step compiles once per (scaling stage, resolution) pair, about as
 often as the masked step (once per resolution).
 
-`supernet.buckets` chooses: "auto" (buckets on the CPU backend, masks elsewhere), "on",
-"off".
+`supernet.buckets` chooses: "auto" (buckets on the CPU backend for runs of at least
+`AUTO_MIN_STEPS` steps, masks otherwise), "on", "off". Short runs keep masks: where the
+scaling stages share resolutions (the smoke space) buckets multiply the compiles, and
+one compile costs seconds against milliseconds saved per step.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ import numpy as np
 
 from jaxlab.scalenet.space import Space, ceil_mult
 
-__all__ = ["BucketView", "bucket_mults", "bucket_view", "choose_bucket", "slice_params", "use_buckets"]
+AUTO_MIN_STEPS = 1000
+
+__all__ = ["AUTO_MIN_STEPS", "BucketView", "bucket_mults", "bucket_view", "choose_bucket", "slice_params",
+           "use_buckets"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -114,8 +119,11 @@ def slice_params(full: Any, bucket_shapes: Any, side) -> Any:
     return walk(full, bucket_shapes)
 
 
-def use_buckets(setting: str) -> bool:
-    """`supernet.buckets` resolved: "auto" is on for the CPU backend only."""
+def use_buckets(setting: str, num_steps: int) -> bool:
+    """`supernet.buckets` resolved for a run of `num_steps` steps: "auto" is on for the
+    CPU backend and at least `AUTO_MIN_STEPS` steps."""
     if setting not in ("auto", "on", "off"):
         raise ValueError(f"supernet.buckets must be 'auto', 'on' or 'off', got {setting!r}")
-    return setting == "on" or (setting == "auto" and jax.default_backend() == "cpu")
+    if setting == "auto":
+        return jax.default_backend() == "cpu" and num_steps >= AUTO_MIN_STEPS
+    return setting == "on"

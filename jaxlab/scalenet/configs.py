@@ -65,10 +65,11 @@ class SupernetConfig:
       alternate_sides: asyn=True: one pass per step, coupling side = step % 2.
       stage_archs: sub-networks per scaling stage scored with inherited weights at the
         end of training and by `evaluate` (on `search.eval_batch` held-out images).
-      buckets: "auto" (on for the CPU backend), "on" or "off": run each step on the
-        supernet cut to the smallest width/depth bucket holding the sampled architecture
-        (`jaxlab.scalenet.buckets`; the same update to float tolerance, one compile per
-        bucket and resolution) instead of at the full width with masks.
+      buckets: "auto" (on for the CPU backend and runs of >= 1000 steps), "on" or "off":
+        run each step on the supernet cut to the smallest width/depth bucket holding the
+        sampled architecture (`jaxlab.scalenet.buckets`; the same update to float
+        tolerance, one compile per bucket and resolution) instead of at the full width
+        with masks.
     """
 
     batch_size: PositiveInt = 64

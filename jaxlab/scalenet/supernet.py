@@ -6,7 +6,7 @@
   images) is a pure function of `(seed, step)` and training goes through
   `jaxlab.core.train.fit`, so a killed run resumes bit-identically from its checkpoints.
   The step is jitted once per input resolution, or once per (bucket, resolution) with
-  `supernet.buckets` on (the default on CPU): the masked forward on the supernet cut to
+  `supernet.buckets` on (the default for long runs on CPU): the masked forward on the supernet cut to
   the smallest width/depth bucket that holds the architecture (`buckets.py`), the same
   update to float tolerance.
 * `make_scorer`: accuracy of a population of architectures at one resolution on
@@ -103,7 +103,7 @@ def make_step(cfg: ScaleNetConfig, net: SuperNet) -> Callable:
             shapes = jax.eval_shape(lambda: sub.init(jax.random.key(0), jnp.zeros((1, r0, r0, 3)), a0))["params"]
         return train_lib.make_train_step(loss_fn)
 
-    if not buckets_lib.use_buckets(cfg.supernet.buckets):
+    if not buckets_lib.use_buckets(cfg.supernet.buckets, cfg.supernet.loop.num_steps):
         return make(None)
     steps: dict[float, Callable] = {}
 

@@ -50,7 +50,7 @@ def test_bucket_choice_is_the_smallest_that_holds_the_arch():
     np.testing.assert_array_equal(v.stage_layers, [1, 2])
 
 
-@pytest.mark.parametrize("w,d,side", [(1.0, 1.0, 0), (1.0, 1.0, 1), (1.3, 1.2, 1), (1.5, 1.5, 0)])
+@pytest.mark.parametrize("w,d,side", [(1.0, 1.0, 1), (1.3, 1.2, 1), (1.5, 1.5, 0)])
 def test_bucketed_step_equals_masked_step(steps, w, d, side):
     space, state, masked, bucketed = steps
     arch = space.scale(np.array([1, 2, 2]), d, w, side)
@@ -79,3 +79,11 @@ def test_sampled_archs_always_fit_their_bucket():
             assert np.all(np.asarray(arch["channels"]) <= v.super_channels)
             dropped = np.setdiff1d(np.arange(space.num_layers), v.layer_ids)
             assert np.all(np.asarray(arch["ops"])[dropped] == 0)
+
+
+def test_auto_setting_keeps_masks_for_short_runs():
+    assert buckets.use_buckets("auto", buckets.AUTO_MIN_STEPS) == (jax.default_backend() == "cpu")
+    assert not buckets.use_buckets("auto", 10)
+    assert buckets.use_buckets("on", 10) and not buckets.use_buckets("off", 10**6)
+    with pytest.raises(ValueError, match="supernet.buckets"):
+        buckets.use_buckets("sometimes", 10)
