@@ -7,7 +7,7 @@ same size, in one process, taking turns step by step. jaxlab's step is the engin
 before and after, and a markdown table of median step times with a 1-thread and an
 all-threads column per peer (see `jaxlab.core.benchmark` for what each means).
 
-    python scripts/bench_core.py [--steps 200] [--batch-size 64] [--threads both|1|all]
+    python scripts/bench_core.py [--steps 200] [--batch-size 64] [--block 1] [--threads both|1|all]
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--block", type=int, default=1,
+                   help="consecutive steps per turn of each peer (1: alternate step by step)")
     benchmark.add_threads_argument(p)
     args = p.parse_args()
     import time
@@ -108,9 +110,10 @@ def main():
     torch_step, torch_box = torch_peer(x, y, args.batch_size, stages, blocks)
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
-        times = benchmark.alternate({"jaxlab": jax_step, "PyTorch": torch_step}, repeats=args.steps - 1)
+        times = benchmark.alternate({"jaxlab": jax_step, "PyTorch": torch_step}, repeats=args.steps - 1,
+                                    block=args.block)
         print(f"torch threads {torch.get_num_threads()}, batch {args.batch_size}, {args.steps} steps per peer "
-              "(first step of each is a warm-up, jaxlab's includes compilation)")
+              f"in turns of {args.block} (first step of each is a warm-up, jaxlab's includes compilation)")
     res = benchmark.Results()
     res.table("Classifier training step (SmallCNN 32-64, AdamW, digits)", ["jaxlab", "PyTorch"], unit="ms",
               extras=["jaxlab compile (s)", "final loss jaxlab / PyTorch"]).add(

@@ -191,21 +191,30 @@ def time_call(fn: Callable[[], Any]) -> float:
 
 
 def alternate(peers: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1,
-              clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+              clock: Callable[[], float] = time.perf_counter, block: int = 1) -> dict[str, list[float]]:
     """Seconds per call of each peer, timed round-robin: after `warmup` untimed calls of
-    each, `repeats` rounds of one call of every peer in order. Each `fn` must block until
-    its result is ready (`jax.block_until_ready`)."""
+    each, `repeats` calls of every peer in turns of `block` consecutive calls (the last
+    turn shorter if `block` does not divide `repeats`). Each `fn` must block until its
+    result is ready (`jax.block_until_ready`).
+
+    `block=1` alternates call by call, which spreads a changing machine load evenly over
+    the peers; a larger `block` lets each peer run as it would in a training loop, with
+    its thread pool warm and the other peer's threads idle (OpenMP and Eigen workers spin
+    for a while after a parallel region and take cores from whatever runs next)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
     for fn in peers.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in peers}
-    for _ in range(repeats):
+    for start in range(0, repeats, block):
         for name, fn in peers.items():
-            t0 = clock()
-            fn()
-            times[name].append(clock() - t0)
+            for _ in range(min(block, repeats - start)):
+                t0 = clock()
+                fn()
+                times[name].append(clock() - t0)
     return times
 
 

@@ -63,6 +63,16 @@ def test_alternate_runs_peers_round_robin_and_times_each_call():
         benchmark.alternate(peers, repeats=0)
 
 
+def test_alternate_in_blocks_runs_each_peer_consecutively():
+    calls = []
+    peers = {name: (lambda n=name: calls.append(n)) for name in ["a", "b"]}
+    times = benchmark.alternate(peers, repeats=5, warmup=0, block=2)
+    assert "".join(calls) == "aabbaabbab"  # turns of 2, the last turn shorter
+    assert {k: len(v) for k, v in times.items()} == {"a": 5, "b": 5}
+    with pytest.raises(ValueError, match="block"):
+        benchmark.alternate(peers, repeats=2, block=0)
+
+
 def test_median_and_ratio():
     assert benchmark.median([3.0, 1.0, 2.0, 100.0]) == 2.5
     assert benchmark.ratio(3.0, 2.0) == "1.50x"
