@@ -1,5 +1,6 @@
 """Width/depth buckets: the bucketed step must update the parameters exactly as the masked
-step does (same loss, same new parameters), on both coupling sides and at every bucket."""
+step does (same loss, same new parameters), on both coupling sides, at the smallest bucket
+(which also drops layers) and the largest."""
 
 import dataclasses
 
@@ -50,7 +51,7 @@ def test_bucket_choice_is_the_smallest_that_holds_the_arch():
     np.testing.assert_array_equal(v.stage_layers, [1, 2])
 
 
-@pytest.mark.parametrize("w,d,side", [(1.0, 1.0, 1), (1.3, 1.2, 1), (1.5, 1.5, 0)])
+@pytest.mark.parametrize("w,d,side", [(1.0, 1.0, 1), (1.5, 1.5, 0)])
 def test_bucketed_step_equals_masked_step(steps, w, d, side):
     space, state, masked, bucketed = steps
     arch = space.scale(np.array([1, 2, 2]), d, w, side)
