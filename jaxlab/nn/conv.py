@@ -182,16 +182,20 @@ def _depthwise_sum(x, kernel, strides, padding):
     return y
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _depthwise(x, kernel, strides, padding):
+def _depthwise_once(x, kernel, strides, padding):
+    """`(x, y)`: the input and the shifted-sum output, each computed once (`_materialize`)."""
     (x,) = _materialize(x)
     (y,) = _materialize(_depthwise_sum(x, kernel, strides, padding))
-    return y
+    return x, y
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _depthwise(x, kernel, strides, padding):
+    return _depthwise_once(x, kernel, strides, padding)[1]
 
 
 def _depthwise_fwd(x, kernel, strides, padding):
-    (x,) = _materialize(x)
-    (y,) = _materialize(_depthwise_sum(x, kernel, strides, padding))
+    x, y = _depthwise_once(x, kernel, strides, padding)
     return y, (x, kernel)
 
 
