@@ -10,8 +10,9 @@ Masks give every architecture of a supernet the same shapes, so a population pyt
 On the CPU backend the default (`chunk="auto"`) is one architecture at a time by
 `lax.map` inside the one compiled call: vmapping P architectures multiplies every
 activation's size by P, which on CPU leaves the caches and adds layout copies for the
-batched matrix products (ScaleNet smoke space, P = 32, batch 32, 1 core: vmapped 130 ms,
-32 separate jitted calls 69 ms, `lax.map` 56 ms). Accelerators vmap the whole population.
+batched matrix products (ScaleNet smoke space, P = 32, batch 32, 1 core: vmapped 123 ms,
+32 separate jitted calls 75 ms, `lax.map` 49 ms; `python scripts/bench_scalenet.py`).
+Accelerators vmap the whole population.
 """
 
 from __future__ import annotations

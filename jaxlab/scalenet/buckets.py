@@ -3,8 +3,8 @@
 The masked `SuperNet` computes every layer at the super-supernet's width
 (`ceil(max_mult c) + c` channels with bilateral coupling) and every layer of its depth,
 whatever the sampled architecture uses: one compile per resolution, the right design on
-accelerators. On CPU the wasted multiply-adds dominate (`experiments/scalenet/README.md`,
-"Where the time goes"). A **bucket** `m` (a multiplier) is the supernet cut to
+accelerators. On CPU the wasted multiply-adds cost a third of the step
+(`experiments/scalenet/README.md`, "Where the time went"). A **bucket** `m` (a multiplier) is the supernet cut to
 `ceil(m c)` channels per slot and `ceil(n_max m)` layers per stage: the left side keeps
 the first channels of every slot, the right side the last, so an architecture whose
 widths and depths fit in the bucket runs the same masked forward on a smaller tensor.
