@@ -3,7 +3,9 @@
 A checkpoint holds a pytree (a train state as a state dict). Orbax writes each step into
 a temporary directory and renames it when complete, so a killed process never leaves a
 half-written step that looks finished; such leftovers are reported with a warning and
-ignored.
+ignored. Deleting a step is made just as atomic: orbax renames it into `<directory>/.deleted/`
+(one `rename`), and jaxlab empties that folder afterwards, so a kill in the middle of a
+deletion never leaves a step directory that lists as finished but holds half its files.
 
 Integrity: once orbax has finalised a step, `save` writes `<step>/jaxlab_manifest.json`
 with the SHA-256 and size of every file of the step (and a small `meta` dict, e.g. the
@@ -44,7 +46,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MANIFEST = "jaxlab_manifest.json"
+TRASH = ".deleted"
 _CHUNK = 1 << 20
+# What orbax leaves in every finished step of a single default item: the step's commit
+# marker and the item's metadata. A finished step that lacks one was cut short by
+# something other than a save (an older jaxlab's non-atomic delete, a user's `rm -r`).
+_REQUIRED = ("commit_success.txt", "default/_METADATA")
 
 
 class CheckpointError(JaxlabError, RuntimeError):
@@ -109,11 +116,16 @@ def verify(step: int, step_dir: pathlib.Path) -> dict:
     """Checks a step against its manifest; returns the manifest's `meta`.
 
     Raises:
-      CorruptCheckpointError: a file is missing, has another size or another hash, or
-        the manifest itself is unreadable.
+      CorruptCheckpointError: a file orbax writes into every finished step is missing,
+        a file of the manifest is missing or has another size or another hash, or the
+        manifest itself is unreadable.
     A step without a manifest (saved by an older jaxlab, or killed between orbax's
     commit and the manifest) restores with a warning.
     """
+    for rel in _REQUIRED:
+        if not (step_dir / rel).is_file():
+            raise CorruptCheckpointError(step, step_dir, f"{rel} is missing (the step is incomplete, e.g. a "
+                                                         "deletion was interrupted)")
     manifest = read_manifest(step_dir)
     if manifest is None:
         warnings.warn(f"checkpoint step {step} in {step_dir} has no {MANIFEST}; restoring it "
@@ -148,8 +160,9 @@ class CheckpointManager:
         except OSError as e:
             raise CheckpointError(f"cannot create checkpoint directory {self.directory}: {e}") from None
         self._warn_unfinished()
+        self._empty_trash()
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                               enable_async_checkpointing=False)
+                                               enable_async_checkpointing=False, todelete_subdir=TRASH)
         try:
             self._manager = ocp.CheckpointManager(self.directory, options=options)
         except Exception as e:
@@ -167,6 +180,13 @@ class CheckpointManager:
                 if jax.process_index() == 0:
                     shutil.rmtree(p, ignore_errors=True)
 
+    def _empty_trash(self) -> None:
+        """Removes the steps orbax moved into `TRASH` (they are no longer steps: a kill
+        while removing them leaves nothing that looks like a checkpoint)."""
+        trash = self.directory / TRASH
+        if trash.is_dir() and jax.process_index() == 0:
+            shutil.rmtree(trash, ignore_errors=True)
+
     def step_dir(self, step: int) -> pathlib.Path:
         return self.directory / str(int(step))
 
@@ -183,6 +203,7 @@ class CheckpointManager:
         A step of that number left by an earlier, interrupted segment (one that a resumed
         run did not restore from) is replaced: the run being saved is the one that counts.
         """
+        self._empty_trash()  # orbax renames deleted steps into it and will not overwrite a folder there
         if int(step) in self._manager.all_steps() and jax.process_index() == 0:
             warnings.warn(f"replacing checkpoint step {int(step)} in {self.directory} left by an interrupted run",
                           RuntimeWarning, stacklevel=2)
@@ -191,6 +212,7 @@ class CheckpointManager:
         self._manager.wait_until_finished()
         if jax.process_index() == 0:
             write_manifest(self.step_dir(step), meta)
+            self._empty_trash()
         if jax.process_count() > 1:
             from jaxlab.core import distributed
 

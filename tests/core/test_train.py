@@ -266,6 +266,54 @@ def test_unfinished_checkpoint_is_skipped_with_warning(tmp_path):
     assert (ckdir / "30" / "jaxlab_manifest.json").exists()
 
 
+@pytest.mark.parametrize("cut", ["item metadata", "item data and manifest", "whole item and manifest"])
+def test_a_half_deleted_latest_step_is_skipped_like_a_corrupt_one(tmp_path, cut):
+    # A kill during a non-atomic `rm -r` (an older jaxlab's max_to_keep, a user) leaves a
+    # step directory that orbax still lists as finished. Restoring it must not fail as
+    # "another structure": it is incomplete, so training falls back to the step before.
+    init, loss_fn, batch_fn = _problem()
+    step = train.make_train_step(loss_fn)
+    full, _ = train.fit(init(), step, batch_fn, num_steps=30, workdir=tmp_path / "full", log_every=10,
+                        progress=False)
+    wd = tmp_path / "run"
+    train.fit(init(), step, batch_fn, num_steps=30, workdir=wd, log_every=10, checkpoint_every=10,
+              stop_after=20, progress=False)
+    step_dir = wd / "checkpoints" / "20"
+    (step_dir / "default" / "_METADATA").unlink()
+    if cut != "item metadata":
+        shutil.rmtree(step_dir / "default" / "d")
+        (step_dir / "jaxlab_manifest.json").unlink()
+    if cut == "whole item and manifest":
+        shutil.rmtree(step_dir / "default")
+    with pytest.warns(RuntimeWarning, match="step 20 .* incomplete"):
+        resumed, history = train.fit(init(), step, batch_fn, num_steps=30, workdir=wd, log_every=10,
+                                     checkpoint_every=10, progress=False)
+    for a, b in zip(_leaves(full), _leaves(resumed)):
+        np.testing.assert_array_equal(a, b)
+    assert [r["step"] for r in history] == [10, 20, 30]
+
+
+def test_deleting_a_step_is_one_rename_and_its_leftovers_are_never_steps(tmp_path):
+    from jaxlab.core import checkpoint
+
+    manager = checkpoint.CheckpointManager(tmp_path, max_to_keep=2)
+    for s in (10, 20, 30):
+        manager.save(s, {"w": np.full(3, s, np.float32)})
+    assert manager.all_steps() == [20, 30]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["20", "30"]  # 10 went, and its trash with it
+    manager.close()
+    # A kill while the trash was being emptied: a half-removed step 10 sits in it.
+    half = tmp_path / checkpoint.TRASH / "10"
+    shutil.copytree(tmp_path / "20", half)
+    shutil.rmtree(half / "default")
+    again = checkpoint.CheckpointManager(tmp_path, max_to_keep=2)
+    assert again.all_steps() == [20, 30] and not (tmp_path / checkpoint.TRASH).exists()
+    again.save(40, {"w": np.full(3, 40, np.float32)})
+    assert again.all_steps() == [30, 40]
+    np.testing.assert_array_equal(again.restore(None, {"w": np.zeros(3, np.float32)})["w"], np.full(3, 40))
+    again.close()
+
+
 def test_a_step_left_by_an_interrupted_run_is_replaced_when_saved_again(tmp_path):
     # A resumed run that did not restore from step 10 (say it was killed before its
     # manifest) reaches step 10 again: saving must replace it, not fail.
