@@ -9,7 +9,7 @@
 #      step and use an older one; rerunning `train` must fall back to the newest intact
 #      checkpoint and end with the reference's parameters again.
 #
-# Usage: bash scripts/check_resume.sh [METHOD ...]   (default: every method below)
+# Usage: [JOBS=2] bash scripts/check_resume.sh [METHOD ...]   (default: every method below)
 # Needs `jaxlab` on PATH (pip install -e .). Exits non-zero on the first failed check.
 set -euo pipefail
 
@@ -37,6 +37,19 @@ declare -A RERUN_ONLY=(
 METHODS=("$@")
 if [ ${#METHODS[@]} -eq 0 ]; then
   METHODS=("${!PLAN[@]}" "${!RERUN_ONLY[@]}")
+fi
+# Several methods run JOBS at a time (default 2), each in its own process and log, printed
+# when it ends; the checks are timing-independent, so parallel load only moves the kills.
+if [ ${#METHODS[@]} -gt 1 ] && [ "${JOBS:-2}" -gt 1 ]; then
+  LOGS="$(mktemp -d)"
+  status=0
+  printf '%s\n' "${METHODS[@]}" | xargs -P "${JOBS:-2}" -I{} \
+    bash -c 'bash "$0" "$1" >"$2/$1.log" 2>&1 && echo "$1: passed" || { echo "$1: FAILED"; exit 1; }' \
+    "$0" {} "$LOGS" || status=1
+  for m in "${METHODS[@]}"; do cat "$LOGS/$m.log"; done
+  rm -rf "$LOGS"
+  [ $status -eq 0 ] && echo "all resume checks passed: ${METHODS[*]}" || echo "resume checks FAILED" >&2
+  exit $status
 fi
 ROOT="$(mktemp -d)"
 trap 'rm -rf "$ROOT"' EXIT
