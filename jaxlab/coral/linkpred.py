@@ -29,7 +29,7 @@ from jaxlab.coral import graph as graph_lib
 from jaxlab.coral import ranking
 from jaxlab.coral.configs import CoralConfig
 from jaxlab.coral.gitlog import PullRequest, is_bot
-from jaxlab.coral.models import HeteroGCN, pair_scores
+from jaxlab.coral.models import HeteroGCN, group_by_relation, pair_scores
 from jaxlab.core import optim
 from jaxlab.core import train as train_lib
 from jaxlab.graph.graphs import bucket
@@ -94,8 +94,12 @@ def prepare(prs: list[PullRequest], config: CoralConfig) -> Problem:
 
 def device_arrays(g: graph_lib.SocioGraph, growth: float | None = 1.25) -> dict[str, np.ndarray]:
     """The graph's message-passing arrays padded to bucketed budgets (a grown graph reuses the
-    compile of its bucket). Padding edges join the padding node (the last) with weight 0."""
+    compile of its bucket). Padding edges join the padding node (the last) with weight 0.
+    Edges are ordered by (relation, receiver), the order of `models.group_by_relation`'s
+    pairs, so its scatters and gathers walk memory in order."""
     m = graph_lib.message_edges(g)
+    order = np.lexsort((m["receivers"], m["relation"]))
+    m = {k: v[order] for k, v in m.items()}
     n_pad = bucket(g.num_nodes, 64, growth)
     e_pad = bucket(len(m["senders"]), 256, growth)
     pad = n_pad - 1
@@ -130,13 +134,21 @@ def forward(model: HeteroGCN, params, arrays, weight=None, **kw):
                        arrays["relation"], w, **kw)
 
 
-def make_loss_fn(model: HeteroGCN, arrays: dict, users: np.ndarray | None = None, kind: str = "bce"):
+def make_loss_fn(model: HeteroGCN, arrays: dict, users: np.ndarray | None = None, kind: str = "bce",
+                 grouped: bool = True):
     """`(params, extra, batch, key) -> (loss, (metrics, None))` with the batch's target PRs' label edges hidden.
 
     kind "bce": the binary cross-entropy above on sampled negatives. kind "softmax"
     (reconstruction, a config choice): cross-entropy of each true reviewer against all
     training users `users` `[U]` (the author masked out), -log softmax_u <h_u, h_p>.
+
+    `grouped` (R-GCN only): message passing through `models.group_by_relation` of the fixed
+    training graph (fewer multiply-adds; equal to the relation-first sum up to rounding).
     """
+    groups = None
+    if grouped and model.conv == "rgcn":
+        groups = group_by_relation(arrays["receivers"], arrays["relation"], len(arrays["emb_index"]),
+                                   model.num_relations)
     arrays = {k: jnp.asarray(v) for k, v in arrays.items()}
     users = None if users is None else jnp.asarray(users)
 
@@ -145,7 +157,7 @@ def make_loss_fn(model: HeteroGCN, arrays: dict, users: np.ndarray | None = None
         n = arrays["emb_index"].shape[0]
         target = jnp.zeros(n, bool).at[batch["pr"]].set(True)
         hide = (arrays["label_pr"] >= 0) & target[jnp.maximum(arrays["label_pr"], 0)]
-        h = forward(model, params, arrays, jnp.where(hide, 0.0, arrays["weight"]))
+        h = forward(model, params, arrays, jnp.where(hide, 0.0, arrays["weight"]), groups=groups)
         pm, nm = batch["pos"] >= 0, batch["neg_mask"]
         pos = pair_scores(h, batch["pr"], jnp.maximum(batch["pos"], 0))
         neg = pair_scores(h, batch["pr"], batch["neg"])

@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxlab.core.fusion import materialize as _materialize
+
 __all__ = ["Conv", "conv_general_dilated", "conv_mode", "patches", "prefers_patches", "use"]
 
 #: Largest kernel area (kh * kw) computed as patches; larger kernels go to XLA.
@@ -197,43 +199,6 @@ def _depthwise(x, kernel, strides, padding):
 def _depthwise_fwd(x, kernel, strides, padding):
     x, y = _depthwise_once(x, kernel, strides, padding)
     return y, (x, kernel)
-
-
-def _materialize(*xs):
-    """`xs` unchanged, but computed once: a conditional whose predicate XLA cannot fold
-    (both branches return the values) is a fusion boundary, so the producers of `xs`
-    (normalisation, activation, masks) are not fused into, and recomputed by, each of
-    the kh * kw shifted views that read them. XLA:CPU removes `optimization_barrier`
-    before fusion, so a barrier does not do this. Under `vmap` the conditional is kept
-    on the whole batched arrays (`custom_vmap`), with a predicate that is not batched;
-    derivatives (forward and reverse, any order) see the identity."""
-    return _differentiable_boundary(xs)
-
-
-@jax.custom_jvp
-def _differentiable_boundary(xs):
-    return _fusion_boundary(xs)
-
-
-@_differentiable_boundary.defjvp
-def _boundary_jvp(primals, tangents):
-    return _fusion_boundary(primals[0]), tangents[0]
-
-
-def _cond_identity(xs):
-    pred = jnp.isfinite(xs[0].reshape(-1)[0])
-    return lax.cond(pred, lambda a: a, lambda a: tuple(v * 1 for v in a), tuple(xs))
-
-
-@jax.custom_batching.custom_vmap
-def _fusion_boundary(xs):
-    return _cond_identity(xs)
-
-
-@_fusion_boundary.def_vmap
-def _fusion_boundary_vmap(axis_size, in_batched, xs):
-    del axis_size
-    return _cond_identity(xs), in_batched[0]
 
 
 def _depthwise_bwd(strides, padding, res, g):
