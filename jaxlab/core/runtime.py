@@ -21,7 +21,13 @@ dots, reductions and elementwise fusions to the YNNPACK library; for reductions 
 short minor axis (a softmax over 5 classes, a dot over a 16-wide attention head, on
 [100k, 4, 16] arrays) that path was 5-50x slower than XLA's own loops here, so jaxlab
 keeps YNNPACK for dots only. `make_train_step` and MH-UI's attack loops apply these
-options by default.
+options by default. One known fault of this jaxlib's YNNPACK dot fusion: the gradient of
+`concatenate([x[a:b] @ w0, x[b:c] @ w1])` with respect to `x` (two or more row blocks of one
+array, from about 512 rows) crashes the process with a segmentation fault at run time;
+autodiff writes that gradient as zero-padded blocks added together, which XLA fuses with
+the dots. Writing the backward pass as one concatenation (`jaxlab.coral.models.
+grouped_matmul`) avoids it; `make_train_step(..., compiler_options=None)` turns YNNPACK off
+for a step that still meets it.
 
 Convolutions (profiled with `jaxlab.core.profiling.op_times`; `python
 scripts/profile_conv.py` prints the tables). XLA:CPU runs each convolution and each of
