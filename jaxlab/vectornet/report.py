@@ -83,4 +83,8 @@ def ablation_table(runs: dict[str, list[str | pathlib.Path]]) -> str:
         first = first or summaries
         lines.append(row(name, [s["test"] for s in summaries]))
     lines.append(row("constant velocity", [s["test_constant_velocity"] for s in first]))
+    for key, name in (("test_nearest_neighbour", "nearest training scene"),
+                      ("test_nearest_neighbour_k6", "nearest 6 training scenes (min over 6)")):
+        if all(key in s for s in first):
+            lines.append(row(name, [s[key] for s in first]))
     return "\n".join(lines)

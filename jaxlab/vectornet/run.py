@@ -17,8 +17,8 @@ import numpy as np
 from jaxlab.core import actions, parallel
 from jaxlab.core import train as train_lib
 from jaxlab.core import workdir as workdir_lib
+from jaxlab.vectornet import baselines, report, training
 from jaxlab.vectornet import data as data_lib
-from jaxlab.vectornet import report, training
 from jaxlab.vectornet.configs import VectorNetConfig
 from jaxlab.vectornet.metrics import numpy_metrics
 
@@ -53,8 +53,17 @@ def _scores(config: VectorNetConfig, arrays: dict, pred: np.ndarray) -> dict:
 
 
 def _baseline(config: VectorNetConfig, arrays: dict) -> np.ndarray:
-    return training.constant_velocity(arrays["vectors"], arrays["vec_mask"], config.scene.num_obs,
-                                      config.scene.num_future)
+    return baselines.constant_velocity(arrays["vectors"], arrays["vec_mask"], config.scene.num_obs,
+                                       config.scene.num_future)
+
+
+def _baseline_scores(config: VectorNetConfig, test: dict) -> dict:
+    """Test metrics of constant velocity and of the nearest training scene (1 and 6 guesses)."""
+    train = data_lib.split_arrays(config, "train")
+    nn = {k: baselines.nearest_neighbour(train, test, config.scene.num_obs, k=k) for k in (1, 6)}
+    return {"test_constant_velocity": _scores(config, test, _baseline(config, test)),
+            "test_nearest_neighbour": _scores(config, test, nn[1]),
+            "test_nearest_neighbour_k6": _scores(config, test, nn[6])}
 
 
 @actions.action
@@ -81,7 +90,8 @@ def train(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
     """Trains VectorNet on procedural or Argoverse scenes; resumes a killed run.
 
     Returns (and writes to summary.json) validation and test ADE/FDE/DE@t/miss rate, the
-    same on turning targets, the constant-velocity baseline's, and timings over all segments.
+    same on turning targets, the constant-velocity and nearest-neighbour (1 and 6 guesses)
+    baselines', and timings over all segments.
     """
     mesh = parallel.make_mesh(config.loop.num_devices or None)
     parallel.check_batch_divisible(config.batch_size, mesh)
@@ -97,7 +107,7 @@ def train(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
     results = {
         "val": _scores(config, val, training.predict(config, params, val)),
         "test": _scores(config, test, training.predict(config, params, test)),
-        "test_constant_velocity": _scores(config, test, _baseline(config, test)),
+        **_baseline_scores(config, test),
         "best_val_ade": min((r["eval_ade"] for r in history if "eval_ade" in r), default=None),
         "steps": int(jax.device_get(state.step)),
         "train_wall_time_s": times["wall_time_s"],
@@ -125,7 +135,7 @@ def evaluate(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
     run = load(workdir)
     test = data_lib.split_arrays(run.config, "test")
     results = {"test": _scores(run.config, test, training.predict(run.config, run.state.params, test)),
-               "test_constant_velocity": _scores(run.config, test, _baseline(run.config, test)), "step": run.step}
+               **_baseline_scores(run.config, test), "step": run.step}
     workdir_lib.write_json(workdir / "evaluation.json", results)
     return results
 

@@ -20,7 +20,7 @@ from jaxlab.vectornet.metrics import displacement_metrics
 from jaxlab.vectornet.models import VectorNet, context_mask
 from jaxlab.vectornet.polylines import NUM_FEATURES, TARGET
 
-__all__ = ["make_model", "init_state", "make_loss_fn", "make_eval_fn", "predict", "constant_velocity",
+__all__ = ["make_model", "init_state", "make_loss_fn", "make_eval_fn", "predict",
            "INIT_STREAM", "MASK_STREAM", "BATCH_KEYS"]
 
 INIT_STREAM = 11
@@ -138,18 +138,3 @@ def make_eval_fn(config: VectorNetConfig, data: dict):
         return evaluation.batched_sum(per_scene, arrays, config.eval_batch_size, state.params)
 
     return eval_fn
-
-
-def constant_velocity(vectors: np.ndarray, vec_mask: np.ndarray, num_obs: int, num_future: int,
-                      window: int = 5) -> np.ndarray:
-    """Constant-velocity baseline `[N, T, 2]` from the target row (row 0) of the layout:
-    the mean velocity over the last `window` observed vectors, extrapolated from the origin."""
-    v0, m0 = np.asarray(vectors[:, 0], np.float64), np.asarray(vec_mask[:, 0])
-    n_valid = m0.sum(-1)
-    out = np.zeros((len(v0), num_future, 2))
-    for i in range(len(v0)):
-        rows = v0[i, :n_valid[i]][-window:]
-        steps = -rows[0, 4] * num_obs  # time feature of the first vector is (step - last) / num_obs
-        vel = (rows[-1, 2:4] - rows[0, 0:2]) / max(steps, 1.0)
-        out[i] = vel[None] * np.arange(1, num_future + 1)[:, None]
-    return out

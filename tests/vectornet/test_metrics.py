@@ -1,7 +1,7 @@
 import numpy as np
 
+from jaxlab.vectornet.baselines import constant_velocity
 from jaxlab.vectornet.metrics import displacement_metrics, numpy_metrics
-from jaxlab.vectornet.training import constant_velocity
 
 
 def test_metrics_hand_worked():

@@ -1,0 +1,67 @@
+"""The nearest-neighbour baseline: the history it reads, and its distances against a loop."""
+
+import numpy as np
+import pytest
+
+from jaxlab.vectornet import baselines, polylines
+
+
+def _scene(xy, sid="s"):
+    steps = np.arange(len(xy))
+    return polylines.Scene(sid, [], [polylines.Track("t", "AGENT", steps, np.asarray(xy, float))], "t")
+
+
+def _vectorize(scene, max_vectors=6):
+    return polylines.vectorize(scene, num_obs=20, num_future=30, max_vectors=max_vectors, max_polylines=6,
+                               max_agents=1, map_radius=10.0, lane_spacing=2.0)
+
+
+def test_target_history_reads_every_target_row_in_the_target_frame():
+    t = np.arange(50.0)
+    xy = np.stack([2.0 + 0.5 * t + 0.01 * t ** 2, 1.0 - 0.3 * t], 1)
+    out = _vectorize(_scene(xy), max_vectors=6)          # 19 observed vectors -> 4 target rows
+    assert (out["vectors"][:, 0, polylines.FEATURES.index("is_target")] > 0).sum() == 4
+    hist, valid = baselines.target_history(out["vectors"][None], out["vec_mask"][None], 20)
+    assert valid.all()
+    origin, heading = polylines.target_frame(polylines.Track("t", "AGENT", np.arange(50), xy), 19)
+    want = polylines.to_frame(xy[19 - np.arange(20)], origin, heading)   # k steps before the last
+    np.testing.assert_allclose(hist[0], want, atol=1e-4)
+
+
+def _brute_force(train, test, num_obs, k):
+    xa, ma = baselines.target_history(train["vectors"], train["vec_mask"], num_obs)
+    xb, mb = baselines.target_history(test["vectors"], test["vec_mask"], num_obs)
+    out = []
+    for q in range(len(xb)):
+        d = []
+        for n in range(len(xa)):
+            both = ma[n] & mb[q]
+            d.append(np.mean(np.sum((xa[n, both] - xb[q, both]) ** 2, -1)))
+        out.append(np.argsort(d, kind="stable")[:k])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_nearest_neighbour_equals_a_loop_over_training_scenes(k):
+    rng = np.random.default_rng(k)
+    scenes = []
+    for i in range(30):
+        t = np.arange(50.0)
+        v, turn = rng.uniform(0.3, 1.5), rng.uniform(-0.02, 0.02)
+        ang = np.cumsum(np.full(50, turn))
+        xy = np.cumsum(np.stack([v * np.cos(ang), v * np.sin(ang)], 1), 0) + rng.normal(0, 0.05, (50, 2))
+        if i % 4 == 0:
+            xy, t = xy[5:], t[5:]          # a shorter history: fewer observed slots
+        scenes.append(_vectorize(polylines.Scene(str(i), [], [polylines.Track("t", "AGENT", t.astype(int), xy)],
+                                                 "t")))
+    stack = {key: np.stack([s[key] for s in scenes]) for key in ("vectors", "vec_mask", "future")}
+    train = {key: v[:20] for key, v in stack.items()}
+    test = {key: v[20:] for key, v in stack.items()}
+    idx = _brute_force(train, test, 20, k)
+    pred = baselines.nearest_neighbour(train, test, 20, k=k, chunk=4)
+    want = train["future"][idx]
+    np.testing.assert_allclose(pred, want[:, 0] if k == 1 else want, atol=1e-6)
+    # a test scene that is a training scene gets that scene's own future
+    np.testing.assert_allclose(baselines.nearest_neighbour(train, train, 20), train["future"], atol=1e-6)
+    with pytest.raises(ValueError, match=r"k must lie in \[1, 20\]"):
+        baselines.nearest_neighbour(train, test, 20, k=21)
