@@ -6,6 +6,13 @@ row whose vectors carry the `is_target` feature, each vector's start point `(xs,
 time feature `(step - last) / num_obs`, in the target frame (origin at the last observed
 position, heading along +x).
 
+LSTM encoder-decoder (`HistoryLSTM`, trained like VectorNet with `--config.model.name=lstm`):
+an LSTM reads the target's history oldest first, one step per slot (x, y and whether the
+slot was observed, coordinates divided by `coord_scale`); a second LSTM, started from the
+encoder's state, runs `num_future` steps on zero inputs and a dense layer turns each of its
+outputs into a displacement, summed into positions. The architecture of the Argoverse
+LSTM baselines is not specified beyond "encoder-decoder": this one is a reconstruction.
+
 Nearest neighbour (in the spirit of the Argoverse benchmark's NN baseline; its map-lane
 variants are not built): the training scene whose target history, compared at the time
 offsets observed in both, is closest in mean squared distance gives its future, already in
@@ -14,11 +21,14 @@ the same frame; with `k > 1` the k nearest give k guesses (for minADE/minFDE ove
 
 from __future__ import annotations
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.vectornet.polylines import FEATURES
 
-__all__ = ["constant_velocity", "target_history", "nearest_neighbour"]
+__all__ = ["constant_velocity", "target_history", "nearest_neighbour", "HistoryLSTM"]
 
 _IS_TARGET = FEATURES.index("is_target")
 _TIME = FEATURES.index("time")
@@ -79,3 +89,34 @@ def nearest_neighbour(train: dict, test: dict, num_obs: int, k: int = 1, chunk: 
         out.append(np.asarray(train["future"])[order])
     pred = np.concatenate(out).astype(np.float64)
     return pred[:, 0] if k == 1 else pred
+
+
+def _history_jnp(vectors, vec_mask, num_obs: int):
+    """`target_history` on device: `(xy [B, H, 2], valid [B, H])`, slot k = k steps back."""
+    m = vec_mask & (vectors[..., _IS_TARGET] > 0.5)
+    k = jnp.rint(-vectors[..., _TIME] * num_obs).astype(jnp.int32)
+    onehot = jax.nn.one_hot(k, num_obs, dtype=vectors.dtype) * m[..., None].astype(vectors.dtype)
+    onehot = onehot * (k >= 1)[..., None]
+    xy = jnp.einsum("bpvh,bpvc->bhc", onehot, vectors[..., 0:2])
+    valid = jnp.sum(onehot, axis=(1, 2)) > 0
+    return xy, valid.at[:, 0].set(True)
+
+
+class HistoryLSTM(nn.Module):
+    """LSTM encoder-decoder baseline (reconstruction; see the module docstring). Called like
+    `VectorNet` (`vectors, vec_mask, kind`), returns the future `[B, num_future, 2]`."""
+
+    num_obs: int
+    num_future: int
+    width: int = 64
+    coord_scale: float = 10.0
+
+    @nn.compact
+    def __call__(self, vectors, vec_mask, kind, node_mask=None):
+        del kind, node_mask
+        xy, valid = _history_jnp(vectors, vec_mask, self.num_obs)
+        seq = jnp.concatenate([xy / self.coord_scale, valid[..., None].astype(xy.dtype)], -1)[:, ::-1]
+        carry, _ = nn.RNN(nn.OptimizedLSTMCell(self.width), return_carry=True, name="encoder")(seq)
+        zeros = jnp.zeros((xy.shape[0], self.num_future, 1), xy.dtype)
+        out = nn.RNN(nn.OptimizedLSTMCell(self.width), name="decoder")(zeros, initial_carry=carry)
+        return jnp.cumsum(nn.Dense(2, name="head")(out), axis=1) * self.coord_scale

@@ -47,8 +47,14 @@ class ModelConfig:
       traj_loss: huber (per coordinate, delta 1 m) or nll (Gaussian with unit variance, i.e.
         half the squared error; the paper's L_traj).
       coord_scale: coordinates (metres) are divided by this before the network.
+      name: the network: vectornet, or lstm (the LSTM encoder-decoder baseline over the
+        target's own history, `baselines.HistoryLSTM`; the map, the other agents and the
+        auxiliary task do not apply to it).
+      lstm_width: hidden size of the baseline's encoder and decoder LSTMs.
     """
 
+    name: Literal["vectornet", "lstm"] = "vectornet"
+    lstm_width: PositiveInt = 64
     subgraph_depth: PositiveInt = 3
     subgraph_width: PositiveInt = 64
     global_depth: PositiveInt = 1

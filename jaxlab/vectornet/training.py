@@ -15,6 +15,7 @@ import optax
 
 from jaxlab.core import evaluation
 from jaxlab.core import train as train_lib
+from jaxlab.vectornet.baselines import HistoryLSTM
 from jaxlab.vectornet.configs import VectorNetConfig
 from jaxlab.vectornet.metrics import displacement_metrics
 from jaxlab.vectornet.models import VectorNet, context_mask
@@ -28,8 +29,11 @@ MASK_STREAM = 12
 BATCH_KEYS = ("vectors", "vec_mask", "kind", "future", "future_mask")
 
 
-def make_model(config: VectorNetConfig, *, aux: bool | None = None) -> VectorNet:
+def make_model(config: VectorNetConfig, *, aux: bool | None = None) -> VectorNet | HistoryLSTM:
     m = config.model
+    if m.name == "lstm":
+        return HistoryLSTM(num_obs=config.scene.num_obs, num_future=config.scene.num_future, width=m.lstm_width,
+                           coord_scale=m.coord_scale)
     return VectorNet(num_future=config.scene.num_future, subgraph_depth=m.subgraph_depth,
                      subgraph_width=m.subgraph_width, global_depth=m.global_depth, global_width=m.global_width,
                      attn_scale=m.attn_scale, decoder_width=m.decoder_width, context=m.context,
@@ -75,10 +79,11 @@ def make_loss_fn(config: VectorNetConfig):
     """`loss_fn(params, extra, batch, key)` for `core.train.make_train_step`."""
     model = make_model(config)
     m = config.model
+    aux = m.aux and m.name == "vectornet"
 
     def loss_fn(params, extra, batch, key):
         del extra
-        if m.aux:
+        if aux:
             node_mask = sample_node_mask(jax.random.fold_in(key, MASK_STREAM), batch["kind"], batch["vec_mask"],
                                          m.mask_rate, m.context)
             traj, recon, feats = model.apply({"params": params}, batch["vectors"], batch["vec_mask"], batch["kind"],

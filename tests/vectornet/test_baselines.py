@@ -65,3 +65,39 @@ def test_nearest_neighbour_equals_a_loop_over_training_scenes(k):
     np.testing.assert_allclose(baselines.nearest_neighbour(train, train, 20), train["future"], atol=1e-6)
     with pytest.raises(ValueError, match=r"k must lie in \[1, 20\]"):
         baselines.nearest_neighbour(train, test, 20, k=21)
+
+
+def test_lstm_reads_the_same_history_on_device():
+    import jax.numpy as jnp
+
+    from jaxlab.vectornet.baselines import _history_jnp
+
+    t = np.arange(50.0)
+    scenes = [_vectorize(_scene(np.stack([0.4 * t * (i + 1), 0.02 * t ** 2 - i], 1))) for i in range(3)]
+    scenes.append(_vectorize(polylines.Scene("short", [], [polylines.Track("t", "AGENT", np.arange(8, 50),
+                                                                           np.stack([t[8:], -t[8:]], 1))], "t")))
+    vec = np.stack([s["vectors"] for s in scenes])
+    mask = np.stack([s["vec_mask"] for s in scenes])
+    xy, valid = baselines.target_history(vec, mask, 20)
+    jxy, jvalid = _history_jnp(jnp.asarray(vec), jnp.asarray(mask), 20)
+    np.testing.assert_array_equal(np.asarray(jvalid), valid)
+    assert not valid[-1].all()                      # the short track leaves early slots empty
+    np.testing.assert_allclose(np.asarray(jxy), xy, atol=1e-5)
+
+
+def test_lstm_baseline_trains_through_the_train_action(tmp_path):
+    from jaxlab.vectornet import configs, run
+
+    cfg = configs.get_config("smoke")
+    cfg.model.name = "lstm"
+    cfg.loop.num_steps, cfg.loop.eval_every, cfg.loop.checkpoint_every = 100, 100, 100
+    cfg.num_train, cfg.num_test = 128, 64
+    res = run.train(cfg, tmp_path)
+    still = res["test_constant_velocity"]          # its scenes: same test split
+    # LSTM cells: 4 gates x (input kernel, recurrent kernel, bias); encoder inputs (x, y, observed)
+    h = 64
+    assert res["num_params"] == 4 * (3 * h + h * h + h) + 4 * (1 * h + h * h + h) + (h * 2 + 2)
+    # a trained LSTM is far better than predicting that the target stops where it is
+    stop = np.mean(np.linalg.norm(run.data_lib.split_arrays(cfg, "test")["future"], axis=-1))
+    print(res["test"]["ade"], stop, still["ade"])
+    assert res["test"]["ade"] < 0.5 * stop, (res["test"]["ade"], stop, still["ade"])
