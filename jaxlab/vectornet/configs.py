@@ -47,14 +47,23 @@ class ModelConfig:
       traj_loss: huber (per coordinate, delta 1 m) or nll (Gaussian with unit variance, i.e.
         half the squared error; the paper's L_traj).
       coord_scale: coordinates (metres) are divided by this before the network.
-      name: the network: vectornet, or lstm (the LSTM encoder-decoder baseline over the
-        target's own history, `baselines.HistoryLSTM`; the map, the other agents and the
-        auxiliary task do not apply to it).
+      name: the network: vectornet; lstm (the LSTM encoder-decoder baseline over the
+        target's own history, `baselines.HistoryLSTM`); or convnet (the rendering baseline of
+        Table 4, `raster.RasterConvNet`). The auxiliary task and `context` apply to vectornet
+        only (the ConvNet always sees the map and the agents).
       lstm_width: hidden size of the baseline's encoder and decoder LSTMs.
+      convnet_widths: the ResNet-18's four stage widths (reconstruction; the paper's 246K-
+        parameter ConvNet does not give them).
+      convnet_size, convnet_metres: raster side in pixels and in metres.
+      convnet_frames: history frames drawn, in steps before the last observation.
     """
 
-    name: Literal["vectornet", "lstm"] = "vectornet"
+    name: Literal["vectornet", "lstm", "convnet"] = "vectornet"
     lstm_width: PositiveInt = 64
+    convnet_widths: tuple[int, ...] = (10, 20, 40, 80)
+    convnet_size: PositiveInt = 64
+    convnet_metres: PositiveFloat = 64.0
+    convnet_frames: tuple[int, ...] = (0, 4, 8, 12, 16)
     subgraph_depth: PositiveInt = 3
     subgraph_width: PositiveInt = 64
     global_depth: PositiveInt = 1
@@ -142,6 +151,14 @@ class VectorNetConfig:
             raise ConfigError("config field 'scene.max_polylines' must be >= 2 (the target and its context)")
         if s.num_obs < 2:
             raise ConfigError("config field 'scene.num_obs' must be >= 2 (a heading needs two points)")
+        m = self.model
+        if len(m.convnet_widths) != 4 or min(m.convnet_widths) < 1:
+            raise ConfigError(f"config field 'model.convnet_widths' must be 4 positive stage widths (ResNet-18), "
+                              f"got {tuple(m.convnet_widths)}")
+        bad = [k for k in m.convnet_frames if not 0 <= k < s.num_obs - 1]
+        if bad or not m.convnet_frames:
+            raise ConfigError(f"config field 'model.convnet_frames' must be steps in [0, {s.num_obs - 2}] "
+                              f"(scene.num_obs = {s.num_obs}), got {tuple(m.convnet_frames)}")
 
 
 def _default() -> VectorNetConfig:

@@ -88,3 +88,33 @@ def ablation_table(runs: dict[str, list[str | pathlib.Path]]) -> str:
         if all(key in s for s in first):
             lines.append(row(name, [s[key] for s in first]))
     return "\n".join(lines)
+
+
+def cost_table(runs: dict[str, str | pathlib.Path]) -> str:
+    """Markdown table of parameters and MACs per scene (Table 4) of the models of named runs:
+    the ConvNet's network without rendering (as the paper counts it), VectorNet's whole
+    inference network on one scene of the run's padded layout (every polyline slot counted,
+    so an upper bound of the paper's per-polyline count), from their jaxprs (`core.macs`)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxlab.core import workdir as workdir_lib
+    from jaxlab.core.macs import count_macs
+    from jaxlab.vectornet import training
+    from jaxlab.vectornet.configs import VectorNetConfig
+
+    lines = ["| model | parameters (inference) | MACs per scene |", "|---|---|---|"]
+    for name, d in runs.items():
+        config = workdir_lib.load_config(d, VectorNetConfig)
+        model = training.make_model(config, aux=False)
+        args = training.dummy_inputs(config)
+        shapes = jax.eval_shape(model.init, jax.random.key(0), *args)
+        params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        n = sum(x.size for x in jax.tree.leaves(params))
+        if config.model.name == "convnet":
+            image = jax.eval_shape(lambda *a: model.apply(params, *a[:2], method="render"), *args)
+            macs = count_macs(lambda x: model.apply(params, x, method="network"), jnp.zeros(image.shape))
+        else:
+            macs = count_macs(lambda *a: model.apply(params, *a), *args)
+        lines.append(f"| {name} | {n:,} | {macs / 1e6:.2f} M |")
+    return "\n".join(lines)

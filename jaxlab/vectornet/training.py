@@ -20,6 +20,7 @@ from jaxlab.vectornet.configs import VectorNetConfig
 from jaxlab.vectornet.metrics import displacement_metrics
 from jaxlab.vectornet.models import VectorNet, context_mask
 from jaxlab.vectornet.polylines import NUM_FEATURES, TARGET
+from jaxlab.vectornet.raster import RasterConvNet
 
 __all__ = ["make_model", "init_state", "make_loss_fn", "make_eval_fn", "predict",
            "INIT_STREAM", "MASK_STREAM", "BATCH_KEYS"]
@@ -29,11 +30,15 @@ MASK_STREAM = 12
 BATCH_KEYS = ("vectors", "vec_mask", "kind", "future", "future_mask")
 
 
-def make_model(config: VectorNetConfig, *, aux: bool | None = None) -> VectorNet | HistoryLSTM:
+def make_model(config: VectorNetConfig, *, aux: bool | None = None) -> VectorNet | HistoryLSTM | RasterConvNet:
     m = config.model
     if m.name == "lstm":
         return HistoryLSTM(num_obs=config.scene.num_obs, num_future=config.scene.num_future, width=m.lstm_width,
                            coord_scale=m.coord_scale)
+    if m.name == "convnet":
+        return RasterConvNet(num_obs=config.scene.num_obs, num_future=config.scene.num_future,
+                             widths=tuple(m.convnet_widths), size=m.convnet_size, metres=m.convnet_metres,
+                             frames=tuple(m.convnet_frames), coord_scale=m.coord_scale)
     return VectorNet(num_future=config.scene.num_future, subgraph_depth=m.subgraph_depth,
                      subgraph_width=m.subgraph_width, global_depth=m.global_depth, global_width=m.global_width,
                      attn_scale=m.attn_scale, decoder_width=m.decoder_width, context=m.context,
@@ -57,7 +62,7 @@ def make_optimizer(config: VectorNetConfig) -> optax.GradientTransformation:
 def init_state(config: VectorNetConfig) -> train_lib.TrainState:
     model = make_model(config)
     key = jax.random.fold_in(jax.random.key(config.seed), INIT_STREAM)
-    params = model.init(key, *dummy_inputs(config))["params"]
+    params = jax.jit(model.init)(key, *dummy_inputs(config))["params"]  # eager init of a ResNet takes a minute
     return train_lib.TrainState.create(params=params, tx=make_optimizer(config))
 
 
