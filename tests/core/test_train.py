@@ -161,8 +161,8 @@ def _leaves(state):
     return [np.asarray(x) for x in jax.tree.leaves(state.params)]
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_corrupt_latest_checkpoint_is_detected_and_training_falls_back(tmp_path, damage):
+def _full_run_and_one_stopped_at_20(tmp_path):
+    """A 30-step run, and the same run stopped after its checkpoint of step 20 (of 10, 20)."""
     init, loss_fn, batch_fn = _problem()
     step = train.make_train_step(loss_fn)
     full, _ = train.fit(init(), step, batch_fn, num_steps=30, workdir=tmp_path / "full", log_every=10,
@@ -170,6 +170,12 @@ def test_corrupt_latest_checkpoint_is_detected_and_training_falls_back(tmp_path,
     wd = tmp_path / "run"
     train.fit(init(), step, batch_fn, num_steps=30, workdir=wd, log_every=10, checkpoint_every=10,
               stop_after=20, progress=False)
+    return init, step, batch_fn, full, wd
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_corrupt_latest_checkpoint_is_detected_and_training_falls_back(tmp_path, damage):
+    init, step, batch_fn, full, wd = _full_run_and_one_stopped_at_20(tmp_path)
     step_dir = wd / "checkpoints" / "20"
     if damage == "flip":
         _flip_bytes(step_dir)
@@ -271,13 +277,7 @@ def test_a_half_deleted_latest_step_is_skipped_like_a_corrupt_one(tmp_path, cut)
     # A kill during a non-atomic `rm -r` (an older jaxlab's max_to_keep, a user) leaves a
     # step directory that orbax still lists as finished. Restoring it must not fail as
     # "another structure": it is incomplete, so training falls back to the step before.
-    init, loss_fn, batch_fn = _problem()
-    step = train.make_train_step(loss_fn)
-    full, _ = train.fit(init(), step, batch_fn, num_steps=30, workdir=tmp_path / "full", log_every=10,
-                        progress=False)
-    wd = tmp_path / "run"
-    train.fit(init(), step, batch_fn, num_steps=30, workdir=wd, log_every=10, checkpoint_every=10,
-              stop_after=20, progress=False)
+    init, step, batch_fn, full, wd = _full_run_and_one_stopped_at_20(tmp_path)
     step_dir = wd / "checkpoints" / "20"
     (step_dir / "default" / "_METADATA").unlink()
     if cut != "item metadata":
