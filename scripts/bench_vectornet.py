@@ -5,7 +5,8 @@ Both run the paper's network (3 subgraph layers of 64, one global attention laye
 batch of procedural scenes in one process. The PyG peer is written the usual way: the
 vectors of a batch flattened into one node matrix, polyline max-pooling with
 `torch_geometric.utils.scatter(reduce="max")`, polylines gathered per scene with
-`to_dense_batch` for the masked global attention. Reported: median times over alternating
+`to_dense_batch` for the masked global attention. The host allocator is tuned as the `jaxlab` command does
+(`runtime.tune_host_allocator`, shared by PyTorch in the process). Reported: median times over alternating
 repeats (scenes/s = batch / time), jaxlab compile time apart, a 1-thread and an
 all-threads column per peer (`--threads both|1|all`, see `jaxlab.core.benchmark`), the
 load average before and after, and the analytic
@@ -19,15 +20,18 @@ from __future__ import annotations
 import argparse
 import time
 
-from jaxlab.core import benchmark
+from jaxlab.core import benchmark, runtime
 
 SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
+ALLOCATOR = runtime.tune_host_allocator()  # as the `jaxlab` command does; PyTorch shares it
 
 
 def analytic_macs(p: int, v: int, f: int, w: int = 64, depth: int = 3, g: int = 64, dec: int = 64, t: int = 30) -> int:
-    """Multiply-accumulates of one forward pass over P polylines of V vectors (dense layers and
-    attention; LayerNorm, ReLU and max are not counted)."""
-    sub = p * v * (f * w + (depth - 1) * 2 * w * w)
+    """Multiply-accumulates of one forward pass over P polylines of V vectors as jaxlab computes
+    it (dense layers and attention; LayerNorm, ReLU and max are not counted): after the first
+    subgraph layer, each layer multiplies the per-vector half of its input per vector and the
+    per-polyline pool once per polyline (`models._PooledLayer`)."""
+    sub = p * v * f * w + (depth - 1) * (p * v * w * w + p * w * w)
     glob = 3 * p * (2 * w + 2) * g + 2 * p * p * g
     return sub + glob + (g * dec + dec * 2 * t)
 

@@ -52,8 +52,49 @@ class SubgraphLayer(nn.Module):
         return jnp.concatenate([h, pooled], axis=-1)
 
 
+class _SplitDense(nn.Module):
+    """`nn.Dense` (same parameters, names and initialisation) applied to the concatenation of
+    `parts` along the last axis without forming it: sum_k part_k @ kernel[rows of part k] + bias,
+    each part broadcast against the others (a part of shape `[..., 1, D]` is multiplied once,
+    not once per row)."""
+
+    features: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, parts):
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (sum(p.shape[-1] for p in parts), self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        out, start = 0, 0
+        for part in parts:
+            d = part.shape[-1]
+            out = out + part.astype(self.dtype) @ kernel[start:start + d].astype(self.dtype)
+            start += d
+        return out + bias.astype(self.dtype)
+
+
+class _PooledLayer(nn.Module):
+    """`SubgraphLayer` with `pool_includes_self=True` (same parameters), returning its output as
+    the pair `(h [..., V, width], pool [..., 1, width])` instead of their concatenation: the pool
+    is the same for every vector of a polyline, so the next layer multiplies it once per
+    polyline, not once per vector (half the subgraph's multiply-adds after the first layer)."""
+
+    width: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, parts, mask):
+        h = nn.relu(nn.LayerNorm(dtype=self.dtype, name="LayerNorm_0")(
+            _SplitDense(self.width, self.dtype, name="Dense_0")(parts)))
+        return h, masked_max(h, mask, axis=-2)[..., None, :]
+
+
 class PolylineSubgraph(nn.Module):
-    """Stack of `SubgraphLayer`s then max-pool over vectors: `[..., V, F] -> [..., 2 * width]`."""
+    """Stack of `SubgraphLayer`s then max-pool over vectors: `[..., V, F] -> [..., 2 * width]`.
+
+    With `pool_includes_self` (the default) the layers keep each output as the pair
+    (per-vector features, per-polyline pool) and never broadcast the pool to the vectors
+    (`_PooledLayer`; same parameters and values as `SubgraphLayer`'s concatenation, tested)."""
 
     depth: int = 3
     width: int = 64
@@ -62,9 +103,16 @@ class PolylineSubgraph(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        if not self.pool_includes_self:
+            for i in range(self.depth):
+                x = SubgraphLayer(self.width, False, self.dtype, name=f"layer_{i}")(x, mask)
+            return masked_max(x, mask, axis=-2)
+        parts = (x,)
         for i in range(self.depth):
-            x = SubgraphLayer(self.width, self.pool_includes_self, self.dtype, name=f"layer_{i}")(x, mask)
-        return masked_max(x, mask, axis=-2)
+            parts = _PooledLayer(self.width, self.dtype, name=f"layer_{i}")(parts, mask)
+        h, pool = parts
+        # the max over vectors of concat(h, pool) is concat(max of h, pool): 0 for empty polylines
+        return jnp.concatenate([masked_max(h, mask, axis=-2), pool[..., 0, :]], axis=-1)
 
 
 class GlobalGraph(nn.Module):

@@ -49,6 +49,32 @@ def test_subgraph_equals_dense_numpy_reference(include_self):
     assert np.all(got[0, 1] == 0)
 
 
+def test_pooled_layers_equal_the_concatenating_layers_with_gradients():
+    # PolylineSubgraph never broadcasts the per-polyline pool; SubgraphLayer (the paper's
+    # concatenation, Eq. 2) does. Same parameter tree, same values and gradients.
+    from jaxlab.vectornet.models import SubgraphLayer
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(2, 4, 6, 7)), jnp.float32)
+    mask = jnp.asarray(rng.random((2, 4, 6)) < 0.6).at[1, 2].set(False)
+    mod = PolylineSubgraph(depth=3, width=8)
+    params = mod.init(jax.random.key(0), x, mask)["params"]
+
+    def concatenating(p):
+        h = x
+        for i in range(3):
+            h = SubgraphLayer(8).apply({"params": p[f"layer_{i}"]}, h, mask)
+        from jaxlab.vectornet.models import masked_max
+        return masked_max(h, mask, axis=-2)
+
+    probe = jnp.asarray(rng.normal(size=(2, 4, 16)), jnp.float32)
+    f_new = lambda p: jnp.sum(jnp.tanh(mod.apply({"params": p}, x, mask)) * probe)
+    f_old = lambda p: jnp.sum(jnp.tanh(concatenating(p)) * probe)
+    np.testing.assert_allclose(mod.apply({"params": params}, x, mask), concatenating(params), rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(jax.grad(f_new)(params)), jax.tree.leaves(jax.grad(f_old)(params)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def _config(**model):
     c = configs.get_config("smoke")
     c.scene = dataclasses.replace(c.scene, max_polylines=8, max_vectors=6)
