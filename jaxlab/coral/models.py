@@ -24,7 +24,7 @@ Two ways to compute the R-GCN sum, equal up to float rounding (tested):
 - grouped (`groups=RelationGroups`, built once on the host by `group_by_relation` for a
   fixed graph): sum the weighted sender rows per (receiver, relation) pair, then one matmul
   per relation over its pairs only, then sum per receiver. A node has edges of few of the
-  20 relations, so the pairs are ~5x fewer than `R N` on the planted graph and so are the
+  20 relations, so the pairs are about 4x fewer than `R N` on the planted graph and so are the
   multiply-adds, and the backward pass no longer scatters into an `[R, N, F]` buffer.
   Training uses it (the graph is fixed); inductive scoring, whose local graphs change
   with every request, uses relation first.

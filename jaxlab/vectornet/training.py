@@ -1,4 +1,4 @@
-"""VectorNet's objective, train state, evaluation and the constant-velocity baseline.
+"""VectorNet's objective, train state and evaluation (also of the learned baselines, `model.name`).
 
 L = L_traj + alpha L_node (paper Eq. 8). L_traj: Huber (delta 1 m) summed over x, y and
 averaged over valid future steps, or the unit-variance Gaussian NLL (half the squared
