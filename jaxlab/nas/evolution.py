@@ -15,7 +15,11 @@ vmapped call on the accelerator):
 * **survival**: with `elitism` the best `P` of parents + offspring (mu + lambda), else the
   offspring replace the parents (generational);
 * **constraint handling**: `violation(genomes) >= 0`, 0 meaning feasible; for a FLOPs band
-  use `flops_band_violation`.
+  use `flops_band_violation`. By default infeasible genomes are evaluated and lose every
+  tournament against feasible ones; with `feasible_offspring` they are redrawn before
+  evaluation (the violation of an analytic constraint costs nothing, a fitness evaluation
+  is the search's budget), so every evaluation is spent on a feasible genome and a
+  random-search baseline of the same number of evaluations is matched.
 
 The state after every generation can be written atomically to an `.npz` file; `run`
 resumes from it. Random numbers of generation t come from `default_rng([seed, t])`, so a
@@ -63,6 +67,7 @@ class GAConfig:
     elitism: bool = True
     dedup_tries: int = 20
     archive_size: int = 50
+    feasible_offspring: bool = False
 
 
 @dataclasses.dataclass
@@ -199,15 +204,28 @@ def _evaluate(problem: Problem, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fresh(rng, problem: Problem, n: int, exclude: np.ndarray, tries: int,
-           make: Callable[[int], np.ndarray]) -> np.ndarray:
-    """`n` repaired genomes from `make`, none equal to each other or to `exclude`."""
+           make: Callable[[int], np.ndarray], feasible: bool = False) -> np.ndarray:
+    """`n` repaired genomes from `make`, none equal to each other or to `exclude`.
+
+    After `tries` rounds the rest comes from `problem.sample` (uniform without one). With
+    `feasible`, genomes of positive violation are dropped; if too few feasible ones are
+    found, a `ValueError` says so.
+    """
     out = np.zeros((0, len(problem.lower)), np.int64)
-    for t in range(tries + 1):
-        cand = _prepare(problem, make(n - len(out)) if t < tries else _uniform(rng, problem, n - len(out)))
+    fallback = problem.sample or (lambda r, m: _uniform(r, problem, m))
+    rounds = tries + 1 + (tries if feasible else 0)
+    for t in range(rounds):
+        cand = _prepare(problem, make(n - len(out)) if t < tries else fallback(rng, n - len(out)))
         keep = unique_rows(cand, exclude=np.concatenate([exclude, out]))
-        out = np.concatenate([out, cand[keep]])
+        cand = cand[keep]
+        if feasible and problem.violation is not None and len(cand):
+            cand = cand[np.asarray(problem.violation(cand)).reshape(len(cand)) <= 0]
+        out = np.concatenate([out, cand])
         if len(out) >= n:
             break
+    if feasible and len(out) < n:
+        raise ValueError(f"only {len(out)} of {n} new feasible genomes found in {rounds} rounds; "
+                         "the constraint is too tight for the search space or the space is exhausted")
     return out[:n]
 
 
@@ -216,7 +234,8 @@ def init_state(problem: Problem, config: GAConfig, seed: int) -> GAState:
     rng = np.random.default_rng([seed, 0])
     sample = problem.sample or (lambda r, n: _uniform(r, problem, n))
     empty = np.zeros((0, len(problem.lower)), np.int64)
-    pop = _fresh(rng, problem, config.pop_size, empty, config.dedup_tries, lambda n: sample(rng, n))
+    pop = _fresh(rng, problem, config.pop_size, empty, config.dedup_tries, lambda n: sample(rng, n),
+                 config.feasible_offspring)
     f, v = _evaluate(problem, pop)
     best = f[rank_order(f, v)[0]] if np.any(v <= 0) else -np.inf
     return GAState(pop, f, v, 0, pop.copy(), f.copy(), v.copy(), np.asarray([best]), len(pop))
@@ -239,7 +258,7 @@ def step(state: GAState, problem: Problem, config: GAConfig, seed: int) -> GASta
                                        config.eta_mutation, config.p_mutation)
 
     exclude = np.concatenate([state.genomes, state.seen])
-    kids = _fresh(rng, problem, n_off, exclude, config.dedup_tries, make)
+    kids = _fresh(rng, problem, n_off, exclude, config.dedup_tries, make, config.feasible_offspring)
     if len(kids):
         fk, vk = _evaluate(problem, kids)
     else:

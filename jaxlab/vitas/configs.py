@@ -147,6 +147,10 @@ class SearchConfig:
       pop_size, generations: GA sizes (released: 50 x 40; small: 20 x 10).
       eval_batch: held-out images scoring each candidate with inherited weights.
       random_baseline: also run random search with the same number of evaluations.
+      feasible_offspring: redraw out-of-band offspring before they are scored, so every
+        evaluation is an in-band net (as every one of random search's is). False: score them
+        too and let them lose the tournaments (constraint domination). The release gives them
+        the penalty score `5 - (F - F_max) / F_max` (spec sec. 2.4) instead of redrawing.
     """
 
     flops_min: NonNegativeFloat = 0.0
@@ -155,6 +159,7 @@ class SearchConfig:
     generations: PositiveInt = 10
     eval_batch: PositiveInt = 512
     random_baseline: bool = True
+    feasible_offspring: bool = True
 
 
 @dataclasses.dataclass

@@ -12,9 +12,13 @@ Superformer (spec sec. 2.1-2.2), tokens `[B, T, C]` with `T = 1 + N`:
     op 0 is the identity; logits = W_head LN_E(x)[:, 0].
 
 The masks are float vectors of static length (`C`, `A`, `M`) built from the traced
-architecture, so one compiled function serves every sub-network of one patch size. Heads are
-a one-hot channel->head matrix `[A, H_max]`, so head count and head width vary under `jit`.
-The attention scale is fixed for every head count (released code).
+architecture, so one compiled function serves every sub-network of one patch size. The head
+count is chosen by a `lax.switch` with one branch per head option, each with its static head
+count; inside it a one-hot matmul packs the active channels head by head into equal slots,
+so the head width varies under `jit` and attention costs `A` channels whatever the count.
+The switch has a hand-written VJP (a switch over the branches' VJPs), and identity blocks
+are skipped by a `cond`, not computed and discarded. The attention scale is fixed for every
+head count (released code).
 
 `extract_subnet` gathers the active slices into a standalone network built from `jaxlab.nn`
 blocks (`PatchEmbed`, `EncoderBlock`, `LayerNorm`): per-block head counts and widths differ,
@@ -60,8 +64,8 @@ def _rank_mask(total: int, width, scheme: str, side) -> tuple[Array, Array]:
 
 
 def arch_masks(space: Space, arch: dict, side=widths.LEFT) -> dict:
-    """Masks of one (traced) architecture: embed `[C]`, qkv `[L, A]`, head one-hot `[L, A, Hmax]`,
-    mlp `[L, M]`, layer gate `[L]`, head-option index `[L]`."""
+    """Masks of one (traced) architecture: embed `[C]`, qkv `[L, A]` with each channel's rank in
+    its index set `[L, A]` and the width `[L]`, mlp `[L, M]`, layer gate `[L]`, head option `[L]`."""
     cfg = space.cfg
     e = jnp.asarray(arch["embed"])
     d = jnp.asarray(space.embed_widths)[e]
@@ -71,14 +75,66 @@ def arch_masks(space: Space, arch: dict, side=widths.LEFT) -> dict:
     ops = jnp.asarray(arch["ops"])
     a = jnp.asarray(space.qkv_widths)[jnp.asarray(arch["qkv"])]
     m = jnp.asarray(space.mlp_widths)[jnp.asarray(arch["mlp"])]
-    h = jnp.asarray(space.heads)[jnp.maximum(ops - 1, 0)]
     qkv_m, rank = jax.vmap(lambda w: _rank_mask(cfg.qkv_dim, w, hs, side))(a)
-    head_of = rank // jnp.maximum(a // h, 1)[:, None]                                   # [L, A]
-    hmax = int(space.heads.max())
-    onehot = (head_of[..., None] == jnp.arange(hmax)) * qkv_m[..., None]               # [L, A, Hmax]
     mlp_m = jax.vmap(lambda w: widths.width_mask(cfg.mlp_dim, w, hs, side=side))(m)
-    return {"embed": embed, "qkv": qkv_m, "heads": onehot.astype(jnp.float32), "mlp": mlp_m,
+    return {"embed": embed, "qkv": qkv_m, "rank": rank, "qkv_width": a, "mlp": mlp_m,
             "gate": (ops > 0).astype(jnp.float32), "op": jnp.maximum(ops - 1, 0)}
+
+
+def _attend_packed(q: Array, k: Array, v: Array, rank: Array, mask: Array, width, num_heads: int,
+                   scale: float) -> Array:
+    """Multi-head attention of masked `[B, T, A]` q/k/v with a static head count `n`.
+
+    Head h holds the active channels of rank `h * w ... (h + 1) * w - 1`, `w = width / n`.
+    A one-hot matmul moves them into slot h of `n` slots of `A / n` channels (the rest of
+    the slot is zero), so the heads are a plain `[B, T, n, A / n]` reshape: attention costs
+    `A` channels in all, as one full-width head, whatever `n` and `width`."""
+    b, t, a_max = q.shape
+    n = num_heads
+    w = jnp.maximum(width // n, 1)
+    head = rank // w
+    pos = head * (a_max // n) + (rank - head * w)                                         # [A]
+    perm = ((pos[:, None] == jnp.arange(a_max)[None, :]) * mask[:, None]).astype(q.dtype)  # [A, A]
+    split = lambda z: (z @ perm).reshape(b, t, n, a_max // n)
+    logits = jnp.einsum("bihd,bjhd->bhij", split(q), split(k)) * scale
+    o = jnp.einsum("bhij,bjhd->bihd", jax.nn.softmax(logits, axis=-1), split(v))
+    return o.reshape(b, t, a_max) @ perm.T
+
+
+def _switched_attention(head_counts: tuple[int, ...], scale: float):
+    """`f(option, q, k, v, rank, qkv_mask, qkv_width)`: attention with the static head count
+    `head_counts[option]`, one `lax.switch` branch per option.
+
+    The backward pass is a second switch over the branches' VJPs (recomputing the chosen
+    branch's forward). Differentiating the switch directly would make every branch return
+    the residuals of all of them, zero-filled `[B, H, T, T]` buffers of the branches not
+    taken, which cost more on CPU than the recomputation."""
+
+    def branch(n):
+        return lambda q, k, v, rank, mask, width: _attend_packed(q, k, v, rank, mask, width, n, scale)
+
+    branches = [branch(n) for n in head_counts]
+
+    def pullback(b):
+        def run(q, k, v, rank, mask, width, g):
+            return jax.vjp(lambda q, k, v: b(q, k, v, rank, mask, width), q, k, v)[1](g)
+        return run
+
+    @jax.custom_vjp
+    def attention(option, q, k, v, rank, mask, width):
+        return jax.lax.switch(option, branches, q, k, v, rank, mask, width)
+
+    def fwd(option, q, k, v, rank, mask, width):
+        return attention(option, q, k, v, rank, mask, width), (option, q, k, v, rank, mask, width)
+
+    def bwd(res, g):
+        option, q, k, v, rank, mask, width = res
+        dq, dk, dv = jax.lax.switch(option, [pullback(b) for b in branches], q, k, v, rank, mask, width, g)
+        none = lambda a: np.zeros(np.shape(a), jax.dtypes.float0)  # integer inputs
+        return none(option), dq, dk, dv, none(rank), jnp.zeros_like(mask), none(width)
+
+    attention.defvjp(fwd, bwd)
+    return attention
 
 
 class SuperBlock(nn.Module):
@@ -90,6 +146,7 @@ class SuperBlock(nn.Module):
     num_head_options: int
     scale: float
     eps: float = 1e-6
+    head_counts: tuple[int, ...] = (1,)  # the head count of each head option
 
     @nn.compact
     def __call__(self, x: Array, masks: dict) -> Array:
@@ -111,10 +168,9 @@ class SuperBlock(nn.Module):
         qk = jnp.einsum("btc,cka->btka", u, wqk) + bqk
         q, k = qk[:, :, 0] * masks["qkv"], qk[:, :, 1] * masks["qkv"]
         v = (u @ w_v + b_v) * masks["qkv"]
-        oh = masks["heads"]                                                  # [A, H]
-        logits = jnp.einsum("bich,bjc->bhij", q[..., None] * oh, k) * self.scale
-        w = jax.nn.softmax(logits, axis=-1)
-        o = jnp.einsum("bhij,bjch->bic", w, v[..., None] * oh)
+        # one switch branch per head option, each with its static head count (under vmap all run)
+        o = _switched_attention(self.head_counts, self.scale)(op, q, k, v, masks["rank"], masks["qkv"],
+                                                               masks["qkv_width"])
         x = x + (o @ w_o + b_o) * me
         u = _masked_ln(x, me, ln2_s, ln2_b, self.eps)
         hdn = jax.nn.gelu(u @ w_1 + b_1, approximate=False) * masks["mlp"]
@@ -142,7 +198,7 @@ class Superformer(nn.Module):
         self.pos_embeds = [self.param(f"pos{i}", nn.initializers.zeros, (1, n + 1, C))
                            for i, n in enumerate(sp.num_patches)]
         self.blocks = [SuperBlock(C, cfg.qkv_dim, cfg.mlp_dim, len(sp.heads), sp.scale, cfg.norm_epsilon,
-                                  name=f"block_{i}") for i in range(cfg.depth)]
+                                  tuple(int(n) for n in sp.heads), name=f"block_{i}") for i in range(cfg.depth)]
         self.norm_scale = self.param("norm_scale", nn.initializers.ones, (C,))
         self.norm_bias = self.param("norm_bias", nn.initializers.zeros, (C,))
         self.head_kernel = self.param("head_kernel", _trunc, (C, cfg.num_classes))
@@ -161,9 +217,11 @@ class Superformer(nn.Module):
         m = arch_masks(self.space, arch, side)
         h = self.tokens(x.astype(jnp.float32), patch_index, m["embed"])
         for i, blk in enumerate(self.blocks):
-            bm = {"embed": m["embed"], "qkv": m["qkv"][i], "heads": m["heads"][i], "mlp": m["mlp"][i],
-                  "op": m["op"][i]}
-            h = jnp.where(m["gate"][i] > 0, blk(h, bm), h)
+            bm = {k: v[i] for k, v in m.items() if k != "embed"} | {"embed": m["embed"]}
+            if self.is_initializing():
+                h = blk(h, bm)
+            else:  # identity blocks are skipped, not computed and discarded
+                h = nn.cond(m["gate"][i] > 0, lambda mdl, x, bm: mdl(x, bm), lambda mdl, x, bm: x, blk, h, bm)
         h = _masked_ln(h[:, 0], m["embed"], self.norm_scale, self.norm_bias, self.space.cfg.norm_epsilon)
         return h @ self.head_kernel + self.head_bias
 
@@ -233,7 +291,7 @@ def extract_subnet(space: Space, params: dict, arch: dict, side: int = widths.LE
     pi = int(a["patch"])
     ie = space.embed_index(a, side)
     hs = space.hidden_scheme()
-    g = lambda w: np.asarray(w)
+    g = jnp.asarray  # differentiable: the gradient of the extracted net flows back to `params`
     out = {"patch_embed": {"proj": {"kernel": g(params[f"patch{pi}_kernel"])[..., ie],
                                     "bias": g(params[f"patch{pi}_bias"])[ie]}},
            "cls_token": g(params[f"cls{pi}"])[..., ie], "pos_embedding": g(params[f"pos{pi}"])[..., ie],

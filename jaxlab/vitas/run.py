@@ -72,7 +72,7 @@ def search(config: VitasConfig, workdir: pathlib.Path) -> dict:
     stage = workdir_lib.stage_dir(workdir, "search")
     ga = search_lib.run_search(space, state.params, val, band, p_id, pop_size=s.pop_size, generations=s.generations,
                                seed=config.seed, shift=config.supernet.identity_shifting,
-                               checkpoint=stage / "ga_state.npz")
+                               feasible_offspring=s.feasible_offspring, checkpoint=stage / "ga_state.npz")
     best, fit = ga.best()
     results = {"best": search_lib.arch_json(space, search_lib.genome_to_arch(space, best)), "best_fitness": fit,
                "evaluations": ga.num_evaluations, "best_history": ga.best_history.tolist(), "supernet_step": step}

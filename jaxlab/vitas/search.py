@@ -4,8 +4,10 @@ Fitness of a genome = top-1 accuracy of its subnet with inherited superformer we
 images (bilateral: the mean of the left and right accuracies, as the released search). Genomes
 `[patch, embed, ops(L), qkv(L), mlp(L)]` are canonicalised (identity shifting) by the GA's
 repair when `identity_shifting`, so duplicates are removed on the canonical form. Constraint:
-`flops_band_violation` of the analytic MACs. A population is scored per patch size in one
-vmapped call (`jaxlab.nas.population`), padded to the population size (one compile per patch).
+`flops_band_violation` of the analytic MACs; with `feasible_offspring` (default) out-of-band
+offspring are redrawn before scoring, so every evaluation, like random search's, is in band.
+A population is scored per patch size in one vmapped call (`jaxlab.nas.population`), padded to
+the population size (one compile per patch).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def band_sampler(space: Space, p_id: float, band, shift: bool):
 
 
 def run_search(space: Space, params, val, band, p_id: float, *, pop_size: int, generations: int, seed: int,
-               shift: bool = True, checkpoint=None) -> evolution.GAState:
+               shift: bool = True, feasible_offspring: bool = True, checkpoint=None) -> evolution.GAState:
     x, y = val
     lo, hi = band
     low, up = space.bounds()
@@ -75,7 +77,7 @@ def run_search(space: Space, params, val, band, p_id: float, *, pop_size: int, g
                                                            (hi - lo) / 2),
         repair=(lambda g: space.to_genome(space.canonical(space.from_genome(g)))) if shift else None,
         sample=band_sampler(space, p_id, band, shift))
-    cfg = evolution.GAConfig(pop_size=pop_size, num_generations=generations)
+    cfg = evolution.GAConfig(pop_size=pop_size, num_generations=generations, feasible_offspring=feasible_offspring)
     return evolution.run(problem, cfg, seed, checkpoint=checkpoint)
 
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from jaxlab.nas import evolution as ga
 from jaxlab.nas.encoding import canonicalize_ops_np
@@ -51,6 +52,42 @@ def test_flops_band_constraint_and_repair():
     np.testing.assert_array_equal(canonicalize_ops_np(st.genomes, seg), st.genomes)
     assert len(np.unique(st.genomes, axis=0)) == len(st.genomes)
     assert len(np.unique(st.seen, axis=0)) == len(st.seen)
+
+
+def _band_problem(scored):
+    seg = np.array([0, 0, 0, 1, 1, 1])
+    cost = np.array([0, 1, 2, 3])
+    flops = lambda x: cost[x].sum(1)
+    violation = lambda x: ga.flops_band_violation(flops(x), 8, 1)
+
+    def fitness(x):
+        scored.append(violation(x))
+        return x.astype(float) @ np.array([1.0, -1, 2, 0.5, 3, -2])
+
+    return ga.Problem(lower=np.array([1, 0, 0, 1, 0, 0]), upper=np.full(6, 3), fitness=fitness,
+                      violation=violation, repair=lambda x: canonicalize_ops_np(x, seg)), flops
+
+
+def test_feasible_offspring_spends_every_evaluation_in_the_band():
+    scored = []
+    prob, flops = _band_problem(scored)
+    cfg = ga.GAConfig(pop_size=10, num_generations=6, feasible_offspring=True)
+    st = ga.run(prob, cfg, seed=0)
+    scored = np.concatenate(scored)
+    assert len(scored) == st.num_evaluations == 10 * 7
+    assert np.all(scored == 0)
+    assert np.all(st.seen_violation == 0)
+    # by default offspring outside the band are scored too (the evaluations this saves)
+    scored_default = []
+    ga.run(_band_problem(scored_default)[0], ga.GAConfig(pop_size=10, num_generations=6), seed=0)
+    assert np.any(np.concatenate(scored_default) > 0)
+
+
+def test_feasible_offspring_with_an_unreachable_band_is_an_error():
+    prob, _ = _band_problem([])
+    prob.violation = lambda x: np.ones(len(x))
+    with pytest.raises(ValueError, match="feasible genomes found"):
+        ga.run(prob, ga.GAConfig(pop_size=4, num_generations=1, feasible_offspring=True, dedup_tries=2), seed=0)
 
 
 def test_operators():

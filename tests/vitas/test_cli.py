@@ -25,7 +25,11 @@ def test_smoke_pipeline_and_resume(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(ref, again))
     res = vitas.search(cfg, wd)
     assert lo <= res["best"]["flops"] <= hi
-    assert res["evaluations"] >= cfg.search.pop_size and "random" in res
+    assert "random" in res
+    # every evaluation is an in-band net (out-of-band offspring are redrawn before scoring)
+    assert res["evaluations"] == cfg.search.pop_size * (cfg.search.generations + 1)
+    with np.load(wd / "search" / "ga_state.npz") as ga:
+        assert len(ga["seen"]) == res["evaluations"] and np.all(ga["seen_violation"] == 0)
     ops = np.asarray(res["best"]["ops"])
     d = int((ops > 0).sum())
     assert (ops[:d] > 0).all() and (ops[d:] == 0).all()  # canonical (identity shifted)

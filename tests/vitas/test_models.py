@@ -52,6 +52,35 @@ def test_extracted_equals_masked(sharing):
             np.testing.assert_allclose(np.asarray(y), np.asarray(z), atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("sharing", ("bilateral", "cyclic"))  # prefix: cyclic's code with offset 0
+def test_gradient_equals_extracted(sharing):
+    """The superformer's backward pass (identity blocks under `cond`, attention with one
+    `switch` branch per head count and a hand-written VJP) against autodiff through the
+    standalone net of `jaxlab.nn` blocks, whose parameters are gathered from the same tree."""
+    sp = _space(sharing)
+    params = _perturbed(sp)
+    x = jax.random.uniform(jax.random.key(2), (3, 16, 16, 3))
+    y = jax.nn.one_hot(jnp.array([1, 5, 7]), 10)
+    archs = sp.sample(np.random.default_rng(4), 2, 0.3, shift=False)
+    archs["ops"][0] = [1, 2, 0, 3]  # every head count, and an identity block between blocks
+    ce = lambda logits: -jnp.sum(y * jax.nn.log_softmax(logits))
+    masked = jax.jit(jax.grad(lambda p, a, side, pi: ce(models.Superformer(sp).apply(
+        {"params": p}, x, a, patch_index=pi, side=side))), static_argnums=3)
+    for i in range(2):
+        arch = _one(archs, i)
+        for side in sp.sides():
+            got = masked(params, arch, side, int(arch["patch"]))
+
+            def via_subnet(p):
+                m, q = models.extract_subnet(sp, p, arch, side)
+                return ce(m.apply({"params": q}, x))
+
+            ref = jax.jit(jax.grad(via_subnet))(params)
+            for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(ref)):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=1e-4,
+                                           err_msg=f"{sharing} arch {i} side {side} {jax.tree_util.keystr(path)}")
+
+
 def test_bilateral_sides_differ():
     sp = _space("bilateral")
     params = _perturbed(sp)
