@@ -291,7 +291,9 @@ def extract_subnet(space: Space, params: dict, arch: dict, side: int = widths.LE
     pi = int(a["patch"])
     ie = space.embed_index(a, side)
     hs = space.hidden_scheme()
-    g = jnp.asarray  # differentiable: the gradient of the extracted net flows back to `params`
+    # differentiable (the gradient of the extracted net flows back to `params`), and a copy:
+    # no leaf of the subnet shares a buffer with `params` (a train step donates its state)
+    g = jnp.array
     out = {"patch_embed": {"proj": {"kernel": g(params[f"patch{pi}_kernel"])[..., ie],
                                     "bias": g(params[f"patch{pi}_bias"])[ie]}},
            "cls_token": g(params[f"cls{pi}"])[..., ie], "pos_embedding": g(params[f"pos{pi}"])[..., ie],

@@ -48,6 +48,9 @@ def test_extracted_equals_masked(sharing):
             y = (fwd, fwd1)[int(arch["patch"])](params, x, arch, side)
             m, p = models.extract_subnet(sp, params, arch, side)
             assert len(m.blocks) == int((arch["ops"] > 0).sum())
+            # copies: a train step that donates the subnet's state must leave `params` intact
+            shared = {a.unsafe_buffer_pointer() for a in jax.tree.leaves(params)}
+            assert not shared & {a.unsafe_buffer_pointer() for a in jax.tree.leaves(p)}
             z = jax.jit(m.apply)({"params": p}, x)
             np.testing.assert_allclose(np.asarray(y), np.asarray(z), atol=2e-5, rtol=1e-5)
 
