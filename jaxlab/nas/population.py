@@ -8,7 +8,8 @@ Masks give every architecture of a supernet the same shapes, so a population pyt
 `make_population_eval` returns a jitted function that compiles once per (P, batch shape).
 
 On the CPU backend the default (`chunk="auto"`) is one architecture at a time by
-`lax.map` inside the one compiled call: vmapping P architectures multiplies every
+`lax.map` inside the one compiled call, unbatched, so a `cond` or `switch` on the
+architecture (identity blocks, head counts) runs one branch, not all of them: vmapping P architectures multiplies every
 activation's size by P, which on CPU leaves the caches and adds layout copies for the
 batched matrix products (ScaleNet smoke space, P = 32, batch 32, 1 core: vmapped 123 ms,
 32 separate jitted calls 75 ms, `lax.map` 49 ms; `python scripts/bench_scalenet.py`).
@@ -41,6 +42,9 @@ def make_population_eval(apply_fn: Callable[[Any, jax.Array, Any], jax.Array],
     vm = jax.vmap(apply_fn, in_axes=(None, None, 0))
     if chunk is None:
         return jax.jit(vm)
+
+    if chunk == 1:  # no vmap at all: a batched `cond`/`switch` in `apply_fn` would run every branch
+        return jax.jit(lambda params, x, archs: jax.lax.map(lambda a: apply_fn(params, x, a), archs))
 
     def chunked(params, x, archs):
         p = jax.tree_util.tree_leaves(archs)[0].shape[0]

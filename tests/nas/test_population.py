@@ -37,3 +37,20 @@ def test_vmapped_population_matches_sequential():
         np.testing.assert_allclose(g((w1, w2), x, archs), out, rtol=1e-5, atol=1e-6)
     acc = population.accuracy_from_logits(out, jnp.zeros(5, jnp.int32))
     assert acc.shape == (8,)
+
+
+def test_one_at_a_time_keeps_control_flow():
+    """chunk=1 (the CPU default) applies each architecture unbatched, so a `cond` on the
+    architecture stays a conditional (one branch runs) instead of a select of both."""
+    def apply(params, x, arch):
+        return jax.lax.cond(arch["deep"] > 0, lambda z: jnp.tanh(z @ params) @ params.T, lambda z: z, x)
+
+    params = jax.random.normal(jax.random.key(0), (4, 4))
+    x = jax.random.normal(jax.random.key(1), (3, 4))
+    archs = {"deep": jnp.array([0, 1, 1])}
+    hlo = lambda f: f.lower(params, x, archs).compile().as_text()
+    one = population.make_population_eval(apply, chunk=1)
+    assert "conditional" in hlo(one)
+    assert "conditional" not in hlo(population.make_population_eval(apply, chunk=None))  # vmapped: select
+    ref = np.stack([np.asarray(apply(params, x, {"deep": d})) for d in (0, 1, 1)])
+    np.testing.assert_allclose(one(params, x, archs), ref, rtol=1e-5, atol=1e-6)
