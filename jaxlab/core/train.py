@@ -15,7 +15,10 @@ sees the same batches and keys as an uninterrupted one and ends with the same pa
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import pathlib
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -43,9 +46,78 @@ __all__ = [
     "load_state",
     "run_times",
     "check_finite",
+    "compile_seconds",
 ]
 
 LossFn = Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, tuple[Mapping[str, jax.Array], Any]]]
+
+
+_COMPILE_EVENTS = frozenset({
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+})
+_compile_lock = threading.Lock()
+_compile_total = [0.0]
+_compile_listening = [False]
+
+
+def _on_duration(event: str, duration: float, **_: Any) -> None:
+    if event in _COMPILE_EVENTS:
+        with _compile_lock:
+            _compile_total[0] += duration
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent tracing, lowering and compiling with XLA since
+    `fit` (or this function) was first called: the sum of jax's compile-duration events
+    (`jax.monitoring`). Differences of two calls time the compiles in between."""
+    if not _compile_listening[0]:
+        jax.monitoring.register_event_duration_secs_listener(_on_duration)
+        _compile_listening[0] = True
+    with _compile_lock:
+        return _compile_total[0]
+
+
+class _Prefetcher:
+    """Calls `batch_fn` for the next `depth` steps on one host thread while the device
+    runs the current one. One worker keeps the calls in step order (a `batch_fn` with
+    bookkeeping sees steps in order, as without prefetching); `busy_s` is the host time
+    spent inside `batch_fn`, `wait_s` the time the loop waited for a batch."""
+
+    def __init__(self, batch_fn: Callable[[int], Any], start: int, end: int, depth: int):
+        self.batch_fn, self.next, self.end, self.depth = batch_fn, start, end, depth
+        self.busy_s = 0.0
+        self.wait_s = 0.0
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxlab-prefetch") if depth else None
+        self.queue: collections.deque = collections.deque()
+
+    def _timed(self, step: int) -> Any:
+        t0 = time.perf_counter()
+        batch = self.batch_fn(step)
+        self.busy_s += time.perf_counter() - t0
+        return batch
+
+    def get(self, step: int) -> Any:
+        t0 = time.perf_counter()
+        if self.pool is None:
+            batch = self._timed(step)
+        else:
+            while self.next < self.end and len(self.queue) <= self.depth:
+                self.queue.append((self.next, self.pool.submit(self._timed, self.next)))
+                self.next += 1
+            s, future = self.queue.popleft()
+            if s != step:
+                raise RuntimeError(f"prefetcher out of order: asked for step {step}, holds step {s}")
+            batch = future.result()
+        self.wait_s += time.perf_counter() - t0
+        return batch
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for _, future in self.queue:
+                future.cancel()
+            self.pool.shutdown(wait=True)
 
 
 class NonFiniteError(FloatingPointError):
@@ -204,7 +276,8 @@ def run_times(workdir: str | pathlib.Path) -> dict:
 
     Returns `{"train_time_s", "eval_time_s", "wall_time_s", "segments": [...]}`, where
     `train_time_s` is the time spent in training steps and data (compiles included,
-    evaluation and checkpointing excluded) from step 0 to the last step reached, and each
+    evaluation and checkpointing excluded) from step 0 to the last step reached,
+    `compile_time_s` the part of it spent tracing and compiling, and each
     segment row records one call of `fit` that ended normally or with an exception (start
     and end step, its own times, the duration of its first step, which includes
     compilation); a segment killed by a signal leaves no row, and the totals count the
@@ -213,7 +286,8 @@ def run_times(workdir: str | pathlib.Path) -> dict:
     rows = metrics_lib.read_metrics(pathlib.Path(workdir) / SEGMENTS)
     last = rows[-1] if rows else {}
     return {"train_time_s": last.get("cum_train_time_s", 0.0), "eval_time_s": last.get("cum_eval_time_s", 0.0),
-            "wall_time_s": last.get("cum_wall_time_s", 0.0), "segments": rows}
+            "wall_time_s": last.get("cum_wall_time_s", 0.0),
+            "compile_time_s": last.get("cum_compile_time_s", 0.0), "segments": rows}
 
 
 SEGMENTS = "segments.jsonl"
@@ -238,6 +312,7 @@ def fit(
     nan_guard: bool = True,
     desc: str = "train",
     stop_after: int | None = None,
+    prefetch: int = 0,
 ) -> tuple[Any, list[dict]]:
     """Runs `step_fn` from the state's (or the newest intact checkpoint's) step to the end.
 
@@ -264,6 +339,9 @@ def fit(
         non-finite is ever checkpointed.
       stop_after: stop (after checkpointing) once this step is reached, as if killed;
         used to test resumption.
+      prefetch: produce the batches of the next `prefetch` steps on a host thread
+        while the device runs the current step (0: call `batch_fn` in the loop). For
+        host-side data (graph samplers); the batches and results are the same.
 
     Returns:
       `(state, history)`: history holds the logged rows of the *whole* run (rows of
@@ -292,6 +370,7 @@ def fit(
     cum_train = float(meta.get("train_time_s", 0.0))
     cum_eval = float(meta.get("eval_time_s", 0.0))
     cum_wall = float(meta.get("wall_time_s", 0.0))
+    cum_compile = float(meta.get("compile_time_s", 0.0))
     manager = ckpt_lib.CheckpointManager(workdir / "checkpoints", max_to_keep=keep)
     if mesh is not None:
         state = parallel.replicate(state, mesh)
@@ -302,7 +381,11 @@ def fit(
     first_bad = jnp.array([-1, -1], jnp.int32)
     end = num_steps if stop_after is None else min(num_steps, stop_after)
     seg = {"start_step": start, "end_step": start, "train_time_s": 0.0, "eval_time_s": 0.0,
-           "checkpoint_time_s": 0.0, "first_step_s": None}
+           "checkpoint_time_s": 0.0, "first_step_s": None, "compile_time_s": 0.0,
+           "data_time_s": 0.0, "data_wait_s": 0.0}
+    fetcher = _Prefetcher(batch_fn, start, end, prefetch)
+    compile_start = compile_seconds()
+    compile_skip = 0.0  # compiles inside evaluation and checkpoint windows
     t_seg = time.perf_counter()
     t_mark, steps_done = t_seg, 0
 
@@ -323,15 +406,16 @@ def fit(
 
     def times() -> dict:
         wall = time.perf_counter() - t_seg
+        seg["compile_time_s"] = compile_seconds() - compile_start - compile_skip
         return {"train_time_s": cum_train + seg["train_time_s"], "eval_time_s": cum_eval + seg["eval_time_s"],
-                "wall_time_s": cum_wall + wall}
+                "wall_time_s": cum_wall + wall, "compile_time_s": cum_compile + seg["compile_time_s"]}
 
     bar = progress_bar(range(start, end), desc=desc, initial=start, total=num_steps,
                        disable=None if progress else True)
     ended = "interrupted"
     try:
         for s in bar:
-            batch = batch_fn(s)
+            batch = fetcher.get(s)
             if mesh is not None:
                 batch = parallel.shard_batch(batch, mesh)
             key = jax.random.fold_in(root, s)
@@ -352,7 +436,9 @@ def fit(
                     guard()
                 row = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
                 row["steps_per_sec"] = steps_done / max(seg["train_time_s"] + time.perf_counter() - t_mark, 1e-9)
-                row["train_time_s"] = times()["train_time_s"] + time.perf_counter() - t_mark
+                now = times()
+                row["train_time_s"] = now["train_time_s"] + time.perf_counter() - t_mark
+                row["compile_time_s"] = now["compile_time_s"]
                 writer.write(done, row)
                 history.append({"step": done, **row})
                 bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4g}")
@@ -360,8 +446,11 @@ def fit(
                 if nan_guard:
                     guard()
                 t0 = pause()
+                c0 = compile_seconds()
                 erow = {f"eval_{k}": _to_float(v) for k, v in dict(eval_fn(state)).items()}
-                erow["train_time_s"] = times()["train_time_s"]
+                compile_skip += compile_seconds() - c0
+                now = times()
+                erow["train_time_s"], erow["compile_time_s"] = now["train_time_s"], now["compile_time_s"]
                 writer.write(done, erow)
                 if history and history[-1]["step"] == done:
                     history[-1].update(erow)
@@ -373,7 +462,9 @@ def fit(
                 if nan_guard:
                     guard()
                 t0 = pause()
+                c0 = compile_seconds()
                 manager.save(done, serialization.to_state_dict(state), meta=times())
+                compile_skip += compile_seconds() - c0
                 t_mark = time.perf_counter()
                 seg["checkpoint_time_s"] += t_mark - t0
     except BaseException as e:
@@ -382,6 +473,8 @@ def fit(
     else:
         ended = "finished" if seg["end_step"] >= num_steps else "stopped"
     finally:
+        fetcher.close()
+        seg["data_time_s"], seg["data_wait_s"] = fetcher.busy_s, fetcher.wait_s
         bar.close()
         writer.close()
         manager.close()
@@ -391,6 +484,7 @@ def fit(
             tt = times()
             seg_row = {**seg, "ended": ended, "cum_train_time_s": tt["train_time_s"],
                        "cum_eval_time_s": tt["eval_time_s"], "cum_wall_time_s": tt["wall_time_s"],
+                       "cum_compile_time_s": tt["compile_time_s"],
                        "wall_time_s": time.perf_counter() - t_seg}
             metrics_lib.append_jsonl(workdir / SEGMENTS, seg_row)
     return state, metrics_lib.merge_by_step(past + history)

@@ -127,7 +127,8 @@ def scale_features(x, train_idx, how: str = "standard"):
 
 def contextual_sbm(num_nodes: int = 10_000, num_classes: int = 5, avg_degree: float = 10.0,
                    homophily: float = 0.8, num_features: int = 32, feature_signal: float = 1.0,
-                   noise: float = 1.0, split=(0.6, 0.2, 0.2), seed: int = 0) -> GraphData:
+                   noise: float = 1.0, split=(0.6, 0.2, 0.2), seed: int = 0,
+                   num_labels: int = 0) -> GraphData:
     """Contextual stochastic block model (vectorised, ~1 s for 200k nodes).
 
     Labels are balanced over `num_classes`. Each of `num_nodes * avg_degree / 2`
@@ -137,6 +138,12 @@ def contextual_sbm(num_nodes: int = 10_000, num_classes: int = 5, avg_degree: fl
     intra-class edges) is `homophily` up to sampling noise. Features
     x_v = feature_signal * mu_{y_v} + noise * eps / sqrt(F), eps ~ N(0, I_F), with
     unit-norm random class means mu_c. Random split by `split` (train, val, test).
+
+    `num_labels > 0` makes the targets multi-label (as GraphSAINT's PPI and Yelp): the
+    classes stay hidden communities that shape the edges and features, each class owns
+    a random ~30% of `num_labels` binary labels (at least one), and node v carries
+    label l with probability 0.8 if its class owns l, else 0.05; `y` is then a 0/1 array
+    [num_nodes, num_labels], scored by micro-F1.
     """
     if not 0.0 <= homophily <= 1.0:
         raise ValueError(f"homophily must lie in [0, 1], got {homophily}")
@@ -161,9 +168,14 @@ def contextual_sbm(num_nodes: int = 10_000, num_classes: int = 5, avg_degree: fl
     perm = rng.permutation(num_nodes)
     n_tr = int(split[0] * num_nodes)
     n_va = int(split[1] * num_nodes)
+    if num_labels:
+        owned = rng.random((num_classes, num_labels)) < 0.3
+        owned[np.arange(num_classes), rng.integers(0, num_labels, num_classes)] = True
+        y = (rng.random((num_nodes, num_labels)) < np.where(owned, 0.8, 0.05)[y]).astype(np.int64)
     return GraphData(adj=adj, x=x.astype(np.float32), y=y.astype(np.int64),
                      train=np.sort(perm[:n_tr]), val=np.sort(perm[n_tr:n_tr + n_va]),
-                     test=np.sort(perm[n_tr + n_va:]), name=f"csbm-h{homophily}")
+                     test=np.sort(perm[n_tr + n_va:]),
+                     name=f"csbm-h{homophily}" + (f"-ml{num_labels}" if num_labels else ""))
 
 
 def edge_homophily(adj, y) -> float:

@@ -17,6 +17,7 @@ from jaxlab.core.config import (
     ConfigError,
     LoopConfig,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     Probability,
@@ -39,6 +40,7 @@ class SBMConfig:
     num_features: PositiveInt = 32
     feature_signal: NonNegativeFloat = 1.0
     noise: NonNegativeFloat = 6.0
+    num_labels: NonNegativeInt = 0  # > 0: multi-label targets (sigmoid loss, micro-F1)
 
 
 @dataclasses.dataclass
@@ -103,6 +105,9 @@ class MeGuideSamplerConfig:
       max_walk_length: the longest walk from a root.
       patience: connection failures before a walk stops.
       cfd_walks: walks per node to estimate the connection failure distance.
+      walk: "cfd": a walk stops at its `patience`-th connection failure (a revisit, a
+        non-training node or a dead end); "fixed" (ablation): GraphSAINT's walks of
+        `fixed_walk_length` steps through any node (0: the rounded expected CFD).
       smoothness_scaling: feature scaling before the smoothness (minmax: CS-GNN's).
       norm_aggr, norm_loss, presample: GraphSAINT normalisation, as in `SaintConfig`.
     """
@@ -114,6 +119,8 @@ class MeGuideSamplerConfig:
     max_walk_length: PositiveInt = 4
     patience: PositiveInt = 1
     cfd_walks: PositiveInt = 4
+    walk: Literal["cfd", "fixed"] = "cfd"
+    fixed_walk_length: NonNegativeInt = 0
     smoothness_scaling: Scaling = "minmax"
     norm_aggr: bool = True
     norm_loss: bool = True
@@ -142,6 +149,12 @@ class MeGuideConfig:
         must stay 1: a padded graph batch is one graph and cannot be split over a
         data-parallel mesh.
       budget_multiple, budget_growth: padding bucket ladder (`jaxlab.graph.graphs.bucket`).
+      nodes_per_batch: > 0: set the sampler's size field (roots, draws, edges, seeds,
+        METIS parts or node budget; `sampler.SIZE_FIELDS`) so that its subgraphs hold
+        this many nodes on average (`sampler.match_nodes_per_batch`), to compare
+        samplers at the same cost per step; 0: the sections' sizes as given.
+      prefetch: batches sampled ahead on a host thread while the device runs a step
+        (`core.train.fit`); the batches and results do not depend on it.
     """
 
     seed: int = 0
@@ -160,6 +173,8 @@ class MeGuideConfig:
         num_steps=300, eval_every=25, log_every=25, checkpoint_every=0, keep=2, num_devices=1))
     budget_multiple: PositiveInt = 64
     budget_growth: PositiveFloat = 1.25
+    nodes_per_batch: NonNegativeInt = 0
+    prefetch: NonNegativeInt = 2
 
     def validate(self) -> None:
         if self.loop.num_devices != 1:

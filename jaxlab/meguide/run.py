@@ -23,9 +23,10 @@ from jaxlab.graph import layers as graph_layers
 from jaxlab.graph import train as graph_train
 from jaxlab.meguide import metrics, records, report
 from jaxlab.meguide.configs import MeGuideConfig
-from jaxlab.meguide.sampler import make_sampler, training_protocol
+from jaxlab.meguide.sampler import batch_sizes, make_sampler, match_nodes_per_batch, size_setting, training_protocol
 
-__all__ = ["train", "evaluate", "load", "load_data", "make_sampler", "make_model", "eval_graph", "ACTIONS"]
+__all__ = ["train", "evaluate", "load", "selected_by_validation", "load_data", "make_sampler", "make_model",
+           "eval_graph", "ACTIONS"]
 
 
 def load_data(config: MeGuideConfig) -> graph_data.GraphData:
@@ -72,6 +73,20 @@ def make_eval_fn(model: graph_layers.GNN, data: graph_data.GraphData, graph):
     return eval_fn
 
 
+def selected_by_validation(history: list[dict], metric: str) -> dict:
+    """The evaluation row of the best validation `metric` (the first on ties): its step,
+    validation and test scores, and training and compile time up to it."""
+    rows = [r for r in history if f"eval_val_{metric}" in r]
+    if not rows:
+        return {}
+    best = max(rows, key=lambda r: r[f"eval_val_{metric}"])  # max keeps the first of ties
+    return {"selection_metric": metric, "best_val_step": best["step"],
+            f"best_val_{metric}": best[f"eval_val_{metric}"],
+            f"test_{metric}_at_best_val": best[f"eval_test_{metric}"],
+            "train_time_to_best_val_s": best.get("train_time_s"),
+            "compile_time_to_best_val_s": best.get("compile_time_s")}
+
+
 @actions.action
 def train(config: MeGuideConfig, workdir: pathlib.Path) -> dict:
     """Trains a GNN with the configured subgraph sampler, evaluating on the whole graph.
@@ -88,7 +103,8 @@ def train(config: MeGuideConfig, workdir: pathlib.Path) -> dict:
     t0 = time.perf_counter()
     data = load_data(config)
     t1 = time.perf_counter()
-    sampler = make_sampler(config, data)
+    sized = match_nodes_per_batch(config, data, config.nodes_per_batch) if config.nodes_per_batch else config
+    sampler = make_sampler(sized, data)
     setup = records.setup_times(workdir, {"data_s": t1 - t0, "sampler_setup_s": time.perf_counter() - t1})
     model = make_model(config, data)
     step_fn = train_lib.make_train_step(graph_train.make_loss_fn(model, data.multilabel),
@@ -103,9 +119,11 @@ def train(config: MeGuideConfig, workdir: pathlib.Path) -> dict:
 
     state, history = train_lib.fit(
         init_state(config, model, sampler.batch(0)), step_fn, batch_fn, loop=config.loop, workdir=workdir,
-        seed=config.seed, eval_fn=lambda s: eval_fn(s.params), desc=f"meguide/{config.sampler}")
+        seed=config.seed, eval_fn=lambda s: eval_fn(s.params), desc=f"meguide/{config.sampler}",
+        prefetch=config.prefetch)
     steps = int(jax.device_get(state.step))
     times = train_lib.run_times(workdir)
+    segments = times["segments"]
     results = {
         "sampler": config.sampler,
         "model": config.model.kind,
@@ -117,12 +135,16 @@ def train(config: MeGuideConfig, workdir: pathlib.Path) -> dict:
         "steps": steps,
         "steps_per_epoch": sampler.steps_per_epoch(),
         "train_time_s": times["train_time_s"],
+        "compile_time_s": times["compile_time_s"],
+        "sampling_time_s": sum(g.get("data_time_s", 0.0) for g in segments),
+        "sampling_wait_s": sum(g.get("data_wait_s", 0.0) for g in segments),
         "train_wall_time_s": times["wall_time_s"],
-        "segments": len(times["segments"]),
+        "segments": len(segments),
         **setup,
         "padding_budgets": padding.count(steps),
-        "best_val_accuracy": max((r["eval_val_accuracy"] for r in history if "eval_val_accuracy" in r),
-                                 default=None),
+        "sampler_size": size_setting(sized),
+        **batch_sizes(sampler),
+        **selected_by_validation(history, "micro_f1" if data.multilabel else "accuracy"),
         **eval_fn(state.params),
     }
     if config.sampler == "meguide":

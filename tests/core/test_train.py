@@ -366,3 +366,68 @@ def test_fit_resumes_a_state_with_two_optimizers(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # The SGD momentum of the second optimizer came back from the checkpoint, not from zero.
     assert float(jnp.abs(jax.tree.leaves(resumed.d.opt_state)[0]).sum()) > 0
+
+
+def test_prefetch_gives_the_same_run_and_calls_each_step_once_in_order(tmp_path):
+    init, loss_fn, batch_fn = _problem()
+    step = train.make_train_step(loss_fn)
+    calls = []
+
+    def recorded(s):
+        calls.append(s)
+        return batch_fn(s)
+
+    plain, _ = train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path / "a", seed=3,
+                         log_every=10, progress=False)
+    # stopped at 25 and resumed: the prefetcher must not run ahead past either end
+    train.fit(init(), step, recorded, num_steps=40, workdir=tmp_path / "b", seed=3, log_every=10,
+              checkpoint_every=10, progress=False, stop_after=25, prefetch=3)
+    resumed, _ = train.fit(init(), step, recorded, num_steps=40, workdir=tmp_path / "b", seed=3,
+                           log_every=10, progress=False, prefetch=3)
+    assert calls == list(range(25)) + list(range(25, 40))
+    for a, b in zip(jax.tree.leaves(plain.state_dict()), jax.tree.leaves(resumed.state_dict())):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    seg = train.run_times(tmp_path / "b")["segments"][-1]
+    assert 0 < seg["data_time_s"] and 0 < seg["data_wait_s"] <= seg["wall_time_s"]
+
+
+def test_prefetch_raises_the_batch_error_in_the_loop(tmp_path):
+    init, loss_fn, batch_fn = _problem()
+
+    def broken(s):
+        if s == 7:
+            raise ValueError("bad batch 7")
+        return batch_fn(s)
+
+    with pytest.raises(ValueError, match="bad batch 7"):
+        train.fit(init(), train.make_train_step(loss_fn), broken, num_steps=20, workdir=tmp_path,
+                  log_every=5, progress=False, prefetch=2)
+    # steps before the failing batch were trained and logged
+    assert (tmp_path / "metrics.jsonl").read_text().count('"step": 5') == 1
+
+
+def test_compile_time_counts_the_steps_compiles_and_not_evaluations(tmp_path):
+    init, loss_fn, batch_fn = _problem()
+    step = train.make_train_step(loss_fn)
+    tx = optax.adam(1e-2)  # the optimizer is static in the step: one object, one compile
+
+    def fresh():
+        return init().replace(tx=tx)
+
+    train.fit(fresh(), step, batch_fn, num_steps=10, workdir=tmp_path / "a", log_every=5, progress=False)
+    t_first = train.run_times(tmp_path / "a")
+    assert 0 < t_first["compile_time_s"] < t_first["train_time_s"]
+
+    def eval_fn(state):  # a new function every call: compiles at every evaluation
+        scale = float(len(compiled) + 1)
+        compiled.append(1)
+        return {"w": jax.jit(lambda p: scale * jnp.sum(p["w1"] ** 2))(state.params)}
+
+    compiled = []
+    before = train.compile_seconds()
+    _, history = train.fit(fresh(), step, batch_fn, num_steps=10, workdir=tmp_path / "b", log_every=5,
+                           eval_fn=eval_fn, eval_every=2, progress=False)
+    assert len(compiled) == 5 and train.compile_seconds() > before
+    # the step is compiled already: this run compiled only inside its evaluations
+    assert train.run_times(tmp_path / "b")["compile_time_s"] < 0.1 * t_first["compile_time_s"]
+    assert all(r["compile_time_s"] <= t_first["compile_time_s"] for r in history if "compile_time_s" in r)
