@@ -9,6 +9,7 @@ import pytest
 
 from jaxlab import cli
 from jaxlab.core import train as train_lib
+from jaxlab.core.config import override
 from jaxlab.core.metrics import merge_by_step, read_metrics
 from jaxlab.meguide import configs, metrics, run
 from jaxlab.meguide.sampler import make_sampler
@@ -114,3 +115,37 @@ def test_more_than_one_device_is_refused_before_anything_is_written(tmp_path, ca
     assert code == 2
     assert "loop.num_devices" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_summary_selects_the_test_score_by_validation_and_times_compiles(tmp_path):
+    cfg = override(SMOKE, ["nodes_per_batch=200", "sampler=saint-rw", "loop.eval_every=5"])
+    res = run.train(cfg, tmp_path)
+    evals = [r for r in merge_by_step(read_metrics(tmp_path)) if "eval_val_accuracy" in r]
+    vals = [r["eval_val_accuracy"] for r in evals]
+    best = evals[vals.index(max(vals))]  # the first of ties
+    assert res["best_val_step"] == best["step"]
+    assert res["test_accuracy_at_best_val"] == best["eval_test_accuracy"]
+    assert res["selection_metric"] == "accuracy"
+    assert abs(res["nodes_per_batch"] - 200) <= 10 and res["loss_nodes_per_batch"] < res["nodes_per_batch"]
+    assert res["sampler_size"]["saint.num_roots"] != SMOKE.saint.num_roots
+    assert 0 < res["compile_time_s"] < res["train_time_s"]
+    assert 0 < res["sampling_time_s"]
+
+
+def test_selected_by_validation_takes_the_first_best_row():
+    hist = [{"step": 5, "loss": 1.0}, {"step": 10, "eval_val_micro_f1": 0.5, "eval_test_micro_f1": 0.4},
+            {"step": 20, "eval_val_micro_f1": 0.7, "eval_test_micro_f1": 0.6, "train_time_s": 2.0},
+            {"step": 30, "eval_val_micro_f1": 0.7, "eval_test_micro_f1": 0.9}]
+    sel = run.selected_by_validation(hist, "micro_f1")
+    assert (sel["best_val_step"], sel["test_micro_f1_at_best_val"], sel["train_time_to_best_val_s"]) == (20, 0.6, 2.0)
+    assert run.selected_by_validation(hist[:1], "micro_f1") == {}
+
+
+def test_multilabel_sbm_trains_with_micro_f1(tmp_path):
+    res = run.train(override(SMOKE, ["sbm.num_labels=6", "sbm.noise=2", "sampler=meguide", "loop.num_steps=60",
+                                     "loop.eval_every=20"]), tmp_path)
+    assert res["selection_metric"] == "micro_f1" and res["edge_homophily"] is None
+    assert "best_val_micro_f1" in res and "best_val_accuracy" not in res
+    # predicting each label's training frequency scores about 0.43 on this graph; the labels
+    # follow the hidden classes, which the graph and features carry
+    assert res["test_micro_f1_at_best_val"] > 0.6

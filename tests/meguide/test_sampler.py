@@ -84,3 +84,57 @@ def test_graphsaint_folder_multilabel_through_the_pipeline(tmp_path):
     scores = run.make_eval_fn(model, data, run.eval_graph(cfg, data))(params)
     assert {"train_micro_f1", "val_micro_f1", "test_micro_f1"} <= set(scores)
     assert 0 <= scores["test_micro_f1"] <= 1
+
+
+@pytest.mark.parametrize("name", ["saint-node", "saint-edge", "saint-rw", "cluster", "neighbor", "meguide"])
+def test_match_nodes_per_batch_reaches_the_target(sbm, name):
+    from jaxlab.meguide.sampler import batch_sizes, match_nodes_per_batch, size_setting
+
+    cfg = override(configs.get_config("smoke"), [f"sampler={name}"])
+    # 2000 / target is a whole number: Cluster-GCN's batches are 1/k of the graph
+    for target in (500, 200):
+        matched = match_nodes_per_batch(cfg, sbm, target)
+        got = batch_sizes(make_sampler(matched, sbm, normalize=False))["nodes_per_batch"]
+        assert abs(got - target) <= 0.05 * target, (name, target, got, size_setting(matched))
+    # only the size field moved (the sizes for 200 nodes differ from every smoke default)
+    changed = [k for k in configs.MeGuideConfig.__dataclass_fields__
+               if getattr(matched, k) != getattr(cfg, k)]
+    assert changed == [next(iter(size_setting(cfg))).split(".")[0]]
+
+
+def test_match_nodes_per_batch_leaves_full_batch_and_rejects_whole_graph_targets(sbm):
+    from jaxlab.meguide.sampler import match_nodes_per_batch
+
+    cfg = override(configs.get_config("smoke"), ["sampler=full"])
+    assert match_nodes_per_batch(cfg, sbm, 300) is cfg
+    with pytest.raises(ValueError, match="nodes_per_batch=2000 must be below the graph's 2000 nodes"):
+        match_nodes_per_batch(override(cfg, ["sampler=saint-rw"]), sbm, 2000)
+
+
+def test_fixed_walks_pass_non_training_nodes_and_cfd_walks_do_not(sbm):
+    tm = sbm.masks()["train_mask"]
+    nodes = {"x": sbm.x, "y": sbm.y}
+    cfd = MeGuideSampler(sbm.adj, nodes, tm, node_budget=300)
+    fixed = MeGuideSampler(sbm.adj, nodes, tm, node_budget=300, walk="fixed")
+    assert fixed.fixed_walk_length == max(1, round(cfd.expected_walk_length))
+    assert all(cfd.sample_step(i)[4].all() for i in range(5))
+    assert all(not fixed.sample_step(i)[4].all() for i in range(5))
+    # a fixed walk of length L from each root visits at most 1 + L nodes per root
+    long = MeGuideSampler(sbm.adj, nodes, tm, node_budget=300, walk="fixed", fixed_walk_length=3)
+    assert long.num_roots == round(300 / 4)
+    ids = long.sample_step(0)[0]
+    assert len(ids) <= long.num_roots * 4 and (~tm[ids]).any()
+    with pytest.raises(ValueError, match="walk must be 'cfd' or 'fixed'"):
+        MeGuideSampler(sbm.adj, nodes, tm, walk="uniform")
+
+
+def test_multilabel_sbm_keeps_the_graph_and_draws_labels_by_class():
+    one = graph_data.contextual_sbm(3000, num_classes=4, seed=3)
+    many = graph_data.contextual_sbm(3000, num_classes=4, seed=3, num_labels=10)
+    assert (one.adj != many.adj).nnz == 0 and np.array_equal(one.x, many.x)
+    assert many.multilabel and many.y.shape == (3000, 10) and set(np.unique(many.y)) == {0, 1}
+    # per class, label frequencies are ~0.8 (owned) or ~0.05 (not), and every class owns one
+    for c in range(4):
+        freq = many.y[one.y == c].mean(0)
+        assert np.all((np.abs(freq - 0.8) < 0.06) | (np.abs(freq - 0.05) < 0.03)), freq
+        assert (freq > 0.5).any()
