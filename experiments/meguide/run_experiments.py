@@ -12,7 +12,8 @@ size is matched to the same mean nodes per batch, `nodes_per_batch`, default 200
   sweep       SAGE, homophily 0.8, 500 / 1000 / 2000 / 5000 nodes per batch
   ablation    MeGuide with uniform roots, with GraphSAINT's fixed-length walks, and both
               (GCN and SAGE, both homophilies)
-  prefetch    host sampling in the loop instead of on a prefetch thread (timing only)
+  prefetch    host sampling in the loop (prefetch=0) instead of on a thread two steps
+              ahead (prefetch=2, the setting of every other run; timing only)
 
 Each run is `jaxlab meguide train --config default --workdir OUT/<name>` with the
 overrides printed beside it; a run already finished in OUT is read back, not rerun.
@@ -57,7 +58,7 @@ SUITES = {
 def overrides(spec: dict, seed: int, steps: int, num_nodes: int) -> list[str]:
     ov = [f"seed={seed}", f"sbm.num_nodes={num_nodes}", f"sbm.homophily={spec['homophily']}",
           f"sbm.num_labels={spec['num_labels']}", f"model.kind={spec['model']}", f"sampler={spec['sampler']}",
-          f"loop.num_steps={steps}", "loop.eval_every=20", "loop.log_every=20"]
+          f"loop.num_steps={steps}", "loop.eval_every=20", "loop.log_every=20", "prefetch=2"]
     if spec["sampler"] != "full":
         ov.append(f"nodes_per_batch={spec['nodes_target']}")
     return ov + VARIANTS[spec["variant"]]

@@ -154,7 +154,9 @@ class MeGuideConfig:
         this many nodes on average (`sampler.match_nodes_per_batch`), to compare
         samplers at the same cost per step; 0: the sections' sizes as given.
       prefetch: batches sampled ahead on a host thread while the device runs a step
-        (`core.train.fit`); the batches and results do not depend on it.
+        (`core.train.fit`); the batches and results do not depend on it. "auto": 2 on
+        accelerators, 0 on the CPU backend, where the sampling thread and XLA share the
+        cores (measured slower there: experiments/meguide/README.md).
     """
 
     seed: int = 0
@@ -174,7 +176,15 @@ class MeGuideConfig:
     budget_multiple: PositiveInt = 64
     budget_growth: PositiveFloat = 1.25
     nodes_per_batch: NonNegativeInt = 0
-    prefetch: NonNegativeInt = 2
+    prefetch: NonNegativeInt | Literal["auto"] = "auto"
+
+    def prefetch_depth(self) -> int:
+        """`prefetch` with "auto" resolved for the default backend."""
+        if self.prefetch == "auto":
+            import jax
+
+            return 0 if jax.default_backend() == "cpu" else 2
+        return self.prefetch
 
     def validate(self) -> None:
         if self.loop.num_devices != 1:

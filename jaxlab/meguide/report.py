@@ -267,6 +267,9 @@ def plot_sweep(rows: list[dict], figures: str | pathlib.Path, name: str) -> path
         ax.errorbar(sizes, [m for m, _, _ in stats], yerr=[0 if np.isnan(h) else h for _, h, _ in stats],
                     marker="o", ms=3, capsize=3, label=label)
     ax.set_xscale("log")
+    ticks = sorted({r["nodes_target"] for r in rows})
+    ax.set_xticks(ticks, [str(n) for n in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("nodes per batch (matched)")
     ax.set_ylabel(f"test {_metric(rows[0]).replace('_', '-')} at best val")
     ax.grid(alpha=0.3)

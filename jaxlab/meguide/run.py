@@ -120,7 +120,7 @@ def train(config: MeGuideConfig, workdir: pathlib.Path) -> dict:
     state, history = train_lib.fit(
         init_state(config, model, sampler.batch(0)), step_fn, batch_fn, loop=config.loop, workdir=workdir,
         seed=config.seed, eval_fn=lambda s: eval_fn(s.params), desc=f"meguide/{config.sampler}",
-        prefetch=config.prefetch)
+        prefetch=config.prefetch_depth())
     steps = int(jax.device_get(state.step))
     times = train_lib.run_times(workdir)
     segments = times["segments"]
