@@ -251,10 +251,7 @@ def plot_curves(rows: list[dict], figures: str | pathlib.Path, name: str) -> pat
         ax.set_title(f"{model.upper()}, homophily {h}" + (f", {labels} labels" if labels else ""))
         ax.set_xlabel("training time without compiles (s), CPU")
         ax.set_ylabel(f"validation {_metric(same[0]).replace('_', '-')} (mean of seeds)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, pathlib.Path(figures), name)
+    return _finish(fig, axes[0], figures, name)
 
 
 def plot_sweep(rows: list[dict], figures: str | pathlib.Path, name: str) -> pathlib.Path:
@@ -272,9 +269,13 @@ def plot_sweep(rows: list[dict], figures: str | pathlib.Path, name: str) -> path
     ax.minorticks_off()
     ax.set_xlabel("nodes per batch (matched)")
     ax.set_ylabel(f"test {_metric(rows[0]).replace('_', '-')} at best val")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    return _finish(fig, [ax], figures, name)
+
+
+def _finish(fig, axes, figures: str | pathlib.Path, name: str) -> pathlib.Path:
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return _save(fig, pathlib.Path(figures), name)
 
 
