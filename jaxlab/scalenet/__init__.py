@@ -9,9 +9,10 @@
   supernet  super-supernet training (`core.train.fit`), scoring with inherited weights
   search    MCEA (alternating base GA and scaling search), extrapolation, compound scaling
   retrain   retraining family members from scratch, each in its own stage directory
+  ranking   Kendall tau of inherited against from-scratch accuracy (and of MACs)
   report    figures and the experiments' tables
   configs   `get_config(variant)`: smoke / default / paper
-  run       CLI actions: train-supernet, search, retrain, evaluate; `load(workdir)`
+  run       CLI actions: train-supernet, search, retrain, rank, evaluate; `load(workdir)`
 """
 
 from jaxlab.scalenet.models import SubNet, SuperNet, extract_subnet, init_params

@@ -27,7 +27,8 @@ from jaxlab.core.config import (
 )
 from jaxlab.scalenet.space import SpaceConfig, check_space_config
 
-__all__ = ["DataConfig", "SupernetConfig", "SearchConfig", "RetrainConfig", "ScaleNetConfig", "get_config"]
+__all__ = ["DataConfig", "SupernetConfig", "SearchConfig", "RetrainConfig", "RankConfig", "ScaleNetConfig",
+           "get_config"]
 
 
 @dataclasses.dataclass
@@ -166,6 +167,21 @@ class RetrainConfig:
 
 
 @dataclasses.dataclass
+class RankConfig:
+    """How well the super-supernet ranks sub-networks (`jaxlab scalenet rank`, spec check 7).
+
+    Attributes:
+      num_archs: sub-networks drawn by the hierarchical sampler, each scored with
+        inherited weights (on `search.eval_batch` validation images) and retrained from
+        scratch with the `retrain` settings (tested on the test split).
+      bootstrap: resamples of the architectures for the confidence intervals of Kendall's tau.
+    """
+
+    num_archs: PositiveInt = 12
+    bootstrap: PositiveInt = 2000
+
+
+@dataclasses.dataclass
 class ScaleNetConfig:
     """Everything a ScaleNet run depends on.
 
@@ -180,6 +196,7 @@ class ScaleNetConfig:
     supernet: SupernetConfig = dataclasses.field(default_factory=SupernetConfig)
     search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
     retrain: RetrainConfig = dataclasses.field(default_factory=RetrainConfig)
+    rank: RankConfig = dataclasses.field(default_factory=RankConfig)
 
     def validate(self) -> None:
         check_space_config(self.space, "space.")
@@ -212,6 +229,7 @@ def _smoke() -> ScaleNetConfig:
                             eval_batch=32, base_tol=0.5, ladder_tol=0.5, extrapolate_to=3),
         retrain=RetrainConfig(batch_size=16, warmup_steps=1, stages=(3,), eval_batch_size=32, loop=LoopConfig(
             num_steps=4, log_every=2, checkpoint_every=2, num_devices=1)),
+        rank=RankConfig(num_archs=3, bootstrap=200),
     )
 
 

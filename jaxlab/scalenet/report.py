@@ -3,6 +3,8 @@
 * `plot_supernet_loss(workdir)`: `figures/supernet_loss.png` from metrics.jsonl.
 * `plot_family(ax, rows)` / `plot_family_accuracy(workdir, rows)`: test accuracy
   against MMACs of the retrained searched and compound families.
+* `plot_rank(workdir, study)` / `rank_table(study)`: inherited against retrained accuracy
+  of the rank study's sub-networks (`jaxlab scalenet rank`), and its Kendall taus.
 * `experiment_report(runs, out)`: the markdown tables of experiments/scalenet/README.md
   from the run directories of `experiments/scalenet/run_all.sh`, and its figures;
   `python experiments/scalenet/report.py [RUNS]` calls it.
@@ -21,7 +23,7 @@ from jaxlab.core import plotting
 from jaxlab.core.metrics import merge_by_step, read_metrics
 
 __all__ = ["plot_supernet_loss", "plot_family", "plot_family_accuracy", "family_table", "retrain_table",
-           "sampler_table", "search_cost_table", "experiment_report", "main"]
+           "plot_rank", "rank_table", "sampler_table", "search_cost_table", "experiment_report", "main"]
 
 
 def _loss_rows(workdir: pathlib.Path) -> list[dict]:
@@ -97,6 +99,36 @@ def retrain_table(rows: Sequence[dict]) -> str:
         lines.append(f"| {r['family']} | S{r['stage']} | {r['d']:.3f} | {r['w']:.3f} | {r['resolution']} | "
                      f"{r['macs'] / 1e6:.3f} | {r['ratio']:.2f} | {100 * r['test_accuracy']:.1f} |")
     return "\n".join(lines)
+
+
+def plot_rank(workdir: pathlib.Path, study: dict) -> pathlib.Path:
+    """`figures/rank.png`: retrained against inherited accuracy, one colour per scaling
+    stage, Kendall's taus in the title."""
+    fig, ax = plotting.subplots(1, 1, figsize=(5.2, 4.0))
+    rows = study["rows"]
+    for s in sorted({r["stage"] for r in rows}):
+        sel = [r for r in rows if r["stage"] == s]
+        ax.scatter([100 * r["inherited_accuracy"] for r in sel], [100 * r["retrained_accuracy"] for r in sel],
+                   label=f"S{s}", s=22)
+    ax.set_xlabel(f"inherited accuracy (%), {study['inherited_images']} val images")
+    ax.set_ylabel(f"retrained accuracy (%), {study['test_images']} test images")
+    ax.set_title(f"Kendall tau: inherited {study['tau_inherited']:.2f}, MACs {study['tau_macs']:.2f}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="stage", title_fontsize=8)
+    return plotting.save_figure(fig, workdir, "rank")
+
+
+def rank_table(study: dict) -> str:
+    """Markdown table of the rank study's Kendall taus with their 95% bootstrap intervals."""
+    def ci(key):
+        lo, hi = study[f"{key}_ci"]
+        return f"{study[key]:.2f} [{lo:.2f}, {hi:.2f}]"
+
+    return "\n".join([
+        "| ranking of the retrained accuracy by | Kendall tau-b [95% bootstrap] | p |", "|---|---|---|",
+        f"| inherited accuracy (supernet) | {ci('tau_inherited')} | {study['p_inherited']:.3f} |",
+        f"| MACs alone | {ci('tau_macs')} | {study['p_macs']:.3f} |",
+        f"| difference (supernet - MACs), paired | {ci('tau_difference')} | |"])
 
 
 def sampler_table(runs: dict[str, dict]) -> str:

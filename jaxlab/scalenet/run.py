@@ -1,13 +1,15 @@
-"""CLI actions of ScaleNet: `train-supernet`, `search`, `retrain`, `evaluate`.
+"""CLI actions of ScaleNet: `train-supernet`, `search`, `retrain`, `rank`, `evaluate`.
 
     jaxlab scalenet train-supernet --config default --workdir runs/scalenet
     jaxlab scalenet search         --config default --workdir runs/scalenet
     jaxlab scalenet retrain        --config default --workdir runs/scalenet
+    jaxlab scalenet rank           --config default --workdir runs/scalenet
     jaxlab scalenet evaluate       --workdir runs/scalenet
 
 All actions of one run share a workdir: `checkpoints/` and `metrics.jsonl` (supernet),
 `search/` (`mcea.json`, `ga_<t>.npz`: resumable), `family.json`, `retrain/<family>_s<stage>/`
-(one resumable training per retrained member), `retrain.json`, `figures/`, and
+(one resumable training per retrained member), `retrain.json`, `rank/arch<i>/` and
+`rank.json` (the rank study), `figures/`, and
 `summary.json` with one section per action. `search.supernet_dir` / `retrain.search_dir`
 point at another run's workdir instead (ablations that share one supernet).
 Every action resumes a killed run, and rerunning a finished one leaves its results as
@@ -26,7 +28,7 @@ from jaxlab.core import actions
 from jaxlab.core import train as train_lib
 from jaxlab.core import workdir as workdir_lib
 from jaxlab.core.config import ConfigError
-from jaxlab.scalenet import released, report, supernet
+from jaxlab.scalenet import ranking, released, report, supernet
 from jaxlab.scalenet import retrain as retrain_lib
 from jaxlab.scalenet import search as search_lib
 from jaxlab.scalenet.configs import ScaleNetConfig
@@ -34,7 +36,7 @@ from jaxlab.scalenet.data import Data
 from jaxlab.scalenet.models import SuperNet
 from jaxlab.scalenet.space import Space
 
-__all__ = ["train_supernet", "search", "retrain", "evaluate", "load", "ACTIONS"]
+__all__ = ["train_supernet", "search", "retrain", "rank", "evaluate", "load", "ACTIONS"]
 
 
 def _log(message: str) -> None:
@@ -132,20 +134,39 @@ def retrain(config: ScaleNetConfig, workdir: pathlib.Path) -> dict:
     return workdir_lib.update_summary(workdir, "retrain", {"rows": rows}, config, seed=config.seed)
 
 
+@actions.action
+def rank(config: ScaleNetConfig, workdir: pathlib.Path) -> dict:
+    """Kendall tau between the inherited and the from-scratch accuracy of `rank.num_archs`
+    sampled sub-networks, against the ranking by MACs alone; writes rank.json.
+
+    The supernet is this workdir's (or `search.supernet_dir`'s); each sub-network is
+    retrained in `rank/arch<i>/` with the `retrain` settings and resumes there.
+    """
+    space = Space(config.space)
+    data = Data(config.data)
+    sdir = pathlib.Path(config.search.supernet_dir) if config.search.supernet_dir else workdir
+    net, state, step = supernet.load(config, space, sdir)
+    study = {**ranking.rank_study(config, space, net, state.params, data, workdir), "supernet_step": step}
+    workdir_lib.write_json(workdir / "rank.json", study)
+    report.plot_rank(workdir, study)
+    return workdir_lib.update_summary(workdir, "rank", {k: v for k, v in study.items() if k != "rows"}, config,
+                                      seed=config.seed)
+
+
 def load(workdir: str | pathlib.Path) -> actions.Loaded:
     """The config, the supernet and its newest intact checkpoint, and the search and
     retraining results of a finished or interrupted run.
 
     `model` is the `SuperNet`, `state` its `TrainState` (from this workdir, else from
     `search.supernet_dir`; None when neither holds one), `step` its step (0 if none);
-    `extras` holds `space` and, when written, `family` (family.json) and `retrain`
-    (retrain.json rows). A workdir with none of these is a `WorkdirError`.
+    `extras` holds `space` and, when written, `family` (family.json), `retrain`
+    (retrain.json rows) and `rank` (rank.json). A workdir with none of these is a `WorkdirError`.
     """
     workdir = pathlib.Path(workdir)
     config = workdir_lib.load_config(workdir, ScaleNetConfig)
     space = Space(config.space)
     extras: dict = {"space": space}
-    for name in ("family", "retrain"):
+    for name in ("family", "retrain", "rank"):
         path = workdir / f"{name}.json"
         if path.exists():
             extras[name] = _read_json(path, name)
@@ -183,4 +204,4 @@ def evaluate(config: ScaleNetConfig, workdir: pathlib.Path) -> dict:
     return res
 
 
-ACTIONS = actions.collect(train_supernet, search, retrain, evaluate)
+ACTIONS = actions.collect(train_supernet, search, retrain, rank, evaluate)

@@ -238,3 +238,52 @@ def test_family_figure_ticks_do_not_overlap(tmp_path):
             assert not a.overlaps(b)
     assert fig.get_layout_engine() is not None
     assert report.plot_family_accuracy(tmp_path, rows).exists()
+
+
+def test_rank_statistics_hand_values():
+    from jaxlab.scalenet.ranking import rank_statistics
+
+    # pairs of (1, 2, 3, 4) against (1, 3, 2, 4): 5 concordant, 1 discordant -> tau = 4 / 6
+    st = rank_statistics([1, 2, 3, 4], [1, 3, 2, 4], [1, 3, 2, 4], bootstrap=200)
+    assert st["tau_inherited"] == pytest.approx(2 / 3) and st["tau_macs"] == pytest.approx(1.0)
+    assert st["tau_difference"] == pytest.approx(-1 / 3)
+    lo, hi = st["tau_macs_ci"]
+    assert lo == hi == pytest.approx(1.0)  # every resample of a perfect ranking is perfect (or has no pairs)
+    assert st["tau_inherited_ci"][0] < 2 / 3 < st["tau_inherited_ci"][1] + 1e-9
+    reverse = rank_statistics([4, 3, 2, 1], [1, 2, 3, 4], [1, 2, 3, 4], bootstrap=50)
+    assert reverse["tau_inherited"] == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match=">= 3 architectures"):
+        rank_statistics([1, 2], [1, 2], [1, 2])
+
+
+def test_rank_action_scores_and_retrains_the_drawn_subnets(tmp_path):
+    from jaxlab.scalenet import ranking
+    from jaxlab.scalenet.data import Data
+    from jaxlab.scalenet.models import extract_subnet
+
+    cfg = configs.get_config("smoke")
+    wd = tmp_path / "run"
+    run.train_supernet(cfg, wd)
+    res = run.rank(cfg, wd)
+    study = json.loads((wd / "rank.json").read_text())
+    assert res["num_archs"] == cfg.rank.num_archs == len(study["rows"])
+    assert (wd / "figures" / "rank.png").exists() and "rank" in _results(wd)
+    # inherited accuracy, recomputed with the extracted standalone nets (left + right logits)
+    space = Space(cfg.space)
+    loaded = run.load(wd)
+    archs, res_r, _ = ranking.probe_archs(cfg, space)
+    data = Data(cfg.data)
+    for i, row in enumerate(study["rows"]):
+        arch = {k: np.asarray(v[i]) for k, v in archs.items()}
+        x, y = data.get("val", int(res_r[i]))
+        x, y = x[: cfg.search.eval_batch], y[: cfg.search.eval_batch]
+        logits = 0
+        for side in ("left", "right"):
+            model, variables = extract_subnet(space, loaded.state.params, arch, side)
+            logits = logits + model.apply(variables, x, train=True, mutable=["batch_stats"])[0]
+        assert row["inherited_accuracy"] == pytest.approx(float(np.mean(np.argmax(logits, -1) == y)))
+        assert row["r"] == int(res_r[i]) and row["retrain_steps"] == cfg.retrain.loop.num_steps
+        assert (wd / "rank" / f"arch{i:02d}" / "checkpoints").is_dir()
+    # a rerun reads the finished retrainings back: the same study
+    again = run.rank(cfg, wd)
+    assert _untimed(again) == _untimed(res)
