@@ -12,6 +12,9 @@ $J train-supernet --config $CFG:hierarchical --workdir $RUNS/hier
 ( $J search  --config $CFG:hierarchical --workdir $RUNS/joint $S
   $J retrain --config $CFG:hierarchical --workdir $RUNS/joint $S
   $J search  --config $CFG:decoupled    --workdir $RUNS/decoupled $S ) &
-# chain B: the uniform-sampling ablation
-$J train-supernet --config $CFG:uniform --workdir $RUNS/unif
+# chain B: the uniform-sampling ablation, then the rank study (Kendall tau) on the hierarchical supernet
+( $J train-supernet --config $CFG:uniform --workdir $RUNS/unif
+  $J rank --config $CFG:hierarchical --workdir $RUNS/rank --config.search.supernet_dir=$RUNS/hier \
+    --config.data.num_val=1200 --config.data.num_test=1200 --config.search.eval_batch=1200 \
+    --config.rank.num_archs=16 ) &
 wait
