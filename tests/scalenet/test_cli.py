@@ -172,7 +172,7 @@ def test_workdir_without_results_is_a_clear_error(tmp_path):
 
 
 def test_configs_and_actions():
-    assert set(run.ACTIONS) == {"train-supernet", "search", "retrain", "evaluate"}
+    assert set(run.ACTIONS) == {"train-supernet", "search", "retrain", "rank", "evaluate"}
     assert run.ACTIONS["evaluate"].read_only and not run.ACTIONS["search"].read_only
     for v in ("smoke", "default", "paper"):
         cfg = config_lib.validate(configs.get_config(v))
