@@ -12,8 +12,8 @@ All functions work on a range image `[H, W]` (ranges in m, <= 0 invalid) with ro
 * Clusters (depth_clustering `linear_image_labeler` with `angles_precomputed`): 4-neighbours
   p, q of the non-ground points join when beta = atan2(d2 sin a, d1 - d2 cos a) > cluster_angle,
   d1 = max(d_p, d_q), d2 = min, a the angular step between their beams (rows) or columns.
-* Connected components by min-label propagation with pointer jumping to a fixed point
-  (`lax.while_loop`) in place of depth_clustering's sequential BFS.
+* Connected components by min-label propagation with hooking and pointer jumping to a fixed
+  point (`lax.while_loop`, `propagate_labels`) in place of depth_clustering's sequential BFS.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_BIG = np.iinfo(np.int32).max
 # Savitzky-Golay smoothing coefficients (quadratic fit, centre value).
 SAVGOL = {1: np.array([1.0]), 5: np.array([-3.0, 12.0, 17.0, 12.0, -3.0]) / 35.0,
           7: np.array([-2.0, 3.0, 6.0, 7.0, 6.0, 3.0, -2.0]) / 21.0}
@@ -54,47 +53,62 @@ def range_image_to_points(rng: jax.Array, theta: jax.Array, phi: jax.Array) -> j
                       rng * jnp.sin(theta)[:, None]], -1)
 
 
-def propagate_labels(active: jax.Array, join_down: jax.Array, join_right: jax.Array, wrap: bool = False):
-    """Connected components of a grid graph by min-label propagation.
+def propagate_labels(active: jax.Array, join_down: jax.Array, join_right: jax.Array, wrap: bool = False,
+                     jumps: int = 2):
+    """Connected components of a grid graph: min-label propagation with hooking and pointer jumping.
+
+    Every active pixel holds a parent pointer (initially itself). Each round, a pixel reads its
+    label (its parent's parent), takes the smallest label among itself and its joined
+    4-neighbours, and hooks: the root of its old label is pointed at that smallest label
+    (a scatter-min), so two regions that meet merge at once rather than one pixel per round;
+    `jumps` rounds of pointer jumping then shorten the chains. Pointers only decrease and
+    always point into the same component, so at the fixed point every pixel points at the
+    smallest flat index of its component. The rounds grow with the log of a component's
+    extent, not with its diameter (a plain stencil propagation needs up to the diameter).
 
     Args:
       active: `[H, W]` bool, the vertices.
       join_down: `[H-1, W]` bool, an edge between (r, c) and (r+1, c).
       join_right: `[H, W]` bool, an edge between (r, c) and (r, c+1); the last column joins
         column 0 only when `wrap`.
+      jumps: pointer-jumping steps per round.
     Returns:
-      `(labels [H, W] int32, iterations)`: each active pixel's label is the smallest flat index
+      `(labels [H, W] int32, rounds)`: each active pixel's label is the smallest flat index
       in its component; inactive pixels are -1. Edges touching an inactive pixel are ignored.
     """
     h, w = active.shape
+    n = h * w
     down = join_down & active[:-1] & active[1:]
     right = join_right & active & jnp.roll(active, -1, axis=1)
     if not wrap:
         right = right.at[:, -1].set(False)
     left = jnp.roll(right, 1, axis=1)  # edge (r, c-1) - (r, c), seen from (r, c)
-    init = jnp.where(active, jnp.arange(h * w, dtype=jnp.int32).reshape(h, w), _BIG)
+    sink = jnp.array([n], jnp.int32)  # parent n: an inactive pixel (the extra last slot)
+    init = jnp.where(active.reshape(-1), jnp.arange(n, dtype=jnp.int32), n)
 
-    def step(lab):
-        big = jnp.full((1, w), _BIG, jnp.int32)
-        from_below = jnp.concatenate([jnp.where(down, lab[1:], _BIG), big])
-        from_above = jnp.concatenate([big, jnp.where(down, lab[:-1], _BIG)])
-        from_right = jnp.where(right, jnp.roll(lab, -1, axis=1), _BIG)
-        from_left = jnp.where(left, jnp.roll(lab, 1, axis=1), _BIG)
-        new = jnp.minimum(jnp.minimum(lab, jnp.minimum(from_below, from_above)), jnp.minimum(from_right, from_left))
-        flat = new.reshape(-1)
-        jumped = jnp.where(flat < _BIG, flat[jnp.clip(flat, 0, h * w - 1)], _BIG)  # pointer jumping
-        return jumped.reshape(h, w)
-
-    def cond(carry):
-        return carry[2]
+    def round_(par):
+        ext = jnp.concatenate([par, sink])
+        lab = ext[par]  # one jump: the label each pixel reads
+        grid = lab.reshape(h, w)
+        edge = jnp.full((1, w), n, jnp.int32)
+        from_below = jnp.concatenate([jnp.where(down, grid[1:], n), edge])
+        from_above = jnp.concatenate([edge, jnp.where(down, grid[:-1], n)])
+        from_right = jnp.where(right, jnp.roll(grid, -1, axis=1), n)
+        from_left = jnp.where(left, jnp.roll(grid, 1, axis=1), n)
+        low = jnp.minimum(jnp.minimum(grid, jnp.minimum(from_below, from_above)),
+                          jnp.minimum(from_right, from_left)).reshape(-1)
+        ext = jnp.concatenate([jnp.minimum(par, low), sink]).at[lab].min(low)  # hook my label's root
+        for _ in range(jumps):
+            ext = ext[ext]
+        return ext[:n]
 
     def body(carry):
-        lab, it, _ = carry
-        new = step(lab)
-        return new, it + 1, jnp.any(new != lab)
+        par, it, _ = carry
+        new = round_(par)
+        return new, it + 1, jnp.any(new != par)
 
-    lab, iters, _ = jax.lax.while_loop(cond, body, (init, jnp.int32(0), jnp.bool_(True)))
-    return jnp.where(active, lab, -1), iters
+    par, rounds, _ = jax.lax.while_loop(lambda c: c[2], body, (init, jnp.int32(0), jnp.bool_(True)))
+    return jnp.where(active, par.reshape(h, w), -1), rounds
 
 
 def ground_angles(rng: jax.Array, theta: jax.Array, smooth_window: int = 5) -> jax.Array:
