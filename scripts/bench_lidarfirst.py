@@ -8,6 +8,9 @@ and the cluster purity of each, with a 1-thread and an all-threads column per pe
 (`--threads both|1|all`, see `jaxlab.core.benchmark`; DBSCAN's `n_jobs` follows the setting).
 
     python scripts/bench_lidarfirst.py --beams 32 --columns 512 --frames 5
+    python scripts/bench_lidarfirst.py --beams 64 --columns 2048 --objects 40 30 15 --max-distance 60
+
+(64 x 2048 beams x columns is about 110k points per frame.)
 
 With `--workdir RUN` (a run where `train-classifier` and `train-detector` are done) it also times the
 whole cluster-first pipeline against the full-frame detector on the same simulated frames of that
@@ -43,6 +46,9 @@ def main():
     ap.add_argument("--beams", type=int, default=32)
     ap.add_argument("--columns", type=int, default=512)
     ap.add_argument("--frames", type=int, default=5)
+    ap.add_argument("--objects", type=int, nargs=3, metavar=("CARS", "PEDESTRIANS", "CYCLISTS"), default=None,
+                    help="objects per frame (default: the default config's 5 3 2)")
+    ap.add_argument("--max-distance", type=float, default=None, help="objects up to this distance (m)")
     ap.add_argument("--eps", type=float, default=0.5)
     ap.add_argument("--min-samples", type=int, default=5)
     ap.add_argument("--workdir", default="", help="a run with train-classifier and train-detector done")
@@ -52,6 +58,10 @@ def main():
     n_jobs = benchmark.peer_threads(SETTING)
     cfg = configs.get_config("default")
     cfg.scene.num_beams, cfg.scene.num_columns = args.beams, args.columns
+    if args.objects:
+        cfg.scene.num_cars, cfg.scene.num_pedestrians, cfg.scene.num_cyclists = args.objects
+    if args.max_distance:
+        cfg.scene.max_distance = args.max_distance
     p = cfg.pipeline
     theta = jnp.asarray(simulator.inclinations(cfg.scene), jnp.float32)
     phi = jnp.asarray(simulator.azimuths(cfg.scene.num_columns), jnp.float32)
@@ -62,7 +72,7 @@ def main():
     t0 = time.perf_counter()
     jax.block_until_ready(segmentation.segment(jnp.asarray(frames[0].range_image, jnp.float32), theta, phi, **kw))
     compile_s = time.perf_counter() - t0
-    t_jax, t_db, pur_jax, pur_db, npts = [], [], [], [], []
+    t_jax, t_db, pur_jax, pur_db, npts, nall = [], [], [], [], [], []
     for f in frames:  # the peers take turns, frame by frame
         rng = jnp.asarray(f.range_image, jnp.float32)
         t0 = time.perf_counter()
@@ -72,13 +82,14 @@ def main():
         fg = (f.range_image > 0) & ~ground
         pts = np.asarray(segmentation.range_image_to_points(rng, theta, phi))[fg]
         npts.append(len(pts))
+        nall.append(int((f.range_image > 0).sum()))
         t0 = time.perf_counter()
         lab = DBSCAN(eps=args.eps, min_samples=args.min_samples, n_jobs=n_jobs).fit_predict(pts)
         t_db.append(time.perf_counter() - t0)
         pur_jax.append(purity(cl[fg], f.instance_image[fg]))
         pur_db.append(purity(lab, f.instance_image[fg]))
-    print(f"{args.beams} beams x {args.columns} columns, {args.frames} frames, median "
-          f"{int(np.median(npts))} non-ground points per frame; DBSCAN n_jobs={n_jobs}")
+    print(f"{args.beams} beams x {args.columns} columns, {args.frames} frames, median {int(np.median(nall))} points "
+          f"and {int(np.median(npts))} non-ground points per frame; DBSCAN n_jobs={n_jobs}")
     res = benchmark.Results()
     res.table("Clustering per frame", ["jaxlab labeller", "scikit-learn DBSCAN"], unit="ms",
               extras=["purity jaxlab / DBSCAN", "jaxlab compile (s)"]).add(

@@ -69,6 +69,20 @@ def test_label_propagation_on_a_serpentine_takes_few_rounds():
     assert int(rounds) < 20, int(rounds)
 
 
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_largest_equals_top_k_with_ties(k):
+    rng = np.random.default_rng(k)
+    for frac in (0.01, 0.2):
+        v = np.where(rng.random(600) < frac, rng.integers(0, 6, 600), -1).astype(np.int32)  # many ties
+        cap = int((v >= 0).sum())
+        top, idx = jax.jit(segmentation.largest, static_argnums=(1, 2))(jnp.asarray(v), k, cap)
+        ref_top, ref_idx = jax.lax.top_k(jnp.asarray(v), k)
+        ok = np.asarray(ref_top) >= 0
+        np.testing.assert_array_equal(np.asarray(top)[ok], np.asarray(ref_top)[ok])
+        np.testing.assert_array_equal(np.asarray(idx)[ok], np.asarray(ref_idx)[ok])
+        assert (np.asarray(top)[~ok] < 0).all()
+
+
 def _segment(frame, cfg, wrap=True):
     sc, p = cfg.scene, cfg.pipeline
     return segmentation.segment(
