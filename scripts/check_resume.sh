@@ -13,14 +13,16 @@
 # Needs `jaxlab` on PATH (pip install -e .). Exits non-zero on the first failed check.
 set -euo pipefail
 
-# method -> "train action|evaluate action (- for none that reads one checkpoint)|overrides"
+# method[-part] -> "train action|evaluate action (- for none that reads one checkpoint)|overrides"
 # (long enough to be killed mid-run). mhui and scalenet keep one checkpoints/ per stage
-# (network, supernet): the last stage's newest step is the one corrupted.
+# (network, supernet): the last stage's newest step is the one corrupted. A key METHOD-PART
+# checks a second training action of METHOD, whose state `jaxlab.METHOD.load_PART` reads.
 declare -A PLAN=(
   [classifier]="train|evaluate|--config.loop.num_steps=200 --config.loop.checkpoint_every=20 --config.loop.eval_every=100"
   [meguide]="train|evaluate|--config.loop.num_steps=200 --config.loop.checkpoint_every=20 --config.loop.eval_every=50"
   [mhui]="train|-|--config.loop.num_steps=300 --config.loop.checkpoint_every=50"
   [lidarfirst]="train-classifier|-|--config.loop.num_steps=200 --config.loop.checkpoint_every=20 --config.train_frames=3"
+  [lidarfirst-detector]="train-detector|-|--config.detector.num_steps=120 --config.loop.checkpoint_every=20 --config.train_frames=3"
   [scalenet]="train-supernet|-|--config.supernet.loop.num_steps=120 --config.supernet.loop.checkpoint_every=20"
   [vitas]="train-supernet|-|--config.supernet.loop.num_steps=120 --config.supernet.loop.checkpoint_every=20"
   [coral]="train|evaluate|--config.loop.num_steps=300 --config.loop.checkpoint_every=20 --config.loop.eval_every=100"
@@ -55,12 +57,13 @@ ROOT="$(mktemp -d)"
 trap 'rm -rf "$ROOT"' EXIT
 export JAXLAB_PROGRESS=0
 
-compare() {  # compare METHOD DIR_A DIR_B WHAT
+compare() {  # compare METHOD[-PART] DIR_A DIR_B WHAT
   python - "$@" <<'PY'
 import importlib, json, sys
 import jax, numpy as np
-method, a, b, what = sys.argv[1:]
-load = importlib.import_module(f"jaxlab.{method}").load
+key, a, b, what = sys.argv[1:]
+method, _, part = key.partition("-")
+load = getattr(importlib.import_module(f"jaxlab.{method}"), f"load_{part}" if part else "load")
 ra, rb = load(a), load(b)
 la, lb = jax.tree.leaves(ra.state), jax.tree.leaves(rb.state)
 assert len(la) == len(lb), f"{what}: states differ in structure"
@@ -116,7 +119,7 @@ PY
   IFS='|' read -r train evaluate overrides <<<"${PLAN[$m]}"
   run() {  # run WORKDIR
     # shellcheck disable=SC2086
-    jaxlab "$m" "$train" --config smoke $overrides --workdir "$1"
+    jaxlab "${m%%-*}" "$train" --config smoke $overrides --workdir "$1"
   }
   run "$ROOT/$m-ref" >"$ROOT/$m-ref.out"
 
@@ -149,7 +152,7 @@ PY
   # 4. Corrupt the latest checkpoint: evaluate names it and uses an older one; train falls back.
   bad=$(flip_latest "$ROOT/$m-kill")
   if [ "$evaluate" != "-" ]; then
-    jaxlab "$m" "$evaluate" --workdir "$ROOT/$m-kill" >"$ROOT/$m-eval.out" 2>"$ROOT/$m-eval.err"
+    jaxlab "${m%%-*}" "$evaluate" --workdir "$ROOT/$m-kill" >"$ROOT/$m-eval.out" 2>"$ROOT/$m-eval.err"
     grep -q "step $bad" "$ROOT/$m-eval.err" || { echo "  FAIL: evaluate did not name step $bad" >&2; exit 1; }
     python - "$ROOT/$m-eval.out" "$bad" <<'PY'
 import json, sys
