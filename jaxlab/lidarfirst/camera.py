@@ -2,9 +2,9 @@
 
 A LiDAR-frame point X projects with M = P2 R0_rect Tr_velo_to_cam (`[3, 4]`, R0 and Tr padded to
 4x4): [u', v', w]^T = M [X; 1], pixel (u, v) = (u'/w, v'/w), depth w > 0 (the KITTI chain).
-A box projects to the min/max of its 8 corners, clipped to the image; it is dropped when a corner
-lies behind the camera (depth_clustering) or when the clipped-away fraction of its area is at
-least the truncation threshold.
+A box projects to the min/max of its corners (8 for a "cube", 2 |hull| for a "polygon"),
+clipped to the image; it is dropped when a corner lies behind the camera (depth_clustering) or
+when the clipped-away fraction of its area is at least the truncation threshold.
 """
 
 from __future__ import annotations
@@ -22,27 +22,61 @@ def project_points(points: jax.Array, m: jax.Array) -> tuple[jax.Array, jax.Arra
     return h[..., :2] / safe[..., None], depth
 
 
-def project_boxes(corners: jax.Array, m: jax.Array, width: int, height: int, truncation_threshold: float = 1.0):
-    """Image boxes of 3-D boxes.
-
-    Args:
-      corners: `[K, 8, 3]` box corners (LiDAR frame).
-      m: `[3, 4]` LiDAR-to-image matrix.
-    Returns:
-      `(boxes [K, 4] = left, top, right, bottom clipped to [0, w-1] x [0, h-1],
-      truncated [K] = clipped-away fraction of the unclipped box area, ok [K] bool)`.
-    """
-    uv, depth = project_points(corners, m)
-    lo, hi = uv.min(1), uv.max(1)
+def _clip(lo: jax.Array, hi: jax.Array, in_front: jax.Array, width: int, height: int,
+          truncation_threshold: float):
     raw = jnp.concatenate([lo, hi], -1)
     clipped = jnp.stack([jnp.clip(raw[:, 0], 0, width - 1), jnp.clip(raw[:, 1], 0, height - 1),
                          jnp.clip(raw[:, 2], 0, width - 1), jnp.clip(raw[:, 3], 0, height - 1)], -1)
     area = jnp.maximum((raw[:, 2] - raw[:, 0]) * (raw[:, 3] - raw[:, 1]), 1e-9)
     inside = jnp.maximum(clipped[:, 2] - clipped[:, 0], 0) * jnp.maximum(clipped[:, 3] - clipped[:, 1], 0)
     trunc = 1.0 - inside / area
-    in_front = (depth > 0).all(1)
     ok = in_front & (inside > 0) & ((trunc < truncation_threshold) | (truncation_threshold >= 1.0))
     return clipped, trunc, ok
+
+
+def project_boxes(corners: jax.Array, m: jax.Array, width: int, height: int, truncation_threshold: float = 1.0):
+    """Image boxes of 3-D boxes.
+
+    Args:
+      corners: `[K, C, 3]` box corners (LiDAR frame; C = 8 for a cube).
+      m: `[3, 4]` LiDAR-to-image matrix.
+    Returns:
+      `(boxes [K, 4] = left, top, right, bottom clipped to [0, w-1] x [0, h-1],
+      truncated [K] = clipped-away fraction of the unclipped box area, ok [K] bool)`.
+    """
+    uv, depth = project_points(corners, m)
+    return _clip(uv.min(1), uv.max(1), (depth > 0).all(1), width, height, truncation_threshold)
+
+
+def project_polygons(points: jax.Array, slot: jax.Array, z_lo: jax.Array, z_hi: jax.Array, m: jax.Array,
+                     width: int, height: int, truncation_threshold: float = 1.0):
+    """Image boxes of "polygon" boxes: each cluster's 2-D convex hull of (x, y), extruded from
+    its z_min to its z_max (depth_clustering's default box).
+
+    The image box of the extruded hull is the min/max over the projections of its 2 |hull|
+    corners. Every point of the cluster lies in the hull, and a perspective projection maps a
+    convex set in front of the camera into the convex hull of its corners' projections, so
+    the min/max over all of the cluster's points lifted to z_min and z_max is the same box,
+    without computing the hull (static shapes, one pass over the points).
+
+    Args:
+      points: `[P, 3]` LiDAR-frame points; slot: `[P]` cluster slot in [0, K) or -1.
+      z_lo / z_hi: `[K]` each cluster's lowest and highest z.
+      m: `[3, 4]` LiDAR-to-image matrix.
+    Returns:
+      as `project_boxes`; a cluster is dropped when any of its lifted points is behind the camera.
+    """
+    points, slot = jnp.asarray(points), jnp.asarray(slot)
+    k = z_lo.shape[0]
+    sid = jnp.where(slot >= 0, slot, k)
+    s = jnp.clip(slot, 0, k - 1)
+    lifted = jnp.concatenate([points.at[:, 2].set(z_lo[s]), points.at[:, 2].set(z_hi[s])])
+    uv, depth = project_points(lifted, m)
+    sid2 = jnp.concatenate([sid, sid])
+    lo = jax.ops.segment_min(uv, sid2, k + 1)[:k]
+    hi = jax.ops.segment_max(uv, sid2, k + 1)[:k]
+    behind = jax.ops.segment_max((depth <= 0).astype(jnp.int32), sid2, k + 1)[:k] > 0
+    return _clip(lo, hi, ~behind, width, height, truncation_threshold)
 
 
 def project_boxes_np(corners: np.ndarray, m: np.ndarray, width: int, height: int, truncation_threshold: float = 1.0):

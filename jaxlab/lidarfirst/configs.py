@@ -76,6 +76,9 @@ class PipelineConfig:
       cluster_angle_deg: neighbours p, q join when beta = atan2(d2 sin a, d1 - d2 cos a) exceeds it.
       min_cluster / max_cluster: kept cluster sizes (points).
       max_clusters: static budget of clusters per frame (largest kept).
+      box_shape: the 3-D box a cluster projects into the camera with: "polygon" (the 2-D convex
+        hull of its (x, y) extruded from z_min to z_max, depth_clustering's default) or "cube"
+        (axis-aligned min/max box). Distance and R^3 use the cube either way.
       camera_fov_only: cluster only the columns inside the camera's horizontal FOV (no wrap).
       priority: crop order, "nearest" (nearest box corner) or "r3" (R^3 imminent/potential/none
         then distance) (reconstruction: the paper does not say which it sorts by).
@@ -94,6 +97,7 @@ class PipelineConfig:
     min_cluster: PositiveInt = 10
     max_cluster: PositiveInt = 20000
     max_clusters: PositiveInt = 64
+    box_shape: Literal["polygon", "cube"] = "polygon"
     camera_fov_only: bool = True
     priority: Literal["nearest", "r3"] = "r3"
     crop_budget: NonNegativeInt = 0

@@ -1,7 +1,7 @@
 """The cluster-first pipeline of one frame, the classifier's training crops, and the metrics.
 
 Per frame: points -> range image (JAX) -> camera-FOV columns -> ground removal and clusters
-(`segmentation.segment`, one compile per image size) -> cube boxes -> image boxes (P2 R0 Tr) ->
+(`segmentation.segment`, one compile per image size) -> polygon or cube boxes -> image boxes (P2 R0 Tr) ->
 R^3 risk -> crops classified one at a time in risk order until the crop budget (early exit); the
 time of each detection is measured from the start of the frame.
 """
@@ -25,6 +25,8 @@ TRAIN_SCENES, EVAL_SCENES, INIT, BATCHES, BACKGROUND = 1, 2, 3, 4, 5
 _range_image = jax.jit(segmentation.points_to_range_image, static_argnums=(3,))
 _corners = jax.jit(segmentation.cube_corners)
 _project = jax.jit(camera.project_boxes, static_argnums=(2, 3, 4))
+_project_polygons = jax.jit(camera.project_polygons, static_argnums=(5, 6, 7))
+_points = jax.jit(segmentation.range_image_to_points)
 _r3 = jax.jit(risk.r3, static_argnames=("dt", "t_compute", "a_max", "margin", "max_steps"))
 
 
@@ -86,7 +88,12 @@ def segment_frame(inp: Inputs, cfg: LidarFirstConfig) -> dict:
     corners = _corners(out["box_min"], out["box_max"])
     m = jnp.asarray(simulator.velo_to_image_matrix(inp.calib), jnp.float32)
     h, w = inp.image.shape[:2]
-    boxes, _, ok = _project(corners, m, w, h, float(p.truncation_threshold))
+    if p.box_shape == "polygon":
+        pts = _points(rng[:, c0:c1], jnp.asarray(theta, jnp.float32), jnp.asarray(phi[c0:c1], jnp.float32))
+        boxes, _, ok = _project_polygons(pts.reshape(-1, 3), out["cluster"].reshape(-1), out["box_min"][:, 2],
+                                         out["box_max"][:, 2], m, w, h, float(p.truncation_threshold))
+    else:
+        boxes, _, ok = _project(corners, m, w, h, float(p.truncation_threshold))
     out = jax.device_get(out)
     corners, boxes = np.asarray(corners), np.asarray(boxes)
     valid = np.asarray(ok) & out["valid"]

@@ -154,3 +154,42 @@ def test_malformed_velodyne_and_image_are_named(tmp_path):
         data.read_image(q)
     with pytest.raises(DataFormatError, match="no velodyne"):
         data.frame_ids(tmp_path)
+
+
+def test_polygon_boxes_equal_the_projected_convex_hull_prisms(frame):
+    """`project_polygons` (no hull computed) against scipy's convex hull of each cluster's (x, y),
+    extruded from z_min to z_max and projected corner by corner."""
+    import scipy.spatial
+
+    cfg = configs.get_config("smoke").scene
+    m = simulator.velo_to_image_matrix(frame.calib).astype(np.float32)
+    rng = np.random.default_rng(0)
+    # three clusters of random points in front of the camera, one partly outside the image, and noise
+    centres = np.array([[8.0, 1.0, -0.5], [15.0, -3.0, 0.0], [6.0, 4.5, 0.2]])
+    pts, slot = [], []
+    for k, c in enumerate(centres):
+        p = c + rng.normal(0, [0.8, 0.6, 0.5], (40, 3))
+        pts.append(p)
+        slot.append(np.full(40, k))
+    pts.append(rng.normal([10.0, 0, 0], 1.0, (15, 3)))
+    slot.append(np.full(15, -1))
+    pts, slot = np.concatenate(pts).astype(np.float32), np.concatenate(slot)
+    z_lo = np.array([pts[slot == k, 2].min() for k in range(3)] + [0.0], np.float32)
+    z_hi = np.array([pts[slot == k, 2].max() for k in range(3)] + [0.0], np.float32)
+    boxes, trunc, ok = camera.project_polygons(pts, slot, z_lo, z_hi, m, cfg.image_width, cfg.image_height, 1.0)
+    for k in range(3):
+        xy = pts[slot == k, :2].astype(np.float64)
+        hull = xy[scipy.spatial.ConvexHull(xy).vertices]
+        prism = np.concatenate([np.c_[hull, np.full(len(hull), z_lo[k])], np.c_[hull, np.full(len(hull), z_hi[k])]])
+        ref, ref_trunc, ref_ok = camera.project_boxes_np(prism[None], m, cfg.image_width, cfg.image_height, 1.0)
+        np.testing.assert_allclose(np.asarray(boxes[k]), ref[0], atol=1e-3)
+        np.testing.assert_allclose(float(trunc[k]), ref_trunc[0], atol=1e-5)
+        assert bool(ok[k]) == bool(ref_ok[0])
+        # and the polygon's box lies inside the axis-aligned cube's
+        lo, hi = pts[slot == k].min(0), pts[slot == k].max(0)
+        cube = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        cb, _, _ = camera.project_boxes_np(cube[None], m, cfg.image_width, cfg.image_height, 1.0)
+        b = np.asarray(boxes[k])
+        assert (b[:2] >= cb[0, :2] - 1e-3).all() and (b[2:] <= cb[0, 2:] + 1e-3).all()
+    assert not bool(ok[3])  # an empty slot
+    assert float(trunc[2]) > 0  # the third cluster leaves the image on the left
