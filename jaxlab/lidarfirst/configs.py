@@ -83,6 +83,8 @@ class PipelineConfig:
       priority: crop order, "nearest" (nearest box corner) or "r3" (R^3 imminent/potential/none
         then distance) (reconstruction: the paper does not say which it sorts by).
       crop_budget: crops classified per frame before the early exit (0: all).
+      crop_batch: crops per classifier call, in risk order (1: one at a time, the paper's loop;
+        larger batches trade the riskiest object's detection time for fewer calls).
       crop_margin: projected boxes are enlarged by this fraction on each side before cropping.
       truncation_threshold: drop a projected box when this fraction or more lies outside the image.
       score_threshold: a crop is a detection when its best non-background probability exceeds it.
@@ -101,6 +103,7 @@ class PipelineConfig:
     camera_fov_only: bool = True
     priority: Literal["nearest", "r3"] = "r3"
     crop_budget: NonNegativeInt = 0
+    crop_batch: PositiveInt = 1
     crop_margin: NonNegativeFloat = 0.1
     truncation_threshold: Probability = 0.7
     score_threshold: Probability = 0.5

@@ -2,8 +2,8 @@
 
 Per frame: points -> range image (JAX) -> camera-FOV columns -> ground removal and clusters
 (`segmentation.segment`, one compile per image size) -> polygon or cube boxes -> image boxes (P2 R0 Tr) ->
-R^3 risk -> crops classified one at a time in risk order until the crop budget (early exit); the
-time of each detection is measured from the start of the frame.
+R^3 risk -> crops classified in risk order, one (or `crop_batch`) at a time, until the crop budget
+(early exit); the time of each detection is measured from the start of the frame.
 """
 
 from __future__ import annotations
@@ -162,26 +162,37 @@ def training_crops(cfg: LidarFirstConfig, stream: int, num_frames: int) -> tuple
 
 
 def process_frame(inp: Inputs, classify, cfg: LidarFirstConfig) -> dict:
-    """Runs the pipeline on a frame; `classify(crops [1, s, s, 3]) -> probabilities [1, 4]`.
+    """Runs the pipeline on a frame; `classify(crops [B, s, s, 3]) -> probabilities [B, 4]` with
+    B = `pipeline.crop_batch`.
 
-    Returns the segmentation (`segment_frame`), `detections` (box, class, score, time since the
-    frame start in s, rank in the crop order, risk class) and `times` (segmentation, total).
+    The crops are classified in risk order, `crop_batch` at a time (the last batch padded with
+    blank crops, so one compile), up to `crop_budget`; a crop's detection time is when its batch
+    is done. Returns the segmentation (`segment_frame`), `detections` (box, class, score, time
+    since the frame start in s, rank in the crop order, risk class), `crops` (classified),
+    `crops_computed` (with the padding) and `times` (segmentation, total).
     """
     t0 = time.perf_counter()
     seg = segment_frame(inp, cfg)
     t_seg = time.perf_counter() - t0
     p = cfg.pipeline
     order = seg["order"][:p.crop_budget] if p.crop_budget else seg["order"]
-    dets = []
-    for rank, k in enumerate(order):
-        crop = camera.crop_and_resize(inp.image, seg["boxes"][k:k + 1], cfg.model.crop_size, p.crop_margin)
-        prob = np.asarray(classify(crop))[0]
-        c = int(prob[1:].argmax()) + 1
-        if prob[c] >= p.score_threshold:
-            dets.append({"box": seg["boxes"][k].tolist(), "class": c, "score": float(prob[c]), "rank": rank,
-                         "time_s": time.perf_counter() - t0, "risk": int(seg["risk"][k]),
-                         "distance": float(seg["distance"][k])})
-    return {"segmentation": seg, "detections": dets, "crops": len(order),
+    size, b = cfg.model.crop_size, p.crop_batch
+    dets, computed = [], 0
+    for start in range(0, len(order), b):
+        chunk = order[start:start + b]
+        crops = camera.crop_and_resize(inp.image, seg["boxes"][chunk], size, p.crop_margin)
+        if len(chunk) < b:
+            crops = np.concatenate([crops, np.zeros((b - len(chunk), size, size, 3), np.float32)])
+        prob = np.asarray(classify(crops))
+        done = time.perf_counter() - t0
+        computed += b
+        for i, k in enumerate(chunk):
+            c = int(prob[i, 1:].argmax()) + 1
+            if prob[i, c] >= p.score_threshold:
+                dets.append({"box": seg["boxes"][k].tolist(), "class": c, "score": float(prob[i, c]),
+                             "rank": start + i, "time_s": done, "risk": int(seg["risk"][k]),
+                             "distance": float(seg["distance"][k])})
+    return {"segmentation": seg, "detections": dets, "crops": len(order), "crops_computed": computed,
             "times": {"segment_s": t_seg, "total_s": time.perf_counter() - t0}}
 
 

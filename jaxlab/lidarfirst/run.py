@@ -162,7 +162,7 @@ def run_pipeline(config: LidarFirstConfig, workdir: pathlib.Path) -> dict:
     loaded = load(workdir)
     classify = jax.jit(lambda x: jax.nn.softmax(loaded.model.apply({"params": loaded.state.params}, x)))
     s = config.model.crop_size
-    classify(jnp.zeros((1, s, s, 3))).block_until_ready()  # compile outside the timed frames
+    classify(jnp.zeros((config.pipeline.crop_batch, s, s, 3))).block_until_ready()  # compile outside the timed frames
     rows, first = [], None
     for inp in pipeline.evaluation_frames(config):
         out = pipeline.process_frame(inp, classify, config)
@@ -192,7 +192,7 @@ def compare(config: LidarFirstConfig, workdir: pathlib.Path) -> dict:
     detect = compare_lib.make_detect(det.model, det.state.params, config)
     image0 = jnp.zeros((1, sc.image_height, sc.image_width, 3))
     t0 = time.perf_counter()
-    jax.block_until_ready((classify(jnp.zeros((1, s, s, 3))), detect(image0)))
+    jax.block_until_ready((classify(jnp.zeros((config.pipeline.crop_batch, s, s, 3))), detect(image0)))
     compile_s = time.perf_counter() - t0
     crop_macs = cost.count_macs(lambda x: clf.model.apply({"params": clf.state.params}, x), jnp.zeros((1, s, s, 3)))
     frame_macs = cost.count_macs(lambda x: det.model.apply({"params": det.state.params}, x), image0)
@@ -208,7 +208,7 @@ def compare(config: LidarFirstConfig, workdir: pathlib.Path) -> dict:
             t = out["times"]
             rows["cluster_first"][split].append({**gt, "detections": out["detections"], "crops": out["crops"],
                                                  "times": {**t, "camera_s": t["total_s"] - t["segment_s"]},
-                                                 "camera_macs": out["crops"] * crop_macs})
+                                                 "camera_macs": out["crops_computed"] * crop_macs})
             rows["full_frame"][split].append({**gt, **compare_lib.fullframe_frame(inp, detect),
                                               "camera_macs": frame_macs})
     for r in rows.values():

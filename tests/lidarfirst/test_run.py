@@ -66,6 +66,28 @@ def test_crop_budget_exits_early(smoke):
     assert all(d["rank"] == 0 for d in one["detections"])
 
 
+def test_batched_crops_give_the_one_at_a_time_detections(smoke):
+    import copy
+
+    cfg, wd, _ = smoke
+    cfg = copy.deepcopy(cfg)
+    cfg.pipeline.score_threshold = 0.0  # every crop is a detection
+    loaded = run.load(wd)
+    classify = jax.jit(lambda x: jax.nn.softmax(loaded.model.apply({"params": loaded.state.params}, x)))
+    inp = next(pipeline.evaluation_frames(cfg))
+    one = pipeline.process_frame(inp, classify, cfg)
+    cfg.pipeline.crop_batch = 3
+    three = pipeline.process_frame(inp, classify, cfg)
+    assert one["crops"] == three["crops"] >= 2
+    assert three["crops_computed"] == 3 * -(-three["crops"] // 3)  # the last batch padded
+    assert [(d["rank"], d["class"], d["box"]) for d in one["detections"]] == [
+        (d["rank"], d["class"], d["box"]) for d in three["detections"]]
+    np.testing.assert_allclose([d["score"] for d in one["detections"]], [d["score"] for d in three["detections"]],
+                               rtol=1e-5)
+    times = [d["time_s"] for d in three["detections"]]
+    assert all(times[i] == times[i - i % 3] for i in range(len(times)))  # one time per batch
+
+
 def test_killed_and_resumed_training_gives_the_same_parameters(smoke, tmp_path):
     cfg, wd, _ = smoke
     resumed = tmp_path / "resumed"
