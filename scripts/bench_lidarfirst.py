@@ -14,7 +14,13 @@ and the cluster purity of each, with a 1-thread and an all-threads column per pe
 
 With `--workdir RUN` (a run where `train-classifier` and `train-detector` are done) it also times the
 whole cluster-first pipeline against the full-frame detector on the same simulated frames of that
-run's config (medians per frame, their ratio; compile apart).
+run's config (medians per frame, their ratio; compile apart). `--pipeline-config VARIANT` times
+the same with both networks at their initial parameters instead of a run's: the weights do not
+change the work (every crop of a frame is classified whatever its score), so the times are
+those of trained networks of that config.
+
+    python scripts/bench_lidarfirst.py --frames 5 --workdir runs/lf-default
+    python scripts/bench_lidarfirst.py --frames 5 --pipeline-config paper
 """
 
 from __future__ import annotations
@@ -52,6 +58,10 @@ def main():
     ap.add_argument("--eps", type=float, default=0.5)
     ap.add_argument("--min-samples", type=int, default=5)
     ap.add_argument("--workdir", default="", help="a run with train-classifier and train-detector done")
+    ap.add_argument("--pipeline-config", default="", choices=("", "smoke", "default", "paper"),
+                    help="time the pipelines of this config with untrained networks (see above)")
+    ap.add_argument("--crop-batch", type=int, default=8,
+                    help="also time cluster-first with crops classified this many at a time (0: not)")
     benchmark.add_threads_argument(ap)
     args = ap.parse_args()
     print(benchmark.device_line())
@@ -97,40 +107,60 @@ def main():
         {"jaxlab labeller": t_jax, "scikit-learn DBSCAN": t_db},
         **{"purity jaxlab / DBSCAN": f"{np.mean(pur_jax):.3f} / {np.nanmean(pur_db):.3f}",
            "jaxlab compile (s)": f"{compile_s:.2f}"})
-    if args.workdir:
-        pipelines(args.workdir, args.frames, res)
+    if args.workdir or args.pipeline_config:
+        pipelines(args.workdir or args.pipeline_config, args.frames, args.crop_batch, res)
     return res
 
 
-def pipelines(workdir: str, num_frames: int, res) -> None:
-    """Cluster-first (segmentation + crops in risk order) vs full-frame detector, same frames."""
-    from jaxlab.lidarfirst import compare, pipeline, run
+def pipelines(source: str, num_frames: int, crop_batch: int, res) -> None:
+    """Cluster-first (segmentation + crops in risk order, one at a time and `crop_batch` at a time)
+    vs the full-frame detector, on the same frames, taking turns frame by frame. `source`: a run
+    directory, or a config variant whose networks keep their initial parameters."""
+    import dataclasses
 
-    clf, det = run.load(workdir), run.load_detector(workdir)
-    cfg = clf.config
+    from jaxlab.lidarfirst import compare, detector, models, pipeline, run
+
+    if source in ("smoke", "default", "paper"):
+        cfg = configs.get_config(source)
+        clf_model, clf_params = models.make_model(cfg), run.init_state(cfg).params
+        det_model, det_params = detector.make_detector(cfg.detector), run.init_detector(cfg).params
+    else:
+        clf, det = run.load(source), run.load_detector(source)
+        cfg = clf.config
+        clf_model, clf_params, det_model, det_params = clf.model, clf.state.params, det.model, det.state.params
     s = cfg.model.crop_size
-    classify = jax.jit(lambda x: jax.nn.softmax(clf.model.apply({"params": clf.state.params}, x)))
-    detect = compare.make_detect(det.model, det.state.params, cfg)
+    classify = jax.jit(lambda x: jax.nn.softmax(clf_model.apply({"params": clf_params}, x)))
+    detect = compare.make_detect(det_model, det_params, cfg)
     frames = [pipeline.from_frame(str(i), simulator.simulate_frame(pipeline.stream_seed(cfg.seed, 99, i), cfg.scene))
               for i in range(num_frames + 1)]
-    t0 = time.perf_counter()
-    jax.block_until_ready(classify(jnp.zeros((1, s, s, 3))))
-    pipeline.process_frame(frames[0], classify, cfg)
-    compile_cf = time.perf_counter() - t0
+    variants = {"cluster-first": cfg}
+    if crop_batch > 1:
+        variants[f"cluster-first, {crop_batch} crops per call"] = dataclasses.replace(
+            cfg, pipeline=dataclasses.replace(cfg.pipeline, crop_batch=crop_batch))
+    compile_s = {}
+    for name, c in variants.items():
+        t0 = time.perf_counter()
+        jax.block_until_ready(classify(jnp.zeros((c.pipeline.crop_batch, s, s, 3))))
+        pipeline.process_frame(frames[0], classify, c)
+        compile_s[name] = time.perf_counter() - t0
     t0 = time.perf_counter()
     compare.fullframe_frame(frames[0], detect)
-    compile_ff = time.perf_counter() - t0
-    cf, ff = [], []
-    for f in frames[1:]:  # the two pipelines take turns, frame by frame
-        cf.append(pipeline.process_frame(f, classify, cfg)["times"]["total_s"])
-        ff.append(compare.fullframe_frame(f, detect)["times"]["total_s"])
+    compile_s["full-frame detector"] = time.perf_counter() - t0
+    times = {name: [] for name in compile_s}
+    crops = []
+    for f in frames[1:]:  # the pipelines take turns, frame by frame
+        for name, c in variants.items():
+            out = pipeline.process_frame(f, classify, c)
+            times[name].append(out["times"]["total_s"])
+        crops.append(out["crops"])
+        times["full-frame detector"].append(compare.fullframe_frame(f, detect)["times"]["total_s"])
     sc = cfg.scene
-    res.table(f"Whole pipelines per frame, {num_frames} frames ({sc.image_width}x{sc.image_height} image)",
-              ["cluster-first", "full-frame detector"], unit="ms",
-              extras=["compile (s) cluster-first / full-frame"]).add(
+    cols = list(times)
+    res.table(f"Whole pipelines per frame, {num_frames} frames ({sc.image_width}x{sc.image_height} image, "
+              f"{sc.num_beams} beams x {sc.num_columns} columns, median {np.median(crops):.0f} crops per frame)",
+              cols, unit="ms", extras=["compile (s), " + " / ".join(cols)]).add(
         "cluster-first (LiDAR segmentation + crops in risk order) vs full-frame CenterNet-style detector",
-        {"cluster-first": cf, "full-frame detector": ff},
-        **{"compile (s) cluster-first / full-frame": f"{compile_cf:.2f} / {compile_ff:.2f}"})
+        times, **{"compile (s), " + " / ".join(cols): " / ".join(f"{compile_s[c]:.2f}" for c in cols)})
     res.note("full-frame detector / cluster-first is the speed ratio the paper puts at 1.25x")
 
 

@@ -5,6 +5,12 @@ chooses each method's score threshold on validation frames and compares them on 
 (`jaxlab lidarfirst compare`). Prints and writes the mean and a 95% t-interval over seeds.
 
     python experiments/lidarfirst/compare_seeds.py --seeds 0 1 2 --workdir runs/lidarfirst-compare
+    python experiments/lidarfirst/compare_seeds.py --config default --workdir runs/lidarfirst-compare-default \
+        --out experiments/lidarfirst/compare_results_default.json
+
+`--config smoke` (the default) uses the smaller sizes below unless given; `default` and `paper`
+keep their config's sizes unless given. Also prints the paired per-seed difference
+(cluster-first minus full-frame) of each metric.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import pathlib
 import numpy as np
 from scipy import stats
 
+from jaxlab.core import stats as stats_lib
 from jaxlab.core import workdir as workdir_lib
 from jaxlab.lidarfirst import configs, run
 
@@ -24,12 +31,28 @@ KEYS = ("threshold", "recall_imminent", "recall_potential", "recall_imminent_or_
         "time_to_risky_detection_s")
 
 
+# The sizes of `--config smoke` (the first experiment's), where the flags are not given.
+SMOKE = {"train_frames": 12, "val_frames": 6, "test_frames": 10, "classifier_steps": 200, "detector_steps": 300,
+         "detector_batch": 4}
+
+
 def config(seed: int, args) -> configs.LidarFirstConfig:
-    cfg = configs.get_config("smoke")
+    cfg = configs.get_config(args.config)
     cfg.seed = seed
-    cfg.train_frames, cfg.val_frames, cfg.scene.num_frames = args.train_frames, args.val_frames, args.test_frames
-    cfg.loop.num_steps, cfg.loop.eval_every, cfg.loop.checkpoint_every = args.classifier_steps, 100, 100
-    cfg.detector.num_steps, cfg.detector.batch_size = args.detector_steps, 4
+    given = {k: getattr(args, k) for k in SMOKE if getattr(args, k) is not None}
+    sizes = {**SMOKE, **given} if args.config == "smoke" else given
+    if "train_frames" in sizes:
+        cfg.train_frames = sizes["train_frames"]
+    if "val_frames" in sizes:
+        cfg.val_frames = sizes["val_frames"]
+    if "test_frames" in sizes:
+        cfg.scene.num_frames = sizes["test_frames"]
+    if "classifier_steps" in sizes:
+        cfg.loop.num_steps, cfg.loop.eval_every, cfg.loop.checkpoint_every = sizes["classifier_steps"], 100, 100
+    if "detector_steps" in sizes:
+        cfg.detector.num_steps = sizes["detector_steps"]
+    if "detector_batch" in sizes:
+        cfg.detector.batch_size = sizes["detector_batch"]
     cfg.loop.num_devices = 1
     return cfg
 
@@ -45,11 +68,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--workdir", default="runs/lidarfirst-compare")
-    ap.add_argument("--train-frames", type=int, default=12)
-    ap.add_argument("--val-frames", type=int, default=6)
-    ap.add_argument("--test-frames", type=int, default=10)
-    ap.add_argument("--classifier-steps", type=int, default=200)
-    ap.add_argument("--detector-steps", type=int, default=300)
+    ap.add_argument("--config", choices=("smoke", "default", "paper"), default="smoke")
+    ap.add_argument("--train-frames", type=int)
+    ap.add_argument("--val-frames", type=int)
+    ap.add_argument("--test-frames", type=int)
+    ap.add_argument("--classifier-steps", type=int)
+    ap.add_argument("--detector-steps", type=int)
+    ap.add_argument("--detector-batch", type=int)
     ap.add_argument("--out", default="experiments/lidarfirst/compare_results.json")
     args = ap.parse_args()
     per_seed = {}
@@ -64,15 +89,20 @@ def main() -> None:
         print(seed, json.dumps(res["cluster_first"]), json.dumps(res["full_frame"]), flush=True)
     table = {m: {k: interval([per_seed[s]["results"][m][k] for s in args.seeds]) for k in KEYS}
              for m in ("cluster_first", "full_frame")}
+    nan = float("nan")
+    value = lambda m, k, s: nan if per_seed[s]["results"][m][k] is None else per_seed[s]["results"][m][k]
+    diff = {k: stats_lib.paired_diff([value("cluster_first", k, s) for s in args.seeds],
+                                     [value("full_frame", k, s) for s in args.seeds])[:2] for k in KEYS}
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
-    out = {"args": vars(args), "per_seed": per_seed, "mean_and_95ci": table, "loadavg_at_end": float(load)}
+    out = {"args": vars(args), "per_seed": per_seed, "mean_and_95ci": table,
+           "paired_difference_95ci": diff, "loadavg_at_end": float(load)}
     workdir_lib.write_json(pathlib.Path(args.out), out)
-    print(f"| metric (mean ± 95% CI over {len(args.seeds)} seeds) | cluster-first | full-frame |")
-    print("|---|---|---|")
+    print(f"| metric (mean ± 95% CI over {len(args.seeds)} seeds) | cluster-first | full-frame | paired difference |")
+    print("|---|---|---|---|")
     for k in KEYS:
-        a, b = table["cluster_first"][k], table["full_frame"][k]
-        print(f"| {k} | {a[0]:.4g} ± {a[1]:.2g} | {b[0]:.4g} ± {b[1]:.2g} |")
+        a, b, d = table["cluster_first"][k], table["full_frame"][k], diff[k]
+        print(f"| {k} | {a[0]:.4g} ± {a[1]:.2g} | {b[0]:.4g} ± {b[1]:.2g} | {d[0]:.4g} ± {d[1]:.2g} |")
     print(f"load average at the end: {load} (2 cores)")
 
 
