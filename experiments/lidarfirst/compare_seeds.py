@@ -24,7 +24,7 @@ from scipy import stats
 
 from jaxlab.core import stats as stats_lib
 from jaxlab.core import workdir as workdir_lib
-from jaxlab.lidarfirst import configs, run
+from jaxlab.lidarfirst import compare, configs, run
 
 KEYS = ("threshold", "recall_imminent", "recall_potential", "recall_imminent_or_potential", "recall_none", "recall",
         "precision", "map50", "camera_macs_per_frame", "camera_s_per_frame", "total_s_per_frame",
@@ -76,15 +76,23 @@ def main() -> None:
     ap.add_argument("--detector-steps", type=int)
     ap.add_argument("--detector-batch", type=int)
     ap.add_argument("--out", default="experiments/lidarfirst/compare_results.json")
+    ap.add_argument("--aggregate-only", action="store_true",
+                    help="read the finished runs' summary.json and compare.json instead of running them")
     args = ap.parse_args()
     per_seed = {}
     for seed in args.seeds:
         wd = pathlib.Path(args.workdir) / f"seed{seed}"
-        cfg = config(seed, args)
-        clf = run.train_classifier(cfg, wd)
-        det = run.train_detector(cfg, wd)
-        res = run.compare(cfg, wd)
-        per_seed[seed] = {"results": res, "classifier_train_s": clf["train_time_s"],
+        if args.aggregate_only:
+            summary = json.loads((wd / "summary.json").read_text())["results"]
+            clf, det, res = summary["train_classifier"], summary["train_detector"], summary["compare"]
+        else:
+            cfg = config(seed, args)
+            clf = run.train_classifier(cfg, wd)
+            det = run.train_detector(cfg, wd)
+            res = run.compare(cfg, wd)
+        frames = json.loads((wd / "compare.json").read_text())["frames"]
+        rrr = {m: compare.risk_ranked_recall(frames[m]["test"]) for m in ("cluster_first", "full_frame")}
+        per_seed[seed] = {"results": res, "risk_ranked_recall": rrr, "classifier_train_s": clf["train_time_s"],
                           "detector_train_s": det["train_time_s"], "classifier_val_accuracy": clf["val_accuracy"]}
         print(seed, json.dumps(res["cluster_first"]), json.dumps(res["full_frame"]), flush=True)
     table = {m: {k: interval([per_seed[s]["results"][m][k] for s in args.seeds]) for k in KEYS}
@@ -93,16 +101,27 @@ def main() -> None:
     value = lambda m, k, s: nan if per_seed[s]["results"][m][k] is None else per_seed[s]["results"][m][k]
     diff = {k: stats_lib.paired_diff([value("cluster_first", k, s) for s in args.seeds],
                                      [value("full_frame", k, s) for s in args.seeds])[:2] for k in KEYS}
+    curves = {m: {k: [interval([(per_seed[s]["risk_ranked_recall"][m][k] or [nan] * len(compare.CONFIDENCES))[i]
+                                for s in args.seeds]) for i in range(len(compare.CONFIDENCES))]
+                  for k in (*compare.RISK_NAMES, "all")} for m in ("cluster_first", "full_frame")}
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
-    out = {"args": vars(args), "per_seed": per_seed, "mean_and_95ci": table,
-           "paired_difference_95ci": diff, "loadavg_at_end": float(load)}
+    out = {"args": vars(args), "per_seed": per_seed, "mean_and_95ci": table, "paired_difference_95ci": diff,
+           "risk_ranked_recall_mean_and_95ci": {"confidence": list(compare.CONFIDENCES), **curves},
+           "loadavg_at_end": float(load)}
     workdir_lib.write_json(pathlib.Path(args.out), out)
     print(f"| metric (mean ± 95% CI over {len(args.seeds)} seeds) | cluster-first | full-frame | paired difference |")
     print("|---|---|---|---|")
     for k in KEYS:
         a, b, d = table["cluster_first"][k], table["full_frame"][k], diff[k]
         print(f"| {k} | {a[0]:.4g} ± {a[1]:.2g} | {b[0]:.4g} ± {b[1]:.2g} | {d[0]:.4g} ± {d[1]:.2g} |")
+    print("\nRisk-ranked recall (IoG >= 0.8 per R^3 class, IoU >= 0.8 for all; class-agnostic), mean ± 95% CI")
+    print("| method | objects | " + " | ".join(f"conf {c:.2f}" for c in compare.CONFIDENCES[::2]) + " |")
+    print("|---|---|" + "---|" * len(compare.CONFIDENCES[::2]))
+    for m in ("cluster_first", "full_frame"):
+        for k in (*compare.RISK_NAMES, "all"):
+            cells = [stats_lib.fmt_ci(*curves[m][k][i], digits=2) for i in range(0, len(compare.CONFIDENCES), 2)]
+            print(f"| {m} | {k} | " + " | ".join(cells) + " |")
     print(f"load average at the end: {load} (2 cores)")
 
 

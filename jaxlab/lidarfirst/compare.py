@@ -5,6 +5,12 @@ scan). Ground truth: the camera-visible objects (KITTI labels) with their R^3 cl
 the true object boxes and velocities. A ground-truth box is found when a detection of the right
 class overlaps it by IoU >= 0.5 (greedy by score, each detection used once). Score thresholds are
 chosen per method on validation frames (highest F1 over a grid), then applied to the test frames.
+
+`risk_ranked_recall` is the second protocol, the group's risk-ranked recall (risk-ranked-recall
+`calcRecall`): for each confidence 0.50, 0.55, ..., 0.95, a ground-truth box counts as found when
+some detection of at least that confidence, of any class, covers it by intersection over the
+ground truth's area (IoG) >= 0.8; a detection may cover several boxes. The curve of all objects
+uses IoU >= 0.8 instead, as there.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from jaxlab.lidarfirst import detector, risk
 from jaxlab.lidarfirst.configs import LidarFirstConfig
 
 THRESHOLDS = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
+CONFIDENCES = tuple(np.round(np.arange(0.50, 0.96, 0.05), 2))  # risk-ranked recall's sweep
 RISK_NAMES = ("imminent", "potential", "none")
 
 
@@ -110,6 +117,53 @@ def risk_recall(rows: list[dict], threshold: float) -> dict:
     n_gt = sum(v[1] for v in by.values())
     out["recall"] = float(tp / max(n_gt, 1))
     out["precision"] = float(tp / n_det) if n_det else None
+    return out
+
+
+def overlap(a: np.ndarray, b: np.ndarray, kind: str = "iou") -> np.ndarray:
+    """`[A, B]` IoU, or with kind="iog" the intersection over the area of each box of `a` (the
+    ground truth), of boxes (left, top, right, bottom)."""
+    from jaxlab.lidarfirst.pipeline import iou
+
+    if kind == "iou":
+        return iou(a, b)
+    if kind != "iog":
+        raise ValueError(f"overlap kind must be 'iou' or 'iog', got {kind!r}")
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), -1)
+    area = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), -1)
+    return inter / np.maximum(area[:, None], 1e-9)
+
+
+def risk_ranked_recall(rows: list[dict], confidences=CONFIDENCES, min_overlap: float = 0.8) -> dict:
+    """Recall per R^3 class (IoG) and of all objects (IoU) at each confidence, class-agnostic
+    (module docstring). Returns `{"confidence": [...], "imminent"|"potential"|"none"|"all": [...],
+    "count_<class>": n}`; a class without objects has None (calcRecall reports 1)."""
+    hits = {k: np.zeros(len(confidences)) for k in (*RISK_NAMES, "all")}
+    counts = dict.fromkeys((*RISK_NAMES, "all"), 0)
+    for r in rows:
+        gt = np.array(r["gt_boxes"], np.float64).reshape(-1, 4)
+        if not len(gt):
+            continue
+        boxes = np.array([d["box"] for d in r["detections"]], np.float64).reshape(-1, 4)
+        scores = np.array([d["score"] for d in r["detections"]], np.float64)
+        iog, iou_ = overlap(gt, boxes, "iog"), overlap(gt, boxes, "iou")
+        names = [RISK_NAMES[c] for c in r["gt_risk"]]
+        for k in names:
+            counts[k] += 1
+        counts["all"] += len(gt)
+        for i, c in enumerate(confidences):
+            keep = scores >= c
+            by_iog = (iog[:, keep] >= min_overlap).any(1) if keep.any() else np.zeros(len(gt), bool)
+            by_iou = (iou_[:, keep] >= min_overlap).any(1) if keep.any() else np.zeros(len(gt), bool)
+            for g, k in enumerate(names):
+                hits[k][i] += by_iog[g]
+            hits["all"][i] += by_iou.sum()
+    out = {"confidence": [float(c) for c in confidences]}
+    for k, h in hits.items():
+        out[k] = [float(x / counts[k]) for x in h] if counts[k] else None
+        out[f"count_{k}"] = counts[k]
     return out
 
 

@@ -220,7 +220,7 @@ def compare(config: LidarFirstConfig, workdir: pathlib.Path) -> dict:
         timed = [x for x in test if not x.get("warmup")] or test
         ttfd = [compare_lib.first_risky_detection_time(x, thr) for x in timed]
         res = {"threshold": thr, **compare_lib.risk_recall(test, thr),
-               "map50": compare_lib.mean_ap(test),
+               "map50": compare_lib.mean_ap(test), "risk_ranked_recall": compare_lib.risk_ranked_recall(test),
                "camera_macs_per_frame": float(np.mean([x["camera_macs"] for x in test])),
                "camera_s_per_frame": float(np.mean([x["times"]["camera_s"] for x in timed])),
                "total_s_per_frame": float(np.mean([x["times"]["total_s"] for x in timed])),

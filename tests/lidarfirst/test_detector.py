@@ -91,6 +91,26 @@ def test_risk_recall_and_threshold_choice_hand_worked():
     assert compare.first_risky_detection_time(row, 0.5) == 0.01
 
 
+def test_risk_ranked_recall_hand_worked():
+    gt = [[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]]
+    row = _row(gt, [1, 2, 1], [risk.IMMINENT, risk.POTENTIAL, risk.NONE],
+               [([0, 0, 10, 20], 3, 0.72, 0.01),   # covers the first (IoG 1, IoU 0.5), wrong class: counts
+                ([21, 0, 30, 10], 1, 0.93, 0.02),  # IoG 0.9 and IoU 0.9 with the second
+                ([40, 0, 47, 10], 1, 0.99, 0.03)])  # IoG 0.7 with the third: below 0.8
+    r = compare.risk_ranked_recall([row])
+    conf = r["confidence"]
+    assert conf[0] == 0.5 and conf[-1] == 0.95 and len(conf) == 10
+    at = {c: i for i, c in enumerate(conf)}
+    assert r["imminent"][at[0.7]] == 1.0 and r["imminent"][at[0.75]] == 0.0  # found while 0.72 >= confidence
+    assert r["potential"][at[0.9]] == 1.0 and r["potential"][at[0.95]] == 0.0
+    assert all(v == 0.0 for v in r["none"])
+    # IoU >= 0.8 for all objects: only the second box (IoU 0.9) until 0.93 drops out
+    assert r["all"][at[0.5]] == pytest.approx(1 / 3) and r["all"][at[0.95]] == 0.0
+    assert r["count_imminent"] == r["count_potential"] == r["count_none"] == 1 and r["count_all"] == 3
+    empty = compare.risk_ranked_recall([_row(gt[:1], [1], [risk.NONE], [])])
+    assert empty["imminent"] is None and empty["none"] == [0.0] * 10
+
+
 @pytest.mark.slow  # the fast checks: test_loss_matches_a_numpy_computation, test_run's train-detector smoke
 def test_centernet_training_lowers_the_loss_on_two_frames():
     import optax
