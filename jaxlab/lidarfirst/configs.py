@@ -35,6 +35,7 @@ class SceneConfig:
       incl_min_deg / incl_max_deg: inclination range of the "uniform" layout.
       lidar_height: sensor height above the ground under it (m).
       range_noise: standard deviation of the Gaussian range noise (m).
+      dropout: share of returns lost at random (no return, -1), as on dark or specular surfaces.
       max_range: returns beyond it are invalid (-1), as the 75 m cap of the paper's TOP LiDAR.
       ground_slope_deg: ground rises along +x by this angle (0: flat).
       num_cars / num_pedestrians / num_cyclists: objects per frame (cuboids).
@@ -51,6 +52,7 @@ class SceneConfig:
     incl_max_deg: float = 3.0
     lidar_height: PositiveFloat = 1.8
     range_noise: NonNegativeFloat = 0.01
+    dropout: Probability = 0.0
     max_range: PositiveFloat = 75.0
     ground_slope_deg: float = 0.0
     num_cars: NonNegativeInt = 5
@@ -71,6 +73,10 @@ class PipelineConfig:
     Attributes:
       ground_angle_deg: ground BFS joins 4-neighbours whose smoothed inclination angles differ
         by less than this, from the lowest valid pixel of each column when its angle is below it.
+      repair_depth: compute the ground angles on the depth-repaired range image (an invalid pixel
+        takes the mean of its column's valid pairs within 4 rows above and below whose ranges
+        differ by < 1 m, depth_clustering's `RepairDepth`); the ground is still a subset of the
+        valid pixels.
       smooth_window: Savitzky-Golay window (quadratic fit) along columns: 1 (off), 5 or 7.
       ground_dilation: dilate the ground mask 3x3 (over valid pixels) as depth_clustering does.
       cluster_angle_deg: neighbours p, q join when beta = atan2(d2 sin a, d1 - d2 cos a) exceeds it.
@@ -93,6 +99,7 @@ class PipelineConfig:
     """
 
     ground_angle_deg: PositiveFloat = 9.0
+    repair_depth: bool = True
     smooth_window: Literal[1, 5, 7] = 5
     ground_dilation: bool = False
     cluster_angle_deg: PositiveFloat = 10.0

@@ -84,7 +84,8 @@ def segment_frame(inp: Inputs, cfg: LidarFirstConfig) -> dict:
         rng[:, c0:c1], jnp.asarray(theta, jnp.float32), jnp.asarray(phi[c0:c1], jnp.float32),
         num_columns=sc.num_columns, ground_angle=float(np.deg2rad(p.ground_angle_deg)),
         smooth_window=p.smooth_window, dilation=p.ground_dilation, cluster_angle=float(np.deg2rad(p.cluster_angle_deg)),
-        min_size=p.min_cluster, max_size=p.max_cluster, max_clusters=p.max_clusters, wrap=not p.camera_fov_only)
+        min_size=p.min_cluster, max_size=p.max_cluster, max_clusters=p.max_clusters, wrap=not p.camera_fov_only,
+        repair=p.repair_depth)
     corners = _corners(out["box_min"], out["box_max"])
     m = jnp.asarray(simulator.velo_to_image_matrix(inp.calib), jnp.float32)
     h, w = inp.image.shape[:2]

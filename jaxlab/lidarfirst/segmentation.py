@@ -4,7 +4,8 @@ All functions work on a range image `[H, W]` (ranges in m, <= 0 invalid) with ro
 `theta [H]` (row 0 the highest beam) and column azimuths `phi [W]`; every shape is static, so
 `segment` compiles once per image size.
 
-* Ground (Bogoslavskyi & Stachniss; depth_clustering `depth_ground_remover`): for each pixel
+* Ground (Bogoslavskyi & Stachniss; depth_clustering `depth_ground_remover`): optionally the
+  depth repair of invalid pixels from their column neighbours (`repair_depth`), then for each pixel
   the inclination of the segment to the row below, alpha_{r,c} = atan2(|z_r - z_{r+1}|,
   |x_r - x_{r+1}|) with x = d cos(theta), z = d sin(theta); Savitzky-Golay smoothing along each
   column; ground = the 4-connected components, under |alpha_p - alpha_q| < ground_angle, that
@@ -131,12 +132,39 @@ def ground_angles(rng: jax.Array, theta: jax.Array, smooth_window: int = 5) -> j
     return jnp.where(ok, a, jnp.pi / 2)
 
 
+def repair_depth(rng: jax.Array, step: int = 5, threshold: float = 1.0) -> jax.Array:
+    """depth_clustering's `RepairDepth`: an invalid pixel (range <= 0) takes the mean of every pair
+    (r - i, r + j), 1 <= i, j < step, of valid pixels of its column whose ranges differ by less
+    than `threshold` (m); it stays invalid without such a pair. Rows are repaired top to bottom in
+    place, so a repaired pixel counts as valid for the rows below it (as the C++ loop)."""
+    h, w = rng.shape
+    k = step - 1
+    pad = jnp.concatenate([jnp.full((k, w), -1.0, rng.dtype), rng, jnp.full((k, w), -1.0, rng.dtype)])
+
+    def row(img, r):  # img: the padded image with rows < r already repaired
+        cur = img[r + k]
+        above = jax.lax.dynamic_slice_in_dim(img, r, k)  # rows r-k ... r-1
+        below = jax.lax.dynamic_slice_in_dim(img, r + k + 1, k)  # rows r+1 ... r+k
+        a, b = above[:, None], below[None, :]  # [k, 1, W], [1, k, W]
+        ok = (a > 0.001) & (b > 0.001) & (jnp.abs(a - b) < threshold)
+        total = jnp.sum(jnp.where(ok, a + b, 0.0), (0, 1))
+        count = 2 * jnp.sum(ok, (0, 1))
+        new = jnp.where((cur < 0.001) & (count > 0), total / jnp.maximum(count, 1), cur)
+        return img.at[r + k].set(new), None
+
+    out, _ = jax.lax.scan(row, pad, jnp.arange(h))
+    return out[k:k + h]
+
+
 def remove_ground(rng: jax.Array, theta: jax.Array, *, angle: float, smooth_window: int = 5,
-                  dilation: bool = False, wrap: bool = False):
-    """Ground mask `[H, W]` bool by the angle criterion (module docstring), and the iteration count."""
+                  dilation: bool = False, wrap: bool = False, repair: bool = False):
+    """Ground mask `[H, W]` bool by the angle criterion (module docstring), and the iteration count.
+
+    With `repair`, the angles are computed on `repair_depth(rng)` (depth_clustering's step (a));
+    the ground is still a subset of the valid pixels of `rng`."""
     h, w = rng.shape
     valid = rng > 0
-    alpha = ground_angles(rng, theta, smooth_window)
+    alpha = ground_angles(repair_depth(rng) if repair else rng, theta, smooth_window)
     join_down = jnp.abs(alpha[:-1] - alpha[1:]) < angle
     join_right = jnp.abs(alpha - jnp.roll(alpha, -1, axis=1)) < angle
     lab, iters = propagate_labels(valid, join_down, join_right, wrap)
@@ -186,23 +214,25 @@ def largest(values: jax.Array, k: int, max_count: int) -> tuple[jax.Array, jax.A
 
 
 @functools.partial(jax.jit, static_argnames=("num_columns", "ground_angle", "smooth_window", "dilation",
-                                             "cluster_angle", "min_size", "max_size", "max_clusters", "wrap"))
+                                             "cluster_angle", "min_size", "max_size", "max_clusters", "wrap",
+                                             "repair"))
 def segment(rng: jax.Array, theta: jax.Array, phi: jax.Array, *, num_columns: int, ground_angle: float,
             smooth_window: int, dilation: bool, cluster_angle: float, min_size: int, max_size: int,
-            max_clusters: int, wrap: bool) -> dict:
+            max_clusters: int, wrap: bool, repair: bool = False) -> dict:
     """Ground removal, clustering and axis-aligned ("cube") boxes of one range image.
 
     Args:
       rng: `[H, W]` ranges (<= 0 invalid); theta `[H]`, phi `[W]` (rad); num_columns: columns of a
         full turn (the horizontal angular step is 2 pi / num_columns).
       max_clusters: K, the static budget: the K largest clusters of min_size...max_size points.
+      repair: ground angles on the depth-repaired image (`repair_depth`).
     Returns:
       dict of `ground [H, W]`, `cluster [H, W]` (slot in [0, K) or -1), `box_min`/`box_max`
       `[K, 3]`, `count [K]`, `valid [K]`, `ground_iters`, `cluster_iters`.
     """
     h, w = rng.shape
     ground, g_it = remove_ground(rng, theta, angle=ground_angle, smooth_window=smooth_window,
-                                 dilation=dilation, wrap=wrap)
+                                 dilation=dilation, wrap=wrap, repair=repair)
     active = (rng > 0) & ~ground
     down, right = cluster_edges(rng, theta, num_columns, cluster_angle)
     lab, c_it = propagate_labels(active, down, right, wrap)

@@ -198,6 +198,8 @@ def lidar_scan(rng: np.random.Generator, objects: Objects, cfg: SceneConfig):
     t, inst, face = cast_rays(np.zeros(3), dirs, objects, cfg)
     r = t + cfg.range_noise * rng.standard_normal(t.shape)
     valid = np.isfinite(t) & (r > 0) & (r <= cfg.max_range)
+    if cfg.dropout > 0:  # drawn only then: frames without dropout keep their random stream
+        valid &= rng.random(t.shape) >= cfg.dropout
     r = np.where(valid, r, -1.0)
     inst = np.where(valid, inst, -1)
     pts = dirs[valid] * r[valid, None]

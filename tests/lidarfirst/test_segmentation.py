@@ -83,6 +83,40 @@ def test_largest_equals_top_k_with_ties(k):
         assert (np.asarray(top)[~ok] < 0).all()
 
 
+def _repair_loop(img, step=5, threshold=1.0):
+    """depth_clustering's RepairDepth as the plain loop over columns and rows, in place."""
+    out = img.copy()
+    h, w = out.shape
+    for c in range(w):
+        for r in range(h):
+            if out[r, c] < 0.001:
+                total, count = 0.0, 0
+                for i in range(1, step):
+                    if r - i < 0:
+                        continue
+                    for j in range(1, step):
+                        if r + j > h - 1:
+                            continue
+                        a, b = out[r - i, c], out[r + j, c]
+                        if a > 0.001 and b > 0.001 and abs(a - b) < threshold:
+                            total, count = total + a + b, count + 2
+                if count:
+                    out[r, c] = total / count
+    return out
+
+
+def test_repair_depth_equals_the_loop():
+    rng = np.random.default_rng(0)
+    img = (10 + rng.random((20, 30)) * 1.5).astype(np.float32)  # ranges within 1.5 m: some pairs too far apart
+    img[rng.random(img.shape) < 0.3] = -1.0
+    img[5:9, 3] = -1.0  # a gap of 4 rows: its lower rows use the repaired ones above
+    img[:, 7] = -1.0  # an empty column stays empty
+    got = np.asarray(jax.jit(segmentation.repair_depth)(jnp.asarray(img)))
+    ref = _repair_loop(img)
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+    assert (got[:, 7] == -1).all() and (got > 0).sum() > (img > 0).sum()
+
+
 def _segment(frame, cfg, wrap=True):
     sc, p = cfg.scene, cfg.pipeline
     return segmentation.segment(
