@@ -24,7 +24,7 @@ from scipy import stats
 
 from jaxlab.core import stats as stats_lib
 from jaxlab.core import workdir as workdir_lib
-from jaxlab.lidarfirst import compare, configs, run
+from jaxlab.lidarfirst import compare, configs, report, run
 
 KEYS = ("threshold", "recall_imminent", "recall_potential", "recall_imminent_or_potential", "recall_none", "recall",
         "precision", "map50", "camera_macs_per_frame", "camera_s_per_frame", "total_s_per_frame",
@@ -110,6 +110,9 @@ def main() -> None:
            "risk_ranked_recall_mean_and_95ci": {"confidence": list(compare.CONFIDENCES), **curves},
            "loadavg_at_end": float(load)}
     workdir_lib.write_json(pathlib.Path(args.out), out)
+    out_path = pathlib.Path(args.out)
+    report.plot_risk_ranked_recall(out["risk_ranked_recall_mean_and_95ci"], out_path.parent,
+                                   name=f"{out_path.stem}_risk_ranked_recall")
     print(f"| metric (mean ± 95% CI over {len(args.seeds)} seeds) | cluster-first | full-frame | paired difference |")
     print("|---|---|---|---|")
     for k in KEYS:

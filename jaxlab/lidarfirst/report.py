@@ -125,3 +125,32 @@ def plot_compare(workdir: pathlib.Path) -> None:
     a.legend()
     a.set_title("cluster-first detections (red imminent, orange potential, green none)", fontsize=8)
     plotting.save_figure(fig, workdir, "compare_times")
+
+
+def plot_risk_ranked_recall(curves: dict, out_dir: str | pathlib.Path, name: str = "risk_ranked_recall") -> None:
+    """Risk-ranked recall against the confidence threshold, one panel per method: a line per R^3
+    class (IoG >= 0.8) and for all objects (IoU >= 0.8), mean over seeds with the 95% interval.
+
+    Args:
+      curves: `{"confidence": [C], method: {class: [(mean, half-width)] * C}}` as
+        `compare_seeds.py` writes it.
+    """
+    conf = np.asarray(curves["confidence"])
+    methods = [m for m in curves if m != "confidence"]
+    fig, axes = plotting.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.4), sharey=True)
+    axes = np.atleast_1d(axes)
+    colours = {"imminent": RISK_COLOURS[0], "potential": RISK_COLOURS[1], "none": RISK_COLOURS[2], "all": "k"}
+    for ax, m in zip(axes, methods):
+        for k, colour in colours.items():
+            mean = np.array([v[0] for v in curves[m][k]], float)
+            half = np.nan_to_num(np.array([v[1] for v in curves[m][k]], float))
+            if np.isnan(mean).all():
+                continue
+            ax.plot(conf, mean, marker="o", ms=3, color=colour, label=k if k != "all" else "all (IoU)")
+            ax.fill_between(conf, mean - half, mean + half, color=colour, alpha=0.15)
+        ax.set_title(m.replace("_", "-"))
+        ax.set_xlabel("confidence threshold")
+        ax.set_ylim(0, 1.05)
+    axes[0].set_ylabel("recall")
+    axes[0].legend(fontsize=8)
+    plotting.save_figure(fig, out_dir, name)
