@@ -168,8 +168,9 @@ class LidarFirstConfig:
 
     Attributes:
       seed: scenes (training scenes use stream TRAIN_SCENES, evaluation scenes EVAL_SCENES), init.
-      data_dir: a KITTI object folder (with velodyne/, calib/, label_2/, image_2/) that `run`
-        and `evaluate` read; "" simulates `scene.num_frames` evaluation frames instead.
+      data_dir: what `run` reads: a Waymo v1 segment file (`*.tfrecord`; TOP range image, FRONT
+        camera image, calibration and labels) or a folder of them, or a KITTI object folder (with
+        velodyne/, calib/, label_2/, image_2/); "" simulates `scene.num_frames` evaluation frames instead.
       train_frames: simulated frames whose crops train the classifier.
       batch_size: classifier batch.
       val_frames: simulated validation frames (stream VAL_SCENES) on which `compare` chooses each

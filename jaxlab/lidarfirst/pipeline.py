@@ -9,13 +9,15 @@ R^3 risk -> crops classified in risk order, one (or `crop_batch`) at a time, unt
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.lidarfirst import camera, data, risk, segmentation, simulator
+from jaxlab.core.errors import DataFormatError
+from jaxlab.lidarfirst import camera, data, risk, segmentation, simulator, waymo
 from jaxlab.lidarfirst.configs import LidarFirstConfig
 
 # Named random streams: fold_in(key(seed), STREAM).
@@ -38,10 +40,16 @@ def stream_seed(seed: int, stream: int, index: int) -> int:
 
 @dataclasses.dataclass
 class Inputs:
-    """What the pipeline sees of a frame (from the simulator or a KITTI folder)."""
+    """What the pipeline sees of a frame (from the simulator, a KITTI folder or a Waymo segment).
+
+    `points`, `calib` (Tr_velo_to_cam), `range_image`, `inclinations` and `azimuths` share one
+    LiDAR frame (x forward, y left, z up). A frame with a `range_image` (Waymo) is segmented on
+    that image, with its own `inclinations` and `azimuths`; the others are rasterised with the
+    config's beams and columns.
+    """
 
     name: str
-    points: np.ndarray  # [N, 4]
+    points: np.ndarray  # [N, 4] x, y, z, intensity
     calib: dict
     image: np.ndarray  # [h, w, 3] uint8
     gt_boxes: np.ndarray  # [G, 4] left, top, right, bottom
@@ -50,6 +58,9 @@ class Inputs:
     ego_velocity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2))
     instance_image: np.ndarray | None = None  # [H, W], simulated frames only
     gt_objects: np.ndarray | None = None  # [G] index in `objects` of each ground-truth box (simulated frames)
+    range_image: np.ndarray | None = None  # [H, W] ranges (m), <= 0 invalid, row 0 the highest beam (Waymo)
+    inclinations: np.ndarray | None = None  # [H] rad, of the range image's rows
+    azimuths: np.ndarray | None = None  # [W] rad, LiDAR-frame azimuth of each range-image column
 
 
 def from_frame(name: str, frame: simulator.Frame) -> Inputs:
@@ -66,23 +77,97 @@ def from_kitti(root, name: str) -> Inputs:
                   np.array([data.CLASS_OF_KITTI[lb.type] for lb in labs], np.int32), k.objects, k.ego_velocity)
 
 
+def from_waymo(frame: waymo.WaymoFrame, name: str) -> Inputs:
+    """The `Inputs` of a Waymo v1 frame: TOP laser and FRONT camera.
+
+    The LiDAR frame of the result is the TOP laser's frame turned about its z axis by the laser
+    extrinsic's yaw psi = atan2(E[1, 0], E[0, 0]): origin at the laser, and with a level laser the
+    vehicle's axes, so column j's azimuth is Waymo's `column_azimuths(W, E) + psi` =
+    pi (1 - 2 (j + 0.5) / W) and the FRONT camera looks along azimuth 0 (as `fov_columns`
+    assumes). The segmentation's points r (cos inc cos az, cos inc sin az, sin inc) are then exact
+    in this frame; it maps to the vehicle frame by S = E Rz(-psi) (the laser's roll, pitch and
+    position), and `calib`'s Tr_velo_to_cam = `waymo.camera_calib(cam)` Tr S.
+
+    Args:
+      frame: a frame with a TOP range image and a FRONT camera image and calibration.
+      name: the frame's name.
+    Returns:
+      `Inputs` with `range_image` (TOP, first return, channel 0; -1 where no return),
+      `inclinations`, `azimuths`, `points` (the returns in that frame, row-major, with their
+      intensity), the FRONT image and calibration (pinhole: lens distortion ignored), and the
+      FRONT camera labels as ground truth (vehicle 1, pedestrian 2, cyclist 3; signs and unknowns
+      dropped; boxes left, top, right, bottom). The per-pixel pose (ego motion during the spin)
+      is not applied. A frame without these raises `DataFormatError` naming its record.
+    """
+    where = frame.source or f"frame {frame.timestamp_micros}"
+    if waymo.TOP not in frame.range_images:
+        raise DataFormatError(f"{where}: no TOP laser range image (lasers[name=1].ri_return1.range_image_compressed)")
+    if waymo.CAMERA_FRONT not in frame.camera_calibrations:
+        raise DataFormatError(f"{where}: no FRONT camera calibration (context.camera_calibrations[name=1])")
+    if waymo.CAMERA_FRONT not in frame.images:
+        raise DataFormatError(f"{where}: no FRONT camera image (images[name=1])")
+    ri, cal = frame.range_images[waymo.TOP], frame.calibrations[waymo.TOP]
+    h, w = ri.shape[:2]
+    e = cal.extrinsic
+    psi = float(np.arctan2(e[1, 0], e[0, 0]))
+    theta = waymo.row_inclinations(cal, h)
+    phi = waymo.column_azimuths(w, e) + psi
+    rng = np.where(ri[..., 0] > 0, ri[..., 0], -1.0).astype(np.float32)
+    valid = rng > 0
+    ct = np.cos(theta)[:, None]
+    xyz = np.stack([rng * ct * np.cos(phi)[None], rng * ct * np.sin(phi)[None],
+                    rng * np.sin(theta)[:, None] + 0.0 * phi[None]], -1)
+    points = np.concatenate([xyz[valid], ri[..., 1][valid][:, None]], 1).astype(np.float32)
+    c, s = np.cos(psi), np.sin(psi)
+    unturn = np.eye(4)
+    unturn[:2, :2] = [[c, s], [-s, c]]  # Rz(-psi)
+    calib = waymo.camera_calib(frame.camera_calibrations[waymo.CAMERA_FRONT])
+    calib["Tr_velo_to_cam"] = calib["Tr_velo_to_cam"] @ (e @ unturn)
+    image = waymo.camera_image(frame, waymo.CAMERA_FRONT)
+    labels = [lb for lb in frame.camera_labels.get(waymo.CAMERA_FRONT, []) if lb.type in waymo.CLASS_OF_TYPE]
+    boxes = np.array([[lb.box[0] - lb.box[3] / 2, lb.box[1] - lb.box[4] / 2, lb.box[0] + lb.box[3] / 2,
+                       lb.box[1] + lb.box[4] / 2] for lb in labels]).reshape(-1, 4)
+    classes = np.array([waymo.CLASS_OF_TYPE[lb.type] for lb in labels], np.int32)
+    return Inputs(name, points, calib, image, boxes, classes, None, range_image=rng, inclinations=theta,
+                  azimuths=phi)
+
+
 def segment_frame(inp: Inputs, cfg: LidarFirstConfig) -> dict:
-    """Range image, ground, clusters, image boxes, risk and order of one frame (NumPy results)."""
+    """Range image, ground, clusters, image boxes, risk and order of one frame (NumPy results).
+
+    The range image is `inp.range_image` with its own rows and columns when given (Waymo; the
+    camera's half FOV is arctan(w / 2 f_u), f_u = P2[0, 0], widened by the azimuth of its optical
+    axis), else the points rasterised with the config's beams and `scene.num_columns` columns
+    (half FOV arctan(w / 2 `scene.focal`)).
+    """
     sc, p = cfg.scene, cfg.pipeline
-    theta = simulator.inclinations(sc)
-    phi = simulator.azimuths(sc.num_columns)
-    n = len(inp.points)
-    budget = 1 << max(int(np.ceil(np.log2(max(n, 1)))), 10)  # padded point count: few compiles
-    pts = np.zeros((budget, 3), np.float32)
-    pts[:n] = inp.points[:, :3]
-    rng = _range_image(jnp.asarray(pts), jnp.arange(budget) < n,
-                                             jnp.asarray(theta, jnp.float32), sc.num_columns)
-    c0, c1 = 0, sc.num_columns
+    if inp.range_image is not None:  # the range-image path
+        theta, phi = np.asarray(inp.inclinations, np.float64), np.asarray(inp.azimuths, np.float64)
+        num_columns = inp.range_image.shape[1]
+        if theta.shape != inp.range_image.shape[:1] or phi.shape != inp.range_image.shape[1:]:
+            raise ValueError(f"{inp.name}: range image {inp.range_image.shape} with {theta.shape} inclinations and "
+                             f"{phi.shape} azimuths")
+        rng = jnp.asarray(inp.range_image, jnp.float32)
+        axis = (np.asarray(inp.calib["R0_rect"]) @ np.asarray(inp.calib["Tr_velo_to_cam"])[:, :3])[2]
+        half_fov = float(np.arctan2(inp.image.shape[1] / 2.0, inp.calib["P2"][0, 0])
+                         + abs(np.arctan2(axis[1], axis[0])))
+    else:
+        theta = simulator.inclinations(sc)
+        phi = simulator.azimuths(sc.num_columns)
+        num_columns = sc.num_columns
+        n = len(inp.points)
+        budget = 1 << max(int(np.ceil(np.log2(max(n, 1)))), 10)  # padded point count: few compiles
+        pts = np.zeros((budget, 3), np.float32)
+        pts[:n] = inp.points[:, :3]
+        rng = _range_image(jnp.asarray(pts), jnp.arange(budget) < n,
+                           jnp.asarray(theta, jnp.float32), sc.num_columns)
+        half_fov = float(np.arctan2(inp.image.shape[1] / 2.0, sc.focal))
+    c0, c1 = 0, num_columns
     if p.camera_fov_only:
-        c0, c1 = segmentation.fov_columns(phi, float(np.arctan2(inp.image.shape[1] / 2.0, sc.focal)))
+        c0, c1 = segmentation.fov_columns(phi, half_fov)
     out = segmentation.segment(
         rng[:, c0:c1], jnp.asarray(theta, jnp.float32), jnp.asarray(phi[c0:c1], jnp.float32),
-        num_columns=sc.num_columns, ground_angle=float(np.deg2rad(p.ground_angle_deg)),
+        num_columns=num_columns, ground_angle=float(np.deg2rad(p.ground_angle_deg)),
         smooth_window=p.smooth_window, dilation=p.ground_dilation, cluster_angle=float(np.deg2rad(p.cluster_angle_deg)),
         min_size=p.min_cluster, max_size=p.max_cluster, max_clusters=p.max_clusters, wrap=not p.camera_fov_only,
         repair=p.repair_depth)
@@ -251,9 +336,21 @@ def ground_and_purity(seg: dict, instance_image: np.ndarray) -> dict:
 
 
 def evaluation_frames(config: LidarFirstConfig):
-    """The frames the `run` action processes: the KITTI-layout files of `config.data_dir`, else
-    `scene.num_frames` simulated frames of the evaluation stream."""
+    """The frames the `run` action processes: those of `config.data_dir` (a Waymo v1 segment file
+    `*.tfrecord` or a directory of them: `from_waymo` frames named `<segment stem>-<frame index>`;
+    else a KITTI-layout folder), or `scene.num_frames` simulated frames of the evaluation stream."""
     if config.data_dir:
+        root = pathlib.Path(config.data_dir)
+        if root.suffix == ".tfrecord" and not root.is_file():
+            raise DataFormatError(f"{root}: no such Waymo segment file")
+        segments = [root] if root.suffix == ".tfrecord" else []
+        if root.is_dir() and not (root / "velodyne").is_dir():
+            segments = sorted(root.glob("*.tfrecord"))
+        if segments:
+            for path in segments:
+                for k, frame in enumerate(waymo.read_frames(path)):
+                    yield from_waymo(frame, f"{path.stem}-{k}")
+            return
         for name in data.frame_ids(config.data_dir):
             yield from_kitti(config.data_dir, name)
         return
