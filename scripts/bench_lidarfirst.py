@@ -6,6 +6,8 @@ both); DBSCAN works on the 3-D points (eps, min_samples), the JAX labeller on th
 medians, their ratio, compile time apart, the device and the load average before and after,
 and the cluster purity of each, with a 1-thread and an all-threads column per peer
 (`--threads both|1|all`, see `jaxlab.core.benchmark`; DBSCAN's `n_jobs` follows the setting).
+When open3d is installed, its `PointCloud.cluster_dbscan` (OpenMP; one thread under `--threads 1`)
+is timed on the same points as a third column.
 
     python scripts/bench_lidarfirst.py --beams 32 --columns 512 --frames 5
     python scripts/bench_lidarfirst.py --beams 64 --columns 2048 --objects 40 30 15 --max-distance 60
@@ -38,6 +40,11 @@ import numpy as np  # noqa: E402
 from sklearn.cluster import DBSCAN  # noqa: E402
 
 from jaxlab.lidarfirst import configs, segmentation, simulator  # noqa: E402
+
+try:  # optional peer
+    import open3d
+except ImportError:  # pragma: no cover - depends on the environment
+    open3d = None
 
 
 def purity(labels: np.ndarray, inst: np.ndarray) -> float:
@@ -82,7 +89,7 @@ def main():
     t0 = time.perf_counter()
     jax.block_until_ready(segmentation.segment(jnp.asarray(frames[0].range_image, jnp.float32), theta, phi, **kw))
     compile_s = time.perf_counter() - t0
-    t_jax, t_db, pur_jax, pur_db, npts, nall = [], [], [], [], [], []
+    t_jax, t_db, pur_jax, pur_db, npts, nall, t_o3d, pur_o3d = [], [], [], [], [], [], [], []
     for f in frames:  # the peers take turns, frame by frame
         rng = jnp.asarray(f.range_image, jnp.float32)
         t0 = time.perf_counter()
@@ -98,15 +105,24 @@ def main():
         t_db.append(time.perf_counter() - t0)
         pur_jax.append(purity(cl[fg], f.instance_image[fg]))
         pur_db.append(purity(lab, f.instance_image[fg]))
+        if open3d is not None:
+            t0 = time.perf_counter()
+            cloud = open3d.geometry.PointCloud(open3d.utility.Vector3dVector(pts.astype(np.float64)))
+            lab3 = np.asarray(cloud.cluster_dbscan(eps=args.eps, min_points=args.min_samples))
+            t_o3d.append(time.perf_counter() - t0)
+            pur_o3d.append(purity(lab3, f.instance_image[fg]))
     print(f"{args.beams} beams x {args.columns} columns, {args.frames} frames, median {int(np.median(nall))} points "
           f"and {int(np.median(npts))} non-ground points per frame; DBSCAN n_jobs={n_jobs}")
     res = benchmark.Results()
-    res.table("Clustering per frame", ["jaxlab labeller", "scikit-learn DBSCAN"], unit="ms",
-              extras=["purity jaxlab / DBSCAN", "jaxlab compile (s)"]).add(
+    peers = {"jaxlab labeller": t_jax, "scikit-learn DBSCAN": t_db}
+    pur = f"{np.mean(pur_jax):.3f} / {np.nanmean(pur_db):.3f}"
+    if open3d is not None:
+        peers["open3d DBSCAN"] = t_o3d
+        pur += f" / {np.nanmean(pur_o3d):.3f}"
+    res.table("Clustering per frame", list(peers), unit="ms",
+              extras=["purity " + " / ".join(peers), "jaxlab compile (s)"]).add(
         f"non-ground points (jaxlab incl. ground removal); DBSCAN eps={args.eps} min_samples={args.min_samples}",
-        {"jaxlab labeller": t_jax, "scikit-learn DBSCAN": t_db},
-        **{"purity jaxlab / DBSCAN": f"{np.mean(pur_jax):.3f} / {np.nanmean(pur_db):.3f}",
-           "jaxlab compile (s)": f"{compile_s:.2f}"})
+        peers, **{"purity " + " / ".join(peers): pur, "jaxlab compile (s)": f"{compile_s:.2f}"})
     if args.workdir or args.pipeline_config:
         pipelines(args.workdir or args.pipeline_config, args.frames, args.crop_batch, res)
     return res
