@@ -197,9 +197,9 @@ def segment_frame(inp: Inputs, cfg: LidarFirstConfig) -> dict:
                      a_max=p.r3_a_max, margin=p.r3_margin)
     cls = np.asarray(cls)
     order = risk.order(cls, distance, valid, p.priority)
-    return {"range_image": np.asarray(rng), "columns": (c0, c1), "ground": out["ground"], "cluster": out["cluster"],
-            "boxes": boxes, "valid": valid, "distance": distance, "risk": cls, "order": order,
-            "count": out["count"]}
+    return {"range_image": np.asarray(rng), "inclinations": theta, "azimuths": phi, "columns": (c0, c1),
+            "ground": out["ground"], "cluster": out["cluster"], "boxes": boxes, "valid": valid, "distance": distance,
+            "risk": cls, "order": order, "count": out["count"]}
 
 
 def cluster_labels(seg: dict, instance_image: np.ndarray, objects: simulator.Objects) -> np.ndarray:

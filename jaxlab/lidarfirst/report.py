@@ -61,8 +61,7 @@ def plot_frame(workdir: pathlib.Path, inp, out: dict, config) -> None:
     detections numbered in detection order."""
     seg = out["segmentation"]
     c0, c1 = seg["columns"]
-    theta = simulator.inclinations(config.scene)
-    phi = simulator.azimuths(config.scene.num_columns)[c0:c1]
+    theta, phi = seg["inclinations"], seg["azimuths"][c0:c1]  # the frame's own rows and columns (Waymo)
     r = seg["range_image"][:, c0:c1]
     x = r * np.cos(theta)[:, None] * np.cos(phi)[None]
     y = r * np.cos(theta)[:, None] * np.sin(phi)[None]

@@ -268,6 +268,13 @@ def test_waymo_range_image_path_segments_like_the_simulated_frame(tmp_path):
     assert a["valid"].sum() >= 3
     np.testing.assert_allclose(b["boxes"][b["valid"]], a["boxes"][a["valid"]], atol=1.0)
     np.testing.assert_allclose(b["distance"][b["valid"]], a["distance"][a["valid"]], atol=1e-3)
+    # the run's figure draws the frame's own rows and columns, whatever the config's beams are
+    from jaxlab.lidarfirst import report
+
+    other = configs.get_config("smoke")
+    other.scene.num_beams, other.scene.num_columns = 16, 512
+    report.plot_frame(tmp_path, inp, {"segmentation": b, "detections": []}, other)
+    assert (tmp_path / "figures" / "frame.png").stat().st_size > 0
 
 
 def test_waymo_range_image_path_with_a_turned_laser_over_the_full_turn(tmp_path):
