@@ -44,6 +44,21 @@ def test_every_action_of_the_smoke_config(smoke):
     shutil.copytree(wd, wd2, ignore=shutil.ignore_patterns("config.json", "summary.json"))
     res2 = run.run_pipeline(kcfg, wd2)
     assert res2["frames"] == 2 and res2["mean_crops"] == res["mean_crops"]
+    # and so does the run on the same frames written as a Waymo segment (range-image path, JPEG camera)
+    from jaxlab.lidarfirst import simulator, waymo
+
+    sims = [simulator.simulate_frame(pipeline.stream_seed(cfg.seed, pipeline.EVAL_SCENES, i), cfg.scene)
+            for i in range(cfg.scene.num_frames)]
+    extrinsic = np.eye(4)
+    extrinsic[:3, 3] = (1.43, 0.0, 2.184)
+    waymo.write_frames(wd.parent / "seg.tfrecord", [waymo.from_simulation(f, extrinsic) for f in sims])
+    wcfg = _cfg()
+    wcfg.data_dir = str(wd.parent / "seg.tfrecord")
+    wd3 = wd.parent / "waymo-run"
+    shutil.copytree(wd, wd3, ignore=shutil.ignore_patterns("config.json", "summary.json"))
+    res3 = run.run_pipeline(wcfg, wd3)
+    assert res3["frames"] == 2 and res3["mean_crops"] == res["mean_crops"]
+    assert [r["name"] for r in json.loads((wd3 / "frames.json").read_text())] == ["seg-0", "seg-1"]
     frames = json.loads((wd / "frames.json").read_text())
     for row in frames:  # detections are produced in crop order: ranks and times increase
         ranks = [d["rank"] for d in row["detections"]]
