@@ -7,6 +7,13 @@ the displacement at step index `10 t - 1`.
     ADE   = mean_t ||y_hat_t - y_t||        FDE = ||y_hat_T - y_T||  (last valid step)
     minFDE = min_k FDE_k,  minADE = ADE of the guess with the minimum FDE (Argoverse)
     miss   = minFDE > threshold (2.0 m on the leaderboards)
+
+Against av2 0.3.6 (`av2.datasets.motion_forecasting.eval.metrics`, checked in
+`tests/vectornet/test_av2_oracle.py`): av2's `compute_ade`/`compute_fde`/`compute_is_missed_prediction`
+return one value per guess `[K]` for one actor and take no validity mask. Our minFDE is the min of
+av2's FDEs and our miss is "every guess missed"; our minADE is av2's ADE of the min-FDE guess, which
+can exceed the min of av2's ADEs (av2 leaves the choice of guess to the caller). With a mask, ours
+equals av2 on the valid steps only (mean over them, FDE at the last one).
 """
 
 from __future__ import annotations
