@@ -3,12 +3,13 @@
     jaxlab list
     jaxlab <method> --help
     jaxlab <method> <action> [--config VARIANT|path.py[:VARIANT]] [--workdir DIR] [--force]
-                             [--config.a.b=value ...]
+                             [--config.a.b=value ...] [options of the action]
 
 Methods are discovered, not registered: every sub-package `jaxlab/<method>/` with a
 `run.py` that defines `ACTIONS = actions.collect(...)` (functions declared with
 `jaxlab.core.actions.action`) and a `configs.py` with `get_config(variant)` is a method.
-Adding one never edits this file.
+Adding one never edits this file. A read-only action may declare its own options
+(`actions.Option`); `jaxlab <method> --help` lists them under the action's name.
 
 Expected errors (`jaxlab.core.errors.JaxlabError`: configs, data formats, workdirs,
 checkpoints; and OS errors) are one line on stderr with exit status 2, a diverged run
@@ -114,7 +115,41 @@ def _method_parser(method: str, actions: dict) -> argparse.ArgumentParser:
                    help="with --distributed: how long to wait for every process to join (default 120)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    _add_action_options(p, actions)
     return p
+
+
+def _add_action_options(p: argparse.ArgumentParser, actions: dict) -> None:
+    """One group of options per action that declares some (`actions.Option`). Their default is
+    left out of the namespace, so that an option not given takes the action's own default and
+    an option of another action can be told apart from one not given."""
+    reserved = {a.dest for a in p._actions}
+    for name, fn in actions.items():
+        opts = getattr(fn, "options", ())
+        if not opts:
+            continue
+        group = p.add_argument_group(f"options of {name}")
+        for opt in opts:
+            if opt.dest in reserved:
+                raise TypeError(f"action {name}: option {opt.flags[0]} passes {opt.dest!r}, which the "
+                                "command line already uses")
+            kwargs = dict(opt.kwargs, default=argparse.SUPPRESS)
+            try:
+                group.add_argument(*opt.flags, **kwargs)
+            except argparse.ArgumentError as e:
+                raise TypeError(f"action {name}: option {opt.flags[0]}: {e}") from None
+            reserved.add(opt.dest)
+
+
+def _action_options(parser: argparse.ArgumentParser, args: argparse.Namespace, actions: dict) -> dict:
+    """The options of `args.action` that were given, as keyword arguments; an option of
+    another action is a usage error."""
+    own = {o.dest for o in getattr(actions[args.action], "options", ())}
+    for name, fn in actions.items():
+        for opt in getattr(fn, "options", ()):
+            if opt.dest not in own and hasattr(args, opt.dest):
+                parser.error(f"{opt.flags[0]} is an option of '{name}', not of '{args.action}'")
+    return {d: getattr(args, d) for d in sorted(own) if hasattr(args, d)}
 
 
 def _fail(prefix: str, e: BaseException, debug: bool, status: int = 2) -> int:
@@ -149,6 +184,7 @@ def run_method(method: str, argv: Sequence[str]) -> int:
     parser = _method_parser(method, actions)
     args = parser.parse_args(rest)
     fn = actions[args.action]
+    options = _action_options(parser, args, actions)
     read_only = getattr(fn, "read_only", False)
     prefix = f"jaxlab {method} {args.action}"
     if not args.distributed and (args.coordinator or args.num_processes is not None or args.process_id is not None):
@@ -185,7 +221,7 @@ def run_method(method: str, argv: Sequence[str]) -> int:
     from jaxlab.core.train import NonFiniteError
 
     try:
-        result = fn(config, workdir, force=args.force)
+        result = fn(config, workdir, force=args.force, **options)
     except NonFiniteError as e:
         return _fail(f"{prefix}: stopped", e, args.debug, status=1)
     except JaxlabError as e:

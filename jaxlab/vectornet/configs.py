@@ -124,6 +124,11 @@ class VectorNetConfig:
         format `generate` writes.
       num_train, num_val, num_test: procedural scenes per split (also what `generate` writes).
       turn_fraction: share of procedural targets on a turn-only lane (the rest go straight).
+      lane_change: probability that a procedural agent (the target and each other agent) on a
+        lane with a left/right neighbour moves over to it (a 2-4 s minimum-jerk lateral blend)
+        and follows the neighbour's route (reconstruction: the issue asks for lane changes, the
+        paper's data are logged, so the rate is our choice); 0 gives the scenes of lane-keeping
+        agents, identical to those generated before this field existed.
       miss_threshold: metres of final displacement counted as a miss.
       num_plot: scenes drawn by `predict`.
     """
@@ -137,6 +142,7 @@ class VectorNetConfig:
     num_val: PositiveInt = 256
     num_test: PositiveInt = 256
     turn_fraction: Probability = 0.6
+    lane_change: Probability = 0.2
     miss_threshold: PositiveFloat = 2.0
     num_plot: PositiveInt = 4
     loop: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(

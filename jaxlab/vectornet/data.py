@@ -7,8 +7,13 @@ one outbound lane, and connector lanes through the intersection (straight lines,
 quadratic Bezier arcs for turns) with predecessor/successor and neighbour ids. Agents
 follow lane routes at a speed in [4, 12] m/s with an acceleration in [-1.5, 1] m/s^2
 (stopping where the speed reaches 0), a slowly drifting lateral offset and position noise;
-other agents enter and leave the sensor range (sparse tracks). The target's lane fixes
-its manoeuvre, so only a model that sees the map can tell a turn from its history.
+other agents enter and leave the sensor range (sparse tracks). With probability
+`lane_change`, an agent on an inbound lane with a left or right neighbour moves over to the
+neighbour (one of the two at random where it has both) along a minimum-jerk (quintic) lateral
+blend of 2-4 s that lies within the inbound lanes, at >= 1 m/s, and inside the scene's time span,
+then follows the neighbour's route (so its manoeuvre changes: e.g. from the straight lane
+into the left-turn lane). The lane a target ends on fixes its manoeuvre, so only a model that
+sees the map can tell a turn from its history.
 
 `split_arrays(config, split)` returns the vectorised layout of a split (procedural, or read
 from `config.data_dir` in Argoverse 1 or 2 format).
@@ -102,8 +107,28 @@ def _route_xy(lanes: dict, ids: list[str]) -> np.ndarray:
     return np.concatenate(pts)
 
 
-def _drive(rng, route_xy: np.ndarray, s_at: float, at_step: int, num_steps: int, speed_range=(4.0, 12.0)):
-    """Positions `[num_steps, 2]` of an agent at arc length `s_at` at step `at_step`."""
+def _drive(rng, route_xy: np.ndarray, s_at: float, at_step: int, num_steps: int, speed_range=(4.0, 12.0),
+           lane_change: float = 0.0, change: tuple[np.ndarray, float] | None = None,
+           noise: float = 1.0) -> tuple[np.ndarray, bool]:
+    """Positions of an agent along `route_xy` at arc length `s_at` at step `at_step`.
+
+    Args:
+      rng: the scene's generator.
+      route_xy: the route's points `[n, 2]` in driving order.
+      s_at, at_step: the agent's arc length at step `at_step`.
+      num_steps: steps to generate at 10 Hz.
+      speed_range: bounds of the uniform initial speed (m/s).
+      lane_change: probability of moving over to the neighbour route of `change`. Only when
+        it is > 0 (and `change` is given) are the extra random numbers drawn, so a scene
+        generated with 0 is the scene generated before lane changes existed.
+      change: `(neighbour route [m, 2], shared)`: the route of the neighbour lane, parallel to
+        `route_xy` with the same arc length over the first `shared` metres (the inbound lanes).
+      noise: scale of the lateral drift and of the position noise (1: the procedural scenes;
+        0: the noise-free path, same random stream).
+
+    Returns:
+      `(xy [num_steps, 2], changed)`: positions and whether the agent changed lane.
+    """
     seg = np.linalg.norm(np.diff(route_xy, axis=0), axis=1)
     s_nodes = np.concatenate([[0.0], np.cumsum(seg)])
     v0, acc = rng.uniform(*speed_range), rng.uniform(-1.5, 1.0)
@@ -111,16 +136,52 @@ def _drive(rng, route_xy: np.ndarray, s_at: float, at_step: int, num_steps: int,
     v = np.maximum(v0 + acc * t, 0.0) if acc < 0 else v0 + acc * t
     # arc length: integral of the (clipped) speed, anchored at step at_step
     ds = np.concatenate([[0.0], 0.5 * (v[1:] + v[:-1]) * 0.1])
-    s = np.cumsum(ds)
-    s = s - s[at_step] + s_at
-    s = np.clip(s, 0.0, s_nodes[-1])
+    s_raw = np.cumsum(ds)
+    s_raw = s_raw - s_raw[at_step] + s_at
+    s = np.clip(s_raw, 0.0, s_nodes[-1])
     x, y = np.interp(s, s_nodes, route_xy[:, 0]), np.interp(s, s_nodes, route_xy[:, 1])
+    changed = False
+    if lane_change > 0 and change is not None:
+        go, duration, where = rng.random() < lane_change, rng.uniform(2.0, 4.0), rng.random()
+        other, shared = change
+        n = int(round(duration / 0.1))
+        # start steps whose whole blend lies on the shared (parallel) stretch, moving, in the scene
+        ok = (s_raw >= 0.0) & (s_raw <= shared) & (v >= 1.0)
+        starts = [i for i in range(num_steps - n) if ok[i:i + n + 1].all()]
+        if go and starts:
+            w = _min_jerk((np.arange(num_steps) - starts[int(where * len(starts))]) / n)
+            o_seg = np.linalg.norm(np.diff(other, axis=0), axis=1)
+            o_nodes = np.concatenate([[0.0], np.cumsum(o_seg)])
+            so = np.clip(s_raw, 0.0, o_nodes[-1])
+            x = (1 - w) * x + w * np.interp(so, o_nodes, other[:, 0])
+            y = (1 - w) * y + w * np.interp(so, o_nodes, other[:, 1])
+            changed = True
     tang = np.stack([np.gradient(x), np.gradient(y)], 1)
     tang /= np.maximum(np.linalg.norm(tang, axis=1, keepdims=True), 1e-9)
     normal = np.stack([-tang[:, 1], tang[:, 0]], 1)
-    lateral = np.clip(np.cumsum(rng.normal(0, 0.03, num_steps)), -0.4, 0.4)
-    xy = np.stack([x, y], 1) + lateral[:, None] * normal + rng.normal(0, 0.03, (num_steps, 2))
-    return xy
+    lateral = np.clip(np.cumsum(rng.normal(0, 0.03 * noise, num_steps)), -0.4, 0.4)
+    xy = np.stack([x, y], 1) + lateral[:, None] * normal + rng.normal(0, 0.03 * noise, (num_steps, 2))
+    return xy, changed
+
+
+def _min_jerk(u: np.ndarray) -> np.ndarray:
+    """The minimum-jerk blend 10 u^3 - 15 u^4 + 6 u^5 of `u` clipped to [0, 1] (zero velocity
+    and acceleration at both ends)."""
+    u = np.clip(u, 0.0, 1.0)
+    return u ** 3 * (10 - 15 * u + 6 * u ** 2)
+
+
+def _neighbour_route(rng, by_id: dict, routes: dict, a: int, k: int) -> tuple[np.ndarray, float] | None:
+    """`_drive`'s `change` for an agent on route `(a, k)`: the route of its inbound lane's left or
+    right neighbour (one at random when it has both), or None without a neighbour."""
+    src = by_id[routes[a, k][0]]
+    options = [nb for nb in (src.left_neighbor, src.right_neighbor) if nb is not None]
+    if not options:
+        return None
+    nb = options[int(rng.integers(len(options)))]
+    kk = next(j for (b, j), ids in routes.items() if b == a and ids[0] == nb)
+    shared = float(np.linalg.norm(np.diff(src.xy, axis=0), axis=1).sum())
+    return _route_xy(by_id, routes[a, kk]), shared
 
 
 def _track_id(rng) -> str:
@@ -128,8 +189,20 @@ def _track_id(rng) -> str:
 
 
 def procedural_scene(rng: np.random.Generator, index: int, turn_fraction: float = 0.6,
-                     num_obs: int = 20, num_steps: int = NUM_STEPS) -> Scene:
-    """One intersection scene in world coordinates (see module docstring)."""
+                     num_obs: int = 20, num_steps: int = NUM_STEPS, lane_change: float = 0.0) -> Scene:
+    """One intersection scene in world coordinates (see module docstring).
+
+    Args:
+      rng: the scene's generator.
+      index: the scene's index (its id, lane ids and place in the "city").
+      turn_fraction: probability that the target starts on a turn-only lane.
+      num_obs, num_steps: observed and total steps at 10 Hz.
+      lane_change: probability that an agent (the target or another) changes to a neighbour
+        lane; 0 draws no extra random numbers (the scenes from before lane changes existed).
+
+    Returns:
+      The scene, target first among its tracks.
+    """
     lanes, routes = intersection_lanes(rng, id0=1000 * (index + 1))
     by_id = {ln.lane_id: ln for ln in lanes}
     # place the scene somewhere in a "city": rotate and shift every coordinate
@@ -142,13 +215,17 @@ def procedural_scene(rng: np.random.Generator, index: int, turn_fraction: float 
     k = (0 if rng.random() < 0.5 else 2) if rng.random() < turn_fraction else 1
     route = _route_xy(by_id, routes[a, k])
     entry = ARM_END - ARM_START
-    target = _drive(rng, route, entry - rng.uniform(-4.0, 18.0), last, num_steps)
+    s_target = entry - rng.uniform(-4.0, 18.0)
+    change = _neighbour_route(rng, by_id, routes, a, k) if lane_change > 0 else None
+    target, _ = _drive(rng, route, s_target, last, num_steps, lane_change=lane_change, change=change)
     tracks = [Track(_track_id(rng), "AGENT", np.arange(num_steps), target)]
     for j in range(int(rng.integers(3, 9))):
         b, kk = int(rng.integers(4)), int(rng.integers(3))
         r = _route_xy(by_id, routes[b, kk])
         s_len = np.linalg.norm(np.diff(r, axis=0), axis=1).sum()
-        xy = _drive(rng, r, rng.uniform(0, s_len * 0.8), last, num_steps)
+        s_at = rng.uniform(0, s_len * 0.8)
+        change = _neighbour_route(rng, by_id, routes, b, kk) if lane_change > 0 else None
+        xy, _ = _drive(rng, r, s_at, last, num_steps, lane_change=lane_change, change=change)
         lo = int(rng.integers(0, 10)) if rng.random() < 0.3 else 0
         hi = num_steps - (int(rng.integers(0, 20)) if rng.random() < 0.3 else 0)
         steps = np.arange(lo, hi)
@@ -157,11 +234,12 @@ def procedural_scene(rng: np.random.Generator, index: int, turn_fraction: float 
 
 
 def procedural_scenes(seed: int, split: str, n: int, turn_fraction: float = 0.6, num_obs: int = 20,
-                      num_steps: int = NUM_STEPS, offset: int = 0) -> list[Scene]:
-    """`n` scenes of `split`; scene i comes from `default_rng([seed, SCENE_STREAM, split, i])`."""
+                      num_steps: int = NUM_STEPS, offset: int = 0, lane_change: float = 0.0) -> list[Scene]:
+    """`n` scenes of `split`; scene i comes from `default_rng([seed, SCENE_STREAM, split, i])`
+    (`procedural_scene`'s arguments otherwise)."""
     base = {"train": 0, "val": 1_000_000, "test": 2_000_000}[split]
     return [procedural_scene(np.random.default_rng([seed, SCENE_STREAM, SPLITS[split], i]), base + offset + i,
-                             turn_fraction, num_obs, num_steps) for i in range(n)]
+                             turn_fraction, num_obs, num_steps, lane_change) for i in range(n)]
 
 
 def vectorize_scenes(scenes: list[Scene], config) -> dict:
@@ -202,7 +280,7 @@ def _cached(config_json: str, split: str) -> dict:
     else:
         n = {"train": config.num_train, "val": config.num_val, "test": config.num_test}[split]
         scenes = procedural_scenes(config.seed, split, n, config.turn_fraction, config.scene.num_obs,
-                                   config.scene.num_obs + config.scene.num_future)
+                                   config.scene.num_obs + config.scene.num_future, lane_change=config.lane_change)
     return vectorize_scenes(scenes, config)
 
 
@@ -210,7 +288,8 @@ def split_arrays(config, split: str) -> dict:
     """The vectorised layout of `split` ("train", "val", "test"), cached per config."""
     keep = {"seed": config.seed, "data_dir": config.data_dir, "format": config.format,
             "num_train": config.num_train, "num_val": config.num_val, "num_test": config.num_test,
-            "turn_fraction": config.turn_fraction, "scene": config_lib.to_dict(config.scene)}
+            "turn_fraction": config.turn_fraction, "lane_change": config.lane_change,
+            "scene": config_lib.to_dict(config.scene)}
     from jaxlab.vectornet.configs import VectorNetConfig
 
     base = config_lib.to_dict(VectorNetConfig())

@@ -5,11 +5,13 @@
     jaxlab vectornet train --workdir runs/vn-av1 --config.data_dir=runs/vn-data/av1
     jaxlab vectornet evaluate --workdir runs/vn
     jaxlab vectornet predict --workdir runs/vn
+    jaxlab vectornet predict --workdir runs/vn --scenario DIR/scenario_<id>.parquet   (or an AV1 <id>.csv)
 """
 
 from __future__ import annotations
 
 import pathlib
+import re
 
 import jax
 import numpy as np
@@ -22,7 +24,7 @@ from jaxlab.vectornet import data as data_lib
 from jaxlab.vectornet.configs import VectorNetConfig
 from jaxlab.vectornet.metrics import numpy_metrics
 
-__all__ = ["generate", "train", "evaluate", "predict", "load", "ACTIONS", "BATCH_STREAM"]
+__all__ = ["generate", "train", "evaluate", "predict", "read_scenario", "load", "ACTIONS", "BATCH_STREAM"]
 
 BATCH_STREAM = 31
 
@@ -76,7 +78,8 @@ def generate(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
     num_obs, num_steps = (argoverse.AV2_OBSERVED, argoverse.AV2_STEPS) if config.format == "av2" else (
         config.scene.num_obs, config.scene.num_obs + config.scene.num_future)
     sizes = {"train": config.num_train, "val": config.num_val, "test": config.num_test}
-    splits = {split: data_lib.procedural_scenes(config.seed, split, n, config.turn_fraction, num_obs, num_steps)
+    splits = {split: data_lib.procedural_scenes(config.seed, split, n, config.turn_fraction, num_obs, num_steps,
+                                                lane_change=config.lane_change)
               for split, n in sizes.items()}
     argoverse.write_dataset(splits, out, config.format)
     counts = sizes
@@ -140,10 +143,34 @@ def evaluate(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
     return results
 
 
-@actions.action(read_only=True)
-def predict(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
-    """Draws predicted vs true trajectories of the first test scenes (figures/predictions.png)."""
+_SCENARIO = actions.Option(
+    "--scenario", metavar="FILE",
+    help="draw one scenario file instead of the first test scenes: an AV2 scenario_<id>.parquet with its "
+         "log_map_archive_*.json in the same folder, or an AV1 <id>.csv whose city map is found under the "
+         "run's data_dir/map_files (or a map_files folder above the CSV); writes figures/predict_<id>.png "
+         "and prints ADE/FDE where the file holds the future")
+
+
+@actions.action(read_only=True, options=[_SCENARIO])
+def predict(config: VectorNetConfig, workdir: pathlib.Path, scenario: str | None = None) -> dict:
+    """Draws predicted vs true trajectories of the first test scenes, or of --scenario FILE.
+
+    The test scenes go to figures/predictions.png, a scenario file to figures/predict_<id>.png.
+
+    Args:
+      config: the run's config.
+      workdir: the run.
+      scenario: an AV2 `scenario_<id>.parquet` (its map `log_map_archive_*.json` beside it) or
+        an AV1 sequence CSV (its city's map from the run's `data_dir`, or from a `map_files`
+        folder above the CSV).
+
+    Returns:
+      The figure's path relative to the workdir, the checkpoint step and the ADE(s); for a
+      scenario also its id, the number of future steps it holds and, where it holds any, FDE.
+    """
     run = load(workdir)
+    if scenario is not None:
+        return _predict_scenario(run, workdir, pathlib.Path(scenario))
     test = data_lib.split_arrays(run.config, "test")
     n = min(run.config.num_plot, len(test["kind"]))
     sub = {k: v[:n] for k, v in test.items()}
@@ -151,6 +178,71 @@ def predict(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
     path = report.plot_predictions(workdir, sub, pred, _baseline(run.config, sub), n)
     scores = numpy_metrics(pred, sub["future"], sub["future_mask"])
     return {"figure": str(path.relative_to(workdir)), "ade": [float(x) for x in scores["ade"]], "step": run.step}
+
+
+def read_scenario(config: VectorNetConfig, path: str | pathlib.Path):
+    """The `polylines.Scene` of one scenario file for a run of `config` (see `predict`).
+
+    Raises:
+      argoverse.ArgoverseFormatError: naming the file, when it is missing, of another kind,
+        malformed, or without its map.
+    """
+    from jaxlab.vectornet import argoverse
+    from jaxlab.vectornet.polylines import Scene
+
+    path = pathlib.Path(path)
+    s = config.scene
+    if not path.is_file():
+        raise argoverse.ArgoverseFormatError(f"{path}: no such scenario file")
+    if path.suffix == ".parquet":
+        tracks, focal = argoverse.read_av2_scenario(path, s.num_obs)
+        sid = path.stem.removeprefix("scenario_")
+        own = path.parent / f"log_map_archive_{sid}.json"
+        found = sorted(path.parent.glob("log_map_archive_*.json"))
+        if not own.is_file() and len(found) != 1:
+            raise argoverse.ArgoverseFormatError(
+                f"{path}: needs its map {own.name} (or a single log_map_archive_*.json) in {path.parent}; "
+                f"found {len(found)}")
+        return Scene(sid, argoverse.read_av2_map(own if own.is_file() else found[0]), tracks, focal)
+    if path.suffix == ".csv":
+        tracks, target, city = argoverse.read_av1_csv(path, s.num_obs, s.num_future)
+        name = argoverse.AV1_MAP_FILES[city]
+        roots = ([pathlib.Path(config.data_dir)] if config.data_dir else []) + list(path.resolve().parents)
+        maps = [r / "map_files" / name for r in roots if (r / "map_files" / name).is_file()]
+        if not maps:
+            where = f"{config.data_dir}/map_files" if config.data_dir else "the run's data_dir (none: procedural)"
+            raise argoverse.ArgoverseFormatError(
+                f"{path}: city {city} needs the map {name}, found neither under {where} nor in a map_files "
+                "folder above the file")
+        tr = next(t for t in tracks if t.track_id == target)
+        last = tr.xy[tr.steps == s.num_obs - 1]
+        if not len(last):
+            raise argoverse.ArgoverseFormatError(f"{path}: the AGENT track has no row at the {s.num_obs}th timestamp")
+        lanes = argoverse._LaneIndex(argoverse.read_av1_map(maps[0])).near(last[0], s.map_radius)
+        return Scene(path.stem, lanes, tracks, target, city)
+    raise argoverse.ArgoverseFormatError(
+        f"{path}: not a scenario file (expected an AV2 scenario_<id>.parquet or an AV1 <id>.csv)")
+
+
+def _predict_scenario(run: actions.Loaded, workdir: pathlib.Path, path: pathlib.Path) -> dict:
+    """`predict --scenario`: the figure and metrics of one scenario file."""
+    from jaxlab.vectornet import argoverse
+
+    scene = read_scenario(run.config, path)
+    try:
+        arrays = data_lib.vectorize_scenes([scene], run.config)
+    except ValueError as e:
+        raise argoverse.ArgoverseFormatError(f"{path}: {e}") from None
+    pred = training.predict(run.config, run.state.params, arrays)
+    name = "predict_" + re.sub(r"[^A-Za-z0-9._-]", "_", scene.scene_id)
+    figure = report.plot_predictions(workdir, arrays, pred, _baseline(run.config, arrays), 1, name=name)
+    future = int(arrays["future_mask"][0].sum())
+    out = {"figure": str(figure.relative_to(workdir)), "scenario": scene.scene_id, "future_steps": future,
+           "step": run.step}
+    if future:
+        scores = numpy_metrics(pred, arrays["future"], arrays["future_mask"])
+        out.update(ade=float(scores["ade"][0]), fde=float(scores["fde"][0]))
+    return out
 
 
 ACTIONS = actions.collect(generate, train, evaluate, predict)

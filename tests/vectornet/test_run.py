@@ -7,7 +7,7 @@ import pytest
 
 from jaxlab import cli
 from jaxlab.core import train as train_lib
-from jaxlab.vectornet import configs, data, run, training
+from jaxlab.vectornet import argoverse, configs, data, run, training
 
 
 def _config(data_dir=""):
@@ -82,3 +82,76 @@ def test_bad_data_dir_is_one_line_error(tmp_path, capsys):
 def test_summary_is_strict_json(pipeline):
     root, _, _ = pipeline
     json.loads((root / "train" / "summary.json").read_text())
+
+
+def test_predict_scenario_file_through_the_cli(pipeline, tmp_path, capsys):
+    """One procedural scene written as AV2 files (as `generate` writes them): `predict --scenario`
+    draws it and returns the ADE/FDE of the model's prediction on the scene as the AV2 dataset
+    reader reads it."""
+    from jaxlab.vectornet.metrics import numpy_metrics
+
+    root, c, _ = pipeline
+    wd = root / "train"
+    scene = data.procedural_scenes(7, "test", 1, 0.6, argoverse.AV2_OBSERVED, argoverse.AV2_STEPS,
+                                   lane_change=c.lane_change)[0]
+    argoverse.write_dataset({"test": [scene]}, tmp_path, "av2")
+    path = tmp_path / "test" / scene.scene_id / f"scenario_{scene.scene_id}.parquet"
+    capsys.readouterr()
+    assert cli.main(["vectornet", "predict", "--workdir", str(wd), "--scenario", str(path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["figure"] == f"figures/predict_{scene.scene_id}.png" and (wd / out["figure"]).exists()
+    assert out["scenario"] == scene.scene_id and out["future_steps"] == c.scene.num_future
+    s = c.scene
+    arrays = data.vectorize_scenes(argoverse.load_split(tmp_path, "test", "av2", s.num_obs, s.num_future), c)
+    pred = training.predict(c, run.load(wd).state.params, arrays)
+    expected = numpy_metrics(pred, arrays["future"], arrays["future_mask"])
+    np.testing.assert_allclose(out["ade"], expected["ade"][0], rtol=1e-6)
+    np.testing.assert_allclose(out["fde"], expected["fde"][0], rtol=1e-6)
+    # from Python: the same action, the option as a keyword argument
+    assert run.predict(None, wd, scenario=path)["ade"] == out["ade"]
+
+
+def test_predict_av1_csv_takes_the_city_map_of_the_runs_data(pipeline, capsys):
+    root, c, _ = pipeline
+    wd = root / "train"
+    files = sorted((root / "gen" / "av1" / "test").rglob("*.csv"))
+    capsys.readouterr()
+    assert cli.main(["vectornet", "predict", "--workdir", str(wd), "--scenario", str(files[1])]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["figure"] == f"figures/predict_{files[1].stem}.png" and (wd / out["figure"]).exists()
+    test = data.split_arrays(c, "test")  # the same files, read by the dataset loader
+    pred = training.predict(c, run.load(wd).state.params, test)
+    d = np.linalg.norm(pred[1] - test["future"][1], axis=-1)
+    np.testing.assert_allclose([out["ade"], out["fde"]], [d.mean(), d[-1]], rtol=1e-5)
+
+
+def test_predict_scenario_errors_name_the_file(pipeline, tmp_path, capsys):
+    root, _, _ = pipeline
+    wd = str(root / "train")
+    bad = tmp_path / "scenario_x.parquet"
+    bad.write_text("not parquet")
+    (tmp_path / "seq.csv").write_text("TIMESTAMP,TRACK_ID\n1,a\n")
+    (tmp_path / "notes.txt").write_text("")
+    scene = data.procedural_scenes(0, "test", 1, 0.6, 50, 110)[0]
+    alone = tmp_path / "alone" / f"scenario_{scene.scene_id}.parquet"
+    argoverse.write_av2_scenario(scene, alone)
+    for name, words in [("missing.parquet", "no such scenario file"), ("scenario_x.parquet", "parquet"),
+                        ("seq.csv", "missing column"), ("notes.txt", "not a scenario file"),
+                        (alone.relative_to(tmp_path), "needs its map")]:
+        capsys.readouterr()
+        assert cli.main(["vectornet", "predict", "--workdir", wd, "--scenario", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(tmp_path / name) in err[0] and words in err[0], err
+
+
+def test_scenario_option_belongs_to_predict(pipeline, capsys):
+    root, _, _ = pipeline
+    with pytest.raises(SystemExit):
+        cli.main(["vectornet", "evaluate", "--workdir", str(root / "train"), "--scenario", "x.parquet"])
+    assert "--scenario is an option of 'predict', not of 'evaluate'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["vectornet", "--help"])
+    help_text = capsys.readouterr().out
+    assert "options of predict" in help_text and "--scenario FILE" in help_text
+    with pytest.raises(TypeError, match="takes no option 'scenari'"):
+        run.predict(None, root / "train", scenari="x")
