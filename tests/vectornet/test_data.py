@@ -102,7 +102,7 @@ def test_lane_change_probability_and_config():
     moved = data.procedural_scenes(3, "train", 4, 0.6, 20, 50, lane_change=1.0)
     assert any(not np.array_equal(a.tracks[0].xy, b.tracks[0].xy) for a, b in zip(keep, moved))
     c = configs.get_config("smoke")
-    assert c.lane_change == 0.2
+    assert c.lane_change == 0.0 and configs.get_config("paper").lane_change == 0.2
     c.num_train, c.num_val, c.num_test = 4, 4, 4
     c0, c1 = dataclasses.replace(c, lane_change=0.0), dataclasses.replace(c, lane_change=1.0)
     f0, f1 = data.split_arrays(c0, "test")["future"], data.split_arrays(c1, "test")["future"]
