@@ -84,7 +84,8 @@ def main():
     phi = jnp.asarray(simulator.azimuths(cfg.scene.num_columns), jnp.float32)
     kw = dict(num_columns=cfg.scene.num_columns, ground_angle=float(np.deg2rad(p.ground_angle_deg)),
               smooth_window=p.smooth_window, dilation=False, cluster_angle=float(np.deg2rad(p.cluster_angle_deg)),
-              min_size=p.min_cluster, max_size=p.max_cluster, max_clusters=p.max_clusters, wrap=True)
+              min_size=p.min_cluster, max_size=p.max_cluster, max_clusters=p.max_clusters, wrap=True,
+              repair=p.repair_depth)
     frames = [simulator.simulate_frame(100 + i, cfg.scene) for i in range(args.frames)]
     t0 = time.perf_counter()
     jax.block_until_ready(segmentation.segment(jnp.asarray(frames[0].range_image, jnp.float32), theta, phi, **kw))

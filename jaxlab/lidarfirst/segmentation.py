@@ -55,7 +55,7 @@ def range_image_to_points(rng: jax.Array, theta: jax.Array, phi: jax.Array) -> j
 
 
 def propagate_labels(active: jax.Array, join_down: jax.Array, join_right: jax.Array, wrap: bool = False,
-                     jumps: int = 2):
+                     jumps: int = 1):
     """Connected components of a grid graph: min-label propagation with hooking and pointer jumping.
 
     Every active pixel holds a parent pointer (initially itself). Each round, a pixel reads its
@@ -72,7 +72,8 @@ def propagate_labels(active: jax.Array, join_down: jax.Array, join_right: jax.Ar
       join_down: `[H-1, W]` bool, an edge between (r, c) and (r+1, c).
       join_right: `[H, W]` bool, an edge between (r, c) and (r, c+1); the last column joins
         column 0 only when `wrap`.
-      jumps: pointer-jumping steps per round.
+      jumps: pointer-jumping steps per round (1 was the fastest on a 64 x 2048 image: 7 rounds;
+        0 needs 12, 2 saves one round but costs more per round).
     Returns:
       `(labels [H, W] int32, rounds)`: each active pixel's label is the smallest flat index
       in its component; inactive pixels are -1. Edges touching an inactive pixel are ignored.
@@ -139,21 +140,21 @@ def repair_depth(rng: jax.Array, step: int = 5, threshold: float = 1.0) -> jax.A
     place, so a repaired pixel counts as valid for the rows below it (as the C++ loop)."""
     h, w = rng.shape
     k = step - 1
-    pad = jnp.concatenate([jnp.full((k, w), -1.0, rng.dtype), rng, jnp.full((k, w), -1.0, rng.dtype)])
+    none = jnp.full((k, w), -1.0, rng.dtype)
+    pad = jnp.concatenate([rng, none])
+    below = jnp.stack([pad[j:j + h] for j in range(1, k + 1)], 1)  # [H, k, W]: rows r+1 ... r+k
 
-    def row(img, r):  # img: the padded image with rows < r already repaired
-        cur = img[r + k]
-        above = jax.lax.dynamic_slice_in_dim(img, r, k)  # rows r-k ... r-1
-        below = jax.lax.dynamic_slice_in_dim(img, r + k + 1, k)  # rows r+1 ... r+k
-        a, b = above[:, None], below[None, :]  # [k, 1, W], [1, k, W]
+    def row(above, xs):  # above: the k rows over row r, already repaired (oldest first)
+        cur, bel = xs
+        a, b = above[:, None], bel[None, :]  # [k, 1, W], [1, k, W]
         ok = (a > 0.001) & (b > 0.001) & (jnp.abs(a - b) < threshold)
         total = jnp.sum(jnp.where(ok, a + b, 0.0), (0, 1))
         count = 2 * jnp.sum(ok, (0, 1))
         new = jnp.where((cur < 0.001) & (count > 0), total / jnp.maximum(count, 1), cur)
-        return img.at[r + k].set(new), None
+        return jnp.concatenate([above[1:], new[None]]), new
 
-    out, _ = jax.lax.scan(row, pad, jnp.arange(h))
-    return out[k:k + h]
+    _, out = jax.lax.scan(row, none, (rng, below))
+    return out
 
 
 def remove_ground(rng: jax.Array, theta: jax.Array, *, angle: float, smooth_window: int = 5,
@@ -181,15 +182,21 @@ def remove_ground(rng: jax.Array, theta: jax.Array, *, angle: float, smooth_wind
 
 
 def cluster_edges(rng: jax.Array, theta: jax.Array, num_columns: int, angle: float):
-    """The depth_clustering joins: `join_down [H-1, W]`, `join_right [H, W]` (beta > angle)."""
+    """The depth_clustering joins: `join_down [H-1, W]`, `join_right [H, W]` (beta > angle).
 
-    def beta(d_a, d_b, step):
+    beta = atan2(y, x) with y = d2 sin(a) > 0 lies in (0, pi), as does `angle`, so beta > angle
+    is the sign test y cos(angle) - x sin(angle) > 0 (no arctangent per pixel pair). Pairs with
+    an invalid range are decided arbitrarily; `propagate_labels` ignores them.
+    """
+    c, s = float(np.cos(angle)), float(np.sin(angle))
+
+    def joins(d_a, d_b, step):
         d1, d2 = jnp.maximum(d_a, d_b), jnp.minimum(d_a, d_b)
-        return jnp.arctan2(d2 * jnp.sin(step), d1 - d2 * jnp.cos(step))
+        return d2 * jnp.sin(step) * c - (d1 - d2 * jnp.cos(step)) * s > 0
 
     step_v = jnp.abs(theta[:-1] - theta[1:])[:, None]
-    down = beta(rng[:-1], rng[1:], step_v) > angle
-    right = beta(rng, jnp.roll(rng, -1, axis=1), 2 * jnp.pi / num_columns) > angle
+    down = joins(rng[:-1], rng[1:], step_v)
+    right = joins(rng, jnp.roll(rng, -1, axis=1), 2 * np.pi / num_columns)
     return down, right
 
 
