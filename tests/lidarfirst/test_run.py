@@ -66,14 +66,19 @@ def test_every_action_of_the_smoke_config(smoke):
         assert ranks == sorted(ranks) and times == sorted(times)
 
 
-def test_crop_budget_exits_early(smoke):
+def _classify_first_frame(smoke):
+    """A copy of the smoke config, the trained classifier and the first evaluation frame."""
     import copy
 
     cfg, wd, _ = smoke
     cfg = copy.deepcopy(cfg)
     loaded = run.load(wd)
     classify = jax.jit(lambda x: jax.nn.softmax(loaded.model.apply({"params": loaded.state.params}, x)))
-    inp = next(pipeline.evaluation_frames(cfg))
+    return cfg, classify, next(pipeline.evaluation_frames(cfg))
+
+
+def test_crop_budget_exits_early(smoke):
+    cfg, classify, inp = _classify_first_frame(smoke)
     full = pipeline.process_frame(inp, classify, cfg)
     cfg.pipeline.crop_budget = 1
     one = pipeline.process_frame(inp, classify, cfg)
@@ -82,14 +87,8 @@ def test_crop_budget_exits_early(smoke):
 
 
 def test_batched_crops_give_the_one_at_a_time_detections(smoke):
-    import copy
-
-    cfg, wd, _ = smoke
-    cfg = copy.deepcopy(cfg)
+    cfg, classify, inp = _classify_first_frame(smoke)
     cfg.pipeline.score_threshold = 0.0  # every crop is a detection
-    loaded = run.load(wd)
-    classify = jax.jit(lambda x: jax.nn.softmax(loaded.model.apply({"params": loaded.state.params}, x)))
-    inp = next(pipeline.evaluation_frames(cfg))
     one = pipeline.process_frame(inp, classify, cfg)
     cfg.pipeline.crop_batch = 3
     three = pipeline.process_frame(inp, classify, cfg)

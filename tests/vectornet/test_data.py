@@ -49,50 +49,51 @@ def _routes(seed):
     return rng, {ln.lane_id: ln for ln in lanes}, routes
 
 
+def _changing_drives(start_s: float, speed: float):
+    """`(own route xy, change, xy, changed)` of every route of 5 scenes driven with lane-change
+    probability 1 from arc length `start_s` at a constant `speed`, noise off."""
+    for seed in range(5):
+        rng, by_id, routes = _routes(seed)
+        for (a, k), ids in routes.items():
+            change = data._neighbour_route(rng, by_id, routes, a, k)
+            own = data._route_xy(by_id, ids)
+            xy, changed = data._drive(rng, own, start_s, 19, 50, speed_range=(speed, speed), lane_change=1.0,
+                                      change=change, noise=0.0)
+            yield own, change, xy, changed
+
+
 def test_lane_change_ends_on_the_neighbour_lane_smoothly():
     """Every agent of every route, kept on the inbound lanes (arc length 3-38 m of 48): with
     probability 1 it moves one lane width over, onto its neighbour's centreline, and its path
     (noise off) has the bounded acceleration and jerk of a 2-4 s minimum-jerk blend."""
     dt, width = 0.1, data.LANE_WIDTH
-    for seed in range(5):
-        rng, by_id, routes = _routes(seed)
-        for (a, k), ids in routes.items():
-            change = data._neighbour_route(rng, by_id, routes, a, k)
-            own = data._route_xy(by_id, ids)
-            xy, changed = data._drive(rng, own, 15.0, 19, 50, speed_range=(6.0, 6.0), lane_change=1.0,
-                                      change=change, noise=0.0)
-            assert changed
-            other = change[0]
-            start, end = xy[0], xy[-1]
-            assert _distance_to_polyline(start, own) < 1e-9
-            assert _distance_to_polyline(start, other) == pytest.approx(width, abs=1e-9)
-            assert _distance_to_polyline(end, other) < 1e-9
-            assert _distance_to_polyline(end, own) == pytest.approx(width, abs=1e-9)
-            acc = np.linalg.norm(np.diff(xy, 2, axis=0), axis=1) / dt ** 2
-            jerk = np.linalg.norm(np.diff(xy, 3, axis=0), axis=1) / dt ** 3
-            # longitudinal |a| <= 1.5; lateral <= 5.77 width / T^2 and jerk <= 60 width / T^3 with T >= 2 s
-            assert acc.max() < 1.5 + 5.78 * width / 4 + 0.1, acc.max()
-            assert jerk.max() < 60 * width / 8 + 1.0, jerk.max()
-            # the lateral offset grows monotonically from 0 to one lane width
-            offset = np.array([_distance_to_polyline(p, own) for p in xy])
-            assert np.all(np.diff(offset) > -1e-9) and offset[0] < 1e-9
+    for own, change, xy, changed in _changing_drives(15.0, 6.0):
+        assert changed
+        other = change[0]
+        start, end = xy[0], xy[-1]
+        assert _distance_to_polyline(start, own) < 1e-9
+        assert _distance_to_polyline(start, other) == pytest.approx(width, abs=1e-9)
+        assert _distance_to_polyline(end, other) < 1e-9
+        assert _distance_to_polyline(end, own) == pytest.approx(width, abs=1e-9)
+        acc = np.linalg.norm(np.diff(xy, 2, axis=0), axis=1) / dt ** 2
+        jerk = np.linalg.norm(np.diff(xy, 3, axis=0), axis=1) / dt ** 3
+        # longitudinal |a| <= 1.5; lateral <= 5.77 width / T^2 and jerk <= 60 width / T^3 with T >= 2 s
+        assert acc.max() < 1.5 + 5.78 * width / 4 + 0.1, acc.max()
+        assert jerk.max() < 60 * width / 8 + 1.0, jerk.max()
+        # the lateral offset grows monotonically from 0 to one lane width
+        offset = np.array([_distance_to_polyline(p, own) for p in xy])
+        assert np.all(np.diff(offset) > -1e-9) and offset[0] < 1e-9
 
 
 def test_lane_change_follows_the_neighbour_route_through_the_intersection():
     """Agents that leave the inbound lane after changing end on the neighbour's route, off their own."""
     ends = 0
-    for seed in range(5):
-        rng, by_id, routes = _routes(seed)
-        for (a, k), ids in routes.items():
-            change = data._neighbour_route(rng, by_id, routes, a, k)
-            own = data._route_xy(by_id, ids)
-            xy, changed = data._drive(rng, own, 30.0, 19, 50, speed_range=(10.0, 10.0), lane_change=1.0,
-                                      change=change, noise=0.0)
-            if not changed:  # no 2-4 s window left on the inbound lane before it ends
-                continue
-            ends += 1
-            assert _distance_to_polyline(xy[-1], change[0]) < 1e-9
-            assert _distance_to_polyline(xy[-1], own) > 1.0
+    for own, change, xy, changed in _changing_drives(30.0, 10.0):
+        if not changed:  # no 2-4 s window left on the inbound lane before it ends
+            continue
+        ends += 1
+        assert _distance_to_polyline(xy[-1], change[0]) < 1e-9
+        assert _distance_to_polyline(xy[-1], own) > 1.0
     assert ends >= 30
 
 
