@@ -72,10 +72,10 @@ def plot_frame(workdir: pathlib.Path, inp, out: dict, config) -> None:
     for k in np.unique(cl[cl >= 0]):
         colour = RISK_COLOURS[int(seg["risk"][k])] if seg["valid"][k] else "0.3"
         a.scatter(-y[cl == k], x[cl == k], s=2, c=colour)
-    a.set_aspect("equal")
+    a.set_aspect("equal", adjustable="datalim")
     a.set_xlabel("-y (m)")
     a.set_ylabel("x (m)")
-    a.set_title("clusters (red imminent, orange potential, green none)")
+    a.set_title("clusters (red imminent, orange potential, green none)", fontsize=9)
     b.imshow(inp.image)
     for i, d in enumerate(out["detections"]):
         x0, y0, x1, y1 = d["box"]
