@@ -123,17 +123,13 @@ def risk_recall(rows: list[dict], threshold: float) -> dict:
 def overlap(a: np.ndarray, b: np.ndarray, kind: str = "iou") -> np.ndarray:
     """`[A, B]` IoU, or with kind="iog" the intersection over the area of each box of `a` (the
     ground truth), of boxes (left, top, right, bottom)."""
-    from jaxlab.lidarfirst.pipeline import iou
+    from jaxlab.lidarfirst.pipeline import box_area, intersection, iou
 
     if kind == "iou":
         return iou(a, b)
     if kind != "iog":
         raise ValueError(f"overlap kind must be 'iou' or 'iog', got {kind!r}")
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), -1)
-    area = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), -1)
-    return inter / np.maximum(area[:, None], 1e-9)
+    return intersection(a, b) / np.maximum(box_area(a)[:, None], 1e-9)
 
 
 def risk_ranked_recall(rows: list[dict], confidences=CONFIDENCES, min_overlap: float = 0.8) -> dict:
@@ -155,8 +151,8 @@ def risk_ranked_recall(rows: list[dict], confidences=CONFIDENCES, min_overlap: f
         counts["all"] += len(gt)
         for i, c in enumerate(confidences):
             keep = scores >= c
-            by_iog = (iog[:, keep] >= min_overlap).any(1) if keep.any() else np.zeros(len(gt), bool)
-            by_iou = (iou_[:, keep] >= min_overlap).any(1) if keep.any() else np.zeros(len(gt), bool)
+            by_iog = (iog[:, keep] >= min_overlap).any(1)
+            by_iou = (iou_[:, keep] >= min_overlap).any(1)
             for g, k in enumerate(names):
                 hits[k][i] += by_iog[g]
             hits["all"][i] += by_iou.sum()

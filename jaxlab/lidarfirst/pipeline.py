@@ -285,13 +285,22 @@ def process_frame(inp: Inputs, classify, cfg: LidarFirstConfig) -> dict:
 # ----------------------------------------------------------------------------- metrics
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU `[A, B]` of boxes (left, top, right, bottom; continuous coordinates)."""
+def box_area(a: np.ndarray) -> np.ndarray:
+    """Areas `[A]` of boxes (left, top, right, bottom)."""
+    return np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), -1)
+
+
+def intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection areas `[A, B]` of boxes (left, top, right, bottom)."""
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), -1)
-    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), -1)
-    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
+    return np.prod(np.clip(rb - lt, 0, None), -1)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU `[A, B]` of boxes (left, top, right, bottom; continuous coordinates)."""
+    inter = intersection(a, b)
+    return inter / np.maximum(box_area(a)[:, None] + box_area(b)[None] - inter, 1e-9)
 
 
 def average_precision(dets: list[tuple[int, float, np.ndarray]], gts: list[np.ndarray], thr: float = 0.5) -> float:
