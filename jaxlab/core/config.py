@@ -125,6 +125,21 @@ def _type_name(tp: Any) -> str:
     return str(tp).replace("typing.", "")
 
 
+def _split_top_level(body: str) -> list[str]:
+    """Splits `body` at the commas outside brackets: "(1,2),(3,4)" -> ["(1,2)", "(3,4)"]."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(body):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(body[start:i])
+            start = i + 1
+    items.append(body[start:])
+    return items
+
+
 def _parse(text: str, tp: Any, key: str) -> Any:
     """Parses the command-line string `text` as a value of type `tp`."""
     if typing.get_origin(tp) is Annotated:
@@ -179,7 +194,7 @@ def _parse(text: str, tp: Any, key: str) -> Any:
         body = text.strip()
         if body[:1] in "([" and body[-1:] in ")]":
             body = body[1:-1]
-        items = [s.strip() for s in body.split(",") if s.strip()]
+        items = [s.strip() for s in _split_top_level(body) if s.strip()]
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
             item_types = [args[0]] * len(items)
         elif origin is tuple and args:

@@ -17,6 +17,7 @@ class Cfg:
     widths: tuple[int, ...] = (8, 16)
     use_bias: bool = True
     limit: int | None = None
+    pairs: tuple[tuple[int, int], ...] = ((1, 2),)
     opt: Opt = dataclasses.field(default_factory=Opt)
 
 
@@ -28,6 +29,13 @@ def test_override_parses_by_type():
     assert config_lib.override(cfg, ["limit=none"]).limit is None
     # The original is untouched.
     assert Cfg().seed == 0
+
+
+def test_nested_tuples_split_at_top_level_commas():
+    cfg = config_lib.override(Cfg(), ["pairs=((48,64),(96, 112))"])
+    assert cfg.pairs == ((48, 64), (96, 112))
+    with pytest.raises(config_lib.ConfigError, match="pairs"):
+        config_lib.override(Cfg(), ["pairs=((1,2,3),)"])
 
 
 def test_unknown_key_lists_valid_keys():
