@@ -64,6 +64,9 @@ class CoditConfig:
         CodeSearchNet jsonl(.gz) for pretraining).
       task_path: optional JSON-lines {source, context, target} files `train|valid|test` prefix
         (`<task_path>.train.jsonl` ...); empty: the task built from the corpus.
+      tokenizer: 'word' (word-level with a character fallback) or 'sentencepiece' (BPE trained in
+        memory with `sentencepiece`, byte fallback); both reserve the same separator, edit and
+        sentinel ids (see `tokenizer.py`). `model.vocab_size` is the budget of either.
       max_files: stdlib files read (0: all); max_code_tokens: longest function kept.
       buckets: (source length, target length) pairs the batches are padded to.
       max_examples: cap on pretraining sequences (code + comments) and task training examples.
@@ -83,6 +86,7 @@ class CoditConfig:
     corpus: Literal["stdlib", "jsonl"] = "stdlib"
     corpus_path: str = ""
     task_path: str = ""
+    tokenizer: Literal["word", "sentencepiece"] = "word"
     max_files: NonNegativeInt = 0
     max_code_tokens: PositiveInt = 64
     buckets: tuple[tuple[PositiveInt, PositiveInt], ...] = ((48, 48), (96, 128), (160, 224))

@@ -103,9 +103,9 @@ def load(workdir: str | pathlib.Path) -> actions.Loaded:
     tok_path = workdir / "tokenizer.json"
     if not tok_path.exists():
         raise workdir_lib.WorkdirError(f"{tok_path} does not exist: the run has not started")
-    from jaxlab.coditt5.tokenizer import Tokenizer
+    from jaxlab.coditt5.tokenizer import load_tokenizer
 
-    tok = Tokenizer.load(tok_path)
+    tok = load_tokenizer(tok_path)
     shape = training.make_shape(config, len(tok))
     states, step = {}, 0
     for s in _stages(workdir):  # stages with no finished checkpoint yet are left out

@@ -9,6 +9,7 @@ docstring (comment noise): `edit` -> (corrupted, `plan(corrupted -> original) <s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 
 import jax
@@ -19,7 +20,14 @@ import optax
 from jaxlab.coditt5 import corruption, data, editplan
 from jaxlab.coditt5.configs import CoditConfig
 from jaxlab.coditt5.models import T5, T5Shape, shifted_right
-from jaxlab.coditt5.tokenizer import PAD, Tokenizer, train_tokenizer
+from jaxlab.coditt5.tokenizer import (
+    PAD,
+    SentencePieceTokenizer,
+    Tokenizer,
+    load_tokenizer,
+    train_sentencepiece,
+    train_tokenizer,
+)
 from jaxlab.core import optim
 from jaxlab.core import train as train_lib
 
@@ -34,20 +42,38 @@ def load_functions(config: CoditConfig) -> list[dict]:
     """The corpus of functions: the standard library, or CodeSearchNet lines from `corpus_path`."""
     if config.corpus == "jsonl":
         return [f for f in data.read_codesearchnet(config.corpus_path) if len(f["code"]) <= config.max_code_tokens]
-    return data.stdlib_functions(config.max_files, max_code_tokens=config.max_code_tokens)
+    return list(_stdlib_functions(config.max_files, config.max_code_tokens))
 
 
-def get_tokenizer(config: CoditConfig, functions: list[dict], workdir: pathlib.Path) -> Tokenizer:
+@functools.lru_cache(maxsize=4)
+def _stdlib_functions(max_files: int, max_code_tokens: int) -> tuple[dict, ...]:
+    """The parsed standard library, once per process and setting (the dicts are shared: read only)."""
+    return tuple(data.stdlib_functions(max_files, max_code_tokens=max_code_tokens))
+
+
+def get_tokenizer(config: CoditConfig, functions: list[dict], workdir: pathlib.Path
+                  ) -> Tokenizer | SentencePieceTokenizer:
     """The run's tokenizer: read from `workdir/tokenizer.json` (or `init_from`'s), else trained on the
-    training functions (code and docstrings) and the task's training examples, and saved."""
+    training functions (code and docstrings) and the task's training examples, and saved.
+
+    `config.tokenizer` picks the kind ('word' or 'sentencepiece'); a saved tokenizer of the other
+    kind is an error naming the file.
+    """
+    from jaxlab.core.config import ConfigError
+
     for d in ([pathlib.Path(config.init_from)] if config.init_from else []) + [workdir]:
         if (d / "tokenizer.json").exists():
-            return Tokenizer.load(d / "tokenizer.json")
+            tok = load_tokenizer(d / "tokenizer.json")
+            if tok.kind != config.tokenizer:
+                raise ConfigError(f"{d / 'tokenizer.json'} holds a {tok.kind!r} tokenizer but config field "
+                                  f"'tokenizer' is {config.tokenizer!r}")
+            return tok
     seqs = [f["code"] for f in functions if f["split"] == "train"] + [f["doc"] for f in functions
                                                                        if f["split"] == "train"]
     for ex in task_examples(config, functions, "train"):
         seqs += [ex["source"], ex["context"], ex["target"]]
-    tok = train_tokenizer(seqs, config.model.vocab_size, num_sentinels=NUM_SENTINELS)
+    train = train_sentencepiece if config.tokenizer == "sentencepiece" else train_tokenizer
+    tok = train(seqs, config.model.vocab_size, num_sentinels=NUM_SENTINELS)
     tok.save(workdir / "tokenizer.json")
     return tok
 
@@ -105,11 +131,17 @@ def make_shape(config: CoditConfig, vocab_size: int | None = None) -> T5Shape:
     return T5Shape(**fields)
 
 
+@functools.lru_cache(maxsize=8)
+def _init_fn(shape: T5Shape, src_len: int, tgt_len: int):
+    """`key -> params` of `shape`, compiled once per shape (eager `init` compiles op by op)."""
+    return jax.jit(lambda key: T5(shape).init(key, jnp.ones((1, src_len), jnp.int32),
+                                              jnp.ones((1, tgt_len), jnp.int32))["params"])
+
+
 def init_state(config: CoditConfig, shape: T5Shape, stage) -> train_lib.TrainState:
     """A fresh train state of `shape` with AdamW (warm-up + cosine decay) for `stage` (a StageConfig)."""
     ls, lt = config.buckets[0]
-    params = T5(shape).init(jax.random.fold_in(jax.random.key(config.seed), INIT_STREAM),
-                            jnp.ones((1, ls), jnp.int32), jnp.ones((1, lt), jnp.int32))["params"]
+    params = _init_fn(shape, ls, lt)(jax.random.fold_in(jax.random.key(config.seed), INIT_STREAM))
     sched = optim.warmup_cosine(stage.lr, stage.warmup_steps, max(stage.loop.num_steps, stage.warmup_steps + 1))
     tx = optax.chain(optax.clip_by_global_norm(stage.clip_norm), optax.adamw(sched, weight_decay=stage.weight_decay))
     return train_lib.TrainState.create(params=params, tx=tx)
