@@ -67,6 +67,10 @@ class CoditConfig:
       tokenizer: 'word' (word-level with a character fallback) or 'sentencepiece' (BPE trained in
         memory with `sentencepiece`, byte fallback); both reserve the same separator, edit and
         sentinel ids (see `tokenizer.py`). `model.vocab_size` is the budget of either.
+      example_store: 'tfds' (the training pairs of each stage prepared once as a TFDS array_record
+        dataset keyed by a fingerprint of what they depend on, then read by random access; see
+        `builder.py`) or 'memory' (built in memory by every action, no TFDS).
+      data_dir: TFDS data directory ("": $JAXLAB_DATA_DIR or ~/.cache/jaxlab/tfds).
       max_files: stdlib files read (0: all); max_code_tokens: longest function kept.
       buckets: (source length, target length) pairs the batches are padded to.
       max_examples: cap on pretraining sequences (code + comments) and task training examples.
@@ -87,6 +91,8 @@ class CoditConfig:
     corpus_path: str = ""
     task_path: str = ""
     tokenizer: Literal["word", "sentencepiece"] = "word"
+    example_store: Literal["tfds", "memory"] = "tfds"
+    data_dir: str = ""
     max_files: NonNegativeInt = 0
     max_code_tokens: PositiveInt = 64
     buckets: tuple[tuple[PositiveInt, PositiveInt], ...] = ((48, 48), (96, 128), (160, 224))

@@ -311,7 +311,8 @@ class Buckets:
     `lengths = ((s1, t1), (s2, t2), ...)` in increasing order; an example goes to the first pair
     that holds it and is dropped when none does. `batch(step, seed)` samples a bucket with
     probability proportional to its size, then `batch_size` of its examples (with replacement):
-    a pure function of (seed, step).
+    a pure function of (seed, step). `pairs` may be a list or a random-access source
+    (`builder.PairSource`): it is read once for the lengths, then only the records of each batch.
     """
 
     def __init__(self, pairs: Sequence[tuple[list[int], list[int]]], lengths: Sequence[tuple[int, int]],
@@ -319,7 +320,7 @@ class Buckets:
         self.lengths = [tuple(map(int, p)) for p in lengths]
         self.batch_size = batch_size
         self.members: list[list[int]] = [[] for _ in self.lengths]
-        self.pairs = list(pairs)
+        self.pairs = pairs if hasattr(pairs, "__getitem__") else list(pairs)  # lists or random-access sources
         self.dropped = 0
         for i, (s, t) in enumerate(self.pairs):
             for b, (ls, lt) in enumerate(self.lengths):

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import pathlib
 
 import jax
@@ -27,7 +28,7 @@ __all__ = ["pretrain", "finetune", "evaluate", "generate", "load", "ACTIONS"]
 
 
 def _setup(config: CoditConfig, workdir: pathlib.Path):
-    functions = training.load_functions(config)
+    functions = functools.cache(lambda: training.load_functions(config))  # read only if needed
     tok = training.get_tokenizer(config, functions, workdir)
     return functions, tok, training.make_shape(config, len(tok))
 
@@ -58,9 +59,9 @@ def pretrain(config: CoditConfig, workdir: pathlib.Path) -> dict:
     functions, tok, shape = _setup(config, workdir)
     if config.pretrain_objective == "none":
         return workdir_lib.update_summary(workdir, "pretrain", {"objective": "none"}, config, seed=config.seed)
-    train_pairs = training.pretrain_pairs(config, functions, tok, "train")
-    valid_pairs = training.pretrain_pairs(config, functions, tok, "valid")
-    _, results = _fit(config, config.pretrain, shape, train_pairs, valid_pairs,
+    pairs = training.stage_pairs(config, "pretrain", tok,
+                                 lambda split: training.pretrain_pairs(config, functions(), tok, split))
+    _, results = _fit(config, config.pretrain, shape, pairs["train"], pairs["valid"],
                       workdir_lib.stage_dir(workdir, "pretrain"))
     results.update(objective=config.pretrain_objective, vocab_size=len(tok))
     report.plot_training(workdir)
@@ -81,12 +82,12 @@ def finetune(config: CoditConfig, workdir: pathlib.Path) -> dict:
     """Fine-tunes the pretrained T5 on the task, once per output format (edit plan, plain target)."""
     functions, tok, shape = _setup(config, workdir)
     init = _pretrained_params(config, workdir, shape)
-    train_ex = training.task_examples(config, functions, "train")
-    valid_ex = training.task_examples(config, functions, "valid")
+    examples = functools.cache(lambda split: training.task_examples(config, functions(), split))
     results = {}
     for fmt in config.formats:
-        _, results[fmt] = _fit(config, config.finetune, shape, training.task_pairs(train_ex, tok, fmt),
-                               training.task_pairs(valid_ex, tok, fmt),
+        pairs = training.stage_pairs(config, f"finetune-{fmt}", tok,
+                                     lambda split, fmt=fmt: training.task_pairs(examples(split), tok, fmt))
+        _, results[fmt] = _fit(config, config.finetune, shape, pairs["train"], pairs["valid"],
                                workdir_lib.stage_dir(workdir, f"finetune-{fmt}"), init)
     report.plot_training(workdir)
     return workdir_lib.update_summary(workdir, "finetune", results, config, seed=config.seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +32,8 @@ from jaxlab.coditt5.tokenizer import (
 from jaxlab.core import optim
 from jaxlab.core import train as train_lib
 
-__all__ = ["load_functions", "get_tokenizer", "pretrain_pairs", "task_examples", "task_pairs", "make_shape",
+__all__ = ["load_functions", "get_tokenizer", "pretrain_pairs", "task_examples", "task_pairs", "stage_pairs",
+           "make_shape",
            "init_state", "make_loss_fn", "make_eval_fn", "NUM_SENTINELS"]
 
 PRETRAIN_STREAM, INIT_STREAM = 201, 202
@@ -51,10 +53,11 @@ def _stdlib_functions(max_files: int, max_code_tokens: int) -> tuple[dict, ...]:
     return tuple(data.stdlib_functions(max_files, max_code_tokens=max_code_tokens))
 
 
-def get_tokenizer(config: CoditConfig, functions: list[dict], workdir: pathlib.Path
+def get_tokenizer(config: CoditConfig, functions: list[dict] | Callable[[], list[dict]], workdir: pathlib.Path
                   ) -> Tokenizer | SentencePieceTokenizer:
     """The run's tokenizer: read from `workdir/tokenizer.json` (or `init_from`'s), else trained on the
-    training functions (code and docstrings) and the task's training examples, and saved.
+    training functions (code and docstrings) and the task's training examples, and saved
+    (`functions` may be a function returning them, called only then).
 
     `config.tokenizer` picks the kind ('word' or 'sentencepiece'); a saved tokenizer of the other
     kind is an error naming the file.
@@ -68,6 +71,8 @@ def get_tokenizer(config: CoditConfig, functions: list[dict], workdir: pathlib.P
                 raise ConfigError(f"{d / 'tokenizer.json'} holds a {tok.kind!r} tokenizer but config field "
                                   f"'tokenizer' is {config.tokenizer!r}")
             return tok
+    if callable(functions):  # a lazy corpus: loaded only when a tokenizer has to be trained
+        functions = functions()
     seqs = [f["code"] for f in functions if f["split"] == "train"] + [f["doc"] for f in functions
                                                                        if f["split"] == "train"]
     for ex in task_examples(config, functions, "train"):
@@ -121,6 +126,17 @@ def task_pairs(examples: list[dict], tok: Tokenizer, fmt: str) -> list:
         y = editplan.build_output(ex["source"], ex["target"]) if fmt == "plan" else ex["target"]
         out.append(data.encode_example(tok, ex["source"], ex["context"], y))
     return out
+
+
+def stage_pairs(config: CoditConfig, stage: str, tok, make: Callable[[str], list]) -> dict[str, Sequence]:
+    """`{"train", "valid"}` pairs of a stage ('pretrain', 'finetune-plan', 'finetune-plain'), `make(split)`
+    building one split: through the fingerprinted TFDS store (`builder.stage_pairs`, built once) or,
+    with `example_store='memory'`, in memory."""
+    if config.example_store == "memory":
+        return {s: make(s) for s in ("train", "valid")}
+    from jaxlab.coditt5 import builder
+
+    return builder.stage_pairs(config, stage, tok, make, config.data_dir or None)
 
 
 def make_shape(config: CoditConfig, vocab_size: int | None = None) -> T5Shape:
