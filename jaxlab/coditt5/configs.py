@@ -142,10 +142,11 @@ def _smoke() -> CoditConfig:
 
 def _paper() -> CoditConfig:
     # CodeT5-base shapes (d 768, 12 + 12 layers, 12 heads, d_ff 3072, ReLU FF, 32,100 ids); the
-    # paper's lr (2e-4 pretraining, 5e-5 fine-tuning), weight decay 0.01 and test beam 20.
+    # paper's lr (2e-4 pretraining, 5e-5 fine-tuning), weight decay 0.01 and test beam 20; a BPE
+    # vocabulary (SentencePiece) in place of CodeT5's byte-level BPE.
     return CoditConfig(
-        max_code_tokens=256, buckets=((128, 128), (256, 384), (512, 512)), max_examples=10 ** 6,
-        eval_examples=10 ** 5, beam_size=20, num_return=20,
+        tokenizer="sentencepiece", max_code_tokens=256, buckets=((128, 128), (256, 384), (512, 512)),
+        max_examples=10 ** 6, eval_examples=10 ** 5, beam_size=20, num_return=20,
         model=ModelConfig(vocab_size=32100, d_model=768, num_heads=12, d_kv=64, d_ff=3072, num_encoder_layers=12,
                           num_decoder_layers=12, dtype="bfloat16"),
         pretrain=StageConfig(lr=2e-4, batch_size=64, warmup_steps=1000, loop=LoopConfig(
