@@ -1,5 +1,6 @@
 """Metrics of edit tasks (spec section 4): xMatch, sentence BLEU-4 (NLTK's `sentence_bleu` with
-smoothing method2 and `auto_reweigh`, averaged, x100), COPY% and SARI (Xu et al. 2016, one reference).
+smoothing method2 and `auto_reweigh`, averaged, x100), COPY%, SARI (Xu et al. 2016) and GLEU
+(Napoles et al. 2016), both with one reference and averaged over sentences.
 
 BLEU of hypothesis h and reference r (token lists), orders n = 1..N (N = 4, or len(h) when h is
 shorter, the `auto_reweigh` rule), uniform weights::
@@ -15,7 +16,7 @@ import collections
 import math
 from collections.abc import Sequence
 
-__all__ = ["exact_match", "sentence_bleu", "corpus_metrics", "sari"]
+__all__ = ["exact_match", "sentence_bleu", "corpus_metrics", "sari", "gleu"]
 
 
 def exact_match(hyp: Sequence[str], ref: Sequence[str]) -> float:
@@ -51,51 +52,89 @@ def _f1(p: float, r: float) -> float:
     return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
 
+def _as_released(tokens: Sequence[str], lower: bool) -> list[str]:
+    """Tokens as the released scripts see them: joined by spaces (a file line), then split."""
+    text = " ".join(tokens)
+    return text.lower().split(" ") if lower else text.split()
+
+
+def _ratio_mean(good: collections.Counter, base: collections.Counter) -> float:
+    """Mean over the n-gram types of `base` of good[g] / base[g] (0 for an empty `base`)."""
+    return sum(v / base[g] for g, v in good.items()) / len(base) if base else 0.0
+
+
 def sari(source: Sequence[str], hyp: Sequence[str], ref: Sequence[str], max_order: int = 4) -> float:
-    """SARI with one reference, a reconstruction of Xu et al. (2016): the mean over n = 1..4 of
-    (keep F1 + deletion precision + addition F1) / 3 on lowercased n-grams; keep and delete use
-    n-gram multisets (clipped counts), addition uses n-gram sets. Not checked against the
-    reference `SARIsent` script (its fractional multi-reference weights reduce to this with one
-    reference only approximately)."""
-    s = [t.lower() for t in source]
-    c = [t.lower() for t in hyp]
-    r = [t.lower() for t in ref]
+    """SARI (Xu et al. 2016) with one reference, in [0, 1], as the released `SARIsent` computes it.
+
+    The three sequences are joined by spaces, lowercased and split on single spaces. For each
+    order n = 1..4, with S, C, R the n-gram multisets of source, hypothesis and reference:
+
+    * keep: K = S & C, G = K & R, A = S & R; precision = mean over the types g of K of
+      G[g] / K[g], recall = mean over the types of A of G[g] / A[g]; their F1;
+    * deletion: D = S - C, E = D - R; precision = mean over the types of D of E[g] / D[g]
+      (precision only);
+    * addition, on n-gram sets: F1 of (C - S) & R against C - S and against R - S.
+
+    SARI is the mean of the three scores, each averaged over the four orders.
+    """
+    s, c, r = (_as_released(x, lower=True) for x in (source, hyp, ref))
     keep_scores, del_scores, add_scores = [], [], []
     for n in range(1, max_order + 1):
         sg, cg, rg = _ngrams(s, n), _ngrams(c, n), _ngrams(r, n)
-        # keep
-        s_and_c = sg & cg
-        s_and_r = sg & rg
-        kc = sum(min(v, s_and_r[g]) for g, v in s_and_c.items())
-        keep_p = kc / sum(s_and_c.values()) if s_and_c else 0.0
-        keep_r = kc / sum(s_and_r.values()) if s_and_r else 0.0
-        keep_scores.append(_f1(keep_p, keep_r))
-        # deletion (precision only)
-        del_c = sg - cg
-        del_r = sg - rg
-        dc = sum(min(v, del_r[g]) for g, v in del_c.items())
-        del_scores.append(dc / sum(del_c.values()) if del_c else 0.0)
-        # addition
-        add_c = set(cg) - set(sg)
-        add_r = set(rg) - set(sg)
-        ac = len(add_c & add_r)
-        add_p = ac / len(add_c) if add_c else 0.0
-        add_r_ = ac / len(add_r) if add_r else 0.0
-        add_scores.append(_f1(add_p, add_r_))
+        kept = sg & cg
+        kept_good = kept & rg
+        keep_scores.append(_f1(_ratio_mean(kept_good, kept), _ratio_mean(kept_good, sg & rg)))
+        deleted = sg - cg
+        del_scores.append(_ratio_mean(deleted - rg, deleted))
+        added = set(cg) - set(sg)
+        added_good = added & set(rg)
+        to_add = set(rg) - set(sg)
+        add_scores.append(_f1(len(added_good) / len(added) if added else 0.0,
+                              len(added_good) / len(to_add) if to_add else 0.0))
     k = sum(keep_scores) / max_order
     d = sum(del_scores) / max_order
     a = sum(add_scores) / max_order
     return (k + d + a) / 3
 
 
+def gleu(source: Sequence[str], hyp: Sequence[str], ref: Sequence[str], max_order: int = 4) -> float:
+    """Sentence GLEU (Napoles et al. 2016, "GLEU without tuning") with one reference, in [0, 1].
+
+    The sequences are joined by spaces and split on whitespace (as the released script reads its
+    files). With H, S, R the n-gram multisets of hypothesis, source and reference, and S \\ R the
+    source n-grams whose type never occurs in the reference::
+
+        m_n  = max(|H & R| - |H & (S \\ R)|, 0)      d_n = max(len(h) + 1 - n, 0)
+        GLEU = exp(min(0, 1 - len(r) / len(h)) + mean_n log(m_n / d_n))
+
+    with every zero among (len(h), len(r), m_n, d_n) replaced by 1 (the sentence-level smoothing;
+    it lets a one-token or empty hypothesis with no match score exp(min(0, 1 - len(r))), as in
+    the released script).
+    A hypothesis that copies n-grams the reference changed is penalised, one that keeps what the
+    reference keeps is not.
+    """
+    s, h, r = (_as_released(x, lower=False) for x in (source, hyp, ref))
+    stats = [len(h), len(r)]
+    for n in range(1, max_order + 1):
+        hg, sg, rg = _ngrams(h, n), _ngrams(s, n), _ngrams(r, n)
+        source_only = collections.Counter({g: v for g, v in sg.items() if g not in rg})
+        matches = sum((hg & rg).values()) - sum((hg & source_only).values())
+        stats += [max(matches, 0), max(len(h) + 1 - n, 0)]
+    stats = [v if v != 0 else 1 for v in stats]
+    c, rl = stats[:2]
+    log_prec = sum(math.log(m / d) for m, d in zip(stats[2::2], stats[3::2])) / max_order
+    return math.exp(min(0.0, 1 - rl / c) + log_prec)
+
+
 def corpus_metrics(sources: Sequence[Sequence[str]], hyps: Sequence[Sequence[str]],
                    refs: Sequence[Sequence[str]]) -> dict:
-    """Averages x100: `xmatch`, `bleu`, `sari`, `copy` (prediction equals the source)."""
+    """Averages x100: `xmatch`, `bleu`, `sari`, `gleu`, `copy` (prediction equals the source)."""
     n = max(len(hyps), 1)
     return {
         "xmatch": 100 * sum(exact_match(h, r) for h, r in zip(hyps, refs)) / n,
         "bleu": 100 * sum(sentence_bleu(h, r) for h, r in zip(hyps, refs)) / n,
         "sari": 100 * sum(sari(s, h, r) for s, h, r in zip(sources, hyps, refs)) / n,
+        "gleu": 100 * sum(gleu(s, h, r) for s, h, r in zip(sources, hyps, refs)) / n,
         "copy": 100 * sum(exact_match(h, s) for h, s in zip(hyps, sources)) / n,
         "count": len(hyps),
     }

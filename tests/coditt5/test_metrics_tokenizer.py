@@ -24,6 +24,36 @@ def test_sari_hand_worked():
     assert metrics.sari("a b".split(), "a c".split(), "a c".split()) == pytest.approx((0.25 + 0.5 + 0.5) / 3)
 
 
+def test_sari_counts_per_type_as_released():
+    # Deletion precision is E[g] / D[g] per type, E = (S - C) - R: "x" deleted twice, once
+    # rightly (the reference keeps one x): 1/2 at n = 1, 1 at n = 2, 3, 4; keep 1, 1, 0, 0; add 0.
+    got = metrics.sari("x x x y".split(), "x y".split(), "x y".split())
+    assert got == pytest.approx(((1 + 1) / 4 + (0.5 + 3) / 4) / 3)
+    # Keep precision is G[g] / K[g] averaged over types: "a" kept twice, the reference has one:
+    # n = 1: p = (1/2 + 1) / 2, r = 1, F1 = 6/7; n = 2: p = 1/2, r = 1, F1 = 2/3; n = 3: 0.
+    got = metrics.sari("a a b".split(), "a a b".split(), "a b".split())
+    assert got == pytest.approx((6 / 7 + 2 / 3) / 4 / 3)
+    # Lowercased and split on spaces, as the released script reads its lines.
+    assert metrics.sari(["A b"], ["a", "B"], ["a", "b"]) == pytest.approx(metrics.sari("a b".split(), "a b".split(),
+                                                                                      "a b".split()))
+
+
+def test_gleu_hand_worked():
+    # The fix "c" -> "e" at position 3. A copy of the source: m = (3 - 1, 1 - 2, 0 - 2, 0 - 1)
+    # clipped to (2, 0, 0, 0) and smoothed to (2, 1, 1, 1) over d = (4, 3, 2, 1); BP = 1.
+    src, ref = "a b c d".split(), "a b e d".split()
+    assert metrics.gleu(src, src, ref) == pytest.approx((2 / 4 * 1 / 3 * 1 / 2 * 1 / 1) ** 0.25)
+    assert metrics.gleu(src, ref, ref) == pytest.approx(1.0)
+    # Without source n-grams to avoid it is smoothed sentence BLEU without clipping to orders:
+    # h = "a b", r = "a b c d": m = (2, 1, 0 -> 1, 0 -> 1), d = (2, 1, 1 -> smoothed from 0, 1 -> from -1 clipped)
+    got = metrics.gleu(["z"], "a b".split(), "a b c d".split())
+    assert got == pytest.approx(math.exp(1 - 4 / 2) * (2 / 2 * 1 / 1 * 1 / 1 * 1 / 1) ** 0.25)
+    # The released smoothing turns every zero statistic into 1, so an empty hypothesis against a
+    # one-token reference scores 1 (a property of the metric, kept).
+    assert metrics.gleu(["z"], [], "a".split()) == pytest.approx(1.0)
+    assert metrics.gleu(["z"], ["y"], "a b".split()) == pytest.approx(math.exp(1 - 2 / 1))
+
+
 def test_corpus_metrics_copy_and_xmatch():
     src = [["a", "b"], ["c"]]
     r = metrics.corpus_metrics(src, [["a", "b"], ["d"]], [["a", "x"], ["d"]])
