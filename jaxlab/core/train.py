@@ -20,6 +20,7 @@ import concurrent.futures
 import pathlib
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -269,6 +270,43 @@ def load_state(workdir: str | pathlib.Path, state: Any, *, keep: int = 3) -> tup
     if step == 0:
         raise workdir_lib.WorkdirError(f"{pathlib.Path(workdir) / 'checkpoints'} holds no finished checkpoint")
     return state, step
+
+
+def restore_best(workdir: str | pathlib.Path, state: Any, metric: str, *, keep: int = 3,
+                 mode: str = "min") -> tuple[Any, int, float | None]:
+    """Restores the kept checkpoint whose logged `metric` is best: model selection on validation.
+
+    `metric` names a value of the evaluation rows of `workdir/metrics.jsonl` (for example
+    `"eval_loss"`, logged by `fit`'s `eval_fn` at the steps it evaluates); only steps that have
+    both a finite value and an intact checkpoint compete, so evaluate at every checkpoint and
+    keep them all (`eval_every = checkpoint_every`, `keep` >= the number of checkpoints) for a
+    true argmin. A corrupt candidate is skipped with a warning, like `restore_latest` does.
+    Without any candidate it falls back to the newest intact checkpoint.
+
+    Returns `(state, step, value)`; `value` is None after a fallback.
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    workdir = pathlib.Path(workdir)
+    rows = metrics_lib.merge_by_step(metrics_lib.read_metrics(workdir / "metrics.jsonl"))
+    values = {int(r["step"]): float(r[metric]) for r in rows
+              if r.get(metric) is not None and np.isfinite(r[metric])}
+    manager = ckpt_lib.CheckpointManager(workdir / "checkpoints", max_to_keep=keep)
+    try:
+        candidates = sorted((s for s in manager.all_steps() if s in values),
+                            key=lambda s: (values[s] if mode == "min" else -values[s], -s))
+        target = serialization.to_state_dict(state)
+        for step in candidates:
+            try:
+                tree = manager.restore(step, target)
+            except ckpt_lib.CorruptCheckpointError as e:
+                warnings.warn(f"skipping corrupt checkpoint: {e}", RuntimeWarning, stacklevel=2)
+                continue
+            return serialization.from_state_dict(state, tree), int(step), values[step]
+    finally:
+        manager.close()
+    state, step = load_state(workdir, state, keep=keep)
+    return state, step, None
 
 
 def run_times(workdir: str | pathlib.Path) -> dict:

@@ -431,3 +431,27 @@ def test_compile_time_counts_the_steps_compiles_and_not_evaluations(tmp_path):
     # the step is compiled already: this run compiled only inside its evaluations
     assert train.run_times(tmp_path / "b")["compile_time_s"] < 0.1 * t_first["compile_time_s"]
     assert all(r["compile_time_s"] <= t_first["compile_time_s"] for r in history if "compile_time_s" in r)
+
+
+def test_restore_best_picks_the_argmin_of_the_logged_validation_metric(tmp_path):
+    init, loss_fn, batch_fn = _problem()
+    step = train.make_train_step(loss_fn)
+
+    def eval_fn(state):  # best at step 20, neither the first nor the last checkpoint
+        return {"score": (float(state.step) - 20.0) ** 2}
+
+    train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path / "run", log_every=10, eval_every=10,
+              checkpoint_every=10, keep=10, eval_fn=eval_fn, progress=False)
+    at20, _ = train.fit(init(), step, batch_fn, num_steps=20, workdir=tmp_path / "short", log_every=10,
+                        progress=False)
+    best, at, value = train.restore_best(tmp_path / "run", init(), "eval_score", keep=10)
+    assert (at, value, int(best.step)) == (20, 0.0, 20)
+    for a, b in zip(_leaves(at20), _leaves(best)):
+        np.testing.assert_array_equal(a, b)
+    assert train.restore_best(tmp_path / "run", init(), "eval_score", keep=10, mode="max")[1:] == (40, 400.0)
+    # A corrupt best is skipped; 10 and 30 tie, the later one wins.
+    _flip_bytes(tmp_path / "run" / "checkpoints" / "20")
+    with pytest.warns(RuntimeWarning, match="step 20"):
+        assert train.restore_best(tmp_path / "run", init(), "eval_score", keep=10)[1:] == (30, 100.0)
+    # No such metric: the newest checkpoint, and no value.
+    assert train.restore_best(tmp_path / "run", init(), "eval_nothing", keep=10)[1:] == (40, None)
