@@ -204,13 +204,15 @@ def render(ident, expr, pose, *, level: int = 2, resolution: int = 32, focal: fl
 
 def render_batch(ident, expr, pose, fc) -> dict:
     """`render` vmapped over `[N, ...]` parameters, with the settings of a `FaceConfig`."""
-    fn = functools.partial(render, level=fc.mesh_level, resolution=fc.resolution, focal=fc.focal,
-                           distance=fc.distance, softness=fc.softness, depth_gamma=fc.depth_gamma)
-    return _jitted(fn)(jnp.asarray(ident), jnp.asarray(expr), jnp.asarray(pose))
+    settings = (fc.mesh_level, fc.resolution, fc.focal, fc.distance, fc.softness, fc.depth_gamma)
+    return _jitted(settings)(jnp.asarray(ident), jnp.asarray(expr), jnp.asarray(pose))
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted(fn):
+def _jitted(settings):
+    level, resolution, focal, distance, softness, depth_gamma = settings
+    fn = functools.partial(render, level=level, resolution=resolution, focal=focal, distance=distance,
+                           softness=softness, depth_gamma=depth_gamma)
     return jax.jit(jax.vmap(fn))
 
 
