@@ -47,6 +47,11 @@ class ModelConfig:
       traj_loss: huber (per coordinate, delta 1 m) or nll (Gaussian with unit variance, i.e.
         half the squared error; the paper's L_traj).
       coord_scale: coordinates (metres) are divided by this before the network.
+      target_frame: the frame in which the decoder predicts the future of each agent when
+        `scene.max_targets > 1`: own (offsets from the agent's last observed position, rotated
+        to its own heading, as the focal target's) or focal (offsets from the agent's last
+        observed position, in the focal target's axes). Both are the same for the focal
+        target. Reconstruction: the paper centres and rotates on the focal target only.
       name: the network: vectornet; lstm (the LSTM encoder-decoder baseline over the
         target's own history, `baselines.HistoryLSTM`); or convnet (the rendering baseline of
         Table 4, `raster.RasterConvNet`). The auxiliary task and `context` apply to vectornet
@@ -78,6 +83,7 @@ class ModelConfig:
     pool_includes_self: bool = True
     traj_loss: Literal["huber", "nll"] = "huber"
     coord_scale: PositiveFloat = 10.0
+    target_frame: Literal["own", "focal"] = "own"
     dtype: Dtype = "float32"
 
 
@@ -92,6 +98,12 @@ class SceneConfig:
       max_agents: other agents kept (nearest at the last observed step).
       map_radius: lanes with a point within this many metres of the target are kept.
       lane_spacing: lane centrelines are resampled at this arc-length spacing (metres).
+      max_targets: agents predicted per scene, K. 1 (the default) predicts the focal target
+        only, as the paper's experiments do. K > 1 also decodes up to K - 1 other agents from
+        the same forward pass (shared context, the focal frame as input): those kept among
+        `max_agents` that are observed at every history step and every future step, nearest
+        first; empty slots are padded and masked (reconstruction: the paper does not describe
+        how several agents share one pass).
     """
 
     num_obs: PositiveInt = 20
@@ -101,6 +113,7 @@ class SceneConfig:
     max_agents: PositiveInt = 10
     map_radius: PositiveFloat = 50.0
     lane_spacing: PositiveFloat = 2.0
+    max_targets: PositiveInt = 1
 
 
 @dataclasses.dataclass
@@ -162,6 +175,10 @@ class VectorNetConfig:
         if len(m.convnet_widths) != 4 or min(m.convnet_widths) < 1:
             raise ConfigError(f"config field 'model.convnet_widths' must be 4 positive stage widths (ResNet-18), "
                               f"got {tuple(m.convnet_widths)}")
+        if s.max_targets > 1 and (m.name != "vectornet" or m.context != "map_agents"):
+            raise ConfigError(f"config field 'scene.max_targets' = {s.max_targets} needs model.name=vectornet and "
+                              f"model.context=map_agents (other agents are decoded from their own polylines), "
+                              f"got model.name={m.name}, model.context={m.context}")
         bad = [k for k in m.convnet_frames if not 0 <= k < s.num_obs - 1]
         if bad or not m.convnet_frames:
             raise ConfigError(f"config field 'model.convnet_frames' must be steps in [0, {s.num_obs - 2}] "

@@ -248,7 +248,7 @@ def vectorize_scenes(scenes: list[Scene], config) -> dict:
     s = config.scene
     kw = dict(num_obs=s.num_obs, num_future=s.num_future, max_vectors=s.max_vectors,
               max_polylines=s.max_polylines, max_agents=s.max_agents, map_radius=s.map_radius,
-              lane_spacing=s.lane_spacing)
+              lane_spacing=s.lane_spacing, max_targets=s.max_targets)
     out = polylines.stack([polylines.vectorize(sc, **kw) for sc in scenes])
     out["turn"] = np.array([_turn_of(sc) for sc in scenes], np.int32)
     return out

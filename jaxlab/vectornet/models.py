@@ -165,9 +165,11 @@ class VectorNet(nn.Module):
     Polyline features are L2-normalised per polyline (Eq. 4's input), concatenated with the
     identifier embedding p^id = the minimum over the polyline's start coordinates (§3.3), and
     passed through the global graph; the decoder reads the target (row 0). With
-    `node_mask [B, P]` (auxiliary task, training only), masked rows' features are zeroed (their
-    identifier kept) and `(trajectory, reconstructions [B, P, 2 * width], features [B, P, 2 * width])`
-    is returned.
+    `targets [B, K]` (rows of the agents to predict, multi-agent prediction), the same decoder
+    reads each of those rows and the trajectory is `[B, K, T, 2]`; `targets = 0` gives row 0's
+    prediction, the same values as without `targets`. With `node_mask [B, P]` (auxiliary task,
+    training only), masked rows' features are zeroed (their identifier kept) and
+    `(trajectory, reconstructions [B, P, 2 * width], features [B, P, 2 * width])` is returned.
     """
 
     num_future: int = 30
@@ -184,7 +186,7 @@ class VectorNet(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, vectors, vec_mask, kind, node_mask=None):
+    def __call__(self, vectors, vec_mask, kind, node_mask=None, targets=None):
         scale = jnp.asarray([self.coord_scale] * 4 + [1.0] * (vectors.shape[-1] - 4), vectors.dtype)
         x = vectors / scale
         feats = PolylineSubgraph(self.subgraph_depth, self.subgraph_width, self.pool_includes_self, self.dtype,
@@ -197,8 +199,9 @@ class VectorNet(nn.Module):
         inp = feats if node_mask is None else jnp.where(node_mask[..., None], 0.0, feats)
         g = GlobalGraph(self.global_depth, self.global_width, self.attn_scale, self.dtype, name="global_graph")(
             jnp.concatenate([inp, ident], axis=-1), valid)
-        traj = MLP(self.decoder_width, 2 * self.num_future, self.dtype, name="decoder")(g[:, 0])
-        traj = traj.reshape(traj.shape[0], self.num_future, 2) * self.coord_scale
+        read = g[:, 0] if targets is None else jnp.take_along_axis(g, targets[..., None], axis=1)  # [B, (K,) D]
+        traj = MLP(self.decoder_width, 2 * self.num_future, self.dtype, name="decoder")(read)
+        traj = traj.reshape(traj.shape[:-1] + (self.num_future, 2)) * self.coord_scale
         if self.aux and (node_mask is not None or self.is_initializing()):
             recon = MLP(self.decoder_width, feats.shape[-1], self.dtype, name="node_decoder")(g)
             return traj, recon, feats

@@ -132,13 +132,16 @@ def _rows(points: np.ndarray, attrs: np.ndarray) -> np.ndarray:
 
 
 def vectorize(scene: Scene, *, num_obs: int, num_future: int, max_vectors: int, max_polylines: int,
-              max_agents: int, map_radius: float, lane_spacing: float) -> dict:
+              max_agents: int, map_radius: float, lane_spacing: float, max_targets: int = 1) -> dict:
     """The padded polyline layout of `scene` (see module docstring); also `origin [2]`, `heading`.
 
     Step `num_obs - 1` is the last observed one. Agents other than the target are kept if
     observed at two or more steps up to it, nearest first at their last observation; lanes if a
     resampled point lies within `map_radius`, nearest first. The target's last trajectory piece
-    is row 0 (the decoder reads it). Rows beyond `max_polylines` are dropped.
+    is row 0 (the decoder reads it). Rows beyond `max_polylines` are dropped. Up to
+    `max_targets - 1` kept agents observed at all `num_obs` history steps and all `num_future`
+    future steps, whose last piece survives the row budget, are predicted besides the target
+    (nearest first).
     """
     last = num_obs - 1
     target = scene.track(scene.target_id)
@@ -173,9 +176,13 @@ def vectorize(scene: Scene, *, num_obs: int, num_future: int, max_vectors: int, 
         dist = float(np.linalg.norm(to_frame(tr.xy[obs][-1], origin, heading)))
         agents.append((dist, tr))
     agents.sort(key=lambda a: a[0])
+    candidates = []  # (row of the last piece, track) of agents with a full history and future
+    full = np.arange(last - num_obs + 1, last + num_future + 1)
     for dist, tr in agents[:max_agents]:
         for p in track_rows(tr, AGENT):
             polys.append((dist, AGENT, p))
+        if np.isin(full, tr.steps).all():
+            candidates.append((len(polys) - 1, tr))
     lane_polys = []
     for lane in scene.lanes:
         pts = to_frame(resample(lane.xy, lane_spacing), origin, heading)
@@ -209,9 +216,27 @@ def vectorize(scene: Scene, *, num_obs: int, num_future: int, max_vectors: int, 
     idx = target.steps[fut] - last - 1
     future[idx] = to_frame(target.xy[fut], origin, heading)
     future_mask[idx] = True
+    targets = np.zeros((max_targets,), np.int32)
+    target_valid = np.zeros((max_targets,), bool)
+    target_future = np.zeros((max_targets, num_future, 2), np.float32)
+    target_future_mask = np.zeros((max_targets, num_future), bool)
+    target_origin = np.zeros((max_targets, 2), np.float32)
+    target_heading = np.zeros((max_targets,), np.float32)
+    target_valid[0], target_future[0], target_future_mask[0] = True, future, future_mask
+    chosen = [(r, tr) for r, tr in candidates if r < max_polylines][:max_targets - 1]
+    for k, (row, tr) in enumerate(chosen, start=1):
+        o, h = target_frame(tr, last)
+        fut = (tr.steps > last) & (tr.steps <= last + num_future)
+        targets[k], target_valid[k] = row, True
+        target_future[k, tr.steps[fut] - last - 1] = to_frame(tr.xy[fut], origin, heading)
+        target_future_mask[k, tr.steps[fut] - last - 1] = True
+        target_origin[k] = to_frame(o, origin, heading)
+        target_heading[k] = np.angle(np.exp(1j * (h - heading)))
     return {"vectors": vectors, "vec_mask": vec_mask, "kind": kind, "future": future,
             "future_mask": future_mask, "origin": origin.astype(np.float64),
-            "heading": np.float64(heading)}
+            "heading": np.float64(heading), "targets": targets, "target_valid": target_valid,
+            "target_future": target_future, "target_future_mask": target_future_mask,
+            "target_origin": target_origin, "target_heading": target_heading}
 
 
 def stack(items: list[dict]) -> dict:

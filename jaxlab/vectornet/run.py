@@ -31,19 +31,20 @@ BATCH_STREAM = 31
 
 def make_batch_fn(config: VectorNetConfig, arrays: dict):
     """`step -> batch`: `batch_size` distinct scenes drawn by `default_rng([seed, BATCH_STREAM, step])`."""
-    n = len(arrays["kind"])
+    n, keys = len(arrays["kind"]), training.batch_keys(config)
     if n < config.batch_size:
         raise workdir_lib.WorkdirError(f"the training split has {n} scenes, fewer than batch_size={config.batch_size}")
 
     def batch_fn(step: int) -> dict:
         idx = np.sort(np.random.default_rng([config.seed, BATCH_STREAM, step]).choice(n, config.batch_size, False))
-        return {k: arrays[k][idx] for k in training.BATCH_KEYS}
+        return {k: arrays[k][idx] for k in keys}
 
     return batch_fn
 
 
-def _scores(config: VectorNetConfig, arrays: dict, pred: np.ndarray) -> dict:
-    """Mean metrics over all scenes and over the turning targets (turn 1 or 2)."""
+def _scores(config: VectorNetConfig, arrays: dict, pred: np.ndarray, params=None) -> dict:
+    """Mean metrics over all scenes and over the turning targets (turn 1 or 2); with `params`
+    and `scene.max_targets > 1`, also `all_targets`, over every valid predicted agent."""
     met = numpy_metrics(pred, arrays["future"], arrays["future_mask"], miss_threshold=config.miss_threshold)
     met["miss_rate"] = met.pop("miss")
     out = {k: float(np.mean(v)) for k, v in met.items()}
@@ -51,6 +52,8 @@ def _scores(config: VectorNetConfig, arrays: dict, pred: np.ndarray) -> dict:
     if turning.any():
         out.update({f"turn_{k}": float(np.mean(v[turning])) for k, v in met.items()})
     out["num_scenes"], out["num_turning"] = len(pred), int(turning.sum())
+    if params is not None and config.scene.max_targets > 1:
+        out["all_targets"] = training.target_scores(config, arrays, training.predict_targets(config, params, arrays))
     return out
 
 
@@ -108,8 +111,8 @@ def train(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
     params = jax.device_get(state.params)
     times = train_lib.run_times(workdir)
     results = {
-        "val": _scores(config, val, training.predict(config, params, val)),
-        "test": _scores(config, test, training.predict(config, params, test)),
+        "val": _scores(config, val, training.predict(config, params, val), params),
+        "test": _scores(config, test, training.predict(config, params, test), params),
         **_baseline_scores(config, test),
         "best_val_ade": min((r["eval_ade"] for r in history if "eval_ade" in r), default=None),
         "steps": int(jax.device_get(state.step)),
@@ -137,7 +140,8 @@ def evaluate(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
     """Test metrics of the newest intact checkpoint beside constant velocity (evaluation.json)."""
     run = load(workdir)
     test = data_lib.split_arrays(run.config, "test")
-    results = {"test": _scores(run.config, test, training.predict(run.config, run.state.params, test)),
+    results = {"test": _scores(run.config, test, training.predict(run.config, run.state.params, test),
+                               run.state.params),
                **_baseline_scores(run.config, test), "step": run.step}
     workdir_lib.write_json(workdir / "evaluation.json", results)
     return results

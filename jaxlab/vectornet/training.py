@@ -4,30 +4,70 @@ L = L_traj + alpha L_node (paper Eq. 8). L_traj: Huber (delta 1 m) summed over x
 averaged over valid future steps, or the unit-variance Gaussian NLL (half the squared
 error); L_node: Huber between the reconstruction of each masked polyline and its pre-mask
 (L2-normalised) feature, summed over feature dimensions and averaged over masked polylines.
+
+Multi-agent prediction (`scene.max_targets = K > 1`, reconstruction): the decoder reads the
+global-graph feature of each predicted agent's row; each agent's future is predicted in the
+decoder frame of `model.target_frame` (`to_decoder_frame`), and L_traj is the mean of the
+per-agent losses over the valid (agent, scene) pairs of the batch. Agents predicted besides
+the target are never masked for the auxiliary task. Metrics are reported for the focal target
+(as with K = 1) and, prefixed `all_`, over every valid predicted agent.
 """
 
 from __future__ import annotations
+
+import functools
+import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxlab.core import config as config_lib
 from jaxlab.core import evaluation
 from jaxlab.core import train as train_lib
 from jaxlab.vectornet.baselines import HistoryLSTM
 from jaxlab.vectornet.configs import VectorNetConfig
-from jaxlab.vectornet.metrics import displacement_metrics
+from jaxlab.vectornet.metrics import displacement_metrics, numpy_metrics
 from jaxlab.vectornet.models import VectorNet, context_mask
 from jaxlab.vectornet.polylines import NUM_FEATURES, TARGET
 from jaxlab.vectornet.raster import RasterConvNet
 
-__all__ = ["make_model", "init_state", "make_loss_fn", "make_eval_fn", "predict",
-           "INIT_STREAM", "MASK_STREAM", "BATCH_KEYS"]
+__all__ = ["make_model", "init_state", "make_loss_fn", "make_eval_fn", "predict", "predict_targets",
+           "batch_keys", "target_scores", "to_decoder_frame", "from_decoder_frame", "multi_target_loss",
+           "INIT_STREAM", "MASK_STREAM", "BATCH_KEYS", "TARGET_KEYS"]
 
 INIT_STREAM = 11
 MASK_STREAM = 12
 BATCH_KEYS = ("vectors", "vec_mask", "kind", "future", "future_mask")
+TARGET_KEYS = ("targets", "target_valid", "target_future", "target_future_mask", "target_origin", "target_heading")
+
+
+def batch_keys(config: VectorNetConfig) -> tuple[str, ...]:
+    """The arrays of a batch: `BATCH_KEYS`, and `TARGET_KEYS` with `scene.max_targets > 1`."""
+    return BATCH_KEYS + (TARGET_KEYS if config.scene.max_targets > 1 else ())
+
+
+def to_decoder_frame(xy, origin, heading, frame: str = "own"):
+    """Positions `xy [..., K, T, 2]` in the focal target's frame as the decoder predicts them.
+
+    `origin [..., K, 2]` and `heading [..., K]` are each agent's last observed position and
+    heading in the focal frame. `own`: R(-heading) (xy - origin); `focal`: xy - origin. For
+    the focal target (origin 0, heading 0) both are the identity.
+    """
+    d = xy - origin[..., None, :]
+    if frame == "focal":
+        return d
+    c, s = jnp.cos(heading)[..., None], jnp.sin(heading)[..., None]
+    return jnp.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]], axis=-1)
+
+
+def from_decoder_frame(xy, origin, heading, frame: str = "own", xp=jnp):
+    """Inverse of `to_decoder_frame`: decoder outputs `[..., K, T, 2]` into the focal frame."""
+    if frame != "focal":
+        c, s = xp.cos(heading)[..., None], xp.sin(heading)[..., None]
+        xy = xp.stack([c * xy[..., 0] - s * xy[..., 1], s * xy[..., 0] + c * xy[..., 1]], axis=-1)
+    return xy + origin[..., None, :]
 
 
 def make_model(config: VectorNetConfig, *, aux: bool | None = None) -> VectorNet | HistoryLSTM | RasterConvNet:
@@ -74,10 +114,37 @@ def trajectory_loss(pred, future, future_mask, kind: str = "huber"):
     return jnp.sum(per_step * m, -1) / jnp.maximum(jnp.sum(m, -1), 1.0)
 
 
-def sample_node_mask(key, kind, vec_mask, rate: float, context: str):
-    """Bernoulli(rate) over the context polylines that are not the target's (reconstruction)."""
+def sample_node_mask(key, kind, vec_mask, rate: float, context: str, targets=None, target_valid=None):
+    """Bernoulli(rate) over the context polylines that are not the target's (reconstruction),
+    nor, given `targets [B, K]` and `target_valid [B, K]`, the rows of other predicted agents."""
     eligible = context_mask(kind, context) & (kind != TARGET) & jnp.any(vec_mask, -1)
+    if targets is not None:
+        rows = jnp.arange(kind.shape[-1])
+        predicted = jnp.any((targets[..., :, None] == rows) & target_valid[..., :, None], axis=-2)
+        eligible = eligible & ~predicted
     return jax.random.bernoulli(key, rate, kind.shape) & eligible
+
+
+def multi_target_loss(pred, batch, kind: str = "huber", frame: str = "own"):
+    """`(L_traj, per-agent losses [B, K], truth [B, K, T, 2])` of decoder outputs `pred
+    [B, K, T, 2]`: per-agent `trajectory_loss` against the futures in the decoder frame, averaged
+    over the valid agents of the batch (padded slots, whatever they hold, count for nothing)."""
+    truth = to_decoder_frame(batch["target_future"], batch["target_origin"], batch["target_heading"], frame)
+    per = trajectory_loss(pred, truth, batch["target_future_mask"], kind)
+    valid = batch["target_valid"]
+    loss = jnp.sum(jnp.where(valid, per, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
+    return loss, per, truth
+
+
+def _target_metrics(pred, truth, batch, miss_threshold: float) -> dict:
+    """Per-scene sums over valid predicted agents `{all_<metric>_sum [B], num_targets [B]}`."""
+    b, k = pred.shape[:2]
+    met = displacement_metrics(pred.reshape((b * k,) + pred.shape[2:]), truth.reshape((b * k,) + truth.shape[2:]),
+                               batch["target_future_mask"].reshape(b * k, -1), miss_threshold=miss_threshold)
+    valid = batch["target_valid"]
+    out = {f"all_{n}_sum": jnp.sum(jnp.where(valid, v.reshape(b, k), 0.0), -1) for n, v in met.items()}
+    out["num_targets"] = jnp.sum(valid, -1).astype(jnp.float32)
+    return out
 
 
 def make_loss_fn(config: VectorNetConfig):
@@ -85,66 +152,130 @@ def make_loss_fn(config: VectorNetConfig):
     model = make_model(config)
     m = config.model
     aux = m.aux and m.name == "vectornet"
+    multi = config.scene.max_targets > 1
 
     def loss_fn(params, extra, batch, key):
         del extra
+        tgt = {"targets": batch["targets"]} if multi else {}
         if aux:
             node_mask = sample_node_mask(jax.random.fold_in(key, MASK_STREAM), batch["kind"], batch["vec_mask"],
-                                         m.mask_rate, m.context)
+                                         m.mask_rate, m.context, batch.get("targets"), batch.get("target_valid"))
             traj, recon, feats = model.apply({"params": params}, batch["vectors"], batch["vec_mask"], batch["kind"],
-                                             node_mask)
+                                             node_mask, **tgt)
             target = jax.lax.stop_gradient(feats) if m.aux_stop_gradient else feats
             node_err = jnp.sum(optax.huber_loss(recon, target, delta=1.0), -1)
             nm = node_mask.astype(node_err.dtype)
             node_loss = jnp.sum(node_err * nm) / jnp.maximum(jnp.sum(nm), 1.0)
         else:
-            traj = model.apply({"params": params}, batch["vectors"], batch["vec_mask"], batch["kind"])
+            traj = model.apply({"params": params}, batch["vectors"], batch["vec_mask"], batch["kind"], **tgt)
             node_loss = jnp.zeros(())
-        traj_loss = jnp.mean(trajectory_loss(traj, batch["future"], batch["future_mask"], m.traj_loss))
+        if multi:
+            traj_loss, _, truth = multi_target_loss(traj, batch, m.traj_loss, m.target_frame)
+            allm = _target_metrics(traj, truth, batch, config.miss_threshold)
+            count = jnp.maximum(jnp.sum(allm["num_targets"]), 1.0)
+            extra_metrics = {"all_ade": jnp.sum(allm["all_ade_sum"]) / count,
+                             "all_fde": jnp.sum(allm["all_fde_sum"]) / count}
+            traj = traj[:, 0]  # the focal target: its decoder frame is the focal frame
+        else:
+            traj_loss = jnp.mean(trajectory_loss(traj, batch["future"], batch["future_mask"], m.traj_loss))
+            extra_metrics = {}
         met = displacement_metrics(traj, batch["future"], batch["future_mask"], miss_threshold=config.miss_threshold)
         metrics = {"traj_loss": traj_loss, "node_loss": node_loss, "ade": jnp.mean(met["ade"]),
-                   "fde": jnp.mean(met["fde"])}
+                   "fde": jnp.mean(met["fde"]), **extra_metrics}
         return traj_loss + m.aux_weight * node_loss, (metrics, None)
 
     return loss_fn
 
 
 def make_predict_fn(config: VectorNetConfig):
-    """Jitted `(params, batch) -> [B, T, 2]` (inference: no masking, no node decoder)."""
+    """Jitted `(params, batch) -> [B, T, 2]` (inference: no masking, no node decoder); with
+    `scene.max_targets > 1`, `[B, K, T, 2]` for every predicted agent, in the focal frame (slot 0
+    is the focal target's prediction)."""
+    return _predict_fn(json.dumps(config_lib.to_dict(config), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _predict_fn(config_json: str):
+    """`make_predict_fn`, compiled once per config in a process."""
+    config = config_lib.from_dict(VectorNetConfig, json.loads(config_json))
     model = make_model(config, aux=False)
+    multi = config.scene.max_targets > 1
 
     @jax.jit
     def predict_fn(params, batch):
         params = {k: v for k, v in params.items() if k != "node_decoder"}
-        return model.apply({"params": params}, batch["vectors"], batch["vec_mask"], batch["kind"])
+        if not multi:
+            return model.apply({"params": params}, batch["vectors"], batch["vec_mask"], batch["kind"])
+        out = model.apply({"params": params}, batch["vectors"], batch["vec_mask"], batch["kind"],
+                          targets=batch["targets"])
+        return from_decoder_frame(out, batch["target_origin"], batch["target_heading"], config.model.target_frame)
 
     return predict_fn
 
 
-def predict(config: VectorNetConfig, params, data: dict, batch_size: int | None = None) -> np.ndarray:
-    """Predictions `[N, T, 2]` in the target frame for every scene of `data` (padded batches)."""
+def predict(config: VectorNetConfig, params, data: dict, batch_size: int | None = None,
+            all_targets: bool = False) -> np.ndarray:
+    """Predictions `[N, T, 2]` of the focal target in its frame for every scene of `data`
+    (padded batches); with `all_targets` (needs `scene.max_targets > 1`), `[N, K, T, 2]` of
+    every predicted agent (slots with `target_valid` False hold garbage), also in the focal
+    target's frame."""
+    multi = config.scene.max_targets > 1
+    if all_targets and not multi:
+        raise ValueError("predict(all_targets=True) needs scene.max_targets > 1")
     fn = make_predict_fn(config)
     bs = batch_size or config.eval_batch_size
-    arrays = {k: data[k] for k in BATCH_KEYS}
+    arrays = {k: data[k] for k in batch_keys(config)}
     out = [np.asarray(fn(params, batch))[np.asarray(mask)] for batch, mask in evaluation.padded_batches(arrays, bs)]
-    return np.concatenate(out)
+    out = np.concatenate(out)
+    return out[:, 0] if multi and not all_targets else out
+
+
+def target_scores(config: VectorNetConfig, arrays: dict, pred: np.ndarray) -> dict:
+    """Mean metrics over every valid predicted agent of `arrays` (`pred [N, K, T, 2]` in the
+    focal frame, `predict_targets`), with `num_targets`, their count."""
+    valid = np.asarray(arrays["target_valid"], bool)
+    met = numpy_metrics(pred[valid], arrays["target_future"][valid], arrays["target_future_mask"][valid],
+                        miss_threshold=config.miss_threshold)
+    met["miss_rate"] = met.pop("miss")
+    return {**{k: float(np.mean(v)) for k, v in met.items()}, "num_targets": int(valid.sum())}
+
+
+def predict_targets(config: VectorNetConfig, params, data: dict, batch_size: int | None = None) -> np.ndarray:
+    """`predict(..., all_targets=True)`: `[N, K, T, 2]` in the focal target's frame."""
+    return predict(config, params, data, batch_size, all_targets=True)
 
 
 def make_eval_fn(config: VectorNetConfig, data: dict):
-    """`state -> {ade, fde, de1, de2, de3, miss_rate}` over `data` (one compile)."""
+    """`state -> {ade, fde, de1, de2, de3, miss_rate}` of the focal target over `data` (one
+    compile); with `scene.max_targets > 1` also `all_<metric>`, the means over every valid
+    predicted agent of the split, and `num_targets`, their mean number per scene."""
     model = make_model(config, aux=False)
+    multi = config.scene.max_targets > 1
 
     @jax.jit
     def per_scene(params, batch):
         params = {k: v for k, v in params.items() if k != "node_decoder"}
-        pred = model.apply({"params": params}, batch["vectors"], batch["vec_mask"], batch["kind"])
+        tgt = {"targets": batch["targets"]} if multi else {}
+        pred = model.apply({"params": params}, batch["vectors"], batch["vec_mask"], batch["kind"], **tgt)
+        extra = {}
+        if multi:
+            truth = to_decoder_frame(batch["target_future"], batch["target_origin"], batch["target_heading"],
+                                     config.model.target_frame)
+            extra = _target_metrics(pred, truth, batch, config.miss_threshold)
+            pred = pred[:, 0]
         out = displacement_metrics(pred, batch["future"], batch["future_mask"], miss_threshold=config.miss_threshold)
         out["miss_rate"] = out.pop("miss")
-        return out
+        return {**out, **extra}
 
-    arrays = {k: data[k] for k in BATCH_KEYS}
+    arrays = {k: data[k] for k in batch_keys(config)}
 
     def eval_fn(state) -> dict:
-        return evaluation.batched_sum(per_scene, arrays, config.eval_batch_size, state.params)
+        out = evaluation.batched_sum(per_scene, arrays, config.eval_batch_size, state.params)
+        if multi:
+            count = max(out["num_targets"], 1e-12)
+            for k in [k for k in out if k.endswith("_sum")]:
+                name = k[:-len("_sum")].replace("all_miss", "all_miss_rate")
+                out[name] = out.pop(k) / count
+        return out
 
     return eval_fn
