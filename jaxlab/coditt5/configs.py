@@ -78,6 +78,9 @@ class CoditConfig:
       quirk_len1_delete: reproduce the reference sampler's dropping of length-1 delete spans.
       beam_size / num_return: beam width at test (paper: 20) and hypotheses kept for reranking.
       alpha: length normalisation exponent of beam scores (1: mean log-likelihood).
+      select: which checkpoint of each fine-tuned model `evaluate` and `generate` use: the one of
+        lowest validation loss among the kept checkpoints (evaluated at each; see
+        `core.train.restore_best`) or the last.
       init_from: a run directory: `finetune` starts from its `pretrain/` stage ("": this workdir's),
         `generate` uses its fine-tuned models.
       input: a JSON-lines {source, context} file for `generate`.
@@ -103,6 +106,7 @@ class CoditConfig:
     beam_size: PositiveInt = 5
     num_return: PositiveInt = 5
     alpha: NonNegativeFloat = 1.0
+    select: Literal["valid_loss", "last"] = "valid_loss"
     init_from: str = ""
     input: str = ""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
@@ -123,8 +127,10 @@ class CoditConfig:
 
 
 def _stage(steps: int, lr: float, batch: int, ckpt: int, warmup: int) -> StageConfig:
+    # validation at every checkpoint, all kept: `select="valid_loss"` can take the argmin
     return StageConfig(lr=lr, batch_size=batch, warmup_steps=warmup, loop=LoopConfig(
-        num_steps=steps, log_every=min(25, steps), checkpoint_every=ckpt, num_devices=1))
+        num_steps=steps, log_every=min(25, steps), checkpoint_every=ckpt, eval_every=ckpt,
+        keep=-(-steps // ckpt), num_devices=1))
 
 
 def _default() -> CoditConfig:

@@ -120,6 +120,16 @@ def load(workdir: str | pathlib.Path) -> actions.Loaded:
     return actions.Loaded(config, T5(shape), states, step, {"tokenizer": tok, "shape": shape})
 
 
+def _model_params(run: actions.Loaded, workdir: pathlib.Path, fmt: str):
+    """(params, step) of the fine-tuned `fmt` model: the checkpoint `config.select` names."""
+    stage = f"finetune-{fmt}"
+    if run.config.select == "last":
+        return run.state[stage].params, int(jax.device_get(run.state[stage].step))
+    state, step, _ = train_lib.restore_best(pathlib.Path(workdir) / stage, run.state[stage], "eval_loss",
+                                            keep=run.config.finetune.loop.keep)
+    return state.params, step
+
+
 @actions.action(read_only=True)
 def evaluate(config: CoditConfig, workdir: pathlib.Path) -> dict:
     """Beam-searches the test split with each fine-tuned model; xMatch/BLEU/SARI/COPY%, top-k oracle, reranking."""
@@ -130,24 +140,23 @@ def evaluate(config: CoditConfig, workdir: pathlib.Path) -> dict:
     src_len, tgt_len = config.buckets[-1]
     kw = dict(src_len=src_len, batch_size=config.eval_batch_size)
     sources, refs = [ex["source"] for ex in test], [ex["target"] for ex in test]
-    results, hyps, own = {"test_examples": len(test), "beam_size": config.beam_size}, {}, {}
+    results, hyps, own, chosen = {"test_examples": len(test), "beam_size": config.beam_size}, {}, {}, {}
     for fmt in config.formats:
         if f"finetune-{fmt}" not in run.state:
             continue
-        params = run.state[f"finetune-{fmt}"].params
+        params, at = _model_params(run, workdir, fmt)
         h, sc = rerank.decode_examples(params, shape, tok, test, fmt, max_len=tgt_len, beam_size=config.beam_size,
                                        alpha=config.alpha, **kw)
         hyps[fmt] = [b[:config.num_return] for b in h]
         own[fmt] = sc[:, :config.num_return]
         r = corpus_metrics(sources, [b[0] for b in h], refs)
         r["oracle_xmatch"] = 100 * float(np.mean([any(y == ref for y in b) for b, ref in zip(hyps[fmt], refs)]))
-        results[fmt] = r
+        results[fmt] = dict(r, checkpoint_step=at)
+        chosen[fmt] = params
     if len(hyps) == 2 and test:
         for fmt, other in (("plan", "plain"), ("plain", "plan")):
-            s_self = rerank.score_targets(run.state[f"finetune-{fmt}"].params, shape, tok, test, hyps[fmt], fmt,
-                                          tgt_len=tgt_len, **kw)
-            s_other = rerank.score_targets(run.state[f"finetune-{other}"].params, shape, tok, test, hyps[fmt], other,
-                                           tgt_len=tgt_len, **kw)
+            s_self = rerank.score_targets(chosen[fmt], shape, tok, test, hyps[fmt], fmt, tgt_len=tgt_len, **kw)
+            s_other = rerank.score_targets(chosen[other], shape, tok, test, hyps[fmt], other, tgt_len=tgt_len, **kw)
             best = np.argmax(s_self + s_other, axis=1)
             results[f"rerank_{fmt}"] = corpus_metrics(sources, [b[i] for b, i in zip(hyps[fmt], best)], refs)
     results["step"] = run.step
@@ -169,7 +178,8 @@ def generate(config: CoditConfig, workdir: pathlib.Path) -> dict:
         raise workdir_lib.WorkdirError("generate needs --config.input=FILE (JSON lines with 'source', 'context')")
     exs = data.read_jsonl_examples(config.input, need_target=False)
     src_len, tgt_len = config.buckets[-1]
-    h, sc = rerank.decode_examples(run.state[f"finetune-{fmt}"].params, run.extras["shape"], run.extras["tokenizer"],
+    params, _ = _model_params(run, config.init_from, fmt)
+    h, sc = rerank.decode_examples(params, run.extras["shape"], run.extras["tokenizer"],
                                    exs, fmt, src_len=src_len, max_len=tgt_len, beam_size=config.beam_size,
                                    alpha=config.alpha, batch_size=config.eval_batch_size)
     out = [{"source": " ".join(ex["source"]), "outputs": [" ".join(y) for y in b[:config.num_return]],

@@ -31,6 +31,10 @@ def test_every_action_of_the_smoke_config(tmp_path):
     ev = coditt5.evaluate(None, run)
     for k in ("plan", "plain", "rerank_plan", "rerank_plain"):
         assert 0 <= ev[k]["xmatch"] <= 100 and ev[k]["count"] == ev["test_examples"] > 0
+    for fmt in ("plan", "plain"):  # the checkpoint of lowest validation loss, checkpoints 4 and 8
+        rows = [json.loads(line) for line in (run / f"finetune-{fmt}" / "metrics.jsonl").read_text().splitlines()]
+        losses = {r["step"]: r["eval_loss"] for r in rows if "eval_loss" in r}
+        assert sorted(losses) == [4, 8] and ev[fmt]["checkpoint_step"] == min(losses, key=losses.get)
     assert (run / "figures" / "training.png").exists()
     inp = tmp_path / "in.jsonl"
     inp.write_text(json.dumps({"source": "def f ( a ) : §NL §IN return a < 1 §NL", "context": ""}) + "\n")
