@@ -144,6 +144,11 @@ class VectorNetConfig:
         `default` and of runs saved before this field existed, gives lane-keeping agents (the
         scenes of the README's tables); `paper` uses 0.2.
       miss_threshold: metres of final displacement counted as a miss.
+      select: the checkpoint `evaluate` and `predict` read: best_val (of the checkpoints kept on
+        disk, `loop.keep`, the one with the lowest validation ADE of the focal target logged at
+        its step; K = 1, so minADE = ADE) or last (the newest intact one). Training evaluates
+        the validation split every `loop.eval_every` steps: choose `loop.checkpoint_every` a
+        multiple of it so that every checkpoint has a validation score.
       num_plot: scenes drawn by `predict`.
     """
 
@@ -158,6 +163,7 @@ class VectorNetConfig:
     turn_fraction: Probability = 0.6
     lane_change: Probability = 0.0
     miss_threshold: PositiveFloat = 2.0
+    select: Literal["last", "best_val"] = "best_val"
     num_plot: PositiveInt = 4
     loop: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(
         num_steps=3000, eval_every=500, log_every=50, checkpoint_every=500))

@@ -32,7 +32,7 @@ from jaxlab.vectornet import polylines
 from jaxlab.vectornet.polylines import Lane, Scene, Track
 
 __all__ = ["procedural_scene", "procedural_scenes", "split_arrays", "vectorize_scenes", "SCENE_STREAM",
-           "SPLITS", "NUM_STEPS"]
+           "SPLITS", "NUM_STEPS", "read_scenario"]
 
 SCENE_STREAM = 21
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -295,3 +295,46 @@ def split_arrays(config, split: str) -> dict:
     base = config_lib.to_dict(VectorNetConfig())
     base.update(keep)
     return _cached(__import__("json").dumps(base, sort_keys=True), split)
+
+
+def read_scenario(config, path: str | pathlib.Path):
+    """The `polylines.Scene` of one scenario file for a run of `config` (see `run.predict`).
+
+    Raises:
+      argoverse.ArgoverseFormatError: naming the file, when it is missing, of another kind,
+        malformed, or without its map.
+    """
+    from jaxlab.vectornet import argoverse
+
+    path = pathlib.Path(path)
+    s = config.scene
+    if not path.is_file():
+        raise argoverse.ArgoverseFormatError(f"{path}: no such scenario file")
+    if path.suffix == ".parquet":
+        tracks, focal = argoverse.read_av2_scenario(path, s.num_obs)
+        sid = path.stem.removeprefix("scenario_")
+        own = path.parent / f"log_map_archive_{sid}.json"
+        found = sorted(path.parent.glob("log_map_archive_*.json"))
+        if not own.is_file() and len(found) != 1:
+            raise argoverse.ArgoverseFormatError(
+                f"{path}: needs its map {own.name} (or a single log_map_archive_*.json) in {path.parent}; "
+                f"found {len(found)}")
+        return Scene(sid, argoverse.read_av2_map(own if own.is_file() else found[0]), tracks, focal)
+    if path.suffix == ".csv":
+        tracks, target, city = argoverse.read_av1_csv(path, s.num_obs, s.num_future)
+        name = argoverse.AV1_MAP_FILES[city]
+        roots = ([pathlib.Path(config.data_dir)] if config.data_dir else []) + list(path.resolve().parents)
+        maps = [r / "map_files" / name for r in roots if (r / "map_files" / name).is_file()]
+        if not maps:
+            where = f"{config.data_dir}/map_files" if config.data_dir else "the run's data_dir (none: procedural)"
+            raise argoverse.ArgoverseFormatError(
+                f"{path}: city {city} needs the map {name}, found neither under {where} nor in a map_files "
+                "folder above the file")
+        tr = next(t for t in tracks if t.track_id == target)
+        last = tr.xy[tr.steps == s.num_obs - 1]
+        if not len(last):
+            raise argoverse.ArgoverseFormatError(f"{path}: the AGENT track has no row at the {s.num_obs}th timestamp")
+        lanes = argoverse._LaneIndex(argoverse.read_av1_map(maps[0])).near(last[0], s.map_radius)
+        return Scene(path.stem, lanes, tracks, target, city)
+    raise argoverse.ArgoverseFormatError(
+        f"{path}: not a scenario file (expected an AV2 scenario_<id>.parquet or an AV1 <id>.csv)")

@@ -19,9 +19,10 @@ import numpy as np
 from jaxlab.core import actions, parallel
 from jaxlab.core import train as train_lib
 from jaxlab.core import workdir as workdir_lib
-from jaxlab.vectornet import baselines, report, training
+from jaxlab.vectornet import baselines, report, selection, training
 from jaxlab.vectornet import data as data_lib
 from jaxlab.vectornet.configs import VectorNetConfig
+from jaxlab.vectornet.data import read_scenario
 from jaxlab.vectornet.metrics import numpy_metrics
 
 __all__ = ["generate", "train", "evaluate", "predict", "read_scenario", "load", "ACTIONS", "BATCH_STREAM"]
@@ -101,6 +102,7 @@ def train(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
     """
     mesh = parallel.make_mesh(config.loop.num_devices or None)
     parallel.check_batch_divisible(config.batch_size, mesh)
+    selection.check_schedule(config)
     train_arrays = data_lib.split_arrays(config, "train")
     val = data_lib.split_arrays(config, "val")
     step_fn = train_lib.make_train_step(training.make_loss_fn(config))
@@ -128,21 +130,32 @@ def train(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
     return results
 
 
-def load(workdir: str | pathlib.Path) -> actions.Loaded:
-    """The config, model and newest intact checkpointed state of a finished or interrupted run."""
+def load(workdir: str | pathlib.Path, select: str | None = None) -> actions.Loaded:
+    """The config, model and checkpointed state of a finished or interrupted run: the checkpoint
+    of `select` (default: the run's `config.select`; "last" the newest intact, "best_val" that
+    of the best validation ADE, `selection.restore_selected`), recorded in `extras["selection"]`."""
     config = workdir_lib.load_config(workdir, VectorNetConfig)
-    state, step = train_lib.load_state(workdir, training.init_state(config), keep=config.loop.keep)
-    return actions.Loaded(config, training.make_model(config), state, step)
+    state, step, chosen = selection.restore_selected(workdir, training.init_state(config), select or config.select,
+                                                     keep=config.loop.keep)
+    return actions.Loaded(config, training.make_model(config), state, step, {"selection": chosen})
 
 
-@actions.action(read_only=True)
-def evaluate(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
-    """Test metrics of the newest intact checkpoint beside constant velocity (evaluation.json)."""
-    run = load(workdir)
+_SELECT = actions.Option("--select", choices=["last", "best_val"],
+                         help="the checkpoint to score: best_val (best validation ADE of the kept checkpoints) or "
+                              "last (newest); default: the run's config.select")
+
+
+@actions.action(read_only=True, options=[_SELECT])
+def evaluate(config: VectorNetConfig, workdir: pathlib.Path, select: str | None = None) -> dict:
+    """Test metrics of the checkpoint of --select / config.select beside the baselines (evaluation.json).
+
+    `step` is the checkpoint scored, `selection` how it was chosen (with best_val, the
+    validation ADE of every kept checkpoint)."""
+    run = load(workdir, select or config.select)
     test = data_lib.split_arrays(run.config, "test")
     results = {"test": _scores(run.config, test, training.predict(run.config, run.state.params, test),
                                run.state.params),
-               **_baseline_scores(run.config, test), "step": run.step}
+               **_baseline_scores(run.config, test), "step": run.step, "selection": run.extras["selection"]}
     workdir_lib.write_json(workdir / "evaluation.json", results)
     return results
 
@@ -182,50 +195,6 @@ def predict(config: VectorNetConfig, workdir: pathlib.Path, scenario: str | None
     path = report.plot_predictions(workdir, sub, pred, _baseline(run.config, sub), n)
     scores = numpy_metrics(pred, sub["future"], sub["future_mask"])
     return {"figure": str(path.relative_to(workdir)), "ade": [float(x) for x in scores["ade"]], "step": run.step}
-
-
-def read_scenario(config: VectorNetConfig, path: str | pathlib.Path):
-    """The `polylines.Scene` of one scenario file for a run of `config` (see `predict`).
-
-    Raises:
-      argoverse.ArgoverseFormatError: naming the file, when it is missing, of another kind,
-        malformed, or without its map.
-    """
-    from jaxlab.vectornet import argoverse
-    from jaxlab.vectornet.polylines import Scene
-
-    path = pathlib.Path(path)
-    s = config.scene
-    if not path.is_file():
-        raise argoverse.ArgoverseFormatError(f"{path}: no such scenario file")
-    if path.suffix == ".parquet":
-        tracks, focal = argoverse.read_av2_scenario(path, s.num_obs)
-        sid = path.stem.removeprefix("scenario_")
-        own = path.parent / f"log_map_archive_{sid}.json"
-        found = sorted(path.parent.glob("log_map_archive_*.json"))
-        if not own.is_file() and len(found) != 1:
-            raise argoverse.ArgoverseFormatError(
-                f"{path}: needs its map {own.name} (or a single log_map_archive_*.json) in {path.parent}; "
-                f"found {len(found)}")
-        return Scene(sid, argoverse.read_av2_map(own if own.is_file() else found[0]), tracks, focal)
-    if path.suffix == ".csv":
-        tracks, target, city = argoverse.read_av1_csv(path, s.num_obs, s.num_future)
-        name = argoverse.AV1_MAP_FILES[city]
-        roots = ([pathlib.Path(config.data_dir)] if config.data_dir else []) + list(path.resolve().parents)
-        maps = [r / "map_files" / name for r in roots if (r / "map_files" / name).is_file()]
-        if not maps:
-            where = f"{config.data_dir}/map_files" if config.data_dir else "the run's data_dir (none: procedural)"
-            raise argoverse.ArgoverseFormatError(
-                f"{path}: city {city} needs the map {name}, found neither under {where} nor in a map_files "
-                "folder above the file")
-        tr = next(t for t in tracks if t.track_id == target)
-        last = tr.xy[tr.steps == s.num_obs - 1]
-        if not len(last):
-            raise argoverse.ArgoverseFormatError(f"{path}: the AGENT track has no row at the {s.num_obs}th timestamp")
-        lanes = argoverse._LaneIndex(argoverse.read_av1_map(maps[0])).near(last[0], s.map_radius)
-        return Scene(path.stem, lanes, tracks, target, city)
-    raise argoverse.ArgoverseFormatError(
-        f"{path}: not a scenario file (expected an AV2 scenario_<id>.parquet or an AV1 <id>.csv)")
 
 
 def _predict_scenario(run: actions.Loaded, workdir: pathlib.Path, path: pathlib.Path) -> dict:

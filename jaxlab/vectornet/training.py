@@ -99,10 +99,25 @@ def make_optimizer(config: VectorNetConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(o.clip_norm), optax.adam(lr))
 
 
+def _network_key(config: VectorNetConfig) -> str:
+    """What the network depends on (`model` and `scene`), as a cache key."""
+    return json.dumps({"model": config_lib.to_dict(config.model), "scene": config_lib.to_dict(config.scene)},
+                      sort_keys=True)
+
+
+def _network_config(key: str) -> VectorNetConfig:
+    return config_lib.from_dict(VectorNetConfig, json.loads(key))
+
+
+@functools.lru_cache(maxsize=8)
+def _init_fn(key: str):
+    """The jitted `model.init` of a network, compiled once per network in a process."""
+    return jax.jit(make_model(_network_config(key)).init)  # eager init of a ResNet takes a minute
+
+
 def init_state(config: VectorNetConfig) -> train_lib.TrainState:
-    model = make_model(config)
     key = jax.random.fold_in(jax.random.key(config.seed), INIT_STREAM)
-    params = jax.jit(model.init)(key, *dummy_inputs(config))["params"]  # eager init of a ResNet takes a minute
+    params = _init_fn(_network_key(config))(key, *dummy_inputs(config))["params"]
     return train_lib.TrainState.create(params=params, tx=make_optimizer(config))
 
 
@@ -191,13 +206,13 @@ def make_predict_fn(config: VectorNetConfig):
     """Jitted `(params, batch) -> [B, T, 2]` (inference: no masking, no node decoder); with
     `scene.max_targets > 1`, `[B, K, T, 2]` for every predicted agent, in the focal frame (slot 0
     is the focal target's prediction)."""
-    return _predict_fn(json.dumps(config_lib.to_dict(config), sort_keys=True))
+    return _predict_fn(_network_key(config))
 
 
 @functools.lru_cache(maxsize=8)
-def _predict_fn(config_json: str):
-    """`make_predict_fn`, compiled once per config in a process."""
-    config = config_lib.from_dict(VectorNetConfig, json.loads(config_json))
+def _predict_fn(key: str):
+    """`make_predict_fn`, compiled once per network in a process."""
+    config = _network_config(key)
     model = make_model(config, aux=False)
     multi = config.scene.max_targets > 1
 
