@@ -272,41 +272,59 @@ def load_state(workdir: str | pathlib.Path, state: Any, *, keep: int = 3) -> tup
     return state, step
 
 
+def logged_values(workdir: str | pathlib.Path, metric: str) -> dict[int, float]:
+    """`{step: value}` of the finite `metric` logged in `workdir/metrics.jsonl` (all segments)."""
+    rows = metrics_lib.merge_by_step(metrics_lib.read_metrics(pathlib.Path(workdir) / "metrics.jsonl"))
+    return {int(r["step"]): float(r[metric]) for r in rows
+            if isinstance(r.get(metric), (int, float)) and np.isfinite(r[metric])}
+
+
 def restore_best(workdir: str | pathlib.Path, state: Any, metric: str, *, keep: int = 3,
-                 mode: str = "min") -> tuple[Any, int, float | None]:
+                 mode: str = "min") -> tuple[Any, int, dict]:
     """Restores the kept checkpoint whose logged `metric` is best: model selection on validation.
 
     `metric` names a value of the evaluation rows of `workdir/metrics.jsonl` (for example
-    `"eval_loss"`, logged by `fit`'s `eval_fn` at the steps it evaluates); only steps that have
-    both a finite value and an intact checkpoint compete, so evaluate at every checkpoint and
-    keep them all (`eval_every = checkpoint_every`, `keep` >= the number of checkpoints) for a
-    true argmin. A corrupt candidate is skipped with a warning, like `restore_latest` does.
-    Without any candidate it falls back to the newest intact checkpoint.
+    `"eval_loss"`, logged by `fit`'s `eval_fn` at the steps it evaluates). The candidates are
+    the kept checkpoints that verify and have a logged value; the best wins, the earliest on
+    ties. Evaluate at every checkpoint and keep them all (`eval_every = checkpoint_every`,
+    `keep` >= the number of checkpoints) for an argmin over the whole run. Every kept step is
+    verified, and a corrupt one is named in a warning. Without any candidate (say, a run killed
+    between an evaluation and its checkpoint) the newest intact checkpoint is used, with a
+    warning.
 
-    Returns `(state, step, value)`; `value` is None after a fallback.
+    Returns:
+      `(state, step, info)`, where `info` holds `value` (the chosen step's, None after a
+      fallback), `candidates` (`{step: value}`), `latest_step` (the newest kept step) and
+      `fallback` (whether the newest intact checkpoint was used instead).
     """
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
     workdir = pathlib.Path(workdir)
-    rows = metrics_lib.merge_by_step(metrics_lib.read_metrics(workdir / "metrics.jsonl"))
-    values = {int(r["step"]): float(r[metric]) for r in rows
-              if r.get(metric) is not None and np.isfinite(r[metric])}
+    values = logged_values(workdir, metric)
     manager = ckpt_lib.CheckpointManager(workdir / "checkpoints", max_to_keep=keep)
     try:
-        candidates = sorted((s for s in manager.all_steps() if s in values),
-                            key=lambda s: (values[s] if mode == "min" else -values[s], -s))
-        target = serialization.to_state_dict(state)
-        for step in candidates:
+        kept = manager.all_steps()
+        candidates = {}
+        for step in kept:
             try:
-                tree = manager.restore(step, target)
+                ckpt_lib.verify(step, manager.step_dir(step))
             except ckpt_lib.CorruptCheckpointError as e:
-                warnings.warn(f"skipping corrupt checkpoint: {e}", RuntimeWarning, stacklevel=2)
+                warnings.warn(f"{e}; it is not a selection candidate", RuntimeWarning, stacklevel=2)
                 continue
-            return serialization.from_state_dict(state, tree), int(step), values[step]
+            if step in values:
+                candidates[step] = values[step]
+        info = {"candidates": candidates, "latest_step": max(kept) if kept else None}
+        if candidates:
+            sign = 1.0 if mode == "min" else -1.0
+            step = min(candidates, key=lambda s: (sign * candidates[s], s))
+            tree = manager.restore(step, serialization.to_state_dict(state))
+            return serialization.from_state_dict(state, tree), step, dict(info, value=candidates[step], fallback=False)
     finally:
         manager.close()
+    warnings.warn(f"{workdir}: no intact kept checkpoint (steps {kept}) has a logged {metric!r}; "
+                  "using the newest intact checkpoint", RuntimeWarning, stacklevel=2)
     state, step = load_state(workdir, state, keep=keep)
-    return state, step, None
+    return state, step, dict(info, value=None, fallback=True)
 
 
 def run_times(workdir: str | pathlib.Path) -> dict:

@@ -14,15 +14,10 @@ checkpoint, as before this field existed.
 
 from __future__ import annotations
 
-import math
 import pathlib
 import warnings
 from typing import Any
 
-from flax import serialization
-
-from jaxlab.core import checkpoint as ckpt_lib
-from jaxlab.core import metrics as metrics_lib
 from jaxlab.core import train as train_lib
 
 __all__ = ["METRIC", "validation_scores", "restore_selected", "check_schedule"]
@@ -32,9 +27,7 @@ METRIC = "eval_ade"
 
 def validation_scores(workdir: str | pathlib.Path, metric: str = METRIC) -> dict[int, float]:
     """`{step: value}` of the finite validation `metric` logged in `workdir/metrics.jsonl`."""
-    rows = metrics_lib.merge_by_step(metrics_lib.read_metrics(pathlib.Path(workdir) / "metrics.jsonl"))
-    return {int(r["step"]): float(r[metric]) for r in rows
-            if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])}
+    return train_lib.logged_values(workdir, metric)
 
 
 def restore_selected(workdir: str | pathlib.Path, state: Any, select: str, *, keep: int = 3
@@ -44,9 +37,9 @@ def restore_selected(workdir: str | pathlib.Path, state: Any, select: str, *, ke
     Args:
       workdir: the run directory.
       state: a state of the run's structure (e.g. `training.init_state(config)`).
-      select: "best_val" (lowest logged validation ADE among the kept checkpoints; every kept
-        step is verified first and a corrupt one is left out with a warning naming it) or
-        "last" (newest intact).
+      select: "best_val" (lowest logged validation ADE among the kept checkpoints, through
+        `core.train.restore_best`: every kept step is verified first and a corrupt one is left
+        out with a warning naming it) or "last" (newest intact).
       keep: `loop.keep` of the run.
 
     Returns:
@@ -63,35 +56,15 @@ def restore_selected(workdir: str | pathlib.Path, state: Any, select: str, *, ke
     """
     if select not in ("best_val", "last"):
         raise ValueError(f"select must be 'best_val' or 'last', got {select!r}")
-    workdir = pathlib.Path(workdir)
-    if select == "best_val":
-        scores = validation_scores(workdir)
-        manager = ckpt_lib.CheckpointManager(workdir / "checkpoints", max_to_keep=keep)
-        try:
-            kept = manager.all_steps()
-            intact = []
-            for step in kept:  # every kept step is checked, so damage is reported even where not chosen
-                try:
-                    ckpt_lib.verify(step, manager.step_dir(step))
-                    intact.append(step)
-                except ckpt_lib.CorruptCheckpointError as e:
-                    warnings.warn(f"{e}; it is not a selection candidate", RuntimeWarning, stacklevel=2)
-            candidates = {s: scores[s] for s in intact if s in scores}
-            if candidates:
-                step = min(candidates, key=lambda s: (candidates[s], s))
-                tree = manager.restore(step, serialization.to_state_dict(state))
-                return serialization.from_state_dict(state, tree), step, {
-                    "select": select, "step": step, "metric": "val_ade", "val_ade": candidates[step],
-                    "candidates": {str(s): v for s, v in sorted(candidates.items())}, "latest_step": max(kept)}
-        finally:
-            manager.close()
-        warnings.warn(f"{workdir}: no intact kept checkpoint (steps {kept}) has a logged validation score; "
-                      "using the newest intact checkpoint", RuntimeWarning, stacklevel=2)
-    state, step = train_lib.load_state(workdir, state, keep=keep)
-    out = {"select": select, "step": step}
-    if select != "last":
-        out["fallback"] = "last"
-    return state, step, out
+    if select == "last":
+        state, step = train_lib.load_state(workdir, state, keep=keep)
+        return state, step, {"select": select, "step": step}
+    state, step, info = train_lib.restore_best(workdir, state, METRIC, keep=keep)
+    if info["fallback"]:
+        return state, step, {"select": select, "step": step, "fallback": "last"}
+    return state, step, {"select": select, "step": step, "metric": "val_ade", "val_ade": info["value"],
+                         "candidates": {str(s): v for s, v in sorted(info["candidates"].items())},
+                         "latest_step": info["latest_step"]}
 
 
 def check_schedule(config) -> None:

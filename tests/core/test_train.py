@@ -444,14 +444,18 @@ def test_restore_best_picks_the_argmin_of_the_logged_validation_metric(tmp_path)
               checkpoint_every=10, keep=10, eval_fn=eval_fn, progress=False)
     at20, _ = train.fit(init(), step, batch_fn, num_steps=20, workdir=tmp_path / "short", log_every=10,
                         progress=False)
-    best, at, value = train.restore_best(tmp_path / "run", init(), "eval_score", keep=10)
-    assert (at, value, int(best.step)) == (20, 0.0, 20)
+    best, at, info = train.restore_best(tmp_path / "run", init(), "eval_score", keep=10)
+    assert (at, info["value"], int(best.step), info["latest_step"]) == (20, 0.0, 20, 40)
+    assert info["candidates"] == {10: 100.0, 20: 0.0, 30: 100.0, 40: 400.0}
     for a, b in zip(_leaves(at20), _leaves(best)):
         np.testing.assert_array_equal(a, b)
-    assert train.restore_best(tmp_path / "run", init(), "eval_score", keep=10, mode="max")[1:] == (40, 400.0)
-    # A corrupt best is skipped; 10 and 30 tie, the later one wins.
+    assert train.restore_best(tmp_path / "run", init(), "eval_score", keep=10, mode="max")[1] == 40
+    # A corrupt best is named and left out; 10 and 30 tie, the earlier one wins.
     _flip_bytes(tmp_path / "run" / "checkpoints" / "20")
-    with pytest.warns(RuntimeWarning, match="step 20"):
-        assert train.restore_best(tmp_path / "run", init(), "eval_score", keep=10)[1:] == (30, 100.0)
-    # No such metric: the newest checkpoint, and no value.
-    assert train.restore_best(tmp_path / "run", init(), "eval_nothing", keep=10)[1:] == (40, None)
+    with pytest.warns(RuntimeWarning, match="step 20.*not a selection candidate"):
+        _, at, info = train.restore_best(tmp_path / "run", init(), "eval_score", keep=10)
+    assert (at, info["value"], 20 in info["candidates"]) == (10, 100.0, False)
+    # No such metric: the newest checkpoint, with a warning and no value.
+    with pytest.warns(RuntimeWarning, match="no intact kept checkpoint"):
+        _, at, info = train.restore_best(tmp_path / "run", init(), "eval_nothing", keep=10)
+    assert (at, info["value"], info["fallback"]) == (40, None, True)
