@@ -1,7 +1,8 @@
 """Configs of video2stylegan: `get_config("smoke" | "default" | "paper")`.
 
 Stages, each with its own `loop` and its own directory in the workdir: `gan` (StyleGAN2 on
-procedural faces, `generator/`) and `encoder` (the ViT into W+ trained on clips, `encoder/`).
+procedural faces, `generator/`), `aux` (the auxiliary networks `proc_landmarks`, `proc_3dmm`,
+`proc_id`, `aux/<net>/`) and `encoder` (the ViT into W+ trained on clips, `encoder/`).
 """
 
 from __future__ import annotations
@@ -99,6 +100,46 @@ class GanConfig:
 
 
 @dataclasses.dataclass
+class AuxConfig:
+    """The auxiliary networks trained on procedural renders (`train-aux`), one after the other.
+
+    `proc_landmarks` regresses the K exact 2-D landmarks, `proc_3dmm` the face model's identity,
+    expression and pose parameters (its vertices follow from the known model), `proc_id` an
+    L2-normalised identity embedding trained with an additive angular margin softmax over the
+    training identities. They are self-trained stand-ins for a landmark detector, a 3DMM
+    regressor and a face-recognition network, and carry none of those names.
+
+    Attributes:
+      num_identities: identities of the training renders (their own identity stream).
+      train_images: random training renders (pose and expression drawn per render).
+      eval_identities, eval_per_identity: held-out identities and renders of each for evaluation.
+      stages: channels of the conv stages (`jaxlab.nn.ConvBlock`, 2x2 average pooling between).
+      blocks_per_stage: conv blocks per stage; hidden: width of the MLP head.
+      embed_dim: dimension of the `proc_id` embedding.
+      margin, scale: additive angular margin m (radians) and logit scale s of `proc_id`'s loss.
+      vertex_weight: weight of the vertex term of `proc_3dmm`'s loss beside the parameter term.
+      batch_size, lr: Adam on every net.
+      loop: steps and periods, the same for each of the three nets.
+    """
+
+    num_identities: PositiveInt = 256
+    train_images: PositiveInt = 4096
+    eval_identities: PositiveInt = 32
+    eval_per_identity: PositiveInt = 4
+    stages: tuple[PositiveInt, ...] = (32, 64, 64)
+    blocks_per_stage: PositiveInt = 1
+    hidden: PositiveInt = 128
+    embed_dim: PositiveInt = 32
+    margin: NonNegativeFloat = 0.2
+    scale: PositiveFloat = 16.0
+    vertex_weight: NonNegativeFloat = 1.0
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 2e-3
+    loop: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(
+        num_steps=1500, log_every=50, checkpoint_every=500, eval_every=500, num_devices=1))
+
+
+@dataclasses.dataclass
 class EncoderConfig:
     """The ViT encoder into W+ and its training on clips.
 
@@ -106,8 +147,11 @@ class EncoderConfig:
       reuse_start: W+ entries from this index on come from the key frame (reconstruction; the
         spec's defaults: 4 at 32 px, 6 at 64 px, 8 at 1024 px; 7 = pSp's split at 1024).
       reuse: train with temporal reuse (False: every frame encodes all of W+, the per-frame baseline).
-      l2: weight of the pixel loss (the landmark, mesh and identity terms need auxiliary networks
-        that are not built yet).
+      l2: weight of the pixel loss.
+      landmark, mesh, identity: weights of the landmark, mesh and identity terms (reconstruction:
+        the paper gives no weights; pSp's identity weight is 0.1). 0 leaves a term out (not traced);
+        all 0 is the pixel loss alone. Any non-zero weight needs the auxiliary networks of `aux_from`.
+      aux_from: run directory whose `aux/` holds the frozen auxiliary networks ("": this workdir).
       delta_scale: scale of the heads' Δw.
     """
 
@@ -121,6 +165,10 @@ class EncoderConfig:
     batch_size: PositiveInt = 16
     lr: PositiveFloat = 1e-3
     l2: PositiveFloat = 1.0
+    landmark: NonNegativeFloat = 0.0
+    mesh: NonNegativeFloat = 0.0
+    identity: NonNegativeFloat = 0.0
+    aux_from: str = ""
     loop: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(
         num_steps=1500, log_every=50, checkpoint_every=500, eval_every=500, num_devices=1))
 
@@ -141,6 +189,7 @@ class Video2StyleGANConfig:
     eval_batch_size: PositiveInt = 64
     faces: FaceConfig = dataclasses.field(default_factory=FaceConfig)
     gan: GanConfig = dataclasses.field(default_factory=GanConfig)
+    aux: AuxConfig = dataclasses.field(default_factory=AuxConfig)
     encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
 
     def validate(self) -> None:
@@ -172,6 +221,10 @@ def _smoke() -> Video2StyleGANConfig:
         gan=GanConfig(resolution=16, channel_base=256, channel_max=16, z_dim=32, w_dim=32, batch_size=8, r1_every=4,
                       pl_every=2,
                       loop=LoopConfig(num_steps=12, log_every=4, checkpoint_every=6, num_devices=1)),
+        aux=AuxConfig(num_identities=32, train_images=448, eval_identities=16, eval_per_identity=4, stages=(16, 32),
+                      hidden=64, embed_dim=16, batch_size=32, lr=3e-3,
+                      loop=LoopConfig(num_steps=300, log_every=100, checkpoint_every=100, eval_every=0,
+                                      num_devices=1)),
         encoder=EncoderConfig(reuse_start=3, embed_dim=32, depth=1, num_heads=2, batch_size=4,
                               loop=LoopConfig(num_steps=8, log_every=4, checkpoint_every=4, eval_every=4,
                                               num_devices=1)))
@@ -182,6 +235,10 @@ def _paper() -> Video2StyleGANConfig:
     return Video2StyleGANConfig(
         faces=FaceConfig(resolution=1024, num_identities=1000, train_images=70000, videos=50, frames=64,
                          clip_videos=5000),
+        aux=AuxConfig(num_identities=2000, train_images=200000, eval_identities=200, stages=(32, 64, 128, 256, 256),
+                      blocks_per_stage=2, hidden=512, embed_dim=128, margin=0.5, scale=32.0, batch_size=128,
+                      lr=1e-3, loop=LoopConfig(num_steps=100000, log_every=100, checkpoint_every=5000,
+                                               eval_every=5000, num_devices=0)),
         gan=GanConfig(resolution=1024, z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768, channel_max=512,
                       batch_size=32, g_lr=0.002, d_lr=0.002, r1_gamma=10.0, ema_kimg=10.0, ema_rampup=0.0,
                       loop=LoopConfig(num_steps=781250, log_every=100, checkpoint_every=5000, num_devices=0)),

@@ -3,10 +3,13 @@
     key frame x_0:   w_0 = w̄ + E(x_0)                          (all num_ws entries)
     frame t:         w_t = [ w̄ + E_coarse(x_t) ;  w_0[k:] ]     (k = reuse_start; fine entries reused)
     loss on a clip:  l2 · ( ‖G(w_0) − x_0‖² + ‖G(w_t) − x_t‖² ) / 2   (per-pixel means; G frozen, const noise)
+                     + landmark · L_lmk + mesh · L_mesh + identity · L_id   (over both frames of the clip)
 
-With `reuse=False` (the per-frame baseline) every frame encodes all of W+. Reconstruction:
-the paper's encoder heads, split and losses are not published (spec §2.3); the landmark, mesh
-and identity terms of §2.5 need the auxiliary networks, which are not built yet.
+L_lmk, L_mesh and L_id (`auxnets.encoder_terms`) compare the frozen `proc_landmarks`,
+`proc_3dmm` and `proc_id` on the reconstruction and on the input; a term of weight 0 is not
+traced, so with all three at 0 the loss is the pixel loss alone. With `reuse=False` (the
+per-frame baseline) every frame encodes all of W+. Reconstruction: the paper's encoder heads,
+split, losses and their weights are not published (spec §2.3, §2.5).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import numpy as np
 import optax
 
 from jaxlab.core import train as train_lib
-from jaxlab.video2stylegan import gan
+from jaxlab.video2stylegan import auxnets, gan
 from jaxlab.video2stylegan.models import Encoder, num_ws
 
-__all__ = ["make_encoder", "init_encoder_state", "make_loss_fn", "clip_batch", "encode_frames", "INIT_E", "CLIPS"]
+__all__ = ["make_encoder", "init_encoder_state", "make_loss_fn", "uses_aux", "clip_batch", "encode_frames", "INIT_E",
+           "CLIPS"]
 
 INIT_E, CLIPS = 0x6901, 0x6902
 
@@ -49,11 +53,23 @@ def encode_pair(enc: Encoder, params, x0, xt, w_avg, reuse: bool, k: int):
     return w0, enc.apply({"params": params}, xt, w_avg)
 
 
-def make_loss_fn(config, g_params, w_avg):
-    """`loss_fn(params, extra, (x0, xt), key)` for `core.train.make_train_step` (the generator is frozen)."""
+def uses_aux(config) -> bool:
+    """Whether the encoder's loss has a landmark, mesh or identity term (a non-zero weight)."""
+    e = config.encoder
+    return e.landmark > 0 or e.mesh > 0 or e.identity > 0
+
+
+def make_loss_fn(config, g_params, w_avg, aux=None):
+    """`loss_fn(params, extra, (x0, xt), key)` for `core.train.make_train_step` (the generator is frozen).
+
+    `aux`: the frozen `auxnets.AuxNets`, needed when a landmark, mesh or identity weight is non-zero.
+    """
     enc = make_encoder(config)
     g, _ = gan.make_models(config.gan)
     e = config.encoder
+    if uses_aux(config) and aux is None:
+        raise ValueError("encoder.landmark, encoder.mesh or encoder.identity is non-zero: pass the auxiliary "
+                         "networks (auxnets.load_aux)")
 
     def loss_fn(params, extra, batch, key):
         del extra, key
@@ -62,7 +78,11 @@ def make_loss_fn(config, g_params, w_avg):
         y = gan.generate(g, g_params, jnp.concatenate([w0, wt]), noise_mode="const")
         y0, yt = y[: x0.shape[0]], y[x0.shape[0]:]
         l0, lt = jnp.mean((y0 - x0) ** 2), jnp.mean((yt - xt) ** 2)
-        return e.l2 * (l0 + lt) / 2, ({"mse_key": l0, "mse_frame": lt}, None)
+        loss, metrics = e.l2 * (l0 + lt) / 2, {"mse_key": l0, "mse_frame": lt}
+        if uses_aux(config):
+            extra_loss, terms = auxnets.encoder_terms(aux, jnp.concatenate([x0, xt]), y, e)
+            loss, metrics = loss + extra_loss, {**metrics, **terms}
+        return loss, (metrics, None)
 
     return loss_fn
 

@@ -5,14 +5,27 @@
              mean over the window-valid pixels and over channels (data range 2 for [−1, 1])
     flicker  mean over t ≥ 1 and pixels of ((x̂_t − x̂_{t−1}) − (x_t − x_{t−1}))²: the frame-to-frame
              change of the reconstruction that the input does not have
+    NME      landmark error normalised by the inter-ocular distance: per frame,
+             mean_k ‖ℓ̂_k − ℓ_k‖ / ‖ℓ_eye_r_outer − ℓ_eye_l_outer‖ (the outer eye corners of the
+             face model's ground truth, `faces.LANDMARK_NAMES`, as in 300-W's inter-ocular
+             normalisation), then the mean over frames
+    identity similarity
+             mean over frames of cos(e(x̂_t), e(x_t)), e = the `proc_id` embedding
+    pair AUC the probability that a same-identity pair has a higher cosine than a
+             different-identity pair (ties count 1/2), over all pairs of a set of embeddings
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import uniform_filter
+from scipy.stats import rankdata
 
-__all__ = ["mse", "ssim", "flicker"]
+from jaxlab.video2stylegan.faces import LANDMARK_NAMES
+
+__all__ = ["mse", "ssim", "flicker", "landmark_nme", "identity_similarity", "pair_auc", "EYE_OUTER"]
+
+EYE_OUTER = (LANDMARK_NAMES.index("eye_r_outer"), LANDMARK_NAMES.index("eye_l_outer"))
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> float:
@@ -44,3 +57,36 @@ def flicker(recon: np.ndarray, frames: np.ndarray) -> float:
     """Temporal flicker of `recon [T, H, W, C]` against `frames [T, H, W, C]` (T >= 2)."""
     d = np.diff(np.asarray(recon, np.float64), axis=0) - np.diff(np.asarray(frames, np.float64), axis=0)
     return float(np.mean(d ** 2))
+
+
+def landmark_nme(pred: np.ndarray, target: np.ndarray, eyes: tuple[int, int] = EYE_OUTER) -> float:
+    """Mean NME of landmarks `pred`, `target` `[..., K, 2]`, each frame's error divided by the
+    distance between its target landmarks `eyes` (by default the outer eye corners)."""
+    p, t = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    if p.shape != t.shape or p.shape[-1] != 2:
+        raise ValueError(f"landmarks must be [..., K, 2] of one shape, got {p.shape} and {t.shape}")
+    iod = np.linalg.norm(t[..., eyes[0], :] - t[..., eyes[1], :], axis=-1)
+    return float(np.mean(np.linalg.norm(p - t, axis=-1).mean(-1) / iod))
+
+
+def identity_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean cosine similarity of paired embeddings `a`, `b` `[N, D]` (normalised here)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return float(np.mean(np.sum(a * b, -1)))
+
+
+def pair_auc(emb: np.ndarray, labels: np.ndarray) -> float:
+    """Pair AUC of embeddings `emb [N, D]` with identity `labels [N]`: over all pairs i < j,
+    P(cos of a same-identity pair > cos of a different-identity pair), ties 1/2 (Mann-Whitney U)."""
+    e = np.asarray(emb, np.float64)
+    e = e / np.linalg.norm(e, axis=-1, keepdims=True)
+    i, j = np.triu_indices(len(e), 1)
+    sim = np.sum(e[i] * e[j], -1)
+    same = np.asarray(labels)[i] == np.asarray(labels)[j]
+    n_pos, n_neg = int(same.sum()), int((~same).sum())
+    if not n_pos or not n_neg:
+        raise ValueError("pair_auc needs both same- and different-identity pairs")
+    ranks = rankdata(sim)
+    return float((ranks[same].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -26,13 +26,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxlab.nn.cnn import MLP, ConvBlock
 from jaxlab.nn.conv import conv_general_dilated
 from jaxlab.nn.vit import ViT
 from jaxlab.video2stylegan import fir
 
 __all__ = ["num_ws", "ws_layout", "channels_at", "EqualLinear", "EqualConv", "MappingNetwork",
            "modulated_conv2d", "SynthesisLayer", "ToRGB", "SynthesisNetwork", "Generator",
-           "minibatch_stddev", "Discriminator", "Encoder", "NOISE_CONST"]
+           "minibatch_stddev", "Discriminator", "Encoder", "AuxCNN", "NOISE_CONST"]
 
 SQRT2 = math.sqrt(2.0)
 NOISE_CONST = 0x401  # stream of the fixed ("const") noise maps
@@ -362,6 +363,31 @@ class Encoder(nn.Module):
         fine = nn.Dense((self.num_ws - k) * self.w_dim, kernel_init=zeros, name="head_fine")(feats)
         fine = w_avg + self.delta_scale * fine.reshape(-1, self.num_ws - k, self.w_dim)
         return jnp.concatenate([coarse, fine], axis=1)
+
+
+class AuxCNN(nn.Module):
+    """The small CNN of the auxiliary networks: `[B, R, R, 3] -> [B, out_dim]`.
+
+    Conv stages of `jaxlab.nn.ConvBlock` (GroupNorm, ReLU) with 2x2 average pooling between them,
+    then the flattened last feature map (not a global average, so that positions survive) through
+    an MLP `[hidden, out_dim]`. `proc_landmarks` reads 2K coordinates from it, `proc_3dmm` the
+    13 face-model parameters and `proc_id` an embedding (L2-normalised by its caller).
+    """
+
+    out_dim: int
+    stages: tuple[int, ...] = (32, 64)
+    blocks_per_stage: int = 1
+    hidden: int = 128
+
+    @nn.compact
+    def __call__(self, x):
+        for i, width in enumerate(self.stages):
+            if i > 0:
+                x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+            for _ in range(self.blocks_per_stage):
+                x = ConvBlock(width)(x)
+        x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+        return MLP((self.hidden, self.out_dim))(x.reshape(x.shape[0], -1))
 
 
 def count_params(params: Any) -> int:

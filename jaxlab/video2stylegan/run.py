@@ -1,15 +1,18 @@
-"""Actions of video2stylegan: render, train-generator, train-encoder, encode, evaluate.
+"""Actions of video2stylegan: render, train-generator, train-aux, train-encoder, encode, evaluate.
 
     jaxlab video2stylegan render --workdir runs/v2s            # procedural videos as <video>/<frame>.png
     jaxlab video2stylegan train-generator --workdir runs/v2s   # StyleGAN2 on procedural faces (fit)
+    jaxlab video2stylegan train-aux --workdir runs/v2s         # proc_landmarks, proc_3dmm, proc_id (fit)
     jaxlab video2stylegan train-encoder --workdir runs/v2s     # ViT encoder into W+ with temporal reuse (fit)
     jaxlab video2stylegan encode --workdir runs/v2s --config.video=runs/v2s/videos/video_000
-    jaxlab video2stylegan evaluate --workdir runs/v2s          # per-frame vs reuse: MSE, SSIM, flicker, fps
+    jaxlab video2stylegan evaluate --workdir runs/v2s          # per-frame vs reuse: MSE, SSIM, flicker, fps,
+                                                               # landmark NME, identity similarity
 """
 
 from __future__ import annotations
 
 import pathlib
+import sys
 import time
 
 import jax
@@ -19,10 +22,10 @@ import numpy as np
 from jaxlab.core import actions
 from jaxlab.core import train as train_lib
 from jaxlab.core import workdir as workdir_lib
-from jaxlab.video2stylegan import data, encoder, gan, metrics, report
+from jaxlab.video2stylegan import auxnets, data, encoder, gan, metrics, report
 from jaxlab.video2stylegan.configs import Video2StyleGANConfig
 
-__all__ = ["render", "train_generator", "train_encoder", "encode", "evaluate", "load", "ACTIONS"]
+__all__ = ["render", "train_generator", "train_aux", "train_encoder", "encode", "evaluate", "load", "ACTIONS"]
 
 BATCHES, SAMPLES = 0x6801, 0x6802
 
@@ -82,13 +85,28 @@ def _generator(workdir: pathlib.Path, config) -> tuple[gan.GanState, int]:
     return train_lib.load_state(workdir / "generator", _gan_state(config), keep=config.gan.loop.keep)
 
 
+@actions.action(name="train-aux")
+def train_aux(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
+    """Trains proc_landmarks, proc_3dmm and proc_id on procedural renders (WORKDIR/aux/<net>/); resumes."""
+    results = auxnets.train_all(config, workdir)
+    workdir_lib.update_summary(workdir, "aux", results, config, seed=config.seed)
+    return results
+
+
+def _aux_dir(workdir: pathlib.Path, config) -> pathlib.Path:
+    return pathlib.Path(config.encoder.aux_from) if config.encoder.aux_from else workdir
+
+
 @actions.action(name="train-encoder")
 def train_encoder(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
-    """Trains the ViT encoder into W+ on clips of procedural videos against the frozen G-EMA; resumes."""
+    """Trains the ViT encoder into W+ on clips of procedural videos against the frozen G-EMA (and the
+    frozen auxiliary nets of encoder.aux_from when a landmark/mesh/identity weight is set); resumes."""
     g_state, _ = _generator(workdir, config)
+    aux = (auxnets.load_aux(_aux_dir(workdir, config), config.gan.resolution) if encoder.uses_aux(config)
+           else None)
     stage = workdir_lib.stage_dir(workdir, "encoder")
     vids = np.stack([v["image"] for v in data.clip_videos(config.seed, config.faces)])
-    loss_fn = encoder.make_loss_fn(config, g_state.g_ema, g_state.w_avg)
+    loss_fn = encoder.make_loss_fn(config, g_state.g_ema, g_state.w_avg, aux)
     state, history = train_lib.fit(encoder.init_encoder_state(config), train_lib.make_train_step(loss_fn),
                                    lambda s: encoder.clip_batch(config, vids, s), loop=config.encoder.loop,
                                    workdir=stage, seed=config.seed, desc="video2stylegan encoder")
@@ -97,13 +115,17 @@ def train_encoder(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
     last = history[-1] if history else {}
     results = {"steps": int(jax.device_get(state.step)), "reuse": config.encoder.reuse,
                "loss": last.get("loss"), "train_time_s": times["train_time_s"]}
+    if aux is not None:
+        results["aux_steps"] = aux.steps
+        results.update({k: last.get(k) for k in ("landmark_loss", "mesh_loss", "identity_loss") if k in last})
     workdir_lib.update_summary(workdir, "encoder", results, config, seed=config.seed)
     return results
 
 
 def load(workdir: str | pathlib.Path) -> actions.Loaded:
     """The config, models, the GAN state (G, D, G-EMA) of the newest intact checkpoint and, in
-    `extras["encoder"]`, the encoder's `(state, step)` when an encoder was trained."""
+    `extras["encoder"]`, the encoder's `(state, step)` when an encoder was trained; in
+    `extras["aux"]` the frozen `auxnets.AuxNets` of `encoder.aux_from` (or this workdir) when trained."""
     workdir = pathlib.Path(workdir)
     config = workdir_lib.load_config(workdir, Video2StyleGANConfig)
     state, step = _generator(workdir, config)
@@ -111,6 +133,11 @@ def load(workdir: str | pathlib.Path) -> actions.Loaded:
     if (workdir / "encoder" / "checkpoints").exists():
         extras["encoder"] = train_lib.load_state(workdir / "encoder", encoder.init_encoder_state(config),
                                                  keep=config.encoder.loop.keep)
+    if auxnets.has_aux(_aux_dir(workdir, config)):
+        try:
+            extras["aux"] = auxnets.load_aux(_aux_dir(workdir, config), config.gan.resolution)
+        except workdir_lib.WorkdirError as e:  # an interrupted train-aux: evaluate without them
+            print(f"warning: auxiliary networks not used: {e}", file=sys.stderr)
     g, d = gan.make_models(config.gan)
     return actions.Loaded(config, {"generator": g, "discriminator": d, "encoder": encoder.make_encoder(config)},
                           state, step, extras)
@@ -165,15 +192,21 @@ def encode(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
 @actions.action(read_only=True)
 def evaluate(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
     """Per-frame encoding vs temporal reuse on the procedural evaluation videos: MSE, SSIM, flicker,
-    encoder+generator frames/s (evaluation.json)."""
+    encoder+generator frames/s and, with trained auxiliary nets, landmark NME (to the exact
+    landmarks), identity similarity under proc_id and mesh vertex RMSE (evaluation.json)."""
     run = load(workdir)
     c = run.config
     fns = encoder.make_encode_fn(c)
+    aux_fns = auxnets.jit_fns(run.extras["aux"]) if "aux" in run.extras else None
     rows = []
     vids = data.eval_videos(c.seed, c.faces)
     for i, v in enumerate(vids):
         out = _encode_both(run, v["image"], fns)
         rows.append(_video_metrics(v["image"], out, c.encoder.reuse_start))
+        if aux_fns is not None:  # the nets on the input frames: the floor of their errors
+            rows[-1]["input"] = auxnets.frame_metrics(aux_fns, v["image"], v)
+            for mode, (_, rec) in out.items():
+                rows[-1][mode].update(auxnets.frame_metrics(aux_fns, rec, v))
         if i == 0:
             report.plot_strip(workdir, "strip_eval", v["image"], out["per_frame"][1], out["reuse"][1])
             report.plot_flicker(workdir, v["image"], out["per_frame"][1], out["reuse"][1])
@@ -194,8 +227,10 @@ def evaluate(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
         results[mode]["first_call_s"] = compile_s
     results.update({"videos": len(vids), "frames": c.faces.frames, "generator_step": run.step,
                     "encoder_step": run.extras["encoder"][1], "device": jax.devices()[0].device_kind})
+    if aux_fns is not None:
+        results["aux_steps"] = run.extras["aux"].steps
     workdir_lib.write_json(workdir / "evaluation.json", results)
     return results
 
 
-ACTIONS = actions.collect(render, train_generator, train_encoder, encode, evaluate)
+ACTIONS = actions.collect(render, train_generator, train_aux, train_encoder, encode, evaluate)
