@@ -43,7 +43,29 @@ _SPECIAL = ("<pad>", "</s>", editplan.SEP, "<unk>")
 _WORD_START = "\u2581"
 
 
-class Tokenizer:
+class _ReservedIds:
+    """What both tokenizers share: `pieces` (by id), the reserved ids 0 .. first_sentinel +
+    num_sentinels - 1 (pad, eos, separator, unk, edit tokens, sentinels)."""
+
+    pieces: list[str]
+    first_sentinel: int
+    num_sentinels: int
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    def sentinel(self, i: int) -> int:
+        if not 0 <= i < self.num_sentinels:
+            raise ValueError(f"sentinel {i} out of range [0, {self.num_sentinels})")
+        return self.first_sentinel + i
+
+    @property
+    def specials(self) -> frozenset:
+        """Every reserved piece string except pad/eos/unk: separator, edit tokens, sentinels."""
+        return frozenset(self.pieces[SEP_ID:SEP_ID + 1] + self.pieces[UNK + 1:self.first_sentinel + self.num_sentinels])
+
+
+class Tokenizer(_ReservedIds):
     """Maps token lists to ids and back (see module docstring)."""
 
     kind = "word"
@@ -58,14 +80,6 @@ class Tokenizer:
         self.first_sentinel = len(_SPECIAL) + len(editplan.EDIT_TOKENS)
         self.reserved = set(range(self.first_sentinel + num_sentinels))
         self.edit_ids = {self.index[t] for t in editplan.EDIT_TOKENS}
-
-    def __len__(self) -> int:
-        return len(self.pieces)
-
-    def sentinel(self, i: int) -> int:
-        if not 0 <= i < self.num_sentinels:
-            raise ValueError(f"sentinel {i} out of range [0, {self.num_sentinels})")
-        return self.first_sentinel + i
 
     def encode_token(self, token: str, allow: frozenset | set = frozenset()) -> list[int]:
         """Ids of one token: its own id, else its spelling (`▁c` then continuation chars).
@@ -88,11 +102,6 @@ class Tokenizer:
         for t in tokens:
             out += self.encode_token(t, allow)
         return out
-
-    @property
-    def specials(self) -> frozenset:
-        """Every reserved piece string except pad/eos/unk: separator, edit tokens, sentinels."""
-        return frozenset(self.pieces[SEP_ID:SEP_ID + 1] + self.pieces[UNK + 1:self.first_sentinel + self.num_sentinels])
 
     def decode(self, ids: Iterable[int], *, stop_at_eos: bool = True) -> list[str]:
         """Token strings of `ids` (pads skipped; stops at `</s>` unless told not to)."""
@@ -207,7 +216,7 @@ def _reserved_pieces(num_sentinels: int) -> list[str]:
     return list(_SPECIAL) + list(editplan.EDIT_TOKENS) + [f"<extra_id_{i}>" for i in range(num_sentinels)]
 
 
-class SentencePieceTokenizer:
+class SentencePieceTokenizer(_ReservedIds):
     """SentencePiece subwords over token lists, with the reserved ids of `Tokenizer` (reconstruction).
 
     Layout of the ids::
@@ -254,19 +263,6 @@ class SentencePieceTokenizer:
             raise ValueError("SentencePiece model has no '\u2581' piece")
         self._starts = [p.startswith(_WORD_START) and i >= self.num_reserved and not self.sp.is_byte(i)
                         for i, p in enumerate(self.pieces)]
-
-    def __len__(self) -> int:
-        return len(self.pieces)
-
-    def sentinel(self, i: int) -> int:
-        if not 0 <= i < self.num_sentinels:
-            raise ValueError(f"sentinel {i} out of range [0, {self.num_sentinels})")
-        return self.first_sentinel + i
-
-    @property
-    def specials(self) -> frozenset:
-        """Every reserved piece string except pad/eos/unk: separator, edit tokens, sentinels."""
-        return frozenset(self.pieces[SEP_ID:SEP_ID + 1] + self.pieces[UNK + 1:self.num_reserved])
 
     def _encode_run(self, run: list[str]) -> list[int]:
         text = " ".join(_escape(t) for t in run)
