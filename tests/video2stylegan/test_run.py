@@ -16,6 +16,8 @@ def _cfg(workdir):
     cfg.gan.loop.num_steps, cfg.gan.loop.checkpoint_every, cfg.gan.loop.log_every = 4, 2, 2
     cfg.encoder.loop.num_steps, cfg.encoder.loop.checkpoint_every = 4, 2
     cfg.faces.train_images, cfg.faces.frames, cfg.faces.clip_videos = 32, 4, 4
+    cfg.aux.train_images, cfg.aux.num_identities, cfg.aux.eval_identities, cfg.aux.eval_per_identity = 32, 4, 2, 2
+    cfg.aux.loop.num_steps, cfg.aux.loop.checkpoint_every = 2, 2
     cfg.video = str(workdir / "videos")
     return cfg
 
@@ -26,6 +28,7 @@ def smoke(tmp_path_factory):
     cfg = _cfg(wd)
     run.render(cfg, wd)
     run.train_generator(cfg, wd)
+    run.train_aux(cfg, wd)
     run.train_encoder(cfg, wd)
     enc = run.encode(cfg, wd)
     return cfg, wd, enc
@@ -38,8 +41,9 @@ def test_every_action_of_the_smoke_config(smoke):
     for fig in ("samples", "generator_training", "encoder_training", "strip_video_000"):
         assert (wd / "figures" / f"{fig}.png").exists(), fig
     summary = json.loads((wd / "summary.json").read_text())["results"]
-    assert set(summary) == {"render", "generator", "encoder", "encode"}
+    assert set(summary) == {"render", "generator", "aux", "encoder", "encode"}
     assert summary["generator"]["steps"] == 4 and summary["encoder"]["steps"] == 4
+    assert summary["aux"]["proc_id"]["steps"] == 2
     for name in ("video_000", "video_001"):
         # with reuse the fine W+ entries are the key frame's in every frame: zero spread by construction
         assert enc[name]["reuse"]["fine_latent_max_change"] == 0.0
@@ -47,6 +51,11 @@ def test_every_action_of_the_smoke_config(smoke):
     ev = run.evaluate(None, wd)
     assert ev["videos"] == 2 and ev["generator_step"] == 4 and ev["encoder_step"] == 4
     assert ev["reuse"]["frames_per_s"] > 0 and 0 <= ev["per_frame"]["mse"] < 4
+    for mode in ("per_frame", "reuse", "input"):  # with the trained auxiliary nets of the workdir
+        assert ev[mode]["landmark_nme"] > 0 and ev[mode]["vertex_rmse"] > 0, mode
+        assert -1 <= ev[mode]["identity_similarity"] <= 1 + 1e-6, mode
+    assert ev["input"]["identity_similarity"] == pytest.approx(1.0, abs=1e-5)  # each frame against itself
+    assert ev["aux_steps"]["proc_id"] == 2
     # the PNG round trip of the rendered folder changes frames by at most half a grey level
     assert abs(ev["reuse"]["mse"] - enc["video_000"]["reuse"]["mse"]) < 0.05
 
