@@ -122,8 +122,8 @@ class AuxConfig:
       loop: steps and periods, the same for each of the three nets.
     """
 
-    num_identities: PositiveInt = 256
-    train_images: PositiveInt = 4096
+    num_identities: PositiveInt = 128
+    train_images: PositiveInt = 2048
     eval_identities: PositiveInt = 32
     eval_per_identity: PositiveInt = 4
     stages: tuple[PositiveInt, ...] = (32, 64, 64)
@@ -136,7 +136,7 @@ class AuxConfig:
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 2e-3
     loop: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(
-        num_steps=1500, log_every=50, checkpoint_every=500, eval_every=500, num_devices=1))
+        num_steps=1000, log_every=50, checkpoint_every=250, eval_every=250, num_devices=1))
 
 
 @dataclasses.dataclass
