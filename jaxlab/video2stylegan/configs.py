@@ -151,7 +151,8 @@ class EncoderConfig:
       landmark, mesh, identity: weights of the landmark, mesh and identity terms (reconstruction:
         the paper gives no weights; pSp's identity weight is 0.1). 0 leaves a term out (not traced);
         all 0 is the pixel loss alone. Any non-zero weight needs the auxiliary networks of `aux_from`.
-      aux_from: run directory whose `aux/` holds the frozen auxiliary networks ("": this workdir).
+      aux_from: run directory whose `aux/` holds the frozen auxiliary networks ("": this workdir; a
+        relative path is taken from the current directory). `evaluate` uses them when present.
       delta_scale: scale of the heads' Δw.
     """
 

@@ -369,8 +369,8 @@ class AuxCNN(nn.Module):
     """The small CNN of the auxiliary networks: `[B, R, R, 3] -> [B, out_dim]`.
 
     Conv stages of `jaxlab.nn.ConvBlock` (GroupNorm, ReLU) with 2x2 average pooling between them,
-    then the flattened last feature map (not a global average, so that positions survive) through
-    an MLP `[hidden, out_dim]`. `proc_landmarks` reads 2K coordinates from it, `proc_3dmm` the
+    then the last feature map pooled 2x2 once more and flattened (not a global average, so that
+    positions survive) through `jaxlab.nn.MLP` `[hidden, out_dim]`. `proc_landmarks` reads 2K coordinates from it, `proc_3dmm` the
     13 face-model parameters and `proc_id` an embedding (L2-normalised by its caller).
     """
 
