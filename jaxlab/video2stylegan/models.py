@@ -370,8 +370,9 @@ class AuxCNN(nn.Module):
 
     Conv stages of `jaxlab.nn.ConvBlock` (GroupNorm, ReLU) with 2x2 average pooling between them,
     then the last feature map pooled 2x2 once more and flattened (not a global average, so that
-    positions survive) through `jaxlab.nn.MLP` `[hidden, out_dim]`. `proc_landmarks` reads 2K coordinates from it, `proc_3dmm` the
-    13 face-model parameters and `proc_id` an embedding (L2-normalised by its caller).
+    positions survive) through `jaxlab.nn.MLP` `[hidden, out_dim]`. `proc_landmarks` reads 2K
+    coordinates from it, `proc_3dmm` the 13 face-model parameters and `proc_id` an embedding
+    (L2-normalised by its caller).
     """
 
     out_dim: int
