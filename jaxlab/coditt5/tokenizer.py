@@ -43,6 +43,16 @@ _SPECIAL = ("<pad>", "</s>", editplan.SEP, "<unk>")
 _WORD_START = "\u2581"
 
 
+def _content_ids(ids: Iterable[int], stop_at_eos: bool):
+    """The ids to decode: pads skipped, up to the first `</s>` when `stop_at_eos`."""
+    for i in ids:
+        i = int(i)
+        if i == EOS and stop_at_eos:
+            return
+        if i != PAD:
+            yield i
+
+
 class _ReservedIds:
     """What both tokenizers share: `pieces` (by id), the reserved ids 0 .. first_sentinel +
     num_sentinels - 1 (pad, eos, separator, unk, edit tokens, sentinels)."""
@@ -108,12 +118,7 @@ class Tokenizer(_ReservedIds):
         out: list[str] = []
         continuing = False
         char_start = self.first_sentinel + self.num_sentinels
-        for i in ids:
-            i = int(i)
-            if i == EOS and stop_at_eos:
-                break
-            if i == PAD:
-                continue
+        for i in _content_ids(ids, stop_at_eos):
             if char_start <= i < self.num_char_pieces_end:
                 if (i - char_start) % 2 == 0:  # word-initial character
                     out.append(self.pieces[i][1:])
@@ -304,12 +309,7 @@ class SentencePieceTokenizer(_ReservedIds):
                 group.clear()
 
         n = len(self.pieces)
-        for i in ids:
-            i = int(i)
-            if i == EOS and stop_at_eos:
-                break
-            if i == PAD:
-                continue
+        for i in _content_ids(ids, stop_at_eos):
             if i < self.num_reserved or i >= n:
                 flush()
                 out.append(self.pieces[i] if 0 <= i < n else "<unk>")
