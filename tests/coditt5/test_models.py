@@ -112,24 +112,7 @@ def test_forward_equals_the_pytorch_t5_of_the_benchmark():
     shape = dataclasses.replace(SHAPE, dropout_rate=0.0)
     p = jax.jit(lambda: T5(shape).init(jax.random.key(3), SRC, SRC)["params"])()
     tm = bench.torch_t5(shape).eval()
-    t = lambda a: torch.from_numpy(np.array(a, np.float32))
-    sd = {"shared.weight": t(p["shared"]["embedding"]), "eb.weight": t(p["encoder_relative_bias"]["rel_embedding"]),
-          "db.weight": t(p["decoder_relative_bias"]["bias"]["rel_embedding"]),
-          "en.weight": t(p["encoder_final_norm"]["scale"]), "dn.weight": t(p["decoder_final_norm"]["scale"])}
-    for stack, n in (("enc", shape.num_encoder_layers), ("dec", shape.num_decoder_layers)):
-        for i in range(n):
-            q = p[f"{'encoder' if stack == 'enc' else 'decoder'}_{i}"]
-            pre = f"{stack}.{i}."
-            names = [("sa", "self_attention")] + ([("ca", "cross_attention")] if stack == "dec" else [])
-            for tn, fn in names:
-                for a, b in (("q", "query"), ("k", "key"), ("v", "value"), ("o", "out")):
-                    sd[f"{pre}{tn}.{a}.weight"] = t(q[fn][b]["kernel"]).T
-            sd[pre + "n1.weight"] = t(q["norm_self"]["scale"])
-            sd[pre + "n3.weight"] = t(q["norm_ff"]["scale"])
-            if stack == "dec":
-                sd[pre + "n2.weight"] = t(q["norm_cross"]["scale"])
-            sd[pre + "wi.weight"] = t(q["ff"]["fc1"]["kernel"]).T
-            sd[pre + "wo.weight"] = t(q["ff"]["fc2"]["kernel"]).T
+    sd = bench.torch_state_dict(p, shape)
     tm.load_state_dict(sd, strict=True)
     tgt_in = jnp.array([[0, 3, 4, 5, 6], [0, 7, 1, 0, 0], [0, 8, 9, 10, 11]])
     ours = jax.jit(lambda q: T5(shape).apply({"params": q}, SRC, tgt_in))(p)
