@@ -20,6 +20,11 @@ vmapped call on the accelerator):
   evaluation (the violation of an analytic constraint costs nothing, a fitness evaluation
   is the search's budget), so every evaluation is spent on a feasible genome and a
   random-search baseline of the same number of evaluations is matched.
+* **random search** (`proposal="random"`): the same loop with each generation's offspring
+  drawn by `problem.sample` (feasible only) instead of selection, crossover and
+  mutation; the initial population is the GA's of the same seed, and the population
+  keeps the best `P` seen. With the GA's sizes it evaluates as many genomes as the GA:
+  the baseline that shows whether the genetic operators matter.
 
 The state after every generation can be written atomically to an `.npz` file; `run`
 resumes from it. Random numbers of generation t come from `default_rng([seed, t])`, so a
@@ -68,6 +73,7 @@ class GAConfig:
     dedup_tries: int = 20
     archive_size: int = 50
     feasible_offspring: bool = False
+    proposal: str = "genetic"       # "genetic", or "random": the random-search baseline
 
 
 @dataclasses.dataclass
@@ -79,7 +85,10 @@ class Problem:
       fitness: genomes int `[N, G]` -> float `[N]`, maximised.
       violation: genomes -> float `[N]` >= 0, 0 = feasible (None: all feasible).
       repair: genomes -> genomes, e.g. canonicalisation (None: identity).
-      sample: (rng, n) -> genomes `[n, G]` for the initial population (None: uniform).
+      sample: (rng, n) -> genomes `[n, G]` for the initial population and for redraws
+        (None: uniform).
+      initial: genomes `[K, G]` placed in the initial population before sampling the
+        rest (e.g. the best genome of a previous search), or None.
     """
 
     lower: np.ndarray
@@ -88,6 +97,7 @@ class Problem:
     violation: Callable[[np.ndarray], np.ndarray] | None = None
     repair: Callable[[np.ndarray], np.ndarray] | None = None
     sample: Callable[[np.random.Generator, int], np.ndarray] | None = None
+    initial: np.ndarray | None = None
 
     def __post_init__(self):
         self.lower = np.asarray(self.lower, np.int64)
@@ -208,8 +218,8 @@ def _fresh(rng, problem: Problem, n: int, exclude: np.ndarray, tries: int,
     """`n` repaired genomes from `make`, none equal to each other or to `exclude`.
 
     After `tries` rounds the rest comes from `problem.sample` (uniform without one). With
-    `feasible`, genomes of positive violation are dropped; if too few feasible ones are
-    found, a `ValueError` says so.
+    `feasible`, genomes of positive violation are dropped; fewer than `n` come back when
+    no more new feasible genomes are found (a small space, nearly exhausted).
     """
     out = np.zeros((0, len(problem.lower)), np.int64)
     fallback = problem.sample or (lambda r, m: _uniform(r, problem, m))
@@ -223,9 +233,6 @@ def _fresh(rng, problem: Problem, n: int, exclude: np.ndarray, tries: int,
         out = np.concatenate([out, cand])
         if len(out) >= n:
             break
-    if feasible and len(out) < n:
-        raise ValueError(f"only {len(out)} of {n} new feasible genomes found in {rounds} rounds; "
-                         "the constraint is too tight for the search space or the space is exhausted")
     return out[:n]
 
 
@@ -233,9 +240,15 @@ def init_state(problem: Problem, config: GAConfig, seed: int) -> GAState:
     """Random (or `problem.sample`d) unique initial population, evaluated."""
     rng = np.random.default_rng([seed, 0])
     sample = problem.sample or (lambda r, n: _uniform(r, problem, n))
-    empty = np.zeros((0, len(problem.lower)), np.int64)
-    pop = _fresh(rng, problem, config.pop_size, empty, config.dedup_tries, lambda n: sample(rng, n),
-                 config.feasible_offspring)
+    seeds = np.zeros((0, len(problem.lower)), np.int64)
+    if problem.initial is not None and len(problem.initial):
+        seeds = _prepare(problem, np.asarray(problem.initial).reshape(-1, len(problem.lower)))
+        seeds = seeds[unique_rows(seeds)][: config.pop_size]
+    pop = np.concatenate([seeds, _fresh(rng, problem, config.pop_size - len(seeds), seeds, config.dedup_tries,
+                                        lambda n: sample(rng, n), config.feasible_offspring)])
+    if not len(pop):
+        raise ValueError(f"no feasible genomes found in {2 * config.dedup_tries + 1} rounds of sampling; "
+                         "the constraint is too tight for the search space")
     f, v = _evaluate(problem, pop)
     best = f[rank_order(f, v)[0]] if np.any(v <= 0) else -np.inf
     return GAState(pop, f, v, 0, pop.copy(), f.copy(), v.copy(), np.asarray([best]), len(pop))
@@ -249,6 +262,8 @@ def step(state: GAState, problem: Problem, config: GAConfig, seed: int) -> GASta
     n_off = config.num_offspring or config.pop_size
 
     def make(n):
+        if config.proposal == "random":
+            return (problem.sample or (lambda r, k: _uniform(r, problem, k)))(rng, n)
         m = n + (n % 2)
         parents = binary_tournament(rng, state.fitness, state.violation, m)
         ca, cb = two_point_crossover(rng, state.genomes[parents[0::2]], state.genomes[parents[1::2]],
@@ -258,7 +273,10 @@ def step(state: GAState, problem: Problem, config: GAConfig, seed: int) -> GASta
                                        config.eta_mutation, config.p_mutation)
 
     exclude = np.concatenate([state.genomes, state.seen])
-    kids = _fresh(rng, problem, n_off, exclude, config.dedup_tries, make, config.feasible_offspring)
+    if config.proposal not in ("genetic", "random"):
+        raise ValueError(f"GAConfig.proposal must be 'genetic' or 'random', got {config.proposal!r}")
+    feasible = config.feasible_offspring or config.proposal == "random"
+    kids = _fresh(rng, problem, n_off, exclude, config.dedup_tries, make, feasible)
     if len(kids):
         fk, vk = _evaluate(problem, kids)
     else:

@@ -92,8 +92,13 @@ class SupernetConfig:
 class SearchConfig:
     """MCEA (spec sec. 2.5).
 
-    `mode`: "joint" (alternate base GA and scaling search) or "decoupled" (a GA on the
-    base model alone at stage 0, then one scaling search: the base-then-scale baseline).
+    `mode`: "joint" (alternate base GA and scaling search), "decoupled" (a GA on the
+    base model alone at stage 0, then one scaling search: the base-then-scale baseline)
+    or "random" (as "joint", with the base step's GA replaced by random search over the
+    canonical bases of the FLOPs band, evaluating as many genomes as the GA would: the
+    baseline that tells whether the GA matters) or "per_budget" (one-shot search per
+    FLOPs budget: a separate GA over base genes and stage s's (d, w, r) for every stage,
+    the alternative ScaleNet's search-cost claim is made against).
     FLOPs budgets are relative to `base_macs` (MACs of the base model at stage 0):
     base band `base_macs * (1 +- base_tol)`, stage s target `2^s base` with tolerance
     `ladder_tol * 2^s base`. `base_macs = 0` takes the median of 256 random bases.
@@ -109,10 +114,14 @@ class SearchConfig:
       eval_chunk: architectures per vmapped evaluation call.
       eval_batch: held-out images scoring each architecture (of `data.num_val`).
       extrapolate_to: extrapolate the scaling rule up to this stage.
+      num_search_stages: the scaling stages the search optimises, 1..K (0: all stages of
+        the space). Stages of the space above K are not in the fitness; the search then
+        also ranks their triples for the final base once (`family.json`, `searched_above`),
+        which is what the extrapolated members are compared with.
       supernet_dir: the run whose supernet is searched ("" = this workdir).
     """
 
-    mode: Literal["joint", "decoupled"] = "joint"
+    mode: Literal["joint", "decoupled", "random", "per_budget"] = "joint"
     pop_size: PositiveInt = 16
     num_generations: NonNegativeInt = 8
     num_alternations: PositiveInt = 2
@@ -126,6 +135,7 @@ class SearchConfig:
     eval_chunk: PositiveInt = 4
     eval_batch: PositiveInt = 200
     extrapolate_to: NonNegativeInt = 4
+    num_search_stages: NonNegativeInt = 0
     supernet_dir: str = ""
 
 
@@ -140,6 +150,9 @@ class RetrainConfig:
         extrapolated members).
       compound: also retrain the compound-scaling family (EfficientNet:
         `d = alpha^phi, w = beta^phi, r = gamma^phi r_0`).
+      compound_target: how each compound member's `phi` is chosen: "ladder" (MACs
+        closest to `2^s` x S0) or "family" (MACs closest to the searched member of the
+        same stage, for comparisons at matched MACs).
       eval_batch_size: test images per evaluation call (the last batch is padded).
       weight_decay, conv_decay_multiplier: as in `SupernetConfig` (reconstruction).
       search_dir: the run whose family.json is retrained ("" = this workdir).
@@ -159,6 +172,7 @@ class RetrainConfig:
     compound_alpha: PositiveFloat = 1.2
     compound_beta: PositiveFloat = 1.1
     compound_gamma: PositiveFloat = 1.15
+    compound_target: Literal["ladder", "family"] = "ladder"
     eval_batch_size: PositiveInt = 250
     search_dir: str = ""
     family_preset: Literal["", "released"] = ""
@@ -209,6 +223,9 @@ class ScaleNetConfig:
         if self.search.eval_batch > self.data.num_val:
             raise ConfigError(f"config field 'search.eval_batch' ({self.search.eval_batch}) exceeds "
                               f"'data.num_val' ({self.data.num_val})")
+        if self.search.num_search_stages >= len(self.space.mult_grid):
+            raise ConfigError(f"config field 'search.num_search_stages' ({self.search.num_search_stages}) must be "
+                              f"below the space's {len(self.space.mult_grid)} scaling stages (0: all)")
         if not self.retrain.stages or len(set(self.retrain.stages)) != len(self.retrain.stages):
             raise ConfigError(f"config field 'retrain.stages' needs distinct stages, got {self.retrain.stages}")
         last = max(len(self.space.mult_grid) - 1, self.search.extrapolate_to)

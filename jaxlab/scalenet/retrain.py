@@ -34,27 +34,48 @@ BATCH_STREAM = 2   # default_rng([seed, BATCH_STREAM, step]): the training image
 
 
 def members(cfg: ScaleNetConfig, space: Space, family: dict, source: str = "family.json") -> list[dict]:
-    """The members to retrain: `[{family, stage, d, w, r}]` from a search's family.json.
+    """The members to retrain: `[{family, stage, d, w, r, base}]` from a search's family.json.
 
-    The searched family at `retrain.stages`; with `retrain.compound`, the compound-scaling
-    family of the same base at the same stages but 0 (its S0 is the searched S0).
+    * the searched family at `retrain.stages` (searched and extrapolated stages);
+    * "above": the stages the search left out but ranked for its final base
+      (`searched_above`, `search.num_search_stages`), to compare with extrapolation;
+    * with `retrain.compound`, the compound-scaling family of the same base at the same
+      stages but 0 (its S0 is the searched S0), `phi` matched to the ladder or to the
+      searched member's MACs (`retrain.compound_target`);
+    * a one-shot-per-budget search (`members` in family.json: a base per stage) gives
+      the family "per_budget" at `retrain.stages`.
     """
     rc = cfg.retrain
+    if "members" in family:
+        have = {int(m["stage"]): m for m in family["members"]}
+        missing = [s for s in rc.stages if s not in have]
+        if missing:
+            raise ConfigError(f"config field 'retrain.stages' asks for stages {missing}, but {source} holds "
+                              f"{sorted(have)}")
+        return [{"family": "per_budget", "stage": s, "d": float(have[s]["d"]), "w": float(have[s]["w"]),
+                 "r": int(have[s]["r"]), "base": [int(v) for v in have[s]["base"]]} for s in sorted(rc.stages)]
     base = np.asarray(family["base"])
     trip = {0: (1.0, 1.0, float(space.cfg.res_grid[0][0]))}
     trip.update({int(k): tuple(v) for k, v in family["scaling"].items()})
     trip.update({int(k): tuple(v) for k, v in family["extrapolated"].items()})
-    missing = [s for s in rc.stages if s not in trip]
+    above = {int(k): tuple(v) for k, v in family.get("searched_above", {}).items()}
+    missing = [s for s in rc.stages if s not in trip and s not in above]
     if missing:
         raise ConfigError(f"config field 'retrain.stages' asks for stages {missing}, but {source} holds "
-                          f"{sorted(trip)}")
-    out = [{"family": "searched", "stage": s, "triple": trip[s]} for s in sorted(rc.stages)]
+                          f"{sorted(set(trip) | set(above))}")
+    out = [{"family": "searched", "stage": s, "triple": trip[s]} for s in sorted(rc.stages) if s in trip]
+    out += [{"family": "above", "stage": s, "triple": above[s]} for s in sorted(rc.stages) if s in above]
     if rc.compound:
-        comp = search_lib.compound_scaling(space, base, [s for s in sorted(rc.stages) if s > 0], rc.compound_alpha,
-                                           rc.compound_beta, rc.compound_gamma, rule=cfg.search.flops_rule)
+        stages = [s for s in sorted(rc.stages) if s > 0 and s in trip]
+        targets, rule = None, cfg.search.flops_rule
+        if rc.compound_target == "family":  # matched on the MACs the tables report (true shapes)
+            rule = "true"
+            targets = {s: search_lib.scaled_macs(space, base, *trip[s][:2], int(trip[s][2])) for s in stages}
+        comp = search_lib.compound_scaling(space, base, stages, rc.compound_alpha, rc.compound_beta,
+                                           rc.compound_gamma, rule=rule, targets=targets)
         out += [{"family": "compound", "stage": s, "triple": t} for s, t in sorted(comp.items())]
     return [{"family": m["family"], "stage": int(m["stage"]), "d": float(m["triple"][0]),
-             "w": float(m["triple"][1]), "r": int(m["triple"][2])} for m in out]
+             "w": float(m["triple"][1]), "r": int(m["triple"][2]), "base": base.tolist()} for m in out]
 
 
 def member_dir(workdir: pathlib.Path, member: dict) -> pathlib.Path:
@@ -135,13 +156,13 @@ def retrain_family(cfg: ScaleNetConfig, space: Space, family: dict, data: Data, 
     with its scaling, test accuracy, MACs and `ratio` = MACs / MACs of the base at S0.
 
     A member deeper than the super-supernet keeps all its layers (`Space.with_depth`)."""
-    base = np.asarray(family["base"])
-    f0 = float(space.base_macs(base))
     rows = []
     for m in members(cfg, space, family, source):
+        base = np.asarray(m["base"])
+        f0 = float(space.base_macs(base))
         mspace = space.with_depth(m["d"])
         arch = mspace.scale(base, m["d"], m["w"])
         _, res = train_member(cfg, mspace, arch, m["r"], data, member_dir(workdir, m))
         rows.append({"family": m["family"], "stage": m["stage"], "d": m["d"], "w": m["w"], **res,
-                     "ratio": res["macs"] / f0})
+                     "ratio": res["macs"] / f0, "base": base.tolist()})
     return rows

@@ -89,6 +89,8 @@ def search(config: ScaleNetConfig, workdir: pathlib.Path) -> dict:
     sdir = pathlib.Path(config.search.supernet_dir) if config.search.supernet_dir else workdir
     net, state, step = supernet.load(config, space, sdir)
     score = supernet.make_scorer(config, space, net, state.params, data)
+    if config.search.mode == "per_budget":
+        return _search_per_budget(config, workdir, space, score, step)
     st = search_lib.mcea(space, config.search, score, workdir_lib.stage_dir(workdir, "search"), seed=config.seed,
                          progress=_log)
     base = np.asarray(st["base"])
@@ -97,14 +99,51 @@ def search(config: ScaleNetConfig, workdir: pathlib.Path) -> dict:
     fam = search_lib.family(space, base, {**scaling, **extra})
     for row in fam:
         row["extrapolated"] = row["stage"] in extra
+    above_stages = list(range(max(scaling) + 1, space.num_scaling_stages))
+    above, above_evals = {}, 0
+    if above_stages:  # stages the supernet holds but the search left out: ranked once for the final base
+        counter = _Counted(score)
+        above, _ = search_lib.scaling_step(space, config.search, counter, base, above_stages)
+        above_evals = counter.count
     result = {"base": base.tolist(), "scaling": {str(k): list(v) for k, v in scaling.items()},
-              "extrapolated": {str(k): list(v) for k, v in extra.items()}, "family": fam,
+              "extrapolated": {str(k): list(v) for k, v in extra.items()},
+              "searched_above": {str(k): list(v) for k, v in above.items()},
+              "searched_above_evaluations": above_evals, "family": fam,
               "fitness": st["fitness"], "mode": config.search.mode,
               "arch_evaluations": int(st["arch_evaluations"]), "ga_evaluations": int(st["evaluations"]),
               "search_seconds": st["seconds"], "supernet_step": step, "history": st["history"]}
     workdir_lib.write_json(workdir / "family.json", result)
     summary = {k: v for k, v in result.items() if k != "history"}
     return workdir_lib.update_summary(workdir, "search", summary, config, seed=config.seed)
+
+
+class _Counted:
+    """A scorer that counts the architectures it scores."""
+
+    def __init__(self, score):
+        self.score, self.count = score, 0
+
+    def __call__(self, archs: dict, r: int) -> np.ndarray:
+        self.count += len(archs["ops"])
+        return self.score(archs, r)
+
+
+def _search_per_budget(config: ScaleNetConfig, workdir: pathlib.Path, space: Space, score, step: int) -> dict:
+    """`search.mode="per_budget"`: one GA per FLOPs budget; family.json lists a base per member."""
+    st = search_lib.per_budget(space, config.search, score, workdir_lib.stage_dir(workdir, "search"),
+                               seed=config.seed, progress=_log)
+    seconds = st["seconds"]
+    members = st["members"]
+    fam = []
+    for m in members:
+        row = search_lib.family(space, m["base"], {m["stage"]: (m["d"], m["w"], m["r"])} if m["stage"] else {})[-1]
+        fam.append({**row, "base": m["base"], "fitness": m["fitness"]})
+    result = {"mode": "per_budget", "members": members, "family": fam, "f_ref": st["f_ref"],
+              "arch_evaluations": st["arch_evaluations"], "ga_evaluations": st["evaluations"],
+              "search_seconds": seconds, "supernet_step": step}
+    workdir_lib.write_json(workdir / "family.json", result)
+    return workdir_lib.update_summary(workdir, "search", {k: v for k, v in result.items() if k != "members"},
+                                      config, seed=config.seed)
 
 
 @actions.action

@@ -21,6 +21,13 @@ scaling stage `s = 1..K`. FLOPs are MACs; `F_0 = macs(b at stage 0)`.
       `infeasible_stages` names the stage).
 * **Decoupled** baseline (`mode="decoupled"`): the GA on `f(b) = acc(b at stage 0)`
   alone, then one scaling step: base-then-scale.
+* **Random** baseline (`mode="random"`): as joint, with the base step's GA replaced by
+  random search over the base band evaluating as many genomes (`ga.GAConfig.proposal`).
+  Both evaluate feasible genomes only (the FLOPs check is analytic and free).
+* **One-shot per budget** (`per_budget`): the alternative ScaleNet's cost claim is made
+  against: for each stage s on its own, a GA over (base genes, index of `d`, `w`, `r` in
+  stage s's grids) with fitness `acc` at that network and the FLOPs band
+  `2^s F_ref (1 +- tol)` (`base_tol` at s = 0, `ladder_tol` above); a base per budget.
 * **Extrapolation** (reconstruction): least-squares lines of `log d`, `log w`, `log r`
   against s over the searched stages 0..K, evaluated at larger s.
 
@@ -59,6 +66,15 @@ AccFn = Callable[[dict, int], np.ndarray]
 REFERENCE_STREAM = 99     # default_rng([seed, REFERENCE_STREAM]): random bases of the reference MACs
 INIT_SCALING_STREAM = 7   # default_rng([seed, INIT_SCALING_STREAM]): base pool of the initial grid search
 GA_STREAM = 3             # SeedSequence([seed, GA_STREAM, t]): the GA of alternation t
+
+
+def search_stages(space: Space, cfg: SearchConfig) -> list[int]:
+    """The scaling stages the search optimises: `1..num_search_stages` (all when 0)."""
+    k = cfg.num_search_stages or space.num_scaling_stages - 1
+    if k >= space.num_scaling_stages:
+        raise ValueError(f"search.num_search_stages={cfg.num_search_stages} exceeds the space's "
+                         f"{space.num_scaling_stages - 1} scaling stages above S0")
+    return list(range(1, k + 1))
 
 
 def ga_seed(seed: int, alternation: int) -> int:
@@ -160,17 +176,11 @@ def init_scaling(space: Space, cfg: SearchConfig, acc_fn: AccFn, f_ref: float, s
 
 
 def _problem(space: Space, cfg: SearchConfig, fitness, f_ref: float, seed_genes: np.ndarray | None):
-    def sample(rng, n):
-        x = sample_base(space, rng, n)
-        if seed_genes is not None:
-            x[: len(seed_genes)] = seed_genes[:n]
-        return x
-
     return ga.Problem(
         lower=space.gene_lower, upper=space.gene_upper, fitness=fitness,
         violation=lambda x: ga.flops_band_violation(space.base_macs(x, rule=cfg.flops_rule), f_ref,
                                                     cfg.base_tol * f_ref),
-        repair=space.canonical_base, sample=sample)
+        repair=space.canonical_base, sample=lambda rng, n: sample_base(space, rng, n), initial=seed_genes)
 
 
 def _jsonable_scaling(scaling: dict) -> dict:
@@ -195,8 +205,9 @@ def mcea(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.Path |
     log = progress or (lambda msg: None)
     workdir = pathlib.Path(workdir) if workdir is not None else None
     t_start = time.perf_counter()
-    stages = list(range(1, space.num_scaling_stages))
-    gcfg = ga.GAConfig(pop_size=cfg.pop_size, num_generations=cfg.num_generations, eta_mutation=cfg.eta_mutation)
+    stages = search_stages(space, cfg)
+    gcfg = ga.GAConfig(pop_size=cfg.pop_size, num_generations=cfg.num_generations, eta_mutation=cfg.eta_mutation,
+                       feasible_offspring=True, proposal="random" if cfg.mode == "random" else "genetic")
     f_ref = reference_macs(space, cfg, seed)
     state_path = workdir / "mcea.json" if workdir else None
     scored = [0]
@@ -215,21 +226,22 @@ def mcea(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.Path |
         st["scaling"] = _load_scaling(st["scaling"])
         log(f"resuming MCEA at alternation {st['alternation']}")
     else:
-        if cfg.mode == "joint":
+        if cfg.mode in ("joint", "random"):
             scaling = init_scaling(space, cfg, counted, f_ref, stages, seed)
         elif cfg.mode == "decoupled":
             scaling = {}
         else:
-            raise ValueError(f"search.mode must be 'joint' or 'decoupled', got {cfg.mode!r}")
+            raise ValueError(f"search.mode must be 'joint', 'random' or 'decoupled', got {cfg.mode!r}")
         st = {"alternation": 0, "base": None, "scaling": scaling, "fitness": None, "history": [],
               "f_ref": f_ref, "evaluations": 0, "arch_evaluations": scored[0], "seconds": 0.0}
         save(st)
-    n_alt = cfg.num_alternations if cfg.mode == "joint" else 1
+    joint = cfg.mode != "decoupled"
+    n_alt = cfg.num_alternations if joint else 1
     end = n_alt if stop_after_alternation is None else min(n_alt, stop_after_alternation)
     while st["alternation"] < end:
         t = st["alternation"]
         scaling = st["scaling"]
-        if cfg.mode == "joint":
+        if joint:
             fitness = lambda x: mean_fitness(space, acc_fn, x, scaling)
             archs_per_genome = len(scaling)
         else:
@@ -247,7 +259,7 @@ def mcea(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.Path |
         gstate = ga.run(prob, gcfg, seed=ga_seed(seed, t), checkpoint=ckpt, callback=generation_done)
         base, fbase = gstate.best()
         scored[0] = 0
-        new_scaling, table = scaling_step(space, cfg, counted, base, stages, scaling if cfg.mode == "joint" else None)
+        new_scaling, table = scaling_step(space, cfg, counted, base, stages, scaling if joint else None)
         fit = float(mean_fitness(space, counted, base[None], new_scaling)[0])
         broken = infeasible_stages(space, cfg, base, new_scaling)
         archive, arch_fit = gstate.archive(50)
@@ -274,6 +286,84 @@ def mcea(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.Path |
     return st
 
 
+def _budget_problem(space: Space, cfg: SearchConfig, acc_fn: AccFn, f_ref: float, s: int) -> ga.Problem:
+    g = space.gene_lower.size
+    grid = np.asarray(space.cfg.mult_grid[s], np.float64)
+    res = np.asarray(space.cfg.res_grid[s], np.int64)
+    tol = cfg.base_tol if s == 0 else cfg.ladder_tol
+
+    def decode(x):
+        x = np.asarray(x, np.int64)
+        return x[:, :g], grid[x[:, g]], grid[x[:, g + 1]], res[x[:, g + 2]]
+
+    def fitness(x):
+        genes, d, w, r = decode(x)
+        out = np.zeros(len(x))
+        for rv in np.unique(r):
+            sel = r == rv
+            out[sel] = acc_fn(space.scale(genes[sel], d[sel], w[sel]), int(rv))
+        return out
+
+    def violation(x):
+        genes, d, w, r = decode(x)
+        f = np.array([space.macs(space.scale(genes[i], d[i], w[i]), int(r[i]), rule=cfg.flops_rule)
+                      for i in range(len(x))], np.float64)
+        return ga.flops_band_violation(f, 2 ** s * f_ref, tol * 2 ** s * f_ref)
+
+    def repair(x):
+        x = np.asarray(x, np.int64).copy()
+        x[:, :g] = space.canonical_base(x[:, :g])
+        return x
+
+    def sample(rng, n):
+        idx = np.stack([rng.integers(len(grid), size=n), rng.integers(len(grid), size=n),
+                        rng.integers(len(res), size=n)], 1)
+        return np.concatenate([sample_base(space, rng, n), idx], 1)
+
+    return ga.Problem(lower=np.concatenate([space.gene_lower, [0, 0, 0]]),
+                      upper=np.concatenate([space.gene_upper, [len(grid) - 1, len(grid) - 1, len(res) - 1]]),
+                      fitness=fitness, violation=violation, repair=repair, sample=sample)
+
+
+def per_budget(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.Path | None = None, *,
+               seed: int = 0, stages=None, progress: Callable[[str], None] | None = None) -> dict:
+    """The one-shot-per-budget baseline: an independent GA per FLOPs budget `2^s F_ref`.
+
+    Stage s searches the base genes together with `(d, w, r)` from stage s's grids, under
+    the band `2^s F_ref (1 +- tol)`, each with the GA sizes of `cfg` (so each budget
+    costs as much as one base step of MCEA). Resumes from `workdir/budget_<s>.npz`;
+    `workdir/budget.json` books the seconds of every finished stage, so a rerun reports
+    the same cost. Returns `{"members": [{stage, base, d, w, r, fitness}], "evaluations",
+    "arch_evaluations", "seconds", "f_ref"}`.
+    """
+    log = progress or (lambda msg: None)
+    book = pathlib.Path(workdir) / "budget.json" if workdir is not None else None
+    seconds = json.loads(book.read_text())["seconds"] if book is not None and book.exists() else {}
+    stages = list(range(space.num_scaling_stages)) if stages is None else list(stages)
+    f_ref = reference_macs(space, cfg, seed)
+    gcfg = ga.GAConfig(pop_size=cfg.pop_size, num_generations=cfg.num_generations, eta_mutation=cfg.eta_mutation,
+                       feasible_offspring=True)
+    g = space.gene_lower.size
+    members, evals = [], 0
+    for s in stages:
+        prob = _budget_problem(space, cfg, acc_fn, f_ref, s)
+        ckpt = pathlib.Path(workdir) / f"budget_{s}.npz" if workdir is not None else None
+        t0 = time.perf_counter()
+        st = ga.run(prob, gcfg, seed=ga_seed(seed, 100 + s), checkpoint=ckpt,
+                    callback=lambda gs, s=s: log(f"budget S{s} generation {gs.generation} best {gs.best()[1]:.4f}"))
+        x, fit = st.best()
+        grid, res = space.cfg.mult_grid[s], space.cfg.res_grid[s]
+        members.append({"stage": int(s), "base": [int(v) for v in x[:g]], "d": float(grid[x[g]]),
+                        "w": float(grid[x[g + 1]]), "r": int(res[x[g + 2]]), "fitness": float(fit)})
+        evals += st.num_evaluations
+        if str(s) not in seconds:
+            seconds[str(s)] = time.perf_counter() - t0
+            if book is not None:
+                write_json(book, {"seconds": seconds})
+    return {"members": members, "evaluations": int(evals), "arch_evaluations": int(evals), "f_ref": f_ref,
+            "seconds": float(sum(seconds[str(s)] for s in stages))}
+
+
 def extrapolate(space: Space, scaling: dict, to_stage: int) -> dict:
     """Scaling triples for stages `K+1..to_stage` from least-squares lines of
     `log d, log w, log r` against s over stages 0..K (reconstruction)."""
@@ -298,19 +388,20 @@ def scaled_macs(space: Space, base, d: float, w: float, r: int, rule: str = "tru
 
 
 def compound_scaling(space: Space, base, stages, alpha: float, beta: float, gamma: float,
-                     rule: str = "true") -> dict:
+                     rule: str = "true", targets: dict | None = None) -> dict:
     """EfficientNet's rule `d = alpha^phi, w = beta^phi, r = gamma^phi r_0`, with `phi`
-    chosen per stage (grid of 241 values) so that the MACs (counted by `rule`, depth
-    uncapped) come closest to `2^s F_0`."""
+    chosen per stage (grid of 1201 values in [0, 12]) so that the MACs (counted by
+    `rule`, depth uncapped) come closest to `targets[s]` (default `2^s F_0`)."""
     r0 = float(space.cfg.res_grid[0][0])
     f0 = float(space.base_macs(base, rule=rule))
     out = {}
     for s in stages:
+        target = float(targets[s]) if targets is not None else 2 ** s * f0
         best = None
-        for phi in np.linspace(0.0, 12.0, 241):
+        for phi in np.linspace(0.0, 12.0, 1201):
             t = (alpha ** phi, beta ** phi, float(round(r0 * gamma ** phi)))
             f = scaled_macs(space, base, t[0], t[1], int(t[2]), rule)
-            err = abs(math.log(f / (2 ** s * f0)))
+            err = abs(math.log(f / target))
             if best is None or err < best[0]:
                 best = (err, t)
         out[s] = best[1]

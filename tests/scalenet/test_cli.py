@@ -13,7 +13,7 @@ from jaxlab import cli
 from jaxlab.core import config as config_lib
 from jaxlab.core import train as train_lib
 from jaxlab.core import workdir as workdir_lib
-from jaxlab.scalenet import configs, report, run, supernet
+from jaxlab.scalenet import configs, report, run, search, supernet
 from jaxlab.scalenet import retrain as retrain_lib
 from jaxlab.scalenet.space import Space
 
@@ -69,6 +69,7 @@ def test_smoke_pipeline(tmp_path, capsys):
     _check_supernet_resumes_after_a_kill(pipeline, tmp_path / "resumed")
     _check_retrain_resumes_on_a_fresh_workdir(pipeline, tmp_path / "rt")
     _check_search_on_a_fresh_workdir(pipeline, tmp_path / "s")
+    _check_baseline_searches(pipeline, tmp_path)
 
 
 def _check_results(pipeline):
@@ -160,6 +161,25 @@ def _check_search_on_a_fresh_workdir(pipeline, wd4):
     assert (wd4 / "config.json").exists()
     assert run.load(wd4).step == cfg.supernet.loop.num_steps  # the supernet of supernet_dir
     assert _untimed(res) == _untimed(out["search"])
+
+
+def _check_baseline_searches(pipeline, tmp):
+    """The random-search and one-shot-per-budget baselines on the smoke supernet: the
+    random one spends the GA's number of genomes; per budget writes a base per member
+    that `retrain` reads."""
+    cfg, wd, out = pipeline
+    rnd = run.search(config_lib.override(cfg, [f"search.supernet_dir={wd}", "search.mode=random"]), tmp / "rnd")
+    assert rnd["ga_evaluations"] == out["search"]["ga_evaluations"]
+    pb_cfg = config_lib.override(cfg, [f"search.supernet_dir={wd}", "search.mode=per_budget"])
+    pb = run.search(pb_cfg, tmp / "pb")
+    fam = json.loads((tmp / "pb" / "family.json").read_text())
+    assert [m["stage"] for m in fam["members"]] == [0, 1, 2] and pb["arch_evaluations"] > 0
+    space = Space(cfg.space)
+    for m, row in zip(fam["members"], fam["family"]):
+        assert row["macs"] == search.scaled_macs(space, np.array(m["base"]), m["d"], m["w"], m["r"])
+    assert _untimed(run.search(pb_cfg, tmp / "pb")) == _untimed(pb)  # a rerun evaluates nothing new
+    members = retrain_lib.members(config_lib.override(cfg, ["retrain.stages=2"]), space, fam)
+    assert members[0]["base"] == fam["members"][2]["base"]
 
 
 def test_workdir_without_results_is_a_clear_error(tmp_path):
@@ -287,3 +307,28 @@ def test_rank_action_scores_and_retrains_the_drawn_subnets(tmp_path):
     # a rerun reads the finished retrainings back: the same study
     again = run.rank(cfg, wd)
     assert _untimed(again) == _untimed(res)
+
+
+def test_members_above_per_budget_and_compound_at_matched_macs():
+    cfg = config_lib.override(configs.get_config("default"), ["retrain.stages=0,1,2,3", "retrain.search_dir=x",
+                                                              "retrain.compound_target=family"])
+    space = Space(cfg.space)
+    base = [1, 2, 2, 1, 2, 2]
+    fam = {"base": base, "scaling": {"1": [1.04, 1.16, 13.0], "2": [1.36, 1.2, 15.0]}, "extrapolated": {},
+           "searched_above": {"3": [1.4, 1.64, 17.0]}}
+    m = retrain_lib.members(cfg, space, fam)
+    assert [(x["family"], x["stage"]) for x in m] == [("searched", 0), ("searched", 1), ("searched", 2),
+                                                      ("above", 3), ("compound", 1), ("compound", 2)]
+    # compound members matched to the searched member's MACs, not to the 2^s ladder
+    for s in (1, 2):
+        searched = next(x for x in m if x["family"] == "searched" and x["stage"] == s)
+        comp = next(x for x in m if x["family"] == "compound" and x["stage"] == s)
+        f = [search.scaled_macs(space, np.array(base), x["d"], x["w"], x["r"]) for x in (searched, comp)]
+        assert abs(f[1] / f[0] - 1) < 0.05, (s, f)
+    # a one-shot-per-budget family: its own base per member
+    pb = {"members": [{"stage": s, "base": [1, 1, s % 3, 1, 1, 0], "d": 1.0 + 0.1 * s, "w": 1.0, "r": 12}
+                      for s in range(4)]}
+    m = retrain_lib.members(cfg, space, pb)
+    assert [x["family"] for x in m] == ["per_budget"] * 4 and m[2]["base"] == [1, 1, 2, 1, 1, 0]
+    with pytest.raises(config_lib.ConfigError, match="retrain.stages"):
+        retrain_lib.members(config_lib.override(cfg, ["retrain.stages=4"]), space, pb)

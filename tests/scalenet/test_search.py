@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 import json
 
@@ -184,3 +185,74 @@ def test_scaling_step_says_so_when_no_triple_is_feasible():
     with pytest.warns(UserWarning, match="no \\(d, w, r\\) of stage 1 is within search.ladder_tol"):
         new, _ = search.scaling_step(SP, cfg, macs_proxy_acc(), base, [1])
     assert search.infeasible_stages(SP, cfg, base, new) == [1]
+
+
+def test_random_mode_spends_the_gas_budget_on_random_bases():
+    cfg = SearchConfig(pop_size=4, num_generations=2, num_alternations=2, n_basenet=2, base_tol=0.2,
+                       ladder_tol=0.25)  # 24 genomes of the 216 canonical bases: not exhausted
+    calls = {"joint": [], "random": []}
+    out = {m: search.mcea(SP, dataclasses.replace(cfg, mode=m), synthetic_acc(calls[m]), seed=1)
+           for m in ("joint", "random")}
+    assert out["joint"]["evaluations"] == out["random"]["evaluations"]
+    for m, st in out.items():
+        assert st["arch_evaluations"] == sum(calls[m])
+        assert st["fitness"] <= brute_force(synthetic_acc()) + 1e-9
+        f_ref = search.reference_macs(SP, cfg)
+        assert abs(SP.base_macs(np.asarray(st["base"]), rule=cfg.flops_rule) - f_ref) <= cfg.base_tol * f_ref
+    # the random search's archive holds bases the GA never proposed
+    seen = {tuple(g) for g in out["joint"]["archive"]}
+    assert any(tuple(g) not in seen for g in out["random"]["archive"])
+
+
+def test_num_search_stages_limits_the_fitness_to_the_lower_stages():
+    calls = []
+    st = search.mcea(SP, dataclasses.replace(CFG, num_search_stages=2, num_alternations=1, num_generations=2),
+                     synthetic_acc(calls))
+    assert set(st["scaling"]) == {1, 2}
+    with pytest.raises(ValueError, match="num_search_stages"):
+        search.search_stages(SP, dataclasses.replace(CFG, num_search_stages=4))
+
+
+def _budget_brute_force(acc, cfg, s):
+    f_ref = search.reference_macs(SP, cfg)
+    allg = np.array(list(itertools.product(*[range(l, u + 1) for l, u in zip(SP.gene_lower, SP.gene_upper)])))
+    allg = np.unique(SP.canonical_base(allg), axis=0)
+    tol = cfg.base_tol if s == 0 else cfg.ladder_tol
+    best = -np.inf
+    for d, w, r in SP.scaling_triples(s):
+        f = SP.macs(SP.scale(allg, d, w), int(r), rule=cfg.flops_rule)
+        ok = np.abs(f - 2 ** s * f_ref) <= tol * 2 ** s * f_ref
+        if ok.any():
+            best = max(best, float(acc(SP.scale(allg[ok], d, w), int(r)).max()))
+    return best
+
+
+def test_per_budget_search_finds_each_budgets_optimum_and_resumes(tmp_path):
+    cfg = SearchConfig(pop_size=16, num_generations=20, base_tol=0.2, ladder_tol=0.25)
+    calls = []
+    st = search.per_budget(SP, cfg, synthetic_acc(calls), seed=0)
+    assert [m["stage"] for m in st["members"]] == [0, 1, 2, 3]
+    assert st["arch_evaluations"] == sum(calls) == st["evaluations"]
+    f_ref = search.reference_macs(SP, cfg)
+    for m in st["members"]:
+        s = m["stage"]
+        tol = cfg.base_tol if s == 0 else cfg.ladder_tol
+        f = SP.macs(SP.scale(np.asarray(m["base"]), m["d"], m["w"]), m["r"], rule=cfg.flops_rule)
+        assert abs(f - 2 ** s * f_ref) <= tol * 2 ** s * f_ref  # inside its own budget
+        assert m["d"] in SP.cfg.mult_grid[s] and m["r"] in SP.cfg.res_grid[s]
+        np.testing.assert_allclose(m["fitness"], _budget_brute_force(synthetic_acc(), cfg, s), rtol=1e-9)
+
+    class Killed(Exception):
+        pass
+
+    def kill(msg):
+        if msg.startswith("budget S2 generation 3"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        search.per_budget(SP, cfg, synthetic_acc(), tmp_path, seed=0, progress=kill)
+    resumed = search.per_budget(SP, cfg, synthetic_acc(), tmp_path, seed=0)
+    assert resumed["members"] == st["members"] and resumed["evaluations"] == st["evaluations"]
+    again_calls = []
+    again = search.per_budget(SP, cfg, synthetic_acc(again_calls), tmp_path, seed=0)
+    assert again_calls == [] and again["seconds"] == resumed["seconds"] > 0
