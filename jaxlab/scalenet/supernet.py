@@ -145,21 +145,46 @@ def make_scorer(cfg: ScaleNetConfig, space: Space, net: SuperNet, params, data: 
     """`score(archs [P, ...], r) -> accuracy [P]` on the first `search.eval_batch` held-out images.
 
     Left + right logits are summed under bilateral coupling. Populations are padded to a
-    multiple of `search.eval_chunk`; each chunk is one vmapped call (compiled once per r).
+    multiple of `search.eval_chunk`; each chunk is one population call (compiled once per r).
+
+    With `supernet.buckets` on (as resolved for training, see `buckets.py`) every
+    architecture is scored on the supernet cut to the smallest bucket that holds it: the
+    same logits to float tolerance at a fraction of the full width's multiply-adds, one
+    compile per (bucket, r).
     """
     c = cfg.search
-    pop_eval = make_population_eval(
-        lambda p, x, arch: ensemble_logits(net.apply, {"params": p}, x, arch, space.cfg.coupling))
+    bucketed = buckets_lib.use_buckets(cfg.supernet.buckets, cfg.supernet.loop.num_steps)
+    calls: dict = {}
 
-    @jax.jit
-    def accuracy(p, x, y, archs):
-        logits = pop_eval(p, x, archs)
-        return jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32), -1)
+    def accuracy_fn(mult):
+        if mult in calls:
+            return calls[mult]
+        if mult is None:
+            apply_fn = net.apply
+        else:
+            view = buckets_lib.bucket_view(space, mult)
+            sub = SuperNet(view, dtype=net.dtype)
+            r0 = int(space.cfg.res_grid[0][0])
+            a0 = {"ops": np.ones(len(view.layers), np.int32), "channels": view.super_channels, "side": np.int32(0)}
+            shapes = jax.eval_shape(lambda: sub.init(jax.random.key(0), jnp.zeros((1, r0, r0, 3)), a0))["params"]
 
-    def score(archs: dict, r: int) -> np.ndarray:
-        x, y = data.get("val", r)
-        x, y = jnp.asarray(x[: c.eval_batch]), jnp.asarray(y[: c.eval_batch])
-        archs = {"ops": np.asarray(archs["ops"]), "channels": np.asarray(archs["channels"])}
+            def apply_fn(variables, x, arch):
+                p = buckets_lib.slice_params(variables["params"], shapes, arch["side"])
+                return sub.apply({"params": p}, x, dict(arch, ops=jnp.asarray(arch["ops"])[view.layer_ids]))
+
+        pop_eval = make_population_eval(
+            lambda p, x, arch: ensemble_logits(apply_fn, {"params": p}, x, arch, space.cfg.coupling))
+
+        @jax.jit
+        def accuracy(p, x, y, archs):
+            logits = pop_eval(p, x, archs)
+            return jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32), -1)
+
+        calls[mult] = accuracy
+        return accuracy
+
+    def score_group(archs: dict, x, y, mult) -> np.ndarray:
+        accuracy = accuracy_fn(mult)
         p = archs["ops"].shape[0]
         pad = (-p) % c.eval_chunk
         full = {k: np.concatenate([v, np.repeat(v[-1:], pad, 0)]) for k, v in archs.items()}
@@ -167,6 +192,20 @@ def make_scorer(cfg: ScaleNetConfig, space: Space, net: SuperNet, params, data: 
         out = [np.asarray(accuracy(params, x, y, {k: jnp.asarray(v[i: i + c.eval_chunk]) for k, v in full.items()}))
                for i in range(0, p + pad, c.eval_chunk)]
         return np.concatenate(out)[:p]
+
+    def score(archs: dict, r: int) -> np.ndarray:
+        x, y = data.get("val", r)
+        x, y = jnp.asarray(x[: c.eval_batch]), jnp.asarray(y[: c.eval_batch])
+        archs = {"ops": np.asarray(archs["ops"]), "channels": np.asarray(archs["channels"])}
+        p = archs["ops"].shape[0]
+        if not bucketed:
+            return score_group(archs, x, y, None)
+        mults = np.array([buckets_lib.choose_bucket(space, {k: v[i] for k, v in archs.items()}) for i in range(p)])
+        out = np.zeros(p, np.float32)
+        for m in np.unique(mults):
+            sel = mults == m
+            out[sel] = score_group({k: v[sel] for k, v in archs.items()}, x, y, float(m))
+        return out
 
     return score
 

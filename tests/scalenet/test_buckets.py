@@ -88,3 +88,22 @@ def test_auto_setting_keeps_masks_for_short_runs():
     assert buckets.use_buckets("on", 10) and not buckets.use_buckets("off", 10**6)
     with pytest.raises(ValueError, match="supernet.buckets"):
         buckets.use_buckets("sometimes", 10)
+
+
+def test_bucketed_scorer_equals_masked_scorer(steps):
+    """The search's scorer on the bucket of each architecture gives the masked scorer's
+    accuracies (both coupling sides summed); a slice from the wrong end would not."""
+    from jaxlab.scalenet.data import Data
+
+    space, state, _, _ = steps
+    cfg = _cfg("off")
+    data = Data(cfg.data)
+    net = supernet.SuperNet(space)
+    archs, r, _ = sampler.sample_batch(space, np.random.default_rng(3), 12)
+    archs = {k: np.asarray(v) for k, v in archs.items() if k != "side"}
+    masked = supernet.make_scorer(cfg, space, net, state.params, data)(archs, int(r[0]))
+    bucketed = supernet.make_scorer(_cfg("on"), space, net, state.params, data)(archs, int(r[0]))
+    mults = {buckets.choose_bucket(space, {k: v[i] for k, v in archs.items()}) for i in range(12)}
+    assert len(mults) > 1  # several buckets in one call
+    np.testing.assert_allclose(bucketed, masked, atol=1.5 / cfg.search.eval_batch)
+    assert len(set(np.round(masked, 4))) > 2  # the accuracies differ between architectures
