@@ -8,6 +8,10 @@
 * `experiment_report(runs, out)`: the markdown tables of experiments/scalenet/README.md
   from the run directories of `experiments/scalenet/run_all.sh`, and its figures;
   `python experiments/scalenet/report.py [RUNS]` calls it.
+* `protocol_report(runs, out)`: the tables and figure of the search protocol
+  (`experiments/scalenet/run_protocol.sh`): GA against random search over search seeds,
+  search costs, and every family retrained with seeds, with 95% t-intervals and paired
+  differences against the joint family; `report.py --protocol RUNS` calls it.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from collections.abc import Sequence
 
 from jaxlab.core import plotting
 from jaxlab.core.metrics import merge_by_step, read_metrics
+from jaxlab.core.stats import fmt_ci, mean_ci, paired_diff
 
 __all__ = ["plot_supernet_loss", "plot_family", "plot_family_accuracy", "family_table", "retrain_table",
-           "plot_rank", "rank_table", "sampler_table", "search_cost_table", "experiment_report", "main"]
+           "plot_rank", "rank_table", "sampler_table", "search_cost_table", "experiment_report", "protocol_report", "main"]
 
 
 def _loss_rows(workdir: pathlib.Path) -> list[dict]:
@@ -198,9 +203,116 @@ def experiment_report(runs: pathlib.Path, out: pathlib.Path) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _seeded(runs: pathlib.Path, prefix: str) -> list[tuple[int, pathlib.Path]]:
+    out = []
+    for d in sorted(runs.glob(f"{prefix}_*")):
+        tail = d.name[len(prefix) + 1:]
+        if tail.isdigit():
+            out.append((int(tail), d))
+    return out
+
+
+def _retrained(runs: pathlib.Path) -> dict[tuple[str, str, int], dict[int, dict]]:
+    """`{(search dir, family, stage): {retrain seed: row}}` from `rt_<search>_<seed>/retrain.json`."""
+    out: dict = {}
+    for d in sorted(runs.glob("rt_*")):
+        head, _, seed = d.name[3:].rpartition("_")
+        rows = _json(d / "retrain.json")
+        if not seed.isdigit() or rows is None:
+            continue
+        for r in rows:
+            out.setdefault((head, r["family"], int(r["stage"])), {})[int(seed)] = r
+    return out
+
+
+def _pct(m: float, h: float) -> str:
+    return fmt_ci(m, h, digits=1, scale=100.0)
+
+
+def protocol_report(runs: pathlib.Path, out: pathlib.Path) -> str:
+    """Markdown of the search protocol from `runs/{joint,random}_<seed>`, `decoupled`,
+    `per_budget` and `rt_<search>_<seed>`; draws `out/figures/protocol_families.png`."""
+    runs, out = pathlib.Path(runs), pathlib.Path(out)
+    parts = []
+    joint = {s: _json(d / "family.json") for s, d in _seeded(runs, "joint")}
+    rand = {s: _json(d / "family.json") for s, d in _seeded(runs, "random")}
+    joint = {s: f for s, f in joint.items() if f}
+    rand = {s: f for s, f in rand.items() if f}
+    if joint and rand:
+        seeds = sorted(set(joint) & set(rand))
+        lines = ["| search seed | joint (GA) fitness | random search fitness | GA genomes (each) | joint base | "
+                 "random base |", "|---|---|---|---|---|---|"]
+        for s in seeds:
+            lines.append(f"| {s} | {100 * joint[s]['fitness']:.1f} | {100 * rand[s]['fitness']:.1f} | "
+                         f"{joint[s]['ga_evaluations']} / {rand[s]['ga_evaluations']} | {joint[s]['base']} | "
+                         f"{rand[s]['base']} |")
+        d, h, n = paired_diff([joint[s]["fitness"] for s in seeds], [rand[s]["fitness"] for s in seeds])
+        lines.append(f"| GA - random, paired over {n} seeds | {_pct(d, h)} | | | | |")
+        parts.append("#### GA against random search (same initial population, same number of evaluations)\n\n"
+                     + "\n".join(lines))
+    cost = ["| search | architectures scored | GA genomes | search s | of which S4 ranked |",
+            "|---|---|---|---|---|"]
+    named = [(f"joint, seed {s}", f) for s, f in sorted(joint.items())]
+    named += [(f"random, seed {s}", f) for s, f in sorted(rand.items())]
+    for name in ("decoupled", "per_budget"):
+        f = _json(runs / name / "family.json")
+        if f:
+            named.append((name.replace("_", " "), f))
+    for name, f in named:
+        cost.append(f"| {name} | {f['arch_evaluations'] + f.get('searched_above_evaluations', 0)} | "
+                    f"{f['ga_evaluations']} | {f['search_seconds']:.0f} | {f.get('searched_above_evaluations', '-')} |")
+    if len(named) > 1:
+        parts.append("#### Search cost (architectures scored on 1,200 images, both coupling sides)\n\n"
+                     + "\n".join(cost))
+    rt = _retrained(runs)
+    if rt:
+        ref_dir = next((k[0] for k in rt if k[0].startswith("joint")), None)
+        lines = ["| search | family | stage | MMACs | test accuracy (%, 95% CI) | n | vs joint searched, paired "
+                 "(points) | MACs / joint's |", "|---|---|---|---|---|---|---|---|"]
+        for key in sorted(rt, key=lambda k: (k[2], k[0] != ref_dir, k[0], k[1])):
+            head, family, stage = key
+            rows = rt[key]
+            seeds = sorted(rows)
+            m, h, n = mean_ci([rows[s]["test_accuracy"] for s in seeds])
+            ref = rt.get((ref_dir, "searched", stage), {})
+            diff, ratio = "", ""
+            if key != (ref_dir, "searched", stage) and ref:
+                common = [s for s in seeds if s in ref]
+                d, dh, _ = paired_diff([rows[s]["test_accuracy"] for s in common],
+                                       [ref[s]["test_accuracy"] for s in common])
+                diff = f"{d * 100:+.1f} ± {dh * 100:.1f}" if math.isfinite(dh) else f"{d * 100:+.1f}"
+                ratio = f"{rows[seeds[0]]['macs'] / ref[common[0]]['macs']:.3f}" if common else ""
+            lines.append(f"| {head} | {family} | S{stage} | {rows[seeds[0]]['macs'] / 1e6:.3f} | {_pct(m, h)} | {n} | "
+                         f"{diff} | {ratio} |")
+        parts.append("#### Families retrained from scratch\n\n" + "\n".join(lines))
+        fig, ax = plotting.subplots(figsize=(6, 4))
+        groups: dict = {}
+        for (head, family, stage), rows in rt.items():
+            label = family if head.startswith("joint") else head.split("_")[0] if head != "per_budget" else head
+            seeds = sorted(rows)
+            m, h, _ = mean_ci([rows[s]["test_accuracy"] for s in seeds])
+            groups.setdefault(label, []).append((rows[seeds[0]]["macs"] / 1e6, 100 * m,
+                                                 100 * h if math.isfinite(h) else 0.0))
+        for label, pts in sorted(groups.items()):
+            pts.sort()
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                        capsize=3, label=label, linestyle="-" if len(pts) > 1 else "none")
+        ax.set_xscale("log")
+        ax.set_xlabel("MMACs")
+        ax.set_ylabel("test accuracy (%), mean and 95% CI")
+        ax.legend(fontsize=8)
+        plotting.save_figure(fig, out, "protocol_families")
+    return "\n\n".join(parts) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python experiments/scalenet/report.py [RUNS [OUT]]`: prints the tables."""
+    """`python experiments/scalenet/report.py [--protocol] [RUNS [OUT]]`: prints the tables."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--protocol":
+        runs = pathlib.Path(argv[1] if len(argv) > 1 else "runs/scalenet_protocol")
+        out = pathlib.Path(argv[2] if len(argv) > 2 else "experiments/scalenet")
+        print(protocol_report(runs, out))
+        return 0
     runs = pathlib.Path(argv[0] if argv else "runs/scalenet")
     out = pathlib.Path(argv[1] if len(argv) > 1 else "experiments/scalenet")
     print(experiment_report(runs, out))

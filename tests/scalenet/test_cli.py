@@ -332,3 +332,30 @@ def test_members_above_per_budget_and_compound_at_matched_macs():
     assert [x["family"] for x in m] == ["per_budget"] * 4 and m[2]["base"] == [1, 1, 2, 1, 1, 0]
     with pytest.raises(config_lib.ConfigError, match="retrain.stages"):
         retrain_lib.members(config_lib.override(cfg, ["retrain.stages=4"]), space, pb)
+
+
+def test_protocol_report_pairs_seeds_and_matches_hand_values(tmp_path):
+    """The protocol tables from run directories written by hand: GA - random paired by
+    search seed, families paired by retraining seed against the joint searched member."""
+    def fam(fitness, base):
+        return {"fitness": fitness, "base": base, "ga_evaluations": 84, "arch_evaluations": 500,
+                "search_seconds": 10.0, "searched_above_evaluations": 7}
+
+    for s, (fj, fr) in enumerate([(0.50, 0.47), (0.52, 0.48), (0.49, 0.47)]):
+        for name, f in (("joint", fj), ("random", fr)):
+            (tmp_path / f"{name}_{s}").mkdir()
+            (tmp_path / f"{name}_{s}" / "family.json").write_text(json.dumps(fam(f, [1, 2])))
+    accs = {"searched": [0.70, 0.72, 0.74], "compound": [0.71, 0.75, 0.74]}
+    for s in range(3):
+        d = tmp_path / f"rt_joint_0_{s}"
+        d.mkdir()
+        rows = [{"family": f, "stage": 1, "macs": 2e5 if f == "searched" else 2.1e5, "test_accuracy": a[s]}
+                for f, a in accs.items()]
+        (d / "retrain.json").write_text(json.dumps(rows))
+    md = report.protocol_report(tmp_path, tmp_path / "out")
+    assert "| GA - random, paired over 3 seeds | 3.0 ± " in md  # (3 + 4 + 2) / 3 points
+    # compound - searched per seed: +1, +3, 0 -> +1.3 points; t(0.975, 2) * sd / sqrt(3) = 3.8
+    line = next(l for l in md.splitlines() if "| compound | S1 |" in l)
+    assert "+1.3 ± 3.8" in line and "| 1.050 |" in line
+    assert "| joint, seed 0 | 507 | 84 |" in md
+    assert (tmp_path / "out" / "figures" / "protocol_families.png").exists()
