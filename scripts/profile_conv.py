@@ -8,23 +8,32 @@ Two tables:
    medians; the column `auto` says which one `jaxlab.nn.conv.prefers_patches` picks.
 2. Per operation (`jaxlab.core.profiling.op_times`) of MH-UI's PGD-20 attack on its
    default multi-exit CNN, with `JAXLAB_CONV=xla` and with the default `auto`.
+3. Per layer against PyTorch (`--torch`, needs the `bench` extra): the same value and
+   both gradients with jaxlab's choice (`JAXLAB_CONV=auto`) and with `torch.nn.functional.
+   conv2d` + `backward()` (NCHW, oneDNN), alternating calls, medians: whether the
+   convolution kernels themselves, before any fusion or dispatch, are ahead or behind.
 
-    python scripts/profile_conv.py [--batch 64] [--repeats 15] [--pgd-batch 256]
+    python scripts/profile_conv.py [--batch 64] [--repeats 15] [--pgd-batch 256] [--torch] [--threads 1|all|both]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-from jax import lax
+from jaxlab.core import benchmark
 
-from jaxlab.core import benchmark, profiling, runtime
-from jaxlab.nn import conv
+SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from jax import lax  # noqa: E402
+
+from jaxlab.core import profiling, runtime  # noqa: E402
+from jaxlab.nn import conv  # noqa: E402
 
 DN = ("NHWC", "HWIO", "NHWC")
 LAYERS = [  # (side, c_in, c_out, kernel, stride, groups)
@@ -62,6 +71,48 @@ def layer_table(batch: int, repeats: int) -> list[str]:
     return rows
 
 
+def torch_table(table, batch: int, repeats: int) -> None:
+    """Per layer: jaxlab's convolution (auto choice) against PyTorch's, value and both
+    gradients, one row each in `table` (peers jaxlab, PyTorch), and their sum."""
+    import torch  # noqa: F401
+    import torch.nn.functional as F
+
+    opts = runtime.cpu_compiler_options()
+    os.environ["JAXLAB_CONV"] = "auto"
+    total = {"jaxlab": 0.0, "PyTorch": 0.0}
+    for side, c, f, k, s, g in LAYERS:
+        rng = np.random.default_rng(side * 1000 + c)
+        xn = rng.normal(size=(batch, side, side, c)).astype(np.float32)
+        wn = (rng.normal(size=(k, k, c // g, f)) * 0.1).astype(np.float32)
+        x, w = jnp.asarray(xn), jnp.asarray(wn)
+
+        def loss(x, w, s=s, g=g):
+            return jnp.sum(jnp.tanh(conv.conv_general_dilated(x, w, (s, s), "SAME", dimension_numbers=DN,
+                                                              feature_group_count=g)))
+
+        fj = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), compiler_options=opts)
+        xt = torch.from_numpy(xn.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+        wt = torch.from_numpy(wn.transpose(3, 2, 0, 1).copy()).requires_grad_(True)
+
+        def ft(xt=xt, wt=wt, s=s, k=k, g=g):
+            xt.grad = wt.grad = None
+            out = torch.tanh(F.conv2d(xt, wt, stride=s, padding=k // 2, groups=g)).sum()
+            out.backward()
+            return out
+
+        jax.block_until_ready(fj(x, w))
+        ft()
+        times = benchmark.alternate({"jaxlab": lambda: jax.block_until_ready(fj(x, w)), "PyTorch": ft}, repeats,
+                                    warmup=1)
+        for peer in total:
+            total[peer] += benchmark.median(times[peer])
+        out = -(-side // s)
+        pick = "patches" if conv.prefers_patches(c // g, (k, k), (out, out), g > 1) else "XLA"
+        table.add(f"{batch}x{side}x{side}x{c}, kernel {k}x{k}x{c // g}x{f}, stride {s}, groups {g}", times,
+                  **{"jaxlab runs": pick})
+    table.add("sum of the layers", total)
+
+
 def pgd_profiles(batch: int) -> list[str]:
     from jaxlab.mhui import attacks, configs, models
     from jaxlab.nn.cnn import SmallCNN
@@ -93,13 +144,30 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--pgd-batch", type=int, default=256)
+    p.add_argument("--torch", action="store_true",
+                   help="only the per-layer table against PyTorch (a 1-thread and an all-threads column)")
+    benchmark.add_threads_argument(p)
     args = p.parse_args()
     runtime.tune_host_allocator()
+    if args.torch:
+        import torch
+
+        with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
+            print(benchmark.device_line(), f"(torch threads {torch.get_num_threads()})")
+            res = benchmark.Results()
+            table = res.table(f"Convolution layers, value and both gradients, batch {args.batch}",
+                              ["jaxlab", "PyTorch"], extras=["jaxlab runs"])
+            torch_table(table, args.batch, args.repeats)
+        return res
     with benchmark.load_watch():
         print(benchmark.device_line(), "\n")
         print("\n".join(layer_table(args.batch, args.repeats)), "\n")
         print("\n".join(pgd_profiles(args.pgd_batch)))
+    return None
 
 
 if __name__ == "__main__":
-    main()
+    if "--torch" in sys.argv:
+        benchmark.run(main)
+    else:
+        main()
