@@ -94,9 +94,7 @@ class SearchConfig:
 
     `mode`: "joint" (alternate base GA and scaling search), "decoupled" (a GA on the
     base model alone at stage 0, then one scaling search: the base-then-scale baseline)
-    or "random" (as "joint", with the base step's GA replaced by random search over the
-    canonical bases of the FLOPs band, evaluating as many genomes as the GA would: the
-    baseline that tells whether the GA matters) or "per_budget" (one-shot search per
+    or "per_budget" (one-shot search per
     FLOPs budget: a separate GA over base genes and stage s's (d, w, r) for every stage,
     the alternative ScaleNet's search-cost claim is made against).
     FLOPs budgets are relative to `base_macs` (MACs of the base model at stage 0):
@@ -104,6 +102,10 @@ class SearchConfig:
     `ladder_tol * 2^s base`. `base_macs = 0` takes the median of 256 random bases.
 
     Attributes:
+      proposal: how the genetic searches propose genomes: "genetic" (selection, crossover,
+        mutation) or "random" (random canonical bases of the FLOPs band, as many
+        evaluations as the GA, the same initial population: the baseline that tells
+        whether the GA matters; `jaxlab.nas.evolution.GAConfig.proposal`).
       flops_rule: how the FLOPs limits (base band, ladder) count MACs: "official"
         (a strided conv's output is `floor(n / s)`, as the official counter; the paper's
         306M +- 25M and 2^s ladder were computed with it) or "true" (`ceil(n / s)`, the
@@ -121,7 +123,8 @@ class SearchConfig:
       supernet_dir: the run whose supernet is searched ("" = this workdir).
     """
 
-    mode: Literal["joint", "decoupled", "random", "per_budget"] = "joint"
+    mode: Literal["joint", "decoupled", "per_budget"] = "joint"
+    proposal: Literal["genetic", "random"] = "genetic"
     pop_size: PositiveInt = 16
     num_generations: NonNegativeInt = 8
     num_alternations: PositiveInt = 2

@@ -21,9 +21,9 @@ scaling stage `s = 1..K`. FLOPs are MACs; `F_0 = macs(b at stage 0)`.
       `infeasible_stages` names the stage).
 * **Decoupled** baseline (`mode="decoupled"`): the GA on `f(b) = acc(b at stage 0)`
   alone, then one scaling step: base-then-scale.
-* **Random** baseline (`mode="random"`): as joint, with the base step's GA replaced by
-  random search over the base band evaluating as many genomes (`ga.GAConfig.proposal`).
-  Both evaluate feasible genomes only (the FLOPs check is analytic and free).
+* **Random-search** baseline (`proposal="random"`, any mode): the GA replaced by random
+  search over the base band evaluating as many genomes (`ga.GAConfig.proposal`). Both
+  evaluate feasible genomes only (the FLOPs check is analytic and free).
 * **One-shot per budget** (`per_budget`): the alternative ScaleNet's cost claim is made
   against: for each stage s on its own, a GA over (base genes, index of `d`, `w`, `r` in
   stage s's grids) with fitness `acc` at that network and the FLOPs band
@@ -207,7 +207,7 @@ def mcea(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.Path |
     t_start = time.perf_counter()
     stages = search_stages(space, cfg)
     gcfg = ga.GAConfig(pop_size=cfg.pop_size, num_generations=cfg.num_generations, eta_mutation=cfg.eta_mutation,
-                       feasible_offspring=True, proposal="random" if cfg.mode == "random" else "genetic")
+                       feasible_offspring=True, proposal=cfg.proposal)
     f_ref = reference_macs(space, cfg, seed)
     state_path = workdir / "mcea.json" if workdir else None
     scored = [0]
@@ -226,16 +226,16 @@ def mcea(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.Path |
         st["scaling"] = _load_scaling(st["scaling"])
         log(f"resuming MCEA at alternation {st['alternation']}")
     else:
-        if cfg.mode in ("joint", "random"):
+        if cfg.mode == "joint":
             scaling = init_scaling(space, cfg, counted, f_ref, stages, seed)
         elif cfg.mode == "decoupled":
             scaling = {}
         else:
-            raise ValueError(f"search.mode must be 'joint', 'random' or 'decoupled', got {cfg.mode!r}")
+            raise ValueError(f"search.mode must be 'joint' or 'decoupled' here, got {cfg.mode!r}")
         st = {"alternation": 0, "base": None, "scaling": scaling, "fitness": None, "history": [],
               "f_ref": f_ref, "evaluations": 0, "arch_evaluations": scored[0], "seconds": 0.0}
         save(st)
-    joint = cfg.mode != "decoupled"
+    joint = cfg.mode == "joint"
     n_alt = cfg.num_alternations if joint else 1
     end = n_alt if stop_after_alternation is None else min(n_alt, stop_after_alternation)
     while st["alternation"] < end:
@@ -342,7 +342,7 @@ def per_budget(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.
     stages = list(range(space.num_scaling_stages)) if stages is None else list(stages)
     f_ref = reference_macs(space, cfg, seed)
     gcfg = ga.GAConfig(pop_size=cfg.pop_size, num_generations=cfg.num_generations, eta_mutation=cfg.eta_mutation,
-                       feasible_offspring=True)
+                       feasible_offspring=True, proposal=cfg.proposal)
     g = space.gene_lower.size
     members, evals = [], 0
     for s in stages:

@@ -168,7 +168,7 @@ def _check_baseline_searches(pipeline, tmp):
     random one spends the GA's number of genomes; per budget writes a base per member
     that `retrain` reads."""
     cfg, wd, out = pipeline
-    rnd = run.search(config_lib.override(cfg, [f"search.supernet_dir={wd}", "search.mode=random"]), tmp / "rnd")
+    rnd = run.search(config_lib.override(cfg, [f"search.supernet_dir={wd}", "search.proposal=random"]), tmp / "rnd")
     assert rnd["ga_evaluations"] == out["search"]["ga_evaluations"]
     pb_cfg = config_lib.override(cfg, [f"search.supernet_dir={wd}", "search.mode=per_budget"])
     pb = run.search(pb_cfg, tmp / "pb")

@@ -190,17 +190,17 @@ def test_scaling_step_says_so_when_no_triple_is_feasible():
 def test_random_mode_spends_the_gas_budget_on_random_bases():
     cfg = SearchConfig(pop_size=4, num_generations=2, num_alternations=2, n_basenet=2, base_tol=0.2,
                        ladder_tol=0.25)  # 24 genomes of the 216 canonical bases: not exhausted
-    calls = {"joint": [], "random": []}
-    out = {m: search.mcea(SP, dataclasses.replace(cfg, mode=m), synthetic_acc(calls[m]), seed=1)
-           for m in ("joint", "random")}
-    assert out["joint"]["evaluations"] == out["random"]["evaluations"]
+    calls = {"genetic": [], "random": []}
+    out = {m: search.mcea(SP, dataclasses.replace(cfg, proposal=m), synthetic_acc(calls[m]), seed=1)
+           for m in ("genetic", "random")}
+    assert out["genetic"]["evaluations"] == out["random"]["evaluations"]
     for m, st in out.items():
         assert st["arch_evaluations"] == sum(calls[m])
         assert st["fitness"] <= brute_force(synthetic_acc()) + 1e-9
         f_ref = search.reference_macs(SP, cfg)
         assert abs(SP.base_macs(np.asarray(st["base"]), rule=cfg.flops_rule) - f_ref) <= cfg.base_tol * f_ref
     # the random search's archive holds bases the GA never proposed
-    seen = {tuple(g) for g in out["joint"]["archive"]}
+    seen = {tuple(g) for g in out["genetic"]["archive"]}
     assert any(tuple(g) not in seen for g in out["random"]["archive"])
 
 
