@@ -57,7 +57,7 @@ from jaxlab.scalenet.configs import SearchConfig
 from jaxlab.scalenet.sampler import sample_base
 from jaxlab.scalenet.space import Space
 
-__all__ = ["REFERENCE_STREAM", "INIT_SCALING_STREAM", "GA_STREAM", "ga_seed", "reference_macs", "ladder_ok",
+__all__ = ["REFERENCE_STREAM", "INIT_SCALING_STREAM", "GA_STREAM", "ga_seed", "reference_macs", "base_problem", "per_budget", "search_stages", "ladder_ok",
            "infeasible_stages", "scaled_archs", "mean_fitness", "scaling_step", "init_scaling", "mcea", "extrapolate",
            "compound_scaling", "family", "scaled_macs"]
 
@@ -175,7 +175,11 @@ def init_scaling(space: Space, cfg: SearchConfig, acc_fn: AccFn, f_ref: float, s
     return out
 
 
-def _problem(space: Space, cfg: SearchConfig, fitness, f_ref: float, seed_genes: np.ndarray | None):
+def base_problem(space: Space, cfg: SearchConfig, fitness, f_ref: float,
+                 seed_genes: np.ndarray | None = None) -> ga.Problem:
+    """The base step's search problem: canonical base genes, `fitness(genes [N, G])`, the
+    base band `f_ref (1 +- base_tol)` counted by `cfg.flops_rule`, `seed_genes` in the
+    initial population."""
     return ga.Problem(
         lower=space.gene_lower, upper=space.gene_upper, fitness=fitness,
         violation=lambda x: ga.flops_band_violation(space.base_macs(x, rule=cfg.flops_rule), f_ref,
@@ -249,7 +253,7 @@ def mcea(space: Space, cfg: SearchConfig, acc_fn: AccFn, workdir: pathlib.Path |
             fitness = lambda x: acc_fn(space.scale(x, 1.0, 1.0), r0)
             archs_per_genome = 1
         seed_genes = None if st["base"] is None else np.asarray(st["base"])[None]
-        prob = _problem(space, cfg, fitness, f_ref, seed_genes)
+        prob = base_problem(space, cfg, fitness, f_ref, seed_genes)
         ckpt = workdir / f"ga_{t}.npz" if workdir else None
 
         def generation_done(g, t=t, st=st):
