@@ -235,26 +235,29 @@ def protocol_report(runs: pathlib.Path, out: pathlib.Path) -> str:
     runs, out = pathlib.Path(runs), pathlib.Path(out)
     parts = []
     joint = {s: _json(d / "family.json") for s, d in _seeded(runs, "joint")}
+    ga_runs = {s: _json(d / "family.json") for s, d in _seeded(runs, "decoupled")}
     rand = {s: _json(d / "family.json") for s, d in _seeded(runs, "random")}
     joint = {s: f for s, f in joint.items() if f}
+    ga_runs = {s: f for s, f in ga_runs.items() if f}
     rand = {s: f for s, f in rand.items() if f}
-    if joint and rand:
-        seeds = sorted(set(joint) & set(rand))
-        lines = ["| search seed | joint (GA) fitness | random search fitness | GA genomes (each) | joint base | "
+    if ga_runs and rand:  # run_protocol.sh: decoupled_<seed> (GA) and random_<seed> share seed and sizes
+        seeds = sorted(set(ga_runs) & set(rand))
+        lines = ["| search seed | GA fitness | random search fitness | genomes (GA / random) | GA base | "
                  "random base |", "|---|---|---|---|---|---|"]
         for s in seeds:
-            lines.append(f"| {s} | {100 * joint[s]['fitness']:.1f} | {100 * rand[s]['fitness']:.1f} | "
-                         f"{joint[s]['ga_evaluations']} / {rand[s]['ga_evaluations']} | {joint[s]['base']} | "
+            lines.append(f"| {s} | {100 * ga_runs[s]['fitness']:.1f} | {100 * rand[s]['fitness']:.1f} | "
+                         f"{ga_runs[s]['ga_evaluations']} / {rand[s]['ga_evaluations']} | {ga_runs[s]['base']} | "
                          f"{rand[s]['base']} |")
-        d, h, n = paired_diff([joint[s]["fitness"] for s in seeds], [rand[s]["fitness"] for s in seeds])
+        d, h, n = paired_diff([ga_runs[s]["fitness"] for s in seeds], [rand[s]["fitness"] for s in seeds])
         lines.append(f"| GA - random, paired over {n} seeds | {_pct(d, h)} | | | | |")
         parts.append("#### GA against random search (same initial population, same number of evaluations)\n\n"
                      + "\n".join(lines))
     cost = ["| search | architectures scored | GA genomes | search s | of which S4 ranked |",
             "|---|---|---|---|---|"]
     named = [(f"joint, seed {s}", f) for s, f in sorted(joint.items())]
-    named += [(f"random, seed {s}", f) for s, f in sorted(rand.items())]
-    for name in ("decoupled", "per_budget"):
+    named += [(f"decoupled (GA), seed {s}", f) for s, f in sorted(ga_runs.items())]
+    named += [(f"decoupled (random), seed {s}", f) for s, f in sorted(rand.items())]
+    for name in ("per_budget",):
         f = _json(runs / name / "family.json")
         if f:
             named.append((name.replace("_", " "), f))

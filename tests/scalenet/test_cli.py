@@ -342,7 +342,7 @@ def test_protocol_report_pairs_seeds_and_matches_hand_values(tmp_path):
                 "search_seconds": 10.0, "searched_above_evaluations": 7}
 
     for s, (fj, fr) in enumerate([(0.50, 0.47), (0.52, 0.48), (0.49, 0.47)]):
-        for name, f in (("joint", fj), ("random", fr)):
+        for name, f in (("decoupled", fj), ("random", fr)):
             (tmp_path / f"{name}_{s}").mkdir()
             (tmp_path / f"{name}_{s}" / "family.json").write_text(json.dumps(fam(f, [1, 2])))
     accs = {"searched": [0.70, 0.72, 0.74], "compound": [0.71, 0.75, 0.74]}
@@ -357,5 +357,5 @@ def test_protocol_report_pairs_seeds_and_matches_hand_values(tmp_path):
     # compound - searched per seed: +1, +3, 0 -> +1.3 points; t(0.975, 2) * sd / sqrt(3) = 3.8
     line = next(l for l in md.splitlines() if "| compound | S1 |" in l)
     assert "+1.3 ± 3.8" in line and "| 1.050 |" in line
-    assert "| joint, seed 0 | 507 | 84 |" in md
+    assert "| decoupled (GA), seed 0 | 507 | 84 |" in md
     assert (tmp_path / "out" / "figures" / "protocol_families.png").exists()
