@@ -74,7 +74,7 @@ def layer_table(batch: int, repeats: int) -> list[str]:
 def torch_table(table, batch: int, repeats: int) -> None:
     """Per layer: jaxlab's convolution (auto choice) against PyTorch's, value and both
     gradients, one row each in `table` (peers jaxlab, PyTorch), and their sum."""
-    import torch  # noqa: F401
+    import torch
     import torch.nn.functional as F
 
     opts = runtime.cpu_compiler_options()

@@ -13,8 +13,6 @@ import argparse
 import json
 import pathlib
 
-import numpy as np
-
 from jaxlab.core import config as config_lib
 from jaxlab.core.stats import fmt_ci, paired_diff
 from jaxlab.nas import evolution as ga

@@ -28,7 +28,8 @@ from jaxlab.core.metrics import merge_by_step, read_metrics
 from jaxlab.core.stats import fmt_ci, mean_ci, paired_diff
 
 __all__ = ["plot_supernet_loss", "plot_family", "plot_family_accuracy", "family_table", "retrain_table",
-           "plot_rank", "rank_table", "sampler_table", "search_cost_table", "experiment_report", "protocol_report", "main"]
+           "plot_rank", "rank_table", "sampler_table", "search_cost_table", "experiment_report", "protocol_report",
+           "main"]
 
 
 def _loss_rows(workdir: pathlib.Path) -> list[dict]:
@@ -290,7 +291,7 @@ def protocol_report(runs: pathlib.Path, out: pathlib.Path) -> str:
         parts.append("#### Families retrained from scratch\n\n" + "\n".join(lines))
         fig, ax = plotting.subplots(figsize=(6, 4))
         groups: dict = {}
-        for (head, family, stage), rows in rt.items():
+        for (head, family, _stage), rows in rt.items():
             label = family if head.startswith("joint") else head.split("_")[0] if head != "per_budget" else head
             seeds = sorted(rows)
             m, h, _ = mean_ci([rows[s]["test_accuracy"] for s in seeds])

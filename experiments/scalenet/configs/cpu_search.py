@@ -23,7 +23,6 @@ from jaxlab.core.config import ConfigError, LoopConfig
 from jaxlab.scalenet.configs import DataConfig, RetrainConfig, ScaleNetConfig, SearchConfig, SupernetConfig
 from jaxlab.scalenet.space import SpaceConfig
 
-
 COARSE_MULTS = ((1.0,), (1.08, 1.16), (1.20, 1.28, 1.36), (1.40, 1.52, 1.64), (1.68, 1.84))
 
 
