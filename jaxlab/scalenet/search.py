@@ -58,8 +58,8 @@ from jaxlab.scalenet.sampler import sample_base
 from jaxlab.scalenet.space import Space
 
 __all__ = ["REFERENCE_STREAM", "INIT_SCALING_STREAM", "GA_STREAM", "ga_seed", "reference_macs", "base_problem",
-           "per_budget", "search_stages", "ladder_ok", "infeasible_stages", "scaled_archs", "mean_fitness", "scaling_step", "init_scaling", "mcea", "extrapolate",
-           "compound_scaling", "family", "scaled_macs"]
+           "per_budget", "search_stages", "ladder_ok", "infeasible_stages", "scaled_archs", "mean_fitness",
+           "scaling_step", "init_scaling", "mcea", "extrapolate", "compound_scaling", "family", "scaled_macs"]
 
 AccFn = Callable[[dict, int], np.ndarray]
 
