@@ -10,10 +10,13 @@ Two tables:
    default multi-exit CNN, with `JAXLAB_CONV=xla` and with the default `auto`.
 3. Per layer against PyTorch (`--torch`, needs the `bench` extra): the same value and
    both gradients with jaxlab's choice (`JAXLAB_CONV=auto`) and with `torch.nn.functional.
-   conv2d` + `backward()` (NCHW, oneDNN), alternating calls, medians: whether the
-   convolution kernels themselves, before any fusion or dispatch, are ahead or behind.
+   conv2d` + `backward()` (NCHW, oneDNN), in turns of `--block` calls, medians: whether
+   the convolution kernels themselves, before any fusion or dispatch, are ahead or
+   behind. Turns of one call understate both peers on all cores (each one's worker
+   threads still spin when the other starts), XLA's most.
 
-    python scripts/profile_conv.py [--batch 64] [--repeats 15] [--pgd-batch 256] [--torch] [--threads 1|all|both]
+    python scripts/profile_conv.py [--batch 64] [--repeats 15] [--pgd-batch 256] [--threads 1|all|both]
+    python scripts/profile_conv.py --torch [--block 10] [--threads both]
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def layer_table(batch: int, repeats: int) -> list[str]:
     return rows
 
 
-def torch_table(table, batch: int, repeats: int) -> None:
+def torch_table(table, batch: int, repeats: int, block: int = 10) -> None:
     """Per layer: jaxlab's convolution (auto choice) against PyTorch's, value and both
     gradients, one row each in `table` (peers jaxlab, PyTorch), and their sum."""
     import torch
@@ -103,7 +106,7 @@ def torch_table(table, batch: int, repeats: int) -> None:
         jax.block_until_ready(fj(x, w))
         ft()
         times = benchmark.alternate({"jaxlab": lambda: jax.block_until_ready(fj(x, w)), "PyTorch": ft}, repeats,
-                                    warmup=1)
+                                    warmup=1, block=block)
         for peer in total:
             total[peer] += benchmark.median(times[peer])
         out = -(-side // s)
@@ -139,6 +142,28 @@ def pgd_profiles(batch: int) -> list[str]:
     return out
 
 
+def step_profile(batch: int) -> list[str]:
+    """Per operation, the classifier's training step as `scripts/bench_core.py` times it
+    (the engine's `make_train_step`, AdamW, SmallCNN stages 32-64 on 8x8 digits)."""
+    from jaxlab.core import train
+    from jaxlab.nn import SmallCNN
+
+    model = SmallCNN(num_classes=10, stages=(32, 64), blocks_per_stage=2)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.uniform(0, 1, (batch, 8, 8, 1)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 10, batch), jnp.int32)
+    params = model.init(jax.random.key(0), x[:1])["params"]
+    state = train.TrainState.create(params=params, tx=optax.adamw(1e-3, weight_decay=1e-4))
+
+    def loss_fn(p, extra, b, key):
+        logits = model.apply({"params": p}, b[0])
+        return optax.softmax_cross_entropy_with_integer_labels(logits, b[1]).mean(), ({}, None)
+
+    step = train.make_train_step(loss_fn)
+    times = profiling.op_times(step, state, (x, y), jax.random.key(0), calls=30, feed_back=True)
+    return [f"### Classifier train step (bench_core), batch {batch}", "", profiling.format_table(times, top=10), ""]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=64)
@@ -146,6 +171,8 @@ def main():
     p.add_argument("--pgd-batch", type=int, default=256)
     p.add_argument("--torch", action="store_true",
                    help="only the per-layer table against PyTorch (a 1-thread and an all-threads column)")
+    p.add_argument("--block", type=int, default=10,
+                   help="with --torch: consecutive calls per peer's turn (1 alternates call by call)")
     benchmark.add_threads_argument(p)
     args = p.parse_args()
     runtime.tune_host_allocator()
@@ -155,13 +182,15 @@ def main():
         with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
             print(benchmark.device_line(), f"(torch threads {torch.get_num_threads()})")
             res = benchmark.Results()
-            table = res.table(f"Convolution layers, value and both gradients, batch {args.batch}",
+            table = res.table(f"Convolution layers, value and both gradients, batch {args.batch}, "
+                              f"turns of {args.block} calls",
                               ["jaxlab", "PyTorch"], extras=["jaxlab runs"])
-            torch_table(table, args.batch, args.repeats)
+            torch_table(table, args.batch, args.repeats, args.block)
         return res
     with benchmark.load_watch():
         print(benchmark.device_line(), "\n")
         print("\n".join(layer_table(args.batch, args.repeats)), "\n")
+        print("\n".join(step_profile(args.batch)))
         print("\n".join(pgd_profiles(args.pgd_batch)))
     return None
 

@@ -65,6 +65,38 @@ depthwise layers now take the same path as every other model's. The same boundar
 front of ordinary patches made them slower (the recomputation was not their cost), so
 it is used for depthwise convolutions only. The figures are in the experiments READMEs
 of mhui and scalenet and in `scripts/bench_core.py`'s output.
+
+What is left against PyTorch on this CPU, and why (quiet machine, load average 0.7-0.9
+on 2 cores; jax 0.10.2, torch 2.13.0). Convolution kernels alone, value and both
+gradients at batch 64, jaxlab's choice against `torch.nn.functional.conv2d` (oneDNN), in
+turns of 10 calls (`python scripts/profile_conv.py --torch`): summed over the ten
+layers of the table 38.0 against 33.8 ms on one core (0.89x) and 31.9 against 25.5 ms on
+two (0.80x). jaxlab is ahead where `jaxlab.nn.conv` takes patches (one input channel
+2.3x, 2x2 maps 1.25x, stride 2 onto 2x2 1.8x), level on ordinary 3x3 layers at 4x4-8x8
+(0.91-1.06x), and behind on three-channel 32x32 inputs (0.73x; patches are no faster)
+and on stride-1 depthwise layers at 16x16 (0.47x). Alternating call by call instead of
+in turns made jaxlab's two-core column 52% slower (PyTorch's OpenMP workers still spin
+when XLA starts), so the per-layer tables use turns.
+
+The classifier's train step per operation (`python scripts/profile_conv.py --threads 1`,
+batch 64): 8.57 ms wall, of which the operations take 7.42 ms: convolutions 4.08 ms
+(55%), layout transposes around their gradients 0.81 ms, YNNPACK dots 0.49 ms, pooling
+0.39 ms, the rest reductions and elementwise fusions; the other 1.15 ms is the runtime
+between operations. On two cores the same step's operations sum to 5.08 ms but its wall
+time is 10.3 ms: for a step of ~60 small operations, handing each to the thread pool
+costs as much as the work, which is why two cores give it nothing over one. The issue's
+1.5x on one core would need this step at 7.3 ms against PyTorch's 11.0: with the
+convolutions and their transposes at 4.9 ms, and their kernels at 0.89x of oneDNN's,
+that leaves 2.4 ms for everything else, which takes 3.7 ms today, most of it in code
+that XLA emits. No option of this jaxlib moved it (classifier step, 2 cores, median of
+200 steps: default 8.40 ms; YNNPACK also for convolutions 9.67; XNNPACK graph fusion,
+greedy or bypassing its cost model, compiles to the same program; the concurrency-
+optimised scheduler off 8.12, within noise; `xla_cpu_use_xnnpack` 8.32). The levers
+left are XLA:CPU's: its convolution kernels (Eigen) and its per-operation dispatch. On an
+accelerator both frameworks run convolutions in cuDNN; what differs there is that the
+jitted step is one program with normalisation, activations and the optimizer fused,
+against one kernel launch per operation in eager PyTorch (not measured: no accelerator
+was lent to this work).
 """
 
 from __future__ import annotations
