@@ -2,7 +2,8 @@
 
 Stages, each with its own `loop` and its own directory in the workdir: `gan` (StyleGAN2 on
 procedural faces, `generator/`), `aux` (the auxiliary networks `proc_landmarks`, `proc_3dmm`,
-`proc_id`, `aux/<net>/`) and `encoder` (the ViT into W+ trained on clips, `encoder/`).
+`proc_id`, `aux/<net>/`), `encoder` (the ViT into W+ trained on clips, `encoder/`) and
+`control` (the pose/expression control network in W+, `control/`).
 """
 
 from __future__ import annotations
@@ -175,6 +176,39 @@ class EncoderConfig:
 
 
 @dataclasses.dataclass
+class ControlConfig:
+    """The pose/expression control network F(w_<k, p_tgt) -> Δw_<k (`control.py`; reconstruction:
+    the paper gives no architecture, weights or target distribution).
+
+    Attributes:
+      hidden, depth: width and number of hidden layers of the MLP.
+      keep: probability that an attribute group (yaw, pitch, roll, expression) keeps its current
+        value in a training target (else a fresh draw from the renderer's distribution).
+      identity: weight of the identity term 1 − cos(proc_id(G(w + Δw)), proc_id(G(w))).
+      reg: weight of the edit size mean ‖Δw‖² / w_dim.
+      truncation_psi: ψ of the training and evaluation latents.
+      judge_from: run directory whose `aux/` holds the proc_3dmm and proc_id that *measure* the
+        edits ("": the nets trained against, from `encoder.aux_from` or this workdir; a run with
+        another seed gives an independent measurement).
+      eval_latents: held-out latents edited in evaluation; eval_yaws: target yaws (degrees).
+    """
+
+    hidden: PositiveInt = 256
+    depth: PositiveInt = 2
+    batch_size: PositiveInt = 16
+    lr: PositiveFloat = 1e-3
+    keep: Probability = 0.5
+    identity: NonNegativeFloat = 1.0
+    reg: NonNegativeFloat = 0.1
+    truncation_psi: Probability = 0.7
+    judge_from: str = ""
+    eval_latents: PositiveInt = 64
+    eval_yaws: tuple[float, ...] = (-30.0, -15.0, 0.0, 15.0, 30.0)
+    loop: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(
+        num_steps=1000, log_every=50, checkpoint_every=250, num_devices=1))
+
+
+@dataclasses.dataclass
 class Video2StyleGANConfig:
     """Everything a video2stylegan run depends on.
 
@@ -192,6 +226,7 @@ class Video2StyleGANConfig:
     gan: GanConfig = dataclasses.field(default_factory=GanConfig)
     aux: AuxConfig = dataclasses.field(default_factory=AuxConfig)
     encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
+    control: ControlConfig = dataclasses.field(default_factory=ControlConfig)
 
     def validate(self) -> None:
         from jaxlab.video2stylegan.models import num_ws
@@ -206,6 +241,10 @@ class Video2StyleGANConfig:
         if self.gan.resolution % self.encoder.patch_size:
             raise ConfigError(f"config field 'encoder.patch_size' ({self.encoder.patch_size}) must divide "
                               f"the resolution {self.gan.resolution}")
+        bad = [t for t in self.control.eval_yaws if abs(t) > self.faces.max_yaw]
+        if bad:
+            raise ConfigError(f"config field 'control.eval_yaws' has {bad}, outside the faces' yaw range "
+                              f"+/-{self.faces.max_yaw} degrees ('faces.max_yaw')")
         if self.gan.batch_size % self.gan.mbstd_group:
             raise ConfigError(f"config field 'gan.batch_size' ({self.gan.batch_size}) must be a multiple of "
                               f"'gan.mbstd_group' ({self.gan.mbstd_group})")
@@ -228,7 +267,9 @@ def _smoke() -> Video2StyleGANConfig:
                                       num_devices=1)),
         encoder=EncoderConfig(reuse_start=3, embed_dim=32, depth=1, num_heads=2, batch_size=4,
                               loop=LoopConfig(num_steps=8, log_every=4, checkpoint_every=4, eval_every=4,
-                                              num_devices=1)))
+                                              num_devices=1)),
+        control=ControlConfig(hidden=32, batch_size=4, eval_latents=4, eval_yaws=(-20.0, 20.0),
+                              loop=LoopConfig(num_steps=4, log_every=2, checkpoint_every=2, num_devices=1)))
 
 
 def _paper() -> Video2StyleGANConfig:

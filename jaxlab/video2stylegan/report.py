@@ -1,4 +1,5 @@
-"""Figures of a video2stylegan run: training curves, sample grids, reconstruction strips, flicker."""
+"""Figures of a video2stylegan run: training curves, sample grids, reconstruction strips, flicker,
+control edits."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 from jaxlab.core import plotting
 from jaxlab.core.metrics import merge_by_step, read_metrics
 
-__all__ = ["plot_training", "plot_samples", "plot_strip", "plot_flicker", "to_rgb"]
+__all__ = ["plot_training", "plot_samples", "plot_strip", "plot_flicker", "plot_control", "to_rgb"]
 
 
 def to_rgb(x: np.ndarray) -> np.ndarray:
@@ -67,4 +68,32 @@ def plot_flicker(workdir: pathlib.Path, frames, per_frame, reused, name: str = "
     ax.set_xlabel("frame t")
     ax.set_ylabel("flicker")
     ax.legend()
+    return plotting.save_figure(fig, workdir, name)
+
+
+def plot_control(workdir: pathlib.Path, images: np.ndarray, yaws, yaw_rows: list[dict], name: str = "control",
+                 max_rows: int = 6) -> pathlib.Path:
+    """Left: edits of held-out latents `images [L, 1 + T, R, R, 3]` (the original, then each target
+    yaw); right: judged yaw error by target, with and without the edit."""
+    n, t = min(len(images), max_rows), images.shape[1]
+    fig, placeholder = plotting.subplots(1, 1, figsize=(1.1 * t + 3.6, 1.1 * n + 0.4))
+    placeholder.remove()
+    grid = fig.add_gridspec(n, t + 3)
+    for r in range(n):
+        for c in range(t):
+            ax = fig.add_subplot(grid[r, c])
+            ax.imshow(to_rgb(images[r, c]))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title("original" if c == 0 else f"{yaws[c - 1]:+.0f}°", fontsize=8)
+    ax = fig.add_subplot(grid[:, t:])
+    x = [row["target_deg"] for row in yaw_rows]
+    ax.plot(x, [row["error_deg"] for row in yaw_rows], "o-", label="edited")
+    ax.plot(x, [row["no_edit_error_deg"] for row in yaw_rows], "s--", label="no edit")
+    ax.set_xlabel("target yaw (degrees)")
+    ax.set_ylabel("judged |yaw - target| (degrees)")
+    ax.yaxis.set_label_position("right")
+    ax.yaxis.tick_right()
+    ax.legend(fontsize=8)
     return plotting.save_figure(fig, workdir, name)

@@ -1,9 +1,11 @@
-"""Actions of video2stylegan: render, train-generator, train-aux, train-encoder, encode, evaluate.
+"""Actions of video2stylegan: render, train-generator, train-aux, train-encoder, train-control, encode,
+evaluate.
 
     jaxlab video2stylegan render --workdir runs/v2s            # procedural videos as <video>/<frame>.png
     jaxlab video2stylegan train-generator --workdir runs/v2s   # StyleGAN2 on procedural faces (fit)
     jaxlab video2stylegan train-aux --workdir runs/v2s         # proc_landmarks, proc_3dmm, proc_id (fit)
     jaxlab video2stylegan train-encoder --workdir runs/v2s     # ViT encoder into W+ with temporal reuse (fit)
+    jaxlab video2stylegan train-control --workdir runs/v2s     # pose/expression control in W+ (fit)
     jaxlab video2stylegan encode --workdir runs/v2s --config.video=runs/v2s/videos/video_000
     jaxlab video2stylegan evaluate --workdir runs/v2s          # per-frame vs reuse: MSE, SSIM, flicker, fps,
                                                                # landmark NME, identity similarity
@@ -22,10 +24,11 @@ import numpy as np
 from jaxlab.core import actions
 from jaxlab.core import train as train_lib
 from jaxlab.core import workdir as workdir_lib
-from jaxlab.video2stylegan import auxnets, data, encoder, gan, metrics, report
+from jaxlab.video2stylegan import auxnets, control, data, encoder, gan, metrics, report
 from jaxlab.video2stylegan.configs import Video2StyleGANConfig
 
-__all__ = ["render", "train_generator", "train_aux", "train_encoder", "encode", "evaluate", "load", "ACTIONS"]
+__all__ = ["render", "train_generator", "train_aux", "train_encoder", "train_control", "encode", "evaluate", "load",
+           "ACTIONS"]
 
 BATCHES, SAMPLES = 0x6801, 0x6802
 
@@ -119,6 +122,19 @@ def train_encoder(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
         results["aux_steps"] = aux.steps
         results.update({k: last.get(k) for k in ("landmark_loss", "mesh_loss", "identity_loss") if k in last})
     workdir_lib.update_summary(workdir, "encoder", results, config, seed=config.seed)
+    return results
+
+
+@actions.action(name="train-control")
+def train_control(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
+    """Trains the pose/expression control network in W+ against the frozen G-EMA and the proc_3dmm and
+    proc_id of encoder.aux_from (or this workdir); resumes; judges the edits with control.judge_from's nets."""
+    g_state, _ = _generator(workdir, config)
+    aux = auxnets.load_aux(_aux_dir(workdir, config), config.gan.resolution)
+    c = config.control
+    judge = auxnets.load_aux(c.judge_from, config.gan.resolution) if c.judge_from else aux
+    results = control.train(config, workdir, g_state, aux, judge)
+    workdir_lib.update_summary(workdir, "control", results, config, seed=config.seed)
     return results
 
 
@@ -233,4 +249,4 @@ def evaluate(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
     return results
 
 
-ACTIONS = actions.collect(render, train_generator, train_aux, train_encoder, encode, evaluate)
+ACTIONS = actions.collect(render, train_generator, train_aux, train_encoder, train_control, encode, evaluate)
