@@ -45,11 +45,11 @@ from jaxlab.video2stylegan.models import AuxCNN
 
 __all__ = ["NETS", "AuxNets", "aux_images", "render_padded", "mesh_vertices", "normalise_params", "split_params",
            "make_net", "init_state", "margin_softmax_loss", "make_loss_fn", "make_eval_fn", "train_all", "load_aux",
-           "has_aux", "encoder_terms", "frame_metrics", "jit_fns"]
+           "has_aux", "encoder_terms", "frame_metrics", "jit_fns", "generator_fd"]
 
 NETS = ("proc_landmarks", "proc_3dmm", "proc_id")
-AUX_IDS, AUX_FRAMES, AUX_EVAL_IDS, AUX_EVAL_FRAMES, AUX_BATCHES, INIT_AUX = (
-    0x6A01, 0x6A02, 0x6A03, 0x6A04, 0x6A05, 0x6A06)
+AUX_IDS, AUX_FRAMES, AUX_EVAL_IDS, AUX_EVAL_FRAMES, AUX_BATCHES, INIT_AUX, AUX_FD = (
+    0x6A01, 0x6A02, 0x6A03, 0x6A04, 0x6A05, 0x6A06, 0x6A07)
 NUM_PARAMS = faces.ID_DIM + faces.EXPR_DIM + faces.POSE_DIM
 
 
@@ -155,6 +155,11 @@ def _unit(x, axis=-1):
     return x / jnp.sqrt(jnp.sum(x * x, axis=axis, keepdims=True) + 1e-12)
 
 
+def _first_dense(module, method_name) -> bool:
+    return method_name == "__call__" and module.name == "Dense_0" and module.parent is not None \
+        and getattr(module.parent, "name", None) == "MLP_0"
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class AuxNets:
     """The three frozen nets of a run (`load_aux`) as pure functions of `[B, R, R, 3]` frames in [−1, 1].
@@ -183,6 +188,14 @@ class AuxNets:
     def vertices(self, x, params=None) -> jax.Array:
         """`[B, V, 3]` camera-frame mesh vertices of the regressed parameters."""
         return mesh_vertices(*self.face_params(x, params), self.faces)
+
+    def features(self, x) -> jax.Array:
+        """`[B, 2 * hidden]`: the hidden layer (after its ReLU) of `proc_3dmm` and of `proc_id`, the
+        feature space of FD-proc (`generator_fd`)."""
+        def hidden(name):
+            _, st = self.nets[name].apply({"params": self.params[name]}, x, capture_intermediates=_first_dense)
+            return jax.nn.relu(st["intermediates"]["MLP_0"]["Dense_0"]["__call__"][0])
+        return jnp.concatenate([hidden("proc_3dmm"), hidden("proc_id")], axis=-1)
 
     def embed(self, x, params=None) -> jax.Array:
         """`[B, D]` unit identity embeddings."""
@@ -364,3 +377,32 @@ def jit_fns(aux: AuxNets) -> dict:
     """Jitted `landmarks`, `embed`, `vertices` of frames and `true_vertices(ident, expr, pose)`."""
     return {"landmarks": jax.jit(aux.landmarks), "embed": jax.jit(aux.embed), "vertices": jax.jit(aux.vertices),
             "true_vertices": jax.jit(lambda i, e, p: mesh_vertices(i, e, p, aux.faces))}
+
+
+def generator_fd(config, aux: AuxNets, g_ema, n: int = 1024, chunk: int = 128) -> dict:
+    """FD-proc (`metrics.frechet_distance` under `AuxNets.features`) of `n` samples of the generator
+    with parameters `g_ema` (ψ = 1, const noise) against half of the training renders, beside two
+    reference points: an untrained generator (the run's initialisation) and the other half of
+    the renders (the floor at this sample size). Fewer renders than 2n: halves of what there is."""
+    from jaxlab.video2stylegan import gan
+
+    real = data.train_images(config.seed, config.faces)["image"]
+    n = min(n, len(real) // 2)
+    g, _ = gan.make_models(config.gan)
+    feats = jax.jit(aux.features)
+    sample = jax.jit(lambda p, z: gan.generate(g, p, gan.map_ws(g, p, z)))
+
+    def features(images):
+        return np.concatenate([np.asarray(feats(jnp.asarray(images[i:i + chunk])))
+                               for i in range(0, len(images), chunk)])
+
+    def fake(params):
+        z = jax.random.normal(jax.random.fold_in(jax.random.key(config.seed), AUX_FD), (n, config.gan.z_dim))
+        return np.concatenate([np.asarray(sample(params, z[i:i + chunk])) for i in range(0, n, chunk)])
+
+    ref = features(real[:n])
+    untrained = gan.init_state(config.gan, config.seed).g_ema
+    return {"generator": metrics.frechet_distance(features(fake(g_ema)), ref),
+            "untrained_generator": metrics.frechet_distance(features(fake(untrained)), ref),
+            "real_vs_real": metrics.frechet_distance(features(real[n:2 * n]), ref), "samples": n,
+            "features": "proc_3dmm + proc_id hidden layers (self-trained; not FID)"}

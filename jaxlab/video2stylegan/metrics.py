@@ -13,6 +13,9 @@
              mean over frames of cos(e(x̂_t), e(x_t)), e = the `proc_id` embedding
     pair AUC the probability that a same-identity pair has a higher cosine than a
              different-identity pair (ties count 1/2), over all pairs of a set of embeddings
+    FD       Fréchet distance of Gaussians fitted to two sets of features:
+             ‖μ_a − μ_b‖² + tr Σ_a + tr Σ_b − 2 tr (Σ_a^½ Σ_b Σ_a^½)^½; under the self-trained
+             `proc_3dmm` + `proc_id` features (`auxnets.AuxNets.features`) it is "FD-proc", not FID
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from scipy.stats import rankdata
 
 from jaxlab.video2stylegan.faces import LANDMARK_NAMES
 
-__all__ = ["mse", "ssim", "flicker", "landmark_nme", "identity_similarity", "pair_auc", "EYE_OUTER"]
+__all__ = ["mse", "ssim", "flicker", "landmark_nme", "identity_similarity", "pair_auc", "frechet_distance",
+           "EYE_OUTER"]
 
 EYE_OUTER = (LANDMARK_NAMES.index("eye_r_outer"), LANDMARK_NAMES.index("eye_l_outer"))
 
@@ -90,3 +94,18 @@ def pair_auc(emb: np.ndarray, labels: np.ndarray) -> float:
         raise ValueError("pair_auc needs both same- and different-identity pairs")
     ranks = rankdata(sim)
     return float((ranks[same].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to features `a [N, D]` and `b [M, D]` (sample
+    means and covariances, float64). The matrix square root is taken of the symmetric
+    Σ_a^½ Σ_b Σ_a^½, whose trace root equals tr (Σ_a Σ_b)^½, by eigendecomposition."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"features must be [N, D] and [M, D] with N, M >= 2, got {a.shape} and {b.shape}")
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = np.linalg.eigh(ca)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    m = root_a @ cb @ root_a
+    cross = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)))
+    return float(np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(ca) + np.trace(cb) - 2 * cross)

@@ -80,6 +80,9 @@ def train_generator(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict
                "train_time_s": times["train_time_s"], "first_step_s": segs[0]["first_step_s"] if segs else None,
                "g_params": sum(x.size for x in jax.tree.leaves(state.g.params)),
                "d_params": sum(x.size for x in jax.tree.leaves(state.d.params))}
+    if auxnets.has_aux(_aux_dir(workdir, config)):  # FD-proc under the self-trained nets (not FID)
+        results["fd_proc"] = auxnets.generator_fd(config, auxnets.load_aux(_aux_dir(workdir, config), gc.resolution),
+                                                  state.g_ema)
     workdir_lib.update_summary(workdir, "generator", results, config, seed=config.seed)
     return results
 
