@@ -27,6 +27,7 @@ declare -A PLAN=(
   [vitas]="train-supernet|-|--config.supernet.loop.num_steps=120 --config.supernet.loop.checkpoint_every=20"
   [coral]="train|evaluate|--config.loop.num_steps=300 --config.loop.checkpoint_every=20 --config.loop.eval_every=100"
   [video2stylegan]="train-generator|-|--config.gan.loop.num_steps=60 --config.gan.loop.checkpoint_every=10 --config.faces.train_images=32"
+  [video2stylegan-aux]="train-aux|-|--config.aux.loop.num_steps=90 --config.aux.loop.checkpoint_every=15 --config.aux.train_images=64 --config.aux.num_identities=8 --config.aux.eval_identities=4"
   [coditt5]="pretrain|-|--config.pretrain.loop.num_steps=40 --config.pretrain.loop.checkpoint_every=10 --config.max_files=40"
   [vectornet]="train|evaluate|--config.loop.num_steps=120 --config.loop.checkpoint_every=20 --config.loop.eval_every=100"
 )

@@ -45,7 +45,7 @@ from jaxlab.video2stylegan.models import AuxCNN
 
 __all__ = ["NETS", "AuxNets", "aux_images", "render_padded", "mesh_vertices", "normalise_params", "split_params",
            "make_net", "init_state", "margin_softmax_loss", "make_loss_fn", "make_eval_fn", "train_all", "load_aux",
-           "has_aux", "encoder_terms", "frame_metrics", "jit_fns", "generator_fd"]
+           "load_run", "has_aux", "encoder_terms", "frame_metrics", "jit_fns", "generator_fd"]
 
 NETS = ("proc_landmarks", "proc_3dmm", "proc_id")
 AUX_IDS, AUX_FRAMES, AUX_EVAL_IDS, AUX_EVAL_FRAMES, AUX_BATCHES, INIT_AUX, AUX_FD = (
@@ -335,6 +335,19 @@ def load_aux(run_dir: str | pathlib.Path, resolution: int | None = None) -> AuxN
         state, steps[name] = train_lib.load_state(run_dir / "aux" / name, abstract, keep=cfg.aux.loop.keep)
         nets[name], params[name] = make_net(cfg, name), state.params["net"]
     return AuxNets(nets, params, cfg.faces, steps)
+
+
+def load_run(workdir: str | pathlib.Path):
+    """`jaxlab.video2stylegan.load_aux(workdir)`: the run's config and its frozen auxiliary nets as
+    an `actions.Loaded` (`model`: {net: AuxCNN}, `state`: {net: params}, `step`: {net: step},
+    `extras["aux"]`: the `AuxNets`)."""
+    from jaxlab.core import actions
+    from jaxlab.video2stylegan.configs import Video2StyleGANConfig
+
+    workdir = pathlib.Path(workdir)
+    aux = load_aux(workdir)
+    return actions.Loaded(workdir_lib.load_config(workdir, Video2StyleGANConfig), aux.nets, aux.params, aux.steps,
+                          {"aux": aux})
 
 
 def has_aux(run_dir: str | pathlib.Path) -> bool:
