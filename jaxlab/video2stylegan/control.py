@@ -196,7 +196,8 @@ def evaluate_edits(config, params, latents, generate, aux: auxnets.AuxNets, judg
 
 def train(config, workdir, g_state: gan.GanState, aux: auxnets.AuxNets, judge: auxnets.AuxNets) -> dict:
     """Trains F through `fit` in `workdir/control/` (resumes a killed run), evaluates the edits
-    (`evaluate_edits`) and draws `figures/control.png` and `figures/control_training.png`."""
+    (`evaluate_edits`; with an independent judge also as the training regressor sees them,
+    `self_judged`) and draws `figures/control.png` and `figures/control_training.png`."""
     from jaxlab.core import workdir as workdir_lib
     from jaxlab.video2stylegan import report
 
@@ -208,6 +209,12 @@ def train(config, workdir, g_state: gan.GanState, aux: auxnets.AuxNets, judge: a
                              lambda s: batch_fn(config, s), loop=config.control.loop, workdir=stage,
                              seed=config.seed, desc="video2stylegan control")
     res = evaluate_edits(config, state.params, latents, generate, aux, judge)
+    if judge is not aux:  # the same edits measured by the regressor they were trained against
+        own = evaluate_edits(config, state.params, latents, generate, aux, aux)
+        res["self_judged"] = {"yaw_error_deg": own["yaw_error_deg"],
+                              "yaw_no_edit_error_deg": own["yaw_no_edit_error_deg"],
+                              "expression_error": own["expression"]["error"],
+                              "expression_no_edit_error": own["expression"]["no_edit_error"]}
     report.plot_control(workdir, res.pop("images"), config.control.eval_yaws, res["yaw"])
     report.plot_training(stage, workdir, ("loss", "attr_loss", "identity_loss", "yaw_error"), "control_training")
     return {"steps": int(jax.device_get(state.step)), "train_time_s": train_lib.run_times(stage)["train_time_s"],
