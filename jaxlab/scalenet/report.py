@@ -302,6 +302,7 @@ def protocol_report(runs: pathlib.Path, out: pathlib.Path) -> str:
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
                         capsize=3, label=label, linestyle="-" if len(pts) > 1 else "none")
         ax.set_xscale("log")
+        _mmacs_ticks(ax, [p[0] for pts in groups.values() for p in pts])
         ax.set_xlabel("MMACs")
         ax.set_ylabel("test accuracy (%), mean and 95% CI")
         ax.legend(fontsize=8)
