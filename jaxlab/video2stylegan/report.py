@@ -3,14 +3,16 @@ control edits."""
 
 from __future__ import annotations
 
+import json
 import pathlib
+from collections.abc import Sequence
 
 import numpy as np
 
 from jaxlab.core import plotting
 from jaxlab.core.metrics import merge_by_step, read_metrics
 
-__all__ = ["plot_training", "plot_samples", "plot_strip", "plot_flicker", "plot_control", "to_rgb"]
+__all__ = ["plot_training", "plot_samples", "plot_strip", "plot_flicker", "plot_control", "control_table", "to_rgb"]
 
 
 def to_rgb(x: np.ndarray) -> np.ndarray:
@@ -97,3 +99,41 @@ def plot_control(workdir: pathlib.Path, images: np.ndarray, yaws, yaw_rows: list
     ax.yaxis.tick_right()
     ax.legend(fontsize=8)
     return plotting.save_figure(fig, workdir, name)
+
+
+def control_table(run_dirs: Sequence[str | pathlib.Path]) -> str:
+    """Markdown of `train-control` over runs (seeds): mean and 95% t-interval of the judged errors
+    with and without the edit, their paired difference, and the training regressor's view."""
+    from jaxlab.core.stats import fmt_ci, mean_ci, paired_diff
+
+    runs = [json.loads((pathlib.Path(d) / "summary.json").read_text())["results"]["control"] for d in run_dirs]
+
+    def row(label, edited, plain, digits=1):
+        e, p = [edited(r) for r in runs], [plain(r) for r in runs]
+        return (f"| {label} | {fmt_ci(*mean_ci(e)[:2], digits)} | {fmt_ci(*mean_ci(p)[:2], digits)} | "
+                f"{fmt_ci(*paired_diff(e, p)[:2], digits)} |")
+
+    lines = [f"{len(runs)} runs; judge independent of the training regressor: "
+             f"{all(r['judge_independent'] for r in runs)}", "",
+             "| measurement | edited | no edit | edited - no edit (paired) |", "|---|---|---|---|"]
+    targets = [y["target_deg"] for y in runs[0]["yaw"]]
+    for i, t in enumerate(targets):
+        lines.append(row(f"yaw error (degrees), target {t:+.0f}", lambda r, i=i: r["yaw"][i]["error_deg"],
+                         lambda r, i=i: r["yaw"][i]["no_edit_error_deg"]))
+    lines.append(row("yaw error (degrees), mean over targets", lambda r: r["yaw_error_deg"],
+                     lambda r: r["yaw_no_edit_error_deg"]))
+    lines.append(row("expression error (per coefficient)", lambda r: r["expression"]["error"],
+                     lambda r: r["expression"]["no_edit_error"], 3))
+    if all("self_judged" in r for r in runs):
+        lines.append(row("yaw error as the training regressor sees it", lambda r: r["self_judged"]["yaw_error_deg"],
+                         lambda r: r["self_judged"]["yaw_no_edit_error_deg"]))
+        lines.append(row("expression error as the training regressor sees it",
+                         lambda r: r["self_judged"]["expression_error"],
+                         lambda r: r["self_judged"]["expression_no_edit_error"], 3))
+    drift = [np.mean([y["pitch_roll_drift_deg"] for y in r["yaw"]]) for r in runs]
+    lines += ["", f"pitch/roll drift under yaw edits: {fmt_ci(*mean_ci(drift)[:2], 2)} degrees; pose drift under "
+              f"expression edits: {fmt_ci(*mean_ci([r['expression']['pose_drift_deg'] for r in runs])[:2], 2)} "
+              f"degrees; identity similarity (judge's proc_id) of edited to unedited: "
+              f"{fmt_ci(*mean_ci([r['identity_similarity'] for r in runs])[:2], 3)}"]
+    return "\n".join(lines)
+

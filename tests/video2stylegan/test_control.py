@@ -77,3 +77,22 @@ def test_control_net_learns_to_reach_targets_of_a_known_attribute_map():
     assert err[changed].mean() < 0.25 * no_edit[changed].mean(), (err[changed].mean(), no_edit[changed].mean())
     assert err[~changed].mean() < 0.25 * no_edit[changed].mean()  # the kept groups stay near their values
     np.testing.assert_array_equal(np.asarray(edited[:, k:]), np.asarray(ws[:, k:]))
+
+
+def test_control_table_pairs_runs_by_seed(tmp_path):
+    import json
+
+    from jaxlab.video2stylegan import report
+
+    def summary(d, err, plain):
+        yaw = [{"target_deg": 10.0, "error_deg": err, "no_edit_error_deg": plain, "pitch_roll_drift_deg": 1.0}]
+        ctl = {"yaw": yaw, "yaw_error_deg": err, "yaw_no_edit_error_deg": plain, "judge_independent": True,
+               "expression": {"error": 0.1, "no_edit_error": 0.2, "pose_drift_deg": 1.0}, "identity_similarity": 0.9}
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps({"results": {"control": ctl}}))
+        return d
+
+    runs = [summary(tmp_path / "a", 4.0, 10.0), summary(tmp_path / "b", 6.0, 14.0)]
+    table = report.control_table(runs)
+    # paired differences -6 and -8: mean -7, t(0.975, 1) * sd / sqrt(2) = 12.706 * 1.414 / 1.414
+    assert "| yaw error (degrees), target +10 | 5.0 ± 12.7 | 12.0 ± 25.4 | -7.0 ± 12.7 |" in table, table
