@@ -194,13 +194,16 @@ def evaluate_edits(config, params, latents, generate, aux: auxnets.AuxNets, judg
     return out
 
 
-def train(config, workdir, g_state: gan.GanState, aux: auxnets.AuxNets, judge: auxnets.AuxNets) -> dict:
-    """Trains F through `fit` in `workdir/control/` (resumes a killed run), evaluates the edits
-    (`evaluate_edits`; with an independent judge also as the training regressor sees them,
-    `self_judged`) and draws `figures/control.png` and `figures/control_training.png`."""
+def train(config, workdir, g_state: gan.GanState, aux: auxnets.AuxNets) -> dict:
+    """Trains F through `fit` in `workdir/control/` (resumes a killed run), evaluates the edits as
+    the nets of `control.judge_from` (else `aux`) see them (`evaluate_edits`; with an independent
+    judge also as the training regressor sees them, `self_judged`) and draws `figures/control.png`
+    and `figures/control_training.png`."""
     from jaxlab.core import workdir as workdir_lib
     from jaxlab.video2stylegan import report
 
+    cc = config.control
+    judge = auxnets.load_aux(cc.judge_from, config.gan.resolution) if cc.judge_from else aux
     stage = workdir_lib.stage_dir(workdir, "control")
     latents, generate = generator_fns(config, g_state)
     loss_fn = make_loss_fn(make_net(config), latents, generate, lambda x: attributes(aux, x), aux.embed,

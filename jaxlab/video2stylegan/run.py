@@ -1,5 +1,4 @@
-"""Actions of video2stylegan: render, train-generator, train-aux, train-encoder, train-control, encode,
-evaluate.
+"""Actions of video2stylegan, one per command:
 
     jaxlab video2stylegan render --workdir runs/v2s            # procedural videos as <video>/<frame>.png
     jaxlab video2stylegan train-generator --workdir runs/v2s   # StyleGAN2 on procedural faces (fit)
@@ -7,8 +6,7 @@ evaluate.
     jaxlab video2stylegan train-encoder --workdir runs/v2s     # ViT encoder into W+ with temporal reuse (fit)
     jaxlab video2stylegan train-control --workdir runs/v2s     # pose/expression control in W+ (fit)
     jaxlab video2stylegan encode --workdir runs/v2s --config.video=runs/v2s/videos/video_000
-    jaxlab video2stylegan evaluate --workdir runs/v2s          # per-frame vs reuse: MSE, SSIM, flicker, fps,
-                                                               # landmark NME, identity similarity
+    jaxlab video2stylegan evaluate --workdir runs/v2s          # per-frame vs reuse: MSE, SSIM, flicker, NME, fps
 """
 
 from __future__ import annotations
@@ -131,12 +129,10 @@ def train_encoder(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
 @actions.action(name="train-control")
 def train_control(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
     """Trains the pose/expression control network in W+ against the frozen G-EMA and the proc_3dmm and
-    proc_id of encoder.aux_from (or this workdir); resumes; judges the edits with control.judge_from's nets."""
+    proc_id of encoder.aux_from (or this workdir); resumes; control.judge_from's nets judge the edits."""
     g_state, _ = _generator(workdir, config)
     aux = auxnets.load_aux(_aux_dir(workdir, config), config.gan.resolution)
-    c = config.control
-    judge = auxnets.load_aux(c.judge_from, config.gan.resolution) if c.judge_from else aux
-    results = control.train(config, workdir, g_state, aux, judge)
+    results = control.train(config, workdir, g_state, aux)
     workdir_lib.update_summary(workdir, "control", results, config, seed=config.seed)
     return results
 
