@@ -14,6 +14,8 @@ split, losses and their weights are not published (spec §2.3, §2.5).
 
 from __future__ import annotations
 
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,8 +25,8 @@ from jaxlab.core import train as train_lib
 from jaxlab.video2stylegan import auxnets, gan
 from jaxlab.video2stylegan.models import Encoder, num_ws
 
-__all__ = ["make_encoder", "init_encoder_state", "make_loss_fn", "uses_aux", "clip_batch", "encode_frames", "INIT_E",
-           "CLIPS"]
+__all__ = ["make_encoder", "init_encoder_state", "make_loss_fn", "uses_aux", "clip_batch", "encode_frames",
+           "throughput", "INIT_E", "CLIPS"]
 
 INIT_E, CLIPS = 0x6901, 0x6902
 
@@ -124,3 +126,18 @@ def make_encode_fn(config):
 def encode_frames(encode_fns, enc_params, g_params, w_avg, frames, reuse: bool):
     ws, recon = encode_fns[bool(reuse)](enc_params, g_params, w_avg, jnp.asarray(frames))
     return np.asarray(ws), np.asarray(recon)
+
+
+def throughput(encode_fns, enc_params, g_params, w_avg, frames, reps: int = 3) -> dict:
+    """`{"per_frame"|"reuse": {"frames_per_s", "first_call_s"}}`: encoder + generator frames/s of one
+    batch of `frames` (median of `reps` calls after the first, whose time, compile included, is apart)."""
+    frames, out = jnp.asarray(frames), {}
+    for reuse in (False, True):
+        times = []
+        for _ in range(reps + 1):
+            t0 = time.perf_counter()
+            jax.block_until_ready(encode_fns[reuse](enc_params, g_params, w_avg, frames))
+            times.append(time.perf_counter() - t0)
+        out["reuse" if reuse else "per_frame"] = {"frames_per_s": len(frames) / float(np.median(times[1:])),
+                                                  "first_call_s": times[0]}
+    return out

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import pathlib
 import sys
-import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.core import actions
@@ -204,15 +202,18 @@ def encode(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
     return results
 
 
-@actions.action(read_only=True)
-def evaluate(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
+@actions.action(read_only=True, options=[actions.Option(
+    "--judge", metavar="DIR", help="run directory whose aux/ nets score the encodings (default: the "
+    "encoder's encoder.aux_from); give another seed's train-aux run to judge independently")])
+def evaluate(config: Video2StyleGANConfig, workdir: pathlib.Path, judge: str | None = None) -> dict:
     """Per-frame encoding vs temporal reuse on the procedural evaluation videos: MSE, SSIM, flicker,
     encoder+generator frames/s and, with trained auxiliary nets, landmark NME (to the exact
     landmarks), identity similarity under proc_id and mesh vertex RMSE (evaluation.json)."""
     run = load(workdir)
     c = run.config
     fns = encoder.make_encode_fn(c)
-    aux_fns = auxnets.jit_fns(run.extras["aux"]) if "aux" in run.extras else None
+    judge_aux = auxnets.load_aux(judge, c.gan.resolution) if judge else run.extras.get("aux")
+    aux_fns = auxnets.jit_fns(judge_aux) if judge_aux is not None else None
     rows = []
     vids = data.eval_videos(c.seed, c.faces)
     for i, v in enumerate(vids):
@@ -226,24 +227,15 @@ def evaluate(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
             report.plot_strip(workdir, "strip_eval", v["image"], out["per_frame"][1], out["reuse"][1])
             report.plot_flicker(workdir, v["image"], out["per_frame"][1], out["reuse"][1])
     results = {m: {k: float(np.mean([r[m][k] for r in rows])) for k in rows[0][m]} for m in rows[0]}
-    ep = run.extras["encoder"][0].params
-    frames = jnp.asarray(vids[0]["image"])
-    for reuse in (False, True):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fns[reuse](ep, run.state.g_ema, run.state.w_avg, frames))
-        compile_s = time.perf_counter() - t0
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fns[reuse](ep, run.state.g_ema, run.state.w_avg, frames))
-            times.append(time.perf_counter() - t0)
-        mode = "reuse" if reuse else "per_frame"
-        results[mode]["frames_per_s"] = len(frames) / float(np.median(times))
-        results[mode]["first_call_s"] = compile_s
+    speed = encoder.throughput(fns, run.extras["encoder"][0].params, run.state.g_ema, run.state.w_avg,
+                               vids[0]["image"])
+    for mode in speed:
+        results[mode].update(speed[mode])
     results.update({"videos": len(vids), "frames": c.faces.frames, "generator_step": run.step,
                     "encoder_step": run.extras["encoder"][1], "device": jax.devices()[0].device_kind})
     if aux_fns is not None:
-        results["aux_steps"] = run.extras["aux"].steps
+        results["aux_steps"] = judge_aux.steps
+        results["judge"] = str(judge) if judge else str(_aux_dir(workdir, c))
     workdir_lib.write_json(workdir / "evaluation.json", results)
     return results
 

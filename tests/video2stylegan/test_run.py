@@ -1,4 +1,6 @@
+import dataclasses
 import json
+import pathlib
 import shutil
 
 import jax
@@ -7,8 +9,9 @@ import pytest
 
 from jaxlab import cli
 from jaxlab.core import train as train_lib
+from jaxlab.core import workdir as workdir_lib
 from jaxlab.core.config import ConfigError
-from jaxlab.video2stylegan import configs, control, data, encoder, run
+from jaxlab.video2stylegan import auxnets, configs, control, data, encoder, run
 
 
 def _cfg(workdir):
@@ -62,6 +65,35 @@ def test_every_action_of_the_smoke_config(smoke):
     assert ev["aux_steps"]["proc_id"] == 2
     # the PNG round trip of the rendered folder changes frames by at most half a grey level
     assert abs(ev["reuse"]["mse"] - enc["video_000"]["reuse"]["mse"]) < 0.05
+
+
+def test_evaluate_scores_with_the_judge_it_is_given(smoke, tmp_path, monkeypatch):
+    _, wd, _ = smoke
+    own = run.evaluate(None, wd)
+    judge_dir = tmp_path / "judge"
+    judge_dir.mkdir()
+    shutil.copy(wd / "config.json", judge_dir / "config.json")
+    with pytest.raises(workdir_lib.WorkdirError, match="no trained proc_landmarks"):
+        run.evaluate(None, wd, judge=str(judge_dir))
+    shutil.copytree(wd / "aux", judge_dir / "aux")
+    same = run.evaluate(None, wd, judge=str(judge_dir))
+    assert same["judge"] == str(judge_dir)
+    for mode in ("per_frame", "reuse", "input"):
+        assert same[mode]["landmark_nme"] == pytest.approx(own[mode]["landmark_nme"], rel=1e-6)
+    load_aux = auxnets.load_aux
+
+    def other_nets(run_dir, resolution=None):  # a judge with other weights: every aux metric moves, MSE does not
+        aux = load_aux(run_dir, resolution)
+        if pathlib.Path(run_dir) == judge_dir:
+            aux = dataclasses.replace(aux, params=jax.tree.map(lambda a: a * 0.5, aux.params))
+        return aux
+
+    monkeypatch.setattr(run.auxnets, "load_aux", other_nets)
+    other = run.evaluate(None, wd, judge=str(judge_dir))
+    for mode in ("per_frame", "reuse"):
+        assert other[mode]["mse"] == pytest.approx(own[mode]["mse"], rel=1e-6)
+        for k in ("landmark_nme", "vertex_rmse"):
+            assert other[mode][k] != pytest.approx(own[mode][k], rel=1e-3), (mode, k)
 
 
 def test_reused_latents_are_identical_across_frames(smoke):
