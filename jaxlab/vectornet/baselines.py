@@ -16,7 +16,11 @@ LSTM baselines is not specified beyond "encoder-decoder": this one is a reconstr
 Nearest neighbour (in the spirit of the Argoverse benchmark's NN baseline; its map-lane
 variants are not built): the training scene whose target history, compared at the time
 offsets observed in both, is closest in mean squared distance gives its future, already in
-the same frame; with `k > 1` the k nearest give k guesses (for minADE/minFDE over K).
+the same frame; with `k > 1` the k nearest give k guesses (for minADE/minFDE over K), and,
+for the probabilistic metrics (p-minFDE, brier-minFDE), each guess the probability
+softmax(-d_j / mean(d)) of its history distance d_j among the k (reconstruction: the Argoverse NN
+baseline's probabilities are not specified; equal probabilities would add the constant
+min(log k, -log 0.05) and (1 - 1/k)^2).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 
 from jaxlab.vectornet.polylines import FEATURES
 
-__all__ = ["constant_velocity", "target_history", "nearest_neighbour", "HistoryLSTM"]
+__all__ = ["constant_velocity", "target_history", "nearest_neighbour", "guess_probs", "HistoryLSTM"]
 
 _IS_TARGET = FEATURES.index("is_target")
 _TIME = FEATURES.index("time")
@@ -67,17 +71,19 @@ def target_history(vectors: np.ndarray, vec_mask: np.ndarray, num_obs: int) -> t
     return xy, valid
 
 
-def nearest_neighbour(train: dict, test: dict, num_obs: int, k: int = 1, chunk: int = 1024) -> np.ndarray:
+def nearest_neighbour(train: dict, test: dict, num_obs: int, k: int = 1, chunk: int = 1024,
+                      return_probs: bool = False):
     """Futures of the `k` training scenes nearest to each test scene: `[N, T, 2]` for k = 1,
     else `[N, k, T, 2]` (nearest first). `train` and `test` hold `vectors` and `vec_mask`;
-    `train` also `future`. Distances are exact (matrix products, in chunks of test scenes)."""
+    `train` also `future`. Distances are exact (matrix products, in chunks of test scenes).
+    With `return_probs`, `(futures, probs [N, k])`, the guesses' probabilities (module docstring)."""
     if k < 1 or k > len(train["future"]):
         raise ValueError(f"k must lie in [1, {len(train['future'])}] (the training scenes), got {k}")
     xa, ma = target_history(train["vectors"], train["vec_mask"], num_obs)
     xb, mb = target_history(test["vectors"], test["vec_mask"], num_obs)
     wa, wb = ma.astype(np.float64), mb.astype(np.float64)
     sq_a = np.sum(xa ** 2, -1) * wa                                     # [Na, H]
-    out = []
+    out, dists = [], []
     for lo in range(0, len(xb), chunk):
         xq, wq = xb[lo:lo + chunk], wb[lo:lo + chunk]
         sq_q = np.sum(xq ** 2, -1) * wq
@@ -87,8 +93,21 @@ def nearest_neighbour(train: dict, test: dict, num_obs: int, k: int = 1, chunk: 
         dist = np.where(both > 0, np.maximum(sse, 0) / np.maximum(both, 1), np.inf)
         order = np.argsort(dist, axis=1, kind="stable")[:, :k]
         out.append(np.asarray(train["future"])[order])
+        dists.append(np.take_along_axis(dist, order, axis=1))
     pred = np.concatenate(out).astype(np.float64)
-    return pred[:, 0] if k == 1 else pred
+    pred = pred[:, 0] if k == 1 else pred
+    return (pred, guess_probs(np.concatenate(dists))) if return_probs else pred
+
+
+def guess_probs(dist: np.ndarray) -> np.ndarray:
+    """`[N, k]` probabilities softmax(-d / mean(d)) of guesses at distances `dist [N, k]` (nearest
+    guesses likeliest; scale-free; an infinite distance gets 0, all infinite or all 0 gives equal)."""
+    finite = np.isfinite(dist)
+    scale = np.array([d[f].mean() if f.any() else 1.0 for d, f in zip(dist, finite)])[:, None]
+    logits = np.where(finite, -dist / np.where(scale > 0, scale, 1.0), -np.inf)
+    logits = np.where(finite.any(axis=1, keepdims=True), logits, 0.0)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def _history_jnp(vectors, vec_mask, num_obs: int):

@@ -87,6 +87,13 @@ def ablation_table(runs: dict[str, list[str | pathlib.Path]]) -> str:
                       ("test_nearest_neighbour_k6", "nearest 6 training scenes (min over 6)")):
         if all(key in s for s in first):
             lines.append(row(name, [s[key] for s in first]))
+    k6 = [s.get("test_nearest_neighbour_k6", {}) for s in first]
+    if all("p_fde" in r for r in k6):
+        cells = [f"{n} {np.mean([r[k] for r in k6]):.2f} +- {np.std([r[k] for r in k6], ddof=1):.2f}"
+                 for k, n in (("fde", "minFDE"), ("p_fde", "p-minFDE"), ("brier_fde", "brier-minFDE"),
+                              ("p_miss", "p-miss rate"))]
+        lines += ["", "nearest 6 training scenes with their probabilities (`baselines.guess_probs`): "
+                  + ", ".join(cells)]
     return "\n".join(lines)
 
 

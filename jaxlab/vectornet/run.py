@@ -43,10 +43,12 @@ def make_batch_fn(config: VectorNetConfig, arrays: dict):
     return batch_fn
 
 
-def _scores(config: VectorNetConfig, arrays: dict, pred: np.ndarray, params=None) -> dict:
+def _scores(config: VectorNetConfig, arrays: dict, pred: np.ndarray, params=None, probs=None) -> dict:
     """Mean metrics over all scenes and over the turning targets (turn 1 or 2); with `params`
-    and `scene.max_targets > 1`, also `all_targets`, over every valid predicted agent."""
-    met = numpy_metrics(pred, arrays["future"], arrays["future_mask"], miss_threshold=config.miss_threshold)
+    and `scene.max_targets > 1`, also `all_targets`, over every valid predicted agent; with the
+    guesses' `probs`, also the probabilistic metrics (p-/brier-minADE/minFDE, p-miss)."""
+    met = numpy_metrics(pred, arrays["future"], arrays["future_mask"], miss_threshold=config.miss_threshold,
+                        probs=probs)
     met["miss_rate"] = met.pop("miss")
     out = {k: float(np.mean(v)) for k, v in met.items()}
     turning = np.isin(arrays["turn"], (1, 2))
@@ -66,10 +68,11 @@ def _baseline(config: VectorNetConfig, arrays: dict) -> np.ndarray:
 def _baseline_scores(config: VectorNetConfig, test: dict) -> dict:
     """Test metrics of constant velocity and of the nearest training scene (1 and 6 guesses)."""
     train = data_lib.split_arrays(config, "train")
-    nn = {k: baselines.nearest_neighbour(train, test, config.scene.num_obs, k=k) for k in (1, 6)}
+    nn1 = baselines.nearest_neighbour(train, test, config.scene.num_obs, k=1)
+    nn6, probs = baselines.nearest_neighbour(train, test, config.scene.num_obs, k=6, return_probs=True)
     return {"test_constant_velocity": _scores(config, test, _baseline(config, test)),
-            "test_nearest_neighbour": _scores(config, test, nn[1]),
-            "test_nearest_neighbour_k6": _scores(config, test, nn[6])}
+            "test_nearest_neighbour": _scores(config, test, nn1),
+            "test_nearest_neighbour_k6": _scores(config, test, nn6, probs=probs)}
 
 
 @actions.action

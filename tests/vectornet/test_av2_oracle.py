@@ -163,6 +163,21 @@ def test_metrics_equal_av2(k):
                                             for p, y in zip(pred, truth)]).all(axis=1))
 
 
+def test_brier_metrics_equal_av2():
+    rng = np.random.default_rng(7)
+    n, k, t = 48, 6, 60
+    truth = np.cumsum(rng.normal(0.0, 1.0, (n, t, 2)), axis=1)
+    pred = truth[:, None] + np.cumsum(rng.normal(0.0, 0.3, (n, k, t, 2)), axis=2)
+    probs = rng.dirichlet(np.ones(k), size=n)
+    m = numpy_metrics(pred, truth, probs=probs * 0.5)  # normalised inside, as by av2 normalize=True
+    for i in range(n):
+        fde = av2_metrics.compute_fde(pred[i], truth[i])
+        best = np.argmin(fde)
+        b_fde = av2_metrics.compute_brier_fde(pred[i], truth[i], probs[i] * 0.5, normalize=True)
+        b_ade = av2_metrics.compute_brier_ade(pred[i], truth[i], probs[i] * 0.5, normalize=True)
+        np.testing.assert_allclose([m["brier_fde"][i], m["brier_ade"][i]], [b_fde[best], b_ade[best]], rtol=1e-12)
+
+
 @pytest.mark.parametrize("k", [1, 6])
 def test_masked_metrics_equal_av2_on_the_valid_steps(k):
     # av2's metrics take no validity mask: a track that ends early (or has gaps) is scored by

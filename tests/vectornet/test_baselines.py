@@ -28,7 +28,7 @@ def test_target_history_reads_every_target_row_in_the_target_frame():
     np.testing.assert_allclose(hist[0], want, atol=1e-4)
 
 
-def _brute_force(train, test, num_obs, k):
+def _brute_force(train, test, num_obs, k, distances=False):
     xa, ma = baselines.target_history(train["vectors"], train["vec_mask"], num_obs)
     xb, mb = baselines.target_history(test["vectors"], test["vec_mask"], num_obs)
     out = []
@@ -37,7 +37,8 @@ def _brute_force(train, test, num_obs, k):
         for n in range(len(xa)):
             both = ma[n] & mb[q]
             d.append(np.mean(np.sum((xa[n, both] - xb[q, both]) ** 2, -1)))
-        out.append(np.argsort(d, kind="stable")[:k])
+        order = np.argsort(d, kind="stable")[:k]
+        out.append(np.asarray(d)[order] if distances else order)
     return np.array(out)
 
 
@@ -65,6 +66,21 @@ def test_nearest_neighbour_equals_a_loop_over_training_scenes(k):
     np.testing.assert_allclose(baselines.nearest_neighbour(train, train, 20), train["future"], atol=1e-6)
     with pytest.raises(ValueError, match=r"k must lie in \[1, 20\]"):
         baselines.nearest_neighbour(train, test, 20, k=21)
+    # probabilities: softmax(-d / mean d) of the brute-force distances of the guesses, in their order
+    _, probs = baselines.nearest_neighbour(train, test, 20, k=k, chunk=4, return_probs=True)
+    d = _brute_force(train, test, 20, k, distances=True)
+    want_p = np.exp(-d / d.mean(1, keepdims=True))
+    np.testing.assert_allclose(probs, want_p / want_p.sum(1, keepdims=True), rtol=1e-6)
+    if k > 1:
+        assert np.all(np.diff(probs, axis=1) <= 1e-12)  # nearest first, likeliest first
+
+
+def test_guess_probs_edge_cases():
+    p = baselines.guess_probs(np.array([[0.0, 0.0, 0.0], [1.0, np.inf, 3.0], [np.inf, np.inf, np.inf]]))
+    np.testing.assert_allclose(p[0], [1 / 3] * 3)  # all at distance 0: equal
+    e = np.exp([-0.5, -1.5])  # finite distances 1 and 3, mean 2; the unreachable guess gets 0
+    np.testing.assert_allclose(p[1], [e[0] / e.sum(), 0.0, e[1] / e.sum()])
+    np.testing.assert_allclose(p[2], [1 / 3] * 3)
 
 
 def test_lstm_reads_the_same_history_on_device():

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from jaxlab.vectornet.baselines import constant_velocity
 from jaxlab.vectornet.metrics import displacement_metrics, numpy_metrics
@@ -53,3 +54,26 @@ def test_constant_velocity_is_exact_on_constant_velocity_tracks():
                               map_radius=10.0, lane_spacing=2.0)
     pred = constant_velocity(out["vectors"][None], out["vec_mask"][None], 20, 30)
     np.testing.assert_allclose(pred[0], out["future"], atol=1e-4)
+
+
+def test_probabilistic_metrics_hand_worked():
+    # two scenes, two guesses; scene 0's better guess has weight 3 of 4 (p = 0.75 after
+    # normalising), scene 1's better guess has p = 0.01, below Argoverse 1's floor of 0.05
+    truth = np.zeros((2, 4, 2))
+    near, far = np.full((4, 2), 0.6), np.full((4, 2), 3.0)  # FDE 0.6 * sqrt(2) and 3 * sqrt(2)
+    pred = np.stack([np.stack([far, near]), np.stack([near, far])])
+    m = numpy_metrics(pred, truth, probs=np.array([[1.0, 3.0], [0.01, 0.99]]))
+    fde = 0.6 * np.sqrt(2)
+    np.testing.assert_allclose(m["fde"], [fde, fde])
+    np.testing.assert_allclose(m["p_fde"], [fde - np.log(0.75), fde - np.log(0.05)])
+    np.testing.assert_allclose(m["brier_fde"], [fde + 0.25 ** 2, fde + 0.99 ** 2])
+    np.testing.assert_allclose(m["brier_ade"] - m["ade"], [0.0625, 0.9801])
+    np.testing.assert_allclose(m["p_miss"], [0.25, 0.99])  # neither scene missed: 1 - p
+    m3 = numpy_metrics(pred * 4, truth, probs=np.array([[1.0, 3.0], [0.01, 0.99]]))
+    np.testing.assert_allclose(m3["p_miss"], [1.0, 1.0])  # both missed (FDE 3.4 m > 2 m)
+    j = displacement_metrics(pred.astype(np.float32), truth.astype(np.float32), probs=np.array([[1.0, 3.0],
+                                                                                               [0.01, 0.99]]))
+    for k in m:
+        np.testing.assert_allclose(np.asarray(j[k]), m[k], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"probs must be \[N, K\]"):
+        numpy_metrics(pred, truth, probs=np.ones((2, 3)))

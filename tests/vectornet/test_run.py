@@ -7,7 +7,7 @@ import pytest
 
 from jaxlab import cli
 from jaxlab.core import train as train_lib
-from jaxlab.vectornet import argoverse, configs, data, run, training
+from jaxlab.vectornet import argoverse, configs, data, report, run, training
 
 
 def _config(data_dir=""):
@@ -42,6 +42,9 @@ def test_every_smoke_action_runs_on_generated_av1_files(pipeline):
     assert ev["test_constant_velocity"] == result["test_constant_velocity"]
     assert cli.main(["vectornet", "predict", "--workdir", str(wd)]) == 0
     assert (wd / "figures" / "predictions.png").exists()
+    k6 = result["test_nearest_neighbour_k6"]  # the 6 guesses carry probabilities: p-/brier- metrics
+    assert k6["brier_fde"] >= k6["fde"] and k6["p_fde"] - k6["fde"] <= -np.log(0.05) + 1e-9
+    assert "brier-minFDE" in report.ablation_table({"smoke": [wd, wd]})
 
 
 def test_evaluation_equals_an_independent_numpy_computation(pipeline):
