@@ -97,8 +97,9 @@ def ablation_table(runs: dict[str, list[str | pathlib.Path]]) -> str:
     return "\n".join(lines)
 
 
-def cost_table(runs: dict[str, str | pathlib.Path]) -> str:
-    """Markdown table of parameters and MACs per scene (Table 4) of the models of named runs:
+def cost_table(runs: dict) -> str:
+    """Markdown table of parameters and MACs per scene (Table 4) of the models of named runs
+    (a run directory or a `VectorNetConfig` each):
     the ConvNet's network without rendering (as the paper counts it), VectorNet's whole
     inference network on one scene of the run's padded layout (every polyline slot counted,
     so an upper bound of the paper's per-polyline count), from their jaxprs (`core.macs`)."""
@@ -112,7 +113,7 @@ def cost_table(runs: dict[str, str | pathlib.Path]) -> str:
 
     lines = ["| model | parameters (inference) | MACs per scene |", "|---|---|---|"]
     for name, d in runs.items():
-        config = workdir_lib.load_config(d, VectorNetConfig)
+        config = d if isinstance(d, VectorNetConfig) else workdir_lib.load_config(d, VectorNetConfig)
         model = training.make_model(config, aux=False)
         args = training.dummy_inputs(config)
         shapes = jax.eval_shape(model.init, jax.random.key(0), *args)
