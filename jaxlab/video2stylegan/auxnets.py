@@ -45,7 +45,7 @@ from jaxlab.video2stylegan.models import AuxCNN
 
 __all__ = ["NETS", "AuxNets", "aux_images", "render_padded", "mesh_vertices", "normalise_params", "split_params",
            "make_net", "init_state", "margin_softmax_loss", "make_loss_fn", "make_eval_fn", "train_all", "load_aux",
-           "load_run", "has_aux", "encoder_terms", "frame_metrics", "jit_fns", "generator_fd"]
+           "load_run", "has_aux", "encoder_terms", "frame_metrics", "consistency_metrics", "jit_fns", "generator_fd"]
 
 NETS = ("proc_landmarks", "proc_3dmm", "proc_id")
 AUX_IDS, AUX_FRAMES, AUX_EVAL_IDS, AUX_EVAL_FRAMES, AUX_BATCHES, INIT_AUX, AUX_FD = (
@@ -384,6 +384,17 @@ def frame_metrics(aux_fns: dict, recon: np.ndarray, video: dict) -> dict:
     return {"landmark_nme": metrics.landmark_nme(lmk, video["landmarks"]),
             "identity_similarity": metrics.identity_similarity(emb, emb_in),
             "vertex_rmse": float(np.sqrt(np.mean(np.sum((verts - true_v) ** 2, -1))))}
+
+
+def consistency_metrics(aux_fns: dict, recon: np.ndarray, frames: np.ndarray) -> dict:
+    """For frames without ground truth (a user's video): the landmark NME of the nets' landmarks on
+    the reconstructions `recon` against theirs on the input `frames` (normalised by the input's
+    eye-corner distance), and the identity similarity under `proc_id` of each reconstruction to
+    its frame. Both measure agreement under the nets, not accuracy."""
+    lmk_r, lmk_x, emb_r, emb_x = (np.asarray(aux_fns[k](jnp.asarray(a))) for k, a in (
+        ("landmarks", recon), ("landmarks", frames), ("embed", recon), ("embed", frames)))
+    return {"landmark_nme_to_input": metrics.landmark_nme(lmk_r, lmk_x),
+            "identity_similarity": metrics.identity_similarity(emb_r, emb_x)}
 
 
 def jit_fns(aux: AuxNets) -> dict:

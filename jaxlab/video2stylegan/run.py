@@ -180,7 +180,8 @@ def _video_metrics(frames, out, k) -> dict:
 @actions.action
 def encode(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
     """Encodes config.video (frame folder(s); default: the procedural evaluation videos) per frame and
-    with reuse; writes WORKDIR/encoded/<video>/{per_frame,reuse}/ frames and a strip figure."""
+    with reuse; writes WORKDIR/encoded/<video>/{per_frame,reuse}/ frames and a strip figure; with
+    auxiliary nets, also their landmark and identity agreement between input and reconstruction."""
     run = load(workdir)
     r = run.config.gan.resolution
     if config.video:
@@ -188,6 +189,7 @@ def encode(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
     else:
         videos = {f"video_{i:03d}": v["image"] for i, v in enumerate(data.eval_videos(config.seed, config.faces))}
     fns = encoder.make_encode_fn(run.config)
+    aux_fns = auxnets.jit_fns(run.extras["aux"]) if "aux" in run.extras else None
     results = {}
     for name, frames in videos.items():
         if frames.shape[1:3] != (r, r):
@@ -198,6 +200,9 @@ def encode(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
             data.write_video(workdir / "encoded" / name / mode, report.to_rgb(rec))
         report.plot_strip(workdir, f"strip_{name}", frames, out["per_frame"][1], out["reuse"][1])
         results[name] = _video_metrics(frames, out, run.config.encoder.reuse_start)
+        for mode, (_, rec) in out.items():  # no ground truth: agreement of the nets on input and output
+            if aux_fns is not None:
+                results[name][mode].update(auxnets.consistency_metrics(aux_fns, rec, frames))
     workdir_lib.update_summary(workdir, "encode", results, config, seed=config.seed)
     return results
 

@@ -11,7 +11,7 @@ from jaxlab import cli
 from jaxlab.core import train as train_lib
 from jaxlab.core import workdir as workdir_lib
 from jaxlab.core.config import ConfigError
-from jaxlab.video2stylegan import auxnets, configs, control, data, encoder, run
+from jaxlab.video2stylegan import auxnets, configs, control, data, encoder, metrics, run
 
 
 def _cfg(workdir):
@@ -55,6 +55,8 @@ def test_every_action_of_the_smoke_config(smoke):
         # with reuse the fine W+ entries are the key frame's in every frame: zero spread by construction
         assert enc[name]["reuse"]["fine_latent_max_change"] == 0.0
         assert enc[name]["per_frame"]["fine_latent_max_change"] > 0.0
+        assert -1 <= enc[name]["reuse"]["identity_similarity"] <= 1 + 1e-6  # nets' agreement, no ground truth
+        assert enc[name]["reuse"]["landmark_nme_to_input"] > 0
     ev = run.evaluate(None, wd)
     assert ev["videos"] == 2 and ev["generator_step"] == 4 and ev["encoder_step"] == 4
     assert ev["reuse"]["frames_per_s"] > 0 and 0 <= ev["per_frame"]["mse"] < 4
@@ -94,6 +96,21 @@ def test_evaluate_scores_with_the_judge_it_is_given(smoke, tmp_path, monkeypatch
         assert other[mode]["mse"] == pytest.approx(own[mode]["mse"], rel=1e-6)
         for k in ("landmark_nme", "vertex_rmse"):
             assert other[mode][k] != pytest.approx(own[mode][k], rel=1e-3), (mode, k)
+
+
+def test_consistency_metrics_are_zero_on_the_input_and_grow_with_a_shift(smoke):
+    _, wd, _ = smoke
+    fns = auxnets.jit_fns(run.load(wd).extras["aux"])
+    frames = data.to_unit(data.read_video(wd / "videos" / "video_000"))
+    same = auxnets.consistency_metrics(fns, frames, frames)
+    assert same["landmark_nme_to_input"] == pytest.approx(0.0, abs=1e-6)
+    assert same["identity_similarity"] == pytest.approx(1.0, abs=1e-5)
+    lmk = np.asarray(fns["landmarks"](frames))
+    want = np.linalg.norm(np.asarray(fns["landmarks"](frames[:, ::-1])) - lmk, axis=-1).mean(-1)
+    r, l = (metrics.LANDMARK_NAMES.index(n) for n in ("eye_r_outer", "eye_l_outer"))
+    want = want / np.linalg.norm(lmk[:, r] - lmk[:, l], axis=-1)  # the input's outer eye corners
+    flipped = auxnets.consistency_metrics(fns, frames[:, ::-1], frames)  # upside down
+    assert flipped["landmark_nme_to_input"] == pytest.approx(float(want.mean()), rel=1e-5)
 
 
 def test_reused_latents_are_identical_across_frames(smoke):
