@@ -279,15 +279,17 @@ def logged_values(workdir: str | pathlib.Path, metric: str) -> dict[int, float]:
             if isinstance(r.get(metric), (int, float)) and np.isfinite(r[metric])}
 
 
-def restore_best(workdir: str | pathlib.Path, state: Any, metric: str, *, keep: int = 3,
-                 mode: str = "min") -> tuple[Any, int, dict]:
+def restore_best(workdir: str | pathlib.Path, state: Any, metric: str | Callable[[Any], float], *,
+                 keep: int = 3, mode: str = "min") -> tuple[Any, int, dict]:
     """Restores the kept checkpoint whose logged `metric` is best: model selection on validation.
 
     `metric` names a value of the evaluation rows of `workdir/metrics.jsonl` (for example
-    `"eval_loss"`, logged by `fit`'s `eval_fn` at the steps it evaluates). The candidates are
-    the kept checkpoints that verify and have a logged value; the best wins, the earliest on
-    ties. Evaluate at every checkpoint and keep them all (`eval_every = checkpoint_every`,
-    `keep` >= the number of checkpoints) for an argmin over the whole run. Every kept step is
+    `"eval_loss"`, logged by `fit`'s `eval_fn` at the steps it evaluates), or is a function
+    `state -> float` that scores each kept checkpoint after the run (a metric too costly to
+    compute during training, say BLEU of beam-searched outputs). The candidates are the kept
+    checkpoints that verify and have a value; the best wins, the earliest on ties. Evaluate at
+    every checkpoint and keep them all (`eval_every = checkpoint_every`, `keep` >= the number
+    of checkpoints) for an argmin over the whole run. Every kept step is
     verified, and a corrupt one is named in a warning. Without any candidate (say, a run killed
     between an evaluation and its checkpoint) the newest intact checkpoint is used, with a
     warning.
@@ -300,7 +302,7 @@ def restore_best(workdir: str | pathlib.Path, state: Any, metric: str, *, keep: 
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
     workdir = pathlib.Path(workdir)
-    values = logged_values(workdir, metric)
+    values = {} if callable(metric) else logged_values(workdir, metric)
     manager = ckpt_lib.CheckpointManager(workdir / "checkpoints", max_to_keep=keep)
     try:
         kept = manager.all_steps()
@@ -311,7 +313,10 @@ def restore_best(workdir: str | pathlib.Path, state: Any, metric: str, *, keep: 
             except ckpt_lib.CorruptCheckpointError as e:
                 warnings.warn(f"{e}; it is not a selection candidate", RuntimeWarning, stacklevel=2)
                 continue
-            if step in values:
+            if callable(metric):
+                tree = manager.restore(step, serialization.to_state_dict(state))
+                candidates[step] = float(metric(serialization.from_state_dict(state, tree)))
+            elif step in values:
                 candidates[step] = values[step]
         info = {"candidates": candidates, "latest_step": max(kept) if kept else None}
         if candidates:
@@ -321,7 +326,8 @@ def restore_best(workdir: str | pathlib.Path, state: Any, metric: str, *, keep: 
             return serialization.from_state_dict(state, tree), step, dict(info, value=candidates[step], fallback=False)
     finally:
         manager.close()
-    warnings.warn(f"{workdir}: no intact kept checkpoint (steps {kept}) has a logged {metric!r}; "
+    what = "a score" if callable(metric) else f"a logged {metric!r}"
+    warnings.warn(f"{workdir}: no intact kept checkpoint (steps {kept}) has {what}; "
                   "using the newest intact checkpoint", RuntimeWarning, stacklevel=2)
     state, step = load_state(workdir, state, keep=keep)
     return state, step, dict(info, value=None, fallback=True)

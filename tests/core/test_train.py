@@ -459,3 +459,26 @@ def test_restore_best_picks_the_argmin_of_the_logged_validation_metric(tmp_path)
     with pytest.warns(RuntimeWarning, match="no intact kept checkpoint"):
         _, at, info = train.restore_best(tmp_path / "run", init(), "eval_nothing", keep=10)
     assert (at, info["value"], info["fallback"]) == (40, None, True)
+
+
+def test_restore_best_scores_each_kept_checkpoint_with_a_function(tmp_path):
+    init, loss_fn, batch_fn = _problem()
+    step = train.make_train_step(loss_fn)
+    train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path / "run", log_every=10, checkpoint_every=10,
+              keep=10, progress=False)  # no evaluation logged during training
+    at30, _ = train.fit(init(), step, batch_fn, num_steps=30, workdir=tmp_path / "short", log_every=10,
+                        progress=False)
+    seen = []
+
+    def score(state):  # the restored state itself is scored: best at step 30
+        seen.append(int(state.step))
+        return -abs(float(state.step) - 30.0)
+
+    best, at, info = train.restore_best(tmp_path / "run", init(), score, keep=10, mode="max")
+    assert sorted(seen) == [10, 20, 30, 40] and at == 30 and info["value"] == 0.0
+    for a, b in zip(_leaves(at30), _leaves(best)):
+        np.testing.assert_array_equal(a, b)
+    _flip_bytes(tmp_path / "run" / "checkpoints" / "30")
+    with pytest.warns(RuntimeWarning, match="step 30.*not a selection candidate"):
+        _, at, info = train.restore_best(tmp_path / "run", init(), score, keep=10, mode="max")
+    assert at in (20, 40) and 30 not in info["candidates"] and at == 20  # 20 and 40 tie: the earlier
