@@ -80,7 +80,10 @@ class CoditConfig:
       alpha: length normalisation exponent of beam scores (1: mean log-likelihood).
       select: which checkpoint of each fine-tuned model `evaluate` and `generate` use: the one of
         lowest validation loss among the kept checkpoints (evaluated at each; see
-        `core.train.restore_best`) or the last.
+        `core.train.restore_best`), of highest validation BLEU (the paper's early-stopping
+        criterion: each kept checkpoint beam-searches up to `eval_examples` validation examples
+        with `valid_beam` beams when selected), or the last.
+      valid_beam: beam width of the validation decoding of `select="valid_bleu"` (paper: 5).
       init_from: a run directory: `finetune` starts from its `pretrain/` stage ("": this workdir's),
         `generate` uses its fine-tuned models.
       input: a JSON-lines {source, context} file for `generate`.
@@ -106,7 +109,8 @@ class CoditConfig:
     beam_size: PositiveInt = 5
     num_return: PositiveInt = 5
     alpha: NonNegativeFloat = 1.0
-    select: Literal["valid_loss", "last"] = "valid_loss"
+    select: Literal["valid_loss", "valid_bleu", "last"] = "valid_loss"
+    valid_beam: PositiveInt = 5
     init_from: str = ""
     input: str = ""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)

@@ -13,7 +13,7 @@ import numpy as np
 from jaxlab.coditt5 import data, decoding, editplan
 from jaxlab.coditt5.tokenizer import EOS, PAD, Tokenizer
 
-__all__ = ["decode_examples", "score_targets", "targets_of"]
+__all__ = ["decode_examples", "score_targets", "targets_of", "bleu_scorer"]
 
 
 def _src_array(tok: Tokenizer, examples: list[dict], length: int) -> np.ndarray:
@@ -70,3 +70,21 @@ def score_targets(params, shape, tok: Tokenizer, examples: list[dict], hyps: lis
         out[i:i + len(chunk)] = np.asarray(decoding.sequence_scores(params, src, lab, shape=shape))[:len(chunk)]
     k = len(hyps[0]) if hyps else 0
     return out.reshape(len(hyps), k)
+
+
+def bleu_scorer(shape, tok: Tokenizer, examples: list[dict], fmt: str, *, src_len: int, max_len: int,
+                beam_size: int, alpha: float, batch_size: int):
+    """`state -> BLEU` (x100, sentence-level averaged, of the top beam's target) on `examples`: the
+    score of `core.train.restore_best` for selection on validation BLEU (spec 2.3: early stopping
+    on validation BLEU with beam 5; the released code scores the whole output, plan included, we
+    score the target, which is what the test metrics see)."""
+    from jaxlab.coditt5.metrics import corpus_metrics
+
+    sources, refs = [ex["source"] for ex in examples], [ex["target"] for ex in examples]
+
+    def valid_bleu(state) -> float:
+        h, _ = decode_examples(state.params, shape, tok, examples, fmt, src_len=src_len, max_len=max_len,
+                               beam_size=beam_size, alpha=alpha, batch_size=batch_size)
+        return corpus_metrics(sources, [b[0] for b in h], refs)["bleu"]
+
+    return valid_bleu

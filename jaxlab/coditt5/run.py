@@ -120,18 +120,28 @@ def load(workdir: str | pathlib.Path) -> actions.Loaded:
     return actions.Loaded(config, T5(shape), states, step, {"tokenizer": tok, "shape": shape})
 
 
-def _model_params(run: actions.Loaded, workdir: pathlib.Path, fmt: str):
-    """(params, step) of the fine-tuned `fmt` model: the checkpoint `config.select` names."""
-    stage = f"finetune-{fmt}"
-    if run.config.select == "last":
-        return run.state[stage].params, int(jax.device_get(run.state[stage].step))
-    state, step, _ = train_lib.restore_best(pathlib.Path(workdir) / stage, run.state[stage], "eval_loss",
-                                            keep=run.config.finetune.loop.keep)
-    return state.params, step
+def _model_params(run: actions.Loaded, workdir: pathlib.Path, fmt: str, functions=None, select=None):
+    """(params, step, selection) of the fine-tuned `fmt` model: the checkpoint `select` (default:
+    config.select) names."""
+    stage, c = f"finetune-{fmt}", run.config
+    select = select or c.select
+    if select == "last":
+        return run.state[stage].params, int(jax.device_get(run.state[stage].step)), {"select": "last"}
+    metric, mode = "eval_loss", "min"
+    if select == "valid_bleu":
+        valid = training.task_examples(c, functions or training.load_functions(c), "valid")[:c.eval_examples]
+        metric, mode = rerank.bleu_scorer(run.extras["shape"], run.extras["tokenizer"], valid, fmt,
+                                          src_len=c.buckets[-1][0], max_len=c.buckets[-1][1], beam_size=c.valid_beam,
+                                          alpha=c.alpha, batch_size=c.eval_batch_size), "max"
+    state, step, info = train_lib.restore_best(pathlib.Path(workdir) / stage, run.state[stage], metric,
+                                               keep=c.finetune.loop.keep, mode=mode)
+    return state.params, step, {"select": select, "candidates": info["candidates"], "fallback": info["fallback"]}
 
 
-@actions.action(read_only=True)
-def evaluate(config: CoditConfig, workdir: pathlib.Path) -> dict:
+@actions.action(read_only=True, options=[actions.Option(
+    "--select", choices=("valid_loss", "valid_bleu", "last"),
+    help="checkpoint of each fine-tuned model (default: the run's config.select)")])
+def evaluate(config: CoditConfig, workdir: pathlib.Path, select: str | None = None) -> dict:
     """Beam-searches the test split with each fine-tuned model; xMatch/BLEU/SARI/COPY%, top-k oracle, reranking."""
     run = load(workdir)
     functions = training.load_functions(run.config)
@@ -144,14 +154,14 @@ def evaluate(config: CoditConfig, workdir: pathlib.Path) -> dict:
     for fmt in config.formats:
         if f"finetune-{fmt}" not in run.state:
             continue
-        params, at = _model_params(run, workdir, fmt)
+        params, at, selection = _model_params(run, workdir, fmt, functions, select)
         h, sc = rerank.decode_examples(params, shape, tok, test, fmt, max_len=tgt_len, beam_size=config.beam_size,
                                        alpha=config.alpha, **kw)
         hyps[fmt] = [b[:config.num_return] for b in h]
         own[fmt] = sc[:, :config.num_return]
         r = corpus_metrics(sources, [b[0] for b in h], refs)
         r["oracle_xmatch"] = 100 * float(np.mean([any(y == ref for y in b) for b, ref in zip(hyps[fmt], refs)]))
-        results[fmt] = dict(r, checkpoint_step=at)
+        results[fmt] = dict(r, checkpoint_step=at, selection=selection)
         chosen[fmt] = params
     if len(hyps) == 2 and test:
         for fmt, other in (("plan", "plain"), ("plain", "plan")):
@@ -178,7 +188,7 @@ def generate(config: CoditConfig, workdir: pathlib.Path) -> dict:
         raise workdir_lib.WorkdirError("generate needs --config.input=FILE (JSON lines with 'source', 'context')")
     exs = data.read_jsonl_examples(config.input, need_target=False)
     src_len, tgt_len = config.buckets[-1]
-    params, _ = _model_params(run, config.init_from, fmt)
+    params, _, _ = _model_params(run, config.init_from, fmt)
     h, sc = rerank.decode_examples(params, run.extras["shape"], run.extras["tokenizer"],
                                    exs, fmt, src_len=src_len, max_len=tgt_len, beam_size=config.beam_size,
                                    alpha=config.alpha, batch_size=config.eval_batch_size)

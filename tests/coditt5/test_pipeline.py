@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from jaxlab import coditt5
-from jaxlab.coditt5 import data, training
+from jaxlab.coditt5 import data, rerank, training
+from jaxlab.coditt5.metrics import corpus_metrics
 from jaxlab.core import train as train_lib
 from jaxlab.core.errors import DataFormatError
 
@@ -36,6 +37,21 @@ def test_every_action_of_the_smoke_config(tmp_path):
         losses = {r["step"]: r["eval_loss"] for r in rows if "eval_loss" in r}
         assert sorted(losses) == [4, 8] and ev[fmt]["checkpoint_step"] == min(losses, key=losses.get)
     assert (run / "figures" / "training.png").exists()
+    # selection on validation BLEU: every kept checkpoint beam-searches the validation examples
+    by_bleu = coditt5.evaluate(None, run, select="valid_bleu")
+    loaded = coditt5.load(run)
+    functions = training.load_functions(cfg)
+    valid = training.task_examples(cfg, functions, "valid")[:cfg.eval_examples]
+    for fmt in ("plan", "plain"):
+        cand = by_bleu[fmt]["selection"]["candidates"]
+        assert sorted(cand) == [4, 8] and by_bleu[fmt]["checkpoint_step"] == max(sorted(cand), key=cand.get)
+        # the last checkpoint's score, recomputed from the loaded run's final parameters
+        h, _ = rerank.decode_examples(loaded.state[f"finetune-{fmt}"].params, loaded.extras["shape"],
+                                      loaded.extras["tokenizer"], valid, fmt, src_len=cfg.buckets[-1][0],
+                                      max_len=cfg.buckets[-1][1], beam_size=cfg.valid_beam, alpha=cfg.alpha,
+                                      batch_size=cfg.eval_batch_size)
+        want = corpus_metrics([e["source"] for e in valid], [b[0] for b in h], [e["target"] for e in valid])
+        assert cand[8] == pytest.approx(want["bleu"], abs=1e-9)
     inp = tmp_path / "in.jsonl"
     inp.write_text(json.dumps({"source": "def f ( a ) : §NL §IN return a < 1 §NL", "context": ""}) + "\n")
     gen = coditt5.generate(dataclasses.replace(cfg, input=str(inp), init_from=str(run)), tmp_path / "gen")
