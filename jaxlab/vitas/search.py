@@ -34,9 +34,11 @@ def make_fitness(space: Space, params, x: np.ndarray, y: np.ndarray, pad_to: int
 
     def fitness(genomes: np.ndarray) -> np.ndarray:
         archs = space.from_genome(genomes)
+        # the release's set_subnet bug (`release_patch_bug`): every forward runs patch size 0
+        patches = np.zeros_like(archs["patch"]) if space.cfg.release_patch_bug else archs["patch"]
         out = np.zeros(len(genomes))
-        for pi in np.unique(archs["patch"]):
-            rows = np.nonzero(archs["patch"] == pi)[0]
+        for pi in np.unique(patches):
+            rows = np.nonzero(patches == pi)[0]
             for lo in range(0, len(rows), pad_to):
                 part = rows[lo:lo + pad_to]
                 sel = np.concatenate([part, np.full(pad_to - len(part), part[0])])

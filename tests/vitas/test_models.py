@@ -1,6 +1,7 @@
 """Superformer vs extracted standalone nets, gradient locality, compile counts, FLOPs."""
 
 import dataclasses
+import importlib
 
 import jax
 import jax.numpy as jnp
@@ -197,3 +198,19 @@ def test_release_flops_formula_reproduces_repo_figures():
         arch = {"patch": np.int32(0), "embed": np.int32(0), "ops": np.ones(12, np.int32),
                 "qkv": np.zeros(12, np.int32), "mlp": np.zeros(12, np.int32)}
         assert sp.flops(arch) == want
+
+
+def test_release_patch_bug_scores_every_patch_choice_with_patch_0():
+    search = importlib.import_module("jaxlab.vitas.search")  # the module (the package exports the action)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 16, 16, 3)).astype(np.float32)
+    y = np.arange(32) % 10
+    archs = _space().sample(rng, 3, 0.2)
+    on, off = _space(release_patch_bug=True), _space()
+    params = _perturbed(off)
+    g1 = off.to_genome(dict(archs, patch=np.ones_like(archs["patch"])))
+    g0 = off.to_genome(dict(archs, patch=np.zeros_like(archs["patch"])))
+    f_on, f_off = search.make_fitness(on, params, x, y, 4), search.make_fitness(off, params, x, y, 4)
+    # without the bug the patch choice changes the scores; with it, patch 1 runs as patch 0
+    assert not np.array_equal(f_off(g1), f_off(g0))
+    np.testing.assert_array_equal(f_on(g1), f_off(g0))
