@@ -169,8 +169,8 @@ def encoder_table(groups: dict[str, Sequence[str | pathlib.Path]]) -> str:
         lines.append(f"| {g} | reuse - per frame (paired) | " + " | ".join(
             fmt_ci(*paired_diff([e["reuse"][k] for e in es], [e["per_frame"][k] for e in es])[:2], d)
             for k, _, d in keys) + " |")
-    if "input" in evals[next(iter(evals))][0]:
-        es = [e for group in evals.values() for e in group]
+    if "input" in evals[next(iter(evals))][0]:  # the same frames and judge in every group: the first's seeds
+        es = evals[next(iter(evals))]
         lines.append("| input frames (the judge's floor) | | " + " | ".join(
             cell([e["input"][k] for e in es], d) if k in es[0]["input"] else "" for k, _, d in keys) + " |")
     names = list(evals)
