@@ -45,7 +45,8 @@ from jaxlab.video2stylegan.models import AuxCNN
 
 __all__ = ["NETS", "AuxNets", "aux_images", "render_padded", "mesh_vertices", "normalise_params", "split_params",
            "make_net", "init_state", "margin_softmax_loss", "make_loss_fn", "make_eval_fn", "train_all", "load_aux",
-           "load_run", "has_aux", "encoder_terms", "frame_metrics", "consistency_metrics", "jit_fns", "generator_fd"]
+           "load_run", "has_aux", "encoder_terms", "frame_metrics", "consistency_metrics", "jit_fns", "make_fd_fn",
+           "generator_fd"]
 
 NETS = ("proc_landmarks", "proc_3dmm", "proc_id")
 AUX_IDS, AUX_FRAMES, AUX_EVAL_IDS, AUX_EVAL_FRAMES, AUX_BATCHES, INIT_AUX, AUX_FD = (
@@ -403,11 +404,10 @@ def jit_fns(aux: AuxNets) -> dict:
             "true_vertices": jax.jit(lambda i, e, p: mesh_vertices(i, e, p, aux.faces))}
 
 
-def generator_fd(config, aux: AuxNets, g_ema, n: int = 1024, chunk: int = 128) -> dict:
-    """FD-proc (`metrics.frechet_distance` under `AuxNets.features`) of `n` samples of the generator
-    with parameters `g_ema` (ψ = 1, const noise) against half of the training renders, beside two
-    reference points: an untrained generator (the run's initialisation) and the other half of
-    the renders (the floor at this sample size). Fewer renders than 2n: halves of what there is."""
+def make_fd_fn(config, aux: AuxNets, n: int = 1024, chunk: int = 128):
+    """`(fd(g_ema) -> FD-proc, ref_features, features)`: FD-proc of `n` samples of a generator
+    (ψ = 1, const noise, fixed latents) against the features of the first `n` training renders,
+    computed once (fewer renders than 2n: half of what there is)."""
     from jaxlab.video2stylegan import gan
 
     real = data.train_images(config.seed, config.faces)["image"]
@@ -415,18 +415,31 @@ def generator_fd(config, aux: AuxNets, g_ema, n: int = 1024, chunk: int = 128) -
     g, _ = gan.make_models(config.gan)
     feats = jax.jit(aux.features)
     sample = jax.jit(lambda p, z: gan.generate(g, p, gan.map_ws(g, p, z)))
+    z = jax.random.normal(jax.random.fold_in(jax.random.key(config.seed), AUX_FD), (n, config.gan.z_dim))
 
     def features(images):
         return np.concatenate([np.asarray(feats(jnp.asarray(images[i:i + chunk])))
                                for i in range(0, len(images), chunk)])
 
-    def fake(params):
-        z = jax.random.normal(jax.random.fold_in(jax.random.key(config.seed), AUX_FD), (n, config.gan.z_dim))
-        return np.concatenate([np.asarray(sample(params, z[i:i + chunk])) for i in range(0, n, chunk)])
-
     ref = features(real[:n])
-    untrained = gan.init_state(config.gan, config.seed).g_ema
-    return {"generator": metrics.frechet_distance(features(fake(g_ema)), ref),
-            "untrained_generator": metrics.frechet_distance(features(fake(untrained)), ref),
-            "real_vs_real": metrics.frechet_distance(features(real[n:2 * n]), ref), "samples": n,
+
+    def fd(g_ema) -> float:
+        fake = np.concatenate([np.asarray(sample(g_ema, z[i:i + chunk])) for i in range(0, n, chunk)])
+        return metrics.frechet_distance(features(fake), ref)
+
+    fd.real, fd.ref, fd.features, fd.samples = real, ref, features, n
+    return fd
+
+
+def generator_fd(config, aux: AuxNets, g_ema, n: int = 1024, chunk: int = 128) -> dict:
+    """FD-proc (`metrics.frechet_distance` under `AuxNets.features`) of `n` samples of the generator
+    with parameters `g_ema` (ψ = 1, const noise) against half of the training renders, beside two
+    reference points: an untrained generator (the run's initialisation) and the other half of
+    the renders (the floor at this sample size). Fewer renders than 2n: halves of what there is."""
+    from jaxlab.video2stylegan import gan
+
+    fd = make_fd_fn(config, aux, n, chunk)
+    n = fd.samples
+    return {"generator": fd(g_ema), "untrained_generator": fd(gan.init_state(config.gan, config.seed).g_ema),
+            "real_vs_real": metrics.frechet_distance(fd.features(fd.real[n:2 * n]), fd.ref), "samples": n,
             "features": "proc_3dmm + proc_id hidden layers (self-trained; not FID)"}

@@ -24,15 +24,17 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxlab.core import train as train_lib
 from jaxlab.video2stylegan.models import Discriminator, Generator
 
 __all__ = ["GanState", "make_models", "init_state", "make_gan_step", "r1_penalty", "truncate",
-           "mix_styles", "map_ws", "generate", "ema_beta"]
+           "mix_styles", "map_ws", "generate", "samples", "ema_beta"]
 
 INIT_G, INIT_D, STEP_Z, STEP_NOISE, STEP_MIX = 0x6701, 0x6702, 0x6703, 0x6704, 0x6705
+SAMPLES = 0x6802
 
 
 class GanState(flax.struct.PyTreeNode):
@@ -101,6 +103,13 @@ def mix_styles(ws, ws2, key, prob: float):
 def generate(g: Generator, params, ws, key=None, noise_mode: str = "const"):
     rngs = {"noise": key} if key is not None else {}
     return g.apply({"params": params}, ws, noise_mode, method=Generator.synthesis, rngs=rngs)
+
+
+def samples(gc, state, seed: int, n: int = 32) -> np.ndarray:
+    """`n` truncated (`gc.truncation_psi`) samples of the G-EMA of `state`, latents fixed by `seed`."""
+    g, _ = make_models(gc)
+    z = jax.random.normal(jax.random.fold_in(jax.random.key(seed), SAMPLES), (n, gc.z_dim))
+    return np.asarray(generate(g, state.g_ema, truncate(map_ws(g, state.g_ema, z), state.w_avg, gc.truncation_psi)))
 
 
 def r1_penalty(d_fn, x) -> jax.Array:

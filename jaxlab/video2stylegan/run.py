@@ -26,7 +26,7 @@ from jaxlab.video2stylegan.configs import Video2StyleGANConfig
 __all__ = ["render", "train_generator", "train_aux", "train_encoder", "train_control", "encode", "evaluate", "load",
            "ACTIONS"]
 
-BATCHES, SAMPLES = 0x6801, 0x6802
+BATCHES = 0x6801
 
 
 @actions.action
@@ -60,14 +60,16 @@ def train_generator(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict
         idx = np.random.default_rng([config.seed, BATCHES, step]).integers(0, len(images), gc.batch_size)
         return images[idx]
 
+    aux = auxnets.load_aux(_aux_dir(workdir, config), gc.resolution) if auxnets.has_aux(_aux_dir(workdir, config)) \
+        else None
+    eval_fn = None
+    if aux is not None and gc.loop.eval_every:  # an FD-proc curve over training
+        fd = auxnets.make_fd_fn(config, aux)
+        eval_fn = lambda st: {"fd_proc": fd(st.g_ema)}
     state, history = train_lib.fit(_gan_state(config), gan.make_gan_step(gc), batch_fn, loop=gc.loop,
-                                   workdir=stage, seed=config.seed, desc="video2stylegan G/D")
+                                   workdir=stage, seed=config.seed, desc="video2stylegan G/D", eval_fn=eval_fn)
     times = train_lib.run_times(stage)
-    g, _ = gan.make_models(gc)
-    z = jax.random.normal(jax.random.fold_in(jax.random.key(config.seed), SAMPLES), (32, gc.z_dim))
-    ws = gan.truncate(gan.map_ws(g, state.g_ema, z), state.w_avg, gc.truncation_psi)
-    samples = np.asarray(gan.generate(g, state.g_ema, ws))
-    report.plot_samples(workdir, samples, "samples")
+    report.plot_samples(workdir, gan.samples(gc, state, config.seed), "samples")
     report.plot_training(stage, workdir, ("g_loss", "d_loss", "d_real", "d_fake"), "generator_training")
     last = history[-1] if history else {}
     segs = times["segments"]
@@ -76,9 +78,8 @@ def train_generator(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict
                "train_time_s": times["train_time_s"], "first_step_s": segs[0]["first_step_s"] if segs else None,
                "g_params": sum(x.size for x in jax.tree.leaves(state.g.params)),
                "d_params": sum(x.size for x in jax.tree.leaves(state.d.params))}
-    if auxnets.has_aux(_aux_dir(workdir, config)):  # FD-proc under the self-trained nets (not FID)
-        results["fd_proc"] = auxnets.generator_fd(config, auxnets.load_aux(_aux_dir(workdir, config), gc.resolution),
-                                                  state.g_ema)
+    if aux is not None:  # FD-proc under the self-trained nets (not FID)
+        results["fd_proc"] = auxnets.generator_fd(config, aux, state.g_ema)
     workdir_lib.update_summary(workdir, "generator", results, config, seed=config.seed)
     return results
 

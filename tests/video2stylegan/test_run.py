@@ -29,9 +29,10 @@ def _cfg(workdir):
 def smoke(tmp_path_factory):
     wd = tmp_path_factory.mktemp("v2s") / "run"
     cfg = _cfg(wd)
+    cfg.gan.loop.eval_every = 2
     run.render(cfg, wd)
+    run.train_aux(cfg, wd)  # first: the generator's run then logs an FD-proc curve
     run.train_generator(cfg, wd)
-    run.train_aux(cfg, wd)
     run.train_encoder(cfg, wd)
     run.train_control(cfg, wd)
     enc = run.encode(cfg, wd)
@@ -50,6 +51,10 @@ def test_every_action_of_the_smoke_config(smoke):
     assert summary["control"]["steps"] == 4 and not summary["control"]["judge_independent"]
     assert [r["target_deg"] for r in summary["control"]["yaw"]] == list(cfg.control.eval_yaws)
     assert summary["generator"]["steps"] == 4 and summary["encoder"]["steps"] == 4
+    rows = [json.loads(r) for r in (wd / "generator" / "metrics.jsonl").read_text().splitlines()]
+    curve = {r["step"]: r["eval_fd_proc"] for r in rows if "eval_fd_proc" in r}
+    assert sorted(curve) == [2, 4]  # the last point equals the final FD-proc, computed afresh
+    assert curve[4] == pytest.approx(summary["generator"]["fd_proc"]["generator"], rel=1e-5)
     assert summary["aux"]["proc_id"]["steps"] == 2
     for name in ("video_000", "video_001"):
         # with reuse the fine W+ entries are the key frame's in every frame: zero spread by construction
