@@ -181,3 +181,32 @@ def encoder_table(groups: dict[str, Sequence[str | pathlib.Path]]) -> str:
                 fmt_ci(*paired_diff([e[mode][k] for e in a], [e[mode][k] for e in b])[:2], d) for k, _, d in keys)
                 + " |")
     return "\n".join(lines)
+
+
+def plot_fd_curves(run_dirs: Sequence[str | pathlib.Path], out: str | pathlib.Path,
+                   name: str = "fd_proc_curve") -> pathlib.Path:
+    """`out/figures/<name>.png`: FD-proc (`eval_fd_proc` of each run's `generator/metrics.jsonl`)
+    against generator step, one line per run, with each run's final real-vs-real floor and
+    untrained-generator value (its summary's `fd_proc`) as dotted lines. Log scale."""
+    fig, ax = plotting.subplots(figsize=(5.2, 3.4))
+    for d in run_dirs:
+        d = pathlib.Path(d)
+        pts = [(r["step"], r["eval_fd_proc"]) for r in merge_by_step(read_metrics(d / "generator"))
+               if "eval_fd_proc" in r]
+        summary = json.loads((d / "summary.json").read_text())["results"]["generator"]
+        seed = json.loads((d / "summary.json").read_text())["config"]["seed"]
+        fd = summary.get("fd_proc", {})
+        if pts:
+            line, = ax.plot(*zip(*pts), marker="o", label=f"seed {seed}")
+        else:
+            line, = ax.plot([summary["steps"]], [fd["generator"]], marker="s", label=f"seed {seed} (end only)")
+        color = line.get_color()
+        if fd:
+            ax.axhline(fd["untrained_generator"], color=color, ls=":", lw=0.8)
+            ax.axhline(fd["real_vs_real"], color=color, ls="--", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("generator step")
+    ax.set_ylabel("FD-proc (self-trained features, not FID)")
+    ax.set_title("dotted: untrained G; dashed: real vs real", fontsize=8)
+    ax.legend(fontsize=7)
+    return plotting.save_figure(fig, out, name)
