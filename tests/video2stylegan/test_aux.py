@@ -89,6 +89,7 @@ def test_trained_aux_nets_beat_trivial_predictors_on_held_out_identities(trained
     assert abs(shuffled - 0.5) < 0.15
 
 
+@pytest.mark.slow  # CI runs the same kill / resume check of train-aux (scripts/check_resume.sh video2stylegan-aux)
 def test_train_aux_killed_and_resumed_equals_uninterrupted(trained, tmp_path):
     cfg, wd, _, _ = trained
     resumed = tmp_path / "resumed"

@@ -132,6 +132,7 @@ def test_reused_latents_are_identical_across_frames(smoke):
     np.testing.assert_allclose(ws[:, :k], ws_pf[:, :k], rtol=1e-5, atol=1e-5)  # coarse heads per frame
 
 
+@pytest.mark.slow  # CI runs the same kill / resume check of train-generator in scripts/check_resume.sh
 def test_killed_and_resumed_generator_gives_the_same_state(smoke, tmp_path):
     cfg, wd, _ = smoke
     resumed = tmp_path / "resumed"

@@ -1,28 +1,18 @@
-"""Every action of the smoke config from Python on a fresh workdir; a killed supernet run resumes
-to the same parameters."""
+"""Every action of the smoke config from Python on a fresh workdir (the kill / resume of
+train-supernet is checked by scripts/check_resume.sh vitas)."""
 
-import shutil
-
-import jax
 import numpy as np
 
 import jaxlab.vitas as vitas
 
 
-def test_smoke_pipeline_and_resume(tmp_path):
+def test_smoke_pipeline(tmp_path):
     cfg = vitas.get_config("smoke")
     wd = tmp_path / "run"
     sup = vitas.train_supernet(cfg, wd)
     assert sup["steps"] == cfg.supernet.loop.num_steps
     lo, hi = sup["band"]
-    ref = jax.tree.leaves(vitas.load(wd).state.params)
-    # kill: drop the newest checkpoint, rerun -> resumes from the older one, same parameters
-    ckpts = sorted((wd / "supernet" / "checkpoints").glob("[0-9]*"), key=lambda p: int(p.name))
-    assert len(ckpts) >= 2
-    shutil.rmtree(ckpts[-1])
-    vitas.train_supernet(cfg, wd)
-    again = jax.tree.leaves(vitas.load(wd).state.params)
-    assert all(np.array_equal(a, b) for a, b in zip(ref, again))
+    # a killed train-supernet resuming to the same parameters: scripts/check_resume.sh vitas (CI)
     res = vitas.search(cfg, wd)
     assert lo <= res["best"]["flops"] <= hi
     assert "random" in res
