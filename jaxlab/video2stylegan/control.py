@@ -141,8 +141,10 @@ def batch_fn(config, step: int, stream: int = C_BATCHES) -> dict:
     return {"z": z, "p_new": np.concatenate([pose / lim, expr], -1).astype(np.float32), "keep": keep}
 
 
-def evaluate_edits(config, params, latents, generate, aux: auxnets.AuxNets, judge: auxnets.AuxNets) -> dict:
-    """Held-out latents (their own stream) edited towards each yaw of `control.eval_yaws` (other
+def evaluate_edits(config, params, latents, generate, aux: auxnets.AuxNets, judge: auxnets.AuxNets,
+                   ws=None) -> dict:
+    """Held-out latents (their own stream; or the given W+ `ws [N, num_ws, w_dim]`, say the
+    encoder's latents of video frames) edited towards each yaw of `control.eval_yaws` (other
     groups kept) and towards fresh expressions (pose kept), measured by `judge`:
 
     - `yaw`: per target, the mean |judged yaw − target| in degrees after the edit and without
@@ -155,7 +157,8 @@ def evaluate_edits(config, params, latents, generate, aux: auxnets.AuxNets, judg
     net = make_net(config)
     rng = np.random.default_rng([config.seed, C_EVAL])
     z = jnp.asarray(rng.normal(size=(cc.eval_latents, config.gan.z_dim)), jnp.float32)
-    _, expr_new, _, _ = faces.sample_params(rng, cc.eval_latents, fc)
+    n = cc.eval_latents if ws is None else len(ws)
+    _, expr_new, _, _ = faces.sample_params(rng, n, fc)
 
     @jax.jit
     def edit(ws, p_tgt):
@@ -164,7 +167,7 @@ def evaluate_edits(config, params, latents, generate, aux: auxnets.AuxNets, judg
         x1 = generate(apply_edit(ws, delta))
         return x0, x1, attributes(judge, x0), attributes(judge, x1), judge.embed(x0), judge.embed(x1)
 
-    ws = jax.jit(latents)(z)
+    ws = jax.jit(latents)(z) if ws is None else jnp.asarray(ws)
     p_cur = np.asarray(jax.jit(lambda w: attributes(aux, generate(w)))(ws))
     lim = np.array([fc.max_yaw, fc.max_pitch, fc.max_roll])
     out = {"yaw": [], "judge_independent": judge is not aux}
