@@ -89,6 +89,9 @@ class DataConfig:
       num_train, num_val, num_test: procedural split sizes (val scores the search); for a
         folder or digits, `num_val` images are held out of train/ as the validation split.
       seed: the dataset's seed (apart from the run's seed).
+      stream: a folder's train and test images read per batch from the prepared array_record
+        files ("on"), held in memory decoded ("off"), or "auto": streamed when train/ decoded
+        as float32 exceeds `data.STREAM_ABOVE_BYTES` (2 GiB).
     """
 
     source: Literal["procedural", "digits", "folder"] = "procedural"
@@ -97,6 +100,7 @@ class DataConfig:
     num_val: PositiveInt = 512
     num_test: PositiveInt = 1000
     seed: int = 0
+    stream: Literal["auto", "on", "off"] = "auto"
 
 
 @dataclasses.dataclass

@@ -12,9 +12,10 @@ import numpy as np
 from jaxlab.data import synthetic
 from jaxlab.vitas.configs import VitasConfig
 
-__all__ = ["splits"]
+__all__ = ["splits", "STREAM_ABOVE_BYTES"]
 
 HOLDOUT_STREAM = 31
+STREAM_ABOVE_BYTES = 2 << 30  # data.stream="auto": stream a folder whose train/ decoded exceeds this
 
 
 @functools.lru_cache(maxsize=4)
@@ -49,12 +50,14 @@ def splits(config: VitasConfig) -> dict:
         return _procedural(d.num_train, d.num_val, d.num_test, s.image_size, s.num_classes, d.seed)
     if d.source == "digits":
         return _digits(s.image_size, d.num_val, d.seed)
-    return _folder(d.folder, s.image_size, s.num_classes, d.num_val, d.seed)
+    return _folder(d.folder, s.image_size, s.num_classes, d.num_val, d.seed, d.stream)
 
 
-def _folder(root: str, size: int, num_classes: int, num_val: int, seed: int) -> dict:
+def _folder(root: str, size: int, num_classes: int, num_val: int, seed: int, stream: str = "auto") -> dict:
     """Class folder: `num_val` images held out of train/ (the search's validation split, drawn with
-    `(seed, HOLDOUT_STREAM)`), the rest trains; val/ is the test split."""
+    `(seed, HOLDOUT_STREAM)`), the rest trains; val/ is the test split. Streamed (`SplitImages`
+    views of train and test) when `stream` is "on", or "auto" and train/ decoded exceeds
+    `STREAM_ABOVE_BYTES`."""
     from jaxlab.core.config import ConfigError
     from jaxlab.vitas import folder
 
@@ -63,13 +66,19 @@ def _folder(root: str, size: int, num_classes: int, num_val: int, seed: int) -> 
     if len(classes) != num_classes:
         raise ConfigError(f"config field 'space.num_classes' is {num_classes} but {root}/train has "
                           f"{len(classes)} class folders")
-    x, y = folder.load_split(builder, "train")
+    y = folder.split_labels(builder, "train")
     if num_val >= len(y):
         raise ConfigError(f"config field 'data.num_val' = {num_val} leaves no training images of the "
                           f"{len(y)} in {root}/train")
     perm = np.random.default_rng([seed, HOLDOUT_STREAM]).permutation(len(y))
     va, tr = np.sort(perm[:num_val]), np.sort(perm[num_val:])
-    return {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": folder.load_split(builder, "val")}
+    if stream == "off" or (stream == "auto" and len(y) * size * size * 3 * 4 <= STREAM_ABOVE_BYTES):
+        x = folder.load_split(builder, "train")[0]
+        return {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": folder.load_split(builder, "val")}
+    # streamed: train and test rows are read per batch / chunk; the small validation split is held
+    return {"train": (folder.SplitImages(builder, "train", tr), y[tr]),
+            "val": (folder.SplitImages(builder, "train", va)[:], y[va]),
+            "test": (folder.SplitImages(builder, "val"), folder.split_labels(builder, "val"))}
 
 
 def batch_indices(n: int, batch: int, seed: int, stream: int, step: int) -> np.ndarray:

@@ -12,6 +12,11 @@ with its class index. The prepared dataset lives under `$JAXLAB_DATA_DIR` (defau
 and the image size, so a changed folder is prepared again. TFDS writes into a temporary
 folder and renames it when complete: a failed preparation leaves no finished dataset.
 
+`load_split` reads a split into memory; `SplitImages` is a read-only array-like view of a split
+(`len`, `shape`, `x[rows]` and `x[i:j]` read and decode only those records from the array_record
+files), for folders too large to hold decoded: ImageNet's 1.28M training images at 224 px are
+770 GB as float32. Its labels are read once and cached beside the prepared dataset.
+
 Errors (`DataFormatError`, naming the path and what was expected): a missing root or split
 folder, no class folders, a class folder without images, a file that is not `.JPEG/.jpg/.png`,
 an image Pillow cannot decode, a val class absent from train.
@@ -30,7 +35,8 @@ import tensorflow_datasets as tfds
 
 from jaxlab.core.errors import DataFormatError
 
-__all__ = ["IMAGE_SUFFIXES", "FolderConfig", "VitasClassFolder", "scan", "read_image", "build", "load_split"]
+__all__ = ["IMAGE_SUFFIXES", "FolderConfig", "VitasClassFolder", "scan", "read_image", "build", "load_split",
+           "SplitImages", "split_labels"]
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 SPLITS = ("train", "val")
@@ -158,3 +164,42 @@ def load_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
         ex = src[i]
         x[i], y[i] = ex["image"], ex["label"]
     return x.astype(np.float32) / 255.0, y
+
+
+def split_labels(builder, split: str) -> np.ndarray:
+    """int32 `[N]` labels of a prepared split, read once and cached as `labels_<split>.npy` in the
+    prepared dataset's folder."""
+    cache = pathlib.Path(builder.data_dir) / f"labels_{split}.npy"
+    if cache.exists():
+        return np.load(cache)
+    src = builder.as_data_source()[split]
+    y = np.fromiter((src[i]["label"] for i in range(len(src))), np.int32, count=len(src))
+    tmp = cache.with_suffix(".tmp.npy")
+    np.save(tmp, y)
+    tmp.replace(cache)  # never a half-written cache
+    return y
+
+
+class SplitImages:
+    """Read-only array-like view of the images of a prepared split, optionally a subset `rows`:
+    `len(v)`, `v.shape`, and `v[idx]` (an int array, a slice or an int) read and decode only the
+    requested records, float32 `[k, S, S, 3]` in [0, 1], the values of `load_split`."""
+
+    def __init__(self, builder, split: str, rows: np.ndarray | None = None):
+        self._src = builder.as_data_source()[split]
+        self._rows = np.arange(len(self._src)) if rows is None else np.asarray(rows, np.int64)
+        s = builder.builder_config.image_size
+        self.shape = (len(self._rows), s, s, 3)
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        keys = self._rows[idx]
+        if np.ndim(keys) == 0:
+            return np.asarray(self._src[int(keys)]["image"], np.float32) / 255.0
+        out = np.empty((len(keys),) + self.shape[1:], np.float32)
+        for j, k in enumerate(keys.tolist()):
+            out[j] = self._src[k]["image"]
+        return out / 255.0

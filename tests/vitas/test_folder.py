@@ -2,6 +2,7 @@
 (`{train,val}/<class>/<image>.{JPEG,png}`), read through the TFDS builder; clear errors."""
 
 import dataclasses
+import pathlib
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ import jaxlab.vitas as vitas
 from jaxlab.core.config import ConfigError
 from jaxlab.core.errors import DataFormatError
 from jaxlab.vitas import data as data_lib
-from jaxlab.vitas import folder
+from jaxlab.vitas import folder, training
+from jaxlab.vitas.space import Space
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -59,6 +61,21 @@ def test_builder_reads_the_layout(tmp_path, monkeypatch):
     # the held-out validation rows and the training rows partition train/ (three images per class)
     counts = np.bincount(np.concatenate([s["train"][1], s["val"][1]]), minlength=2)
     assert counts.tolist() == [3, 3]
+    # streamed: the same rows read per batch from the array_record files, labels cached once
+    streamed = data_lib.splits(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, stream="on")))
+    for split in ("train", "val", "test"):
+        xs, ys = streamed[split]
+        np.testing.assert_array_equal(ys, s[split][1])
+        assert xs.shape == s[split][0].shape and len(xs) == len(ys)
+        np.testing.assert_array_equal(xs[np.arange(len(ys))[::-1]], s[split][0][::-1])
+        np.testing.assert_array_equal(xs[1:3], s[split][0][1:3])
+        np.testing.assert_array_equal(xs[1], s[split][0][1])
+    assert isinstance(streamed["train"][0], folder.SplitImages) and isinstance(streamed["val"][0], np.ndarray)
+    space = Space(cfg.space)  # a supernet batch draws the same images from either
+    held = training.make_supernet_batches(cfg, space, 0.2, s["train"])(3)
+    np.testing.assert_array_equal(training.make_supernet_batches(cfg, space, 0.2, streamed["train"])(3)["x"], held["x"])
+    assert sorted(p.name for p in pathlib.Path(b.data_dir).glob("labels_*.npy")) == ["labels_train.npy",
+                                                                                     "labels_val.npy"]
     with pytest.raises(ConfigError, match="num_classes"):
         data_lib.splits(dataclasses.replace(cfg, space=dataclasses.replace(cfg.space, num_classes=3)))
 
