@@ -8,15 +8,44 @@ shorter, the `auto_reweigh` rule), uniform weights::
     p_n  = clipped n-gram matches / n-gram count of h          (n = 1 as is; n >= 2: (m + 1) / (c + 1))
     BP   = 1 if len(h) > len(r) else exp(1 - len(r) / len(h))
     BLEU = BP * exp(mean_n log p_n)        (0 when no unigram matches; an empty h is "<EMPTY>")
+
+For comment updating every metric first subtokenises the three comments (`subtokenize_comment`,
+the released evaluation's rule from Panthaplackel et al.): Javadoc tags `@return`/`@param`/
+`@throws` and comment marks dropped, HTML tags and inline tags (`{`, `}`, `@code`, `@link`, ...)
+removed, split into alphanumeric runs and single symbols, camelCase split, lowercased.
 """
 
 from __future__ import annotations
 
 import collections
 import math
+import re
 from collections.abc import Sequence
 
-__all__ = ["exact_match", "sentence_bleu", "corpus_metrics", "sari", "gleu"]
+__all__ = ["exact_match", "sentence_bleu", "corpus_metrics", "sari", "gleu", "subtokenize_comment"]
+
+_DOC_TAGS = ("@return", "@ return", "@param", "@ param", "@throws", "@ throws")
+_MARKS = ("/**", "**/", "/*", "*/", "*")
+# removed in this order, as released: "@link" goes before "@linkplain", which leaves "plain"
+_INLINE_TAGS = ("{", "}", "@code", "@docRoot", "@inheritDoc", "@link", "@linkplain", "@value")
+_HTML = re.compile(r"<.*?>")
+_PIECES = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def subtokenize_comment(text: str | Sequence[str]) -> list[str]:
+    """The subtokens of a comment (a string, or tokens joined by spaces): see the module docstring."""
+    if not isinstance(text, str):
+        text = " ".join(text)
+    for tag in _DOC_TAGS:
+        text = text.replace(tag, "").strip()
+    for mark in _MARKS:
+        text = text.replace(mark, "")
+    text = _HTML.sub("", text.strip())
+    for tag in _INLINE_TAGS:
+        text = text.replace(tag, "")
+    return [sub.lower() for piece in _PIECES.findall(text) for part in _CAMEL.split(piece)
+            for sub in _PIECES.findall(part)]
 
 
 def exact_match(hyp: Sequence[str], ref: Sequence[str]) -> float:
@@ -127,8 +156,11 @@ def gleu(source: Sequence[str], hyp: Sequence[str], ref: Sequence[str], max_orde
 
 
 def corpus_metrics(sources: Sequence[Sequence[str]], hyps: Sequence[Sequence[str]],
-                   refs: Sequence[Sequence[str]]) -> dict:
-    """Averages x100: `xmatch`, `bleu`, `sari`, `gleu`, `copy` (prediction equals the source)."""
+                   refs: Sequence[Sequence[str]], comment: bool = False) -> dict:
+    """Averages x100: `xmatch`, `bleu`, `sari`, `gleu`, `copy` (prediction equals the source); with
+    `comment`, of the subtokenised comments (`subtokenize_comment`)."""
+    if comment:
+        sources, hyps, refs = ([subtokenize_comment(t) for t in ts] for ts in (sources, hyps, refs))
     n = max(len(hyps), 1)
     return {
         "xmatch": 100 * sum(exact_match(h, r) for h, r in zip(hyps, refs)) / n,

@@ -73,11 +73,11 @@ def score_targets(params, shape, tok: Tokenizer, examples: list[dict], hyps: lis
 
 
 def bleu_scorer(shape, tok: Tokenizer, examples: list[dict], fmt: str, *, src_len: int, max_len: int,
-                beam_size: int, alpha: float, batch_size: int):
+                beam_size: int, alpha: float, batch_size: int, comment: bool = False):
     """`state -> BLEU` (x100, sentence-level averaged, of the top beam's target) on `examples`: the
     score of `core.train.restore_best` for selection on validation BLEU (spec 2.3: early stopping
     on validation BLEU with beam 5; the released code scores the whole output, plan included, we
-    score the target, which is what the test metrics see)."""
+    score the target, which is what the test metrics see; `comment`: of subtokenised comments)."""
     from jaxlab.coditt5.metrics import corpus_metrics
 
     sources, refs = [ex["source"] for ex in examples], [ex["target"] for ex in examples]
@@ -85,6 +85,6 @@ def bleu_scorer(shape, tok: Tokenizer, examples: list[dict], fmt: str, *, src_le
     def valid_bleu(state) -> float:
         h, _ = decode_examples(state.params, shape, tok, examples, fmt, src_len=src_len, max_len=max_len,
                                beam_size=beam_size, alpha=alpha, batch_size=batch_size)
-        return corpus_metrics(sources, [b[0] for b in h], refs)["bleu"]
+        return corpus_metrics(sources, [b[0] for b in h], refs, comment=comment)["bleu"]
 
     return valid_bleu

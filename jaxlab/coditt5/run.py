@@ -132,7 +132,8 @@ def _model_params(run: actions.Loaded, workdir: pathlib.Path, fmt: str, function
         valid = training.task_examples(c, functions or training.load_functions(c), "valid")[:c.eval_examples]
         metric, mode = rerank.bleu_scorer(run.extras["shape"], run.extras["tokenizer"], valid, fmt,
                                           src_len=c.buckets[-1][0], max_len=c.buckets[-1][1], beam_size=c.valid_beam,
-                                          alpha=c.alpha, batch_size=c.eval_batch_size), "max"
+                                          alpha=c.alpha, batch_size=c.eval_batch_size,
+                                          comment=c.task == "comment"), "max"
     state, step, info = train_lib.restore_best(pathlib.Path(workdir) / stage, run.state[stage], metric,
                                                keep=c.finetune.loop.keep, mode=mode)
     return state.params, step, {"select": select, "candidates": info["candidates"], "fallback": info["fallback"]}
@@ -159,7 +160,7 @@ def evaluate(config: CoditConfig, workdir: pathlib.Path, select: str | None = No
                                        alpha=config.alpha, **kw)
         hyps[fmt] = [b[:config.num_return] for b in h]
         own[fmt] = sc[:, :config.num_return]
-        r = corpus_metrics(sources, [b[0] for b in h], refs)
+        r = corpus_metrics(sources, [b[0] for b in h], refs, comment=config.task == "comment")
         r["oracle_xmatch"] = 100 * float(np.mean([any(y == ref for y in b) for b, ref in zip(hyps[fmt], refs)]))
         results[fmt] = dict(r, checkpoint_step=at, selection=selection)
         chosen[fmt] = params
@@ -168,7 +169,8 @@ def evaluate(config: CoditConfig, workdir: pathlib.Path, select: str | None = No
             s_self = rerank.score_targets(chosen[fmt], shape, tok, test, hyps[fmt], fmt, tgt_len=tgt_len, **kw)
             s_other = rerank.score_targets(chosen[other], shape, tok, test, hyps[fmt], other, tgt_len=tgt_len, **kw)
             best = np.argmax(s_self + s_other, axis=1)
-            results[f"rerank_{fmt}"] = corpus_metrics(sources, [b[i] for b, i in zip(hyps[fmt], best)], refs)
+            results[f"rerank_{fmt}"] = corpus_metrics(sources, [b[i] for b, i in zip(hyps[fmt], best)], refs,
+                                                      comment=config.task == "comment")
     results["step"] = run.step
     workdir_lib.write_json(workdir / "evaluation.json", results)
     workdir_lib.update_summary(workdir, "evaluate", results)

@@ -60,6 +60,27 @@ def test_corpus_metrics_copy_and_xmatch():
     assert r["copy"] == 50.0 and r["xmatch"] == 50.0 and r["count"] == 2
 
 
+@pytest.mark.parametrize("text, want", [
+    # tags, comment marks, HTML and inline tags gone; alphanumeric runs and symbols; camelCase split; lowercase
+    ("/** Returns the {@link FooBar} <b>value</b> @param maxSize_2 */",
+     "returns the foo bar value max size _ 2"),
+    # as released, "@link" is removed before "@linkplain" (leaving "plain"); runs of capitals stay whole
+    ("Use {@linkplain HTTPServer#getURL} instead", "use plain httpserver # get url instead"),
+    ("@return the @ throws x2Y value", "the x2 y value"),
+])
+def test_subtokenize_comment_hand_worked(text, want):
+    assert metrics.subtokenize_comment(text) == want.split()
+
+
+def test_comment_metrics_compare_subtokens():
+    src, ref = "returns the old size".split(), "@return the new {@code maxSize}".split()
+    hyp = "the New maxSize".split()  # equal to the reference once subtokenised
+    plain = metrics.corpus_metrics([src], [hyp], [ref])
+    sub = metrics.corpus_metrics([src], [hyp], [ref], comment=True)
+    assert plain["xmatch"] == 0 and sub["xmatch"] == 100 and sub["bleu"] == pytest.approx(100)
+    assert metrics.corpus_metrics([ref], [hyp], [ref], comment=True)["copy"] == 100
+
+
 def test_tokenizer_round_trip_and_reserved_ids():
     corpus = [["def", "foo", "(", "x", ")", ":"], ["return", "foo_bar", "+", "1", "<=", "a>b", "INSERT_TEXT0s"]] * 3
     tok = train_tokenizer(corpus, 200, num_sentinels=4)
