@@ -68,6 +68,9 @@ class GanConfig:
       mbstd_group: minibatch-stddev group size (1: off).
       r1_gamma, r1_every: R1 weight γ and lazy interval; pl_weight, pl_every, pl_batch_shrink,
         pl_decay: path-length regularisation.
+      lazy_updates: on a lazy-regularisation step, the penalty joins the main loss in one optimizer
+        update ("joint") or takes a second update of its own after the main one ("separate", the
+        reference's Greg/Dreg phases; see `gan.make_gan_step`).
       style_mixing: style-mixing probability. ema_kimg, ema_rampup: G-EMA half-life (thousands
         of images) and ramp-up (0: none). w_avg_beta: decay of the tracked w̄.
       truncation_psi: ψ of the samples drawn for figures and the encoder's w̄ offset is w̄ itself.
@@ -91,6 +94,7 @@ class GanConfig:
     pl_every: PositiveInt = 4
     pl_batch_shrink: PositiveInt = 2
     pl_decay: Probability = 0.01
+    lazy_updates: Literal["joint", "separate"] = "joint"
     style_mixing: Probability = 0.9
     ema_kimg: PositiveFloat = 5.0
     ema_rampup: NonNegativeFloat = 0.05

@@ -127,10 +127,14 @@ def ema_beta(gc, step) -> jax.Array:
 
 def make_gan_step(gc, *, jit: bool = True):
     """`step(state, real [B, R, R, 3] in [-1, 1], key) -> (state, metrics)`: a G update, then a D update
-    against fakes of the updated G, then the EMA generator."""
+    against fakes of the updated G, then the EMA generator. On a lazy-regularisation step the
+    penalty (× its interval) joins the main loss in one update (`gc.lazy_updates="joint"`), or
+    takes a second update of its own, with the same optimizer, at the parameters the main update
+    left ("separate", as stylegan2-ada's Greg/Dreg phases)."""
     g, d = make_models(gc)
     r1_w = gc.r1_gamma / 2 * gc.r1_every
     pl_w = gc.pl_weight * gc.pl_every
+    joint = gc.lazy_updates == "joint"
 
     def sample_ws(gp, key, n):
         kz1, kz2, km = jax.random.split(key, 3)
@@ -148,24 +152,24 @@ def make_gan_step(gc, *, jit: bool = True):
         do_pl = state.step % gc.pl_every == 0
         do_r1 = state.step % gc.r1_every == 0
 
+        def pl_term(gp):  # the path-length penalty and the updated running mean of the lengths
+            nb = max(b // gc.pl_batch_shrink, 1)
+            wsp = sample_ws(gp, kpl, nb)
+            r = gc.resolution
+            noise = jax.random.normal(kpn, (nb, r, r, 3)) / math.sqrt(r * r)
+            gw = jax.grad(lambda w: jnp.sum(generate(g, gp, w, kn2, "random") * noise))(wsp)
+            lengths = jnp.sqrt(jnp.mean(jnp.sum(jnp.square(gw), axis=2), axis=1))
+            mean = state.pl_mean + gc.pl_decay * (jnp.mean(lengths) - state.pl_mean)
+            pen = jnp.mean(jnp.square(lengths - jax.lax.stop_gradient(mean)))
+            return pen, jax.lax.stop_gradient(mean)
+
         def g_loss(gp):
             ws = sample_ws(gp, kg, b)
             img = generate(g, gp, ws, kn1, "random")
             loss = jnp.mean(jax.nn.softplus(-d_apply(state.d.params, img)))
 
-            def pl_term(_):
-                nb = max(b // gc.pl_batch_shrink, 1)
-                wsp = sample_ws(gp, kpl, nb)
-                r = gc.resolution
-                noise = jax.random.normal(kpn, (nb, r, r, 3)) / math.sqrt(r * r)
-                gw = jax.grad(lambda w: jnp.sum(generate(g, gp, w, kn2, "random") * noise))(wsp)
-                lengths = jnp.sqrt(jnp.mean(jnp.sum(jnp.square(gw), axis=2), axis=1))
-                mean = state.pl_mean + gc.pl_decay * (jnp.mean(lengths) - state.pl_mean)
-                pen = jnp.mean(jnp.square(lengths - jax.lax.stop_gradient(mean)))
-                return pen, jax.lax.stop_gradient(mean)
-
-            if gc.pl_weight > 0:  # not traced at all when off
-                pen, pl_mean = jax.lax.cond(do_pl, pl_term, lambda _: (jnp.zeros(()), state.pl_mean), None)
+            if gc.pl_weight > 0 and joint:  # not traced at all when off
+                pen, pl_mean = jax.lax.cond(do_pl, lambda: pl_term(gp), lambda: (jnp.zeros(()), state.pl_mean))
             else:
                 pen, pl_mean = jnp.zeros(()), state.pl_mean
             w_mean = jnp.mean(jax.lax.stop_gradient(ws[:, 0]), axis=0)
@@ -173,18 +177,30 @@ def make_gan_step(gc, *, jit: bool = True):
 
         (_, (g_main, pl_pen, pl_mean, w_mean)), g_grads = jax.value_and_grad(g_loss, has_aux=True)(state.g.params)
         g_state = state.g.apply_gradients(g_grads)
+        if gc.pl_weight > 0 and not joint:  # a second G update on the penalty alone, at the updated G
+            def g_reg(gs):
+                (_, (pen, mean)), grads = jax.value_and_grad(
+                    lambda gp: (lambda pm: (pl_w * pm[0], pm))(pl_term(gp)), has_aux=True)(gs.params)
+                return gs.apply_gradients(grads), pen, mean
+            g_state, pl_pen, pl_mean = jax.lax.cond(do_pl, g_reg, lambda gs: (gs, jnp.zeros(()), state.pl_mean),
+                                                    g_state)
         fake = jax.lax.stop_gradient(generate(g, g_state.params, sample_ws(g_state.params, kd, b), kn2, "random"))
 
         def d_loss(dp):
             lf, lr = d_apply(dp, fake), d_apply(dp, real)
             loss = jnp.mean(jax.nn.softplus(lf)) + jnp.mean(jax.nn.softplus(-lr))
             r1 = jnp.zeros(())
-            if gc.r1_gamma > 0:
+            if gc.r1_gamma > 0 and joint:
                 r1 = jax.lax.cond(do_r1, lambda: r1_penalty(lambda x: d_apply(dp, x), real), lambda: jnp.zeros(()))
             return loss + r1_w * r1, (loss, r1, jnp.mean(lr), jnp.mean(lf))
 
         (_, (d_main, r1, d_real, d_fake)), d_grads = jax.value_and_grad(d_loss, has_aux=True)(state.d.params)
         d_state = state.d.apply_gradients(d_grads)
+        if gc.r1_gamma > 0 and not joint:  # a second D update on R1 alone, at the updated D
+            def d_reg(ds):
+                r1v, grads = jax.value_and_grad(lambda dp: r1_penalty(lambda x: d_apply(dp, x), real))(ds.params)
+                return ds.apply_gradients(jax.tree.map(lambda gr: r1_w * gr, grads)), r1v
+            d_state, r1 = jax.lax.cond(do_r1, d_reg, lambda ds: (ds, jnp.zeros(())), d_state)
         beta = ema_beta(gc, state.step)
         g_ema = jax.tree.map(lambda e, p: p + beta * (e - p), state.g_ema, g_state.params)
         w_avg = w_mean + gc.w_avg_beta * (state.w_avg - w_mean)

@@ -186,3 +186,35 @@ def test_r1_penalty_matches_finite_differences_on_a_tiny_d():
             g = (np.asarray(f(jnp.asarray(xs + e)))[idx[0]] - np.asarray(f(jnp.asarray(xs - e)))[idx[0]]) / (2 * eps)
             sq += g * g
     np.testing.assert_allclose(r1, sq / 2, rtol=1e-5)
+
+
+@pytest.mark.slow  # compiles two GAN steps with R1 (minutes on 2 loaded cores)
+def test_separate_lazy_update_is_the_main_update_then_an_r1_update():
+    import dataclasses
+
+    from jaxlab.video2stylegan.configs import GanConfig
+
+    gc = GanConfig(resolution=16, z_dim=8, w_dim=8, channel_base=64, channel_max=8, batch_size=4, mbstd_group=2,
+                   r1_gamma=1.0, r1_every=2, pl_weight=0.0, style_mixing=0.0, lazy_updates="separate")
+    state = gan.init_state(gc, 0)
+    real = jax.random.uniform(jax.random.key(3), (4, 16, 16, 3), minval=-1, maxval=1)
+    key = jax.random.key(4)
+    sep_step = jax.jit(gan.make_gan_step(gc, jit=False))  # no donation: the states are reused
+    plain_step = jax.jit(gan.make_gan_step(dataclasses.replace(gc, r1_gamma=0.0), jit=False))
+    sep, m = sep_step(state, real, key)
+    # the same step without R1 (same optimizers), then one R1 update of D by hand at the updated D
+    plain, _ = plain_step(state, real, key)
+    _, d = gan.make_models(gc)
+    r1, grads = jax.value_and_grad(lambda dp: gan.r1_penalty(lambda x: d.apply({"params": dp}, x), real))(
+        plain.d.params)
+    want = plain.d.apply_gradients(jax.tree.map(lambda gr: gc.r1_gamma / 2 * gc.r1_every * gr, grads))
+    for a, b in zip(jax.tree.leaves(sep.d.params), jax.tree.leaves(want.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m["r1"], r1, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(sep.g.params), jax.tree.leaves(plain.g.params)):
+        np.testing.assert_array_equal(a, b)  # G is untouched by D's regulariser
+    # off the regularisation step (step 1 of interval 2) the separate step is the plain one
+    sep1, _ = sep_step(sep, real, key)
+    plain1, _ = plain_step(sep, real, key)
+    for a, b in zip(jax.tree.leaves(sep1.d.params), jax.tree.leaves(plain1.d.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
