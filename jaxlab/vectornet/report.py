@@ -89,7 +89,8 @@ def ablation_table(runs: dict[str, list[str | pathlib.Path]]) -> str:
             lines.append(row(name, [s[key] for s in first]))
     k6 = [s.get("test_nearest_neighbour_k6", {}) for s in first]
     if all("p_fde" in r for r in k6):
-        cells = [f"{n} {np.mean([r[k] for r in k6]):.2f} +- {np.std([r[k] for r in k6], ddof=1):.2f}"
+        sd = (lambda v: np.std(v, ddof=1) if len(v) > 1 else 0.0)  # as the table's rows
+        cells = [f"{n} {np.mean([r[k] for r in k6]):.2f} +- {sd([r[k] for r in k6]):.2f}"
                  for k, n in (("fde", "minFDE"), ("p_fde", "p-minFDE"), ("brier_fde", "brier-minFDE"),
                               ("p_miss", "p-miss rate"))]
         lines += ["", "nearest 6 training scenes with their probabilities (`baselines.guess_probs`): "
