@@ -306,24 +306,31 @@ def restore_best(workdir: str | pathlib.Path, state: Any, metric: str | Callable
     manager = ckpt_lib.CheckpointManager(workdir / "checkpoints", max_to_keep=keep)
     try:
         kept = manager.all_steps()
-        candidates = {}
+        candidates, best = {}, None  # best: (key, state) of the best scored so far (a function's scores)
+        sign = 1.0 if mode == "min" else -1.0
+        template = serialization.to_state_dict(state)
+
+        def load(step):
+            return serialization.from_state_dict(state, manager.restore(step, template))
+
         for step in kept:
             try:
                 ckpt_lib.verify(step, manager.step_dir(step))
             except ckpt_lib.CorruptCheckpointError as e:
                 warnings.warn(f"{e}; it is not a selection candidate", RuntimeWarning, stacklevel=2)
                 continue
-            if callable(metric):
-                tree = manager.restore(step, serialization.to_state_dict(state))
-                candidates[step] = float(metric(serialization.from_state_dict(state, tree)))
+            if callable(metric):  # scored restored: keep the best rather than restore it twice
+                restored = load(step)
+                candidates[step] = float(metric(restored))
+                if best is None or (sign * candidates[step], step) < best[0]:
+                    best = ((sign * candidates[step], step), restored)
             elif step in values:
                 candidates[step] = values[step]
         info = {"candidates": candidates, "latest_step": max(kept) if kept else None}
         if candidates:
-            sign = 1.0 if mode == "min" else -1.0
             step = min(candidates, key=lambda s: (sign * candidates[s], s))
-            tree = manager.restore(step, serialization.to_state_dict(state))
-            return serialization.from_state_dict(state, tree), step, dict(info, value=candidates[step], fallback=False)
+            chosen = best[1] if best is not None else load(step)
+            return chosen, step, dict(info, value=candidates[step], fallback=False)
     finally:
         manager.close()
     what = "a score" if callable(metric) else f"a logged {metric!r}"
