@@ -1,8 +1,10 @@
-"""Benchmark: jaxlab's Flax T5 vs a PyTorch T5 of the same shape (written the way `transformers`'
-`modeling_t5.py` computes it: ReLU FF, RMSNorm, relative bias from layer 0, tied embeddings),
-on the same random batch: one AdamW training step (tokens/s) and greedy decoding with a key/value
-cache (generated tokens/s). jaxlab's step is the engine's `train.make_train_step` around
-`jaxlab.coditt5.training.make_loss_fn`, its decoding `jaxlab.coditt5.decoding.greedy`.
+"""Benchmark: jaxlab's Flax T5 vs `transformers`' `T5ForConditionalGeneration` and vs a lean
+PyTorch T5 of the same shape (written the way `transformers`' `modeling_t5.py` computes it: ReLU
+FF, RMSNorm, relative bias from layer 0, tied embeddings, without its generality), on the same
+random batch: one AdamW training step (tokens/s) and greedy decoding with a key/value cache
+(generated tokens/s; jaxlab and the lean model, same weights). jaxlab's step is the engine's
+`train.make_train_step` around `jaxlab.coditt5.training.make_loss_fn`, compiled as `jaxlab
+coditt5` compiles it; its decoding `jaxlab.coditt5.decoding.greedy`.
 Medians of alternating repeats, compile time apart, load average before and after, a
 1-thread and an all-threads column per peer (`--threads both|1|all`, see
 `jaxlab.core.benchmark`).
@@ -174,7 +176,7 @@ def main():
     model = T5(shape)
     params = jax.jit(lambda: model.init(jax.random.key(0), src[:1], labels[:1]))()["params"]
     state = train_lib.TrainState.create(params=params, tx=optax.adamw(1e-4))
-    jstep = train_lib.make_train_step(training.make_loss_fn(shape))
+    jstep = train_lib.make_train_step(training.make_loss_fn(shape), compiler_options=training.compiler_options())
     box = {"state": state}
     batch = {"src": src, "labels": labels}
 
@@ -198,6 +200,22 @@ def main():
     opt = torch.optim.AdamW(tm.parameters(), lr=1e-4)
     ts, ty = torch.from_numpy(src).long(), torch.from_numpy(labels).long()
     ty_in = torch.cat([torch.zeros_like(ty[:, :1]), ty[:, :-1]], 1)
+
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    hf = T5ForConditionalGeneration(T5Config(
+        vocab_size=shape.vocab_size, d_model=shape.d_model, d_kv=shape.d_kv, d_ff=shape.d_ff,
+        num_layers=shape.num_encoder_layers, num_decoder_layers=shape.num_decoder_layers, num_heads=shape.num_heads,
+        relative_attention_num_buckets=shape.num_buckets, relative_attention_max_distance=shape.max_distance,
+        dropout_rate=0.0, feed_forward_proj="relu", tie_word_embeddings=True, pad_token_id=0, eos_token_id=EOS,
+        decoder_start_token_id=0)).train()
+    hf_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
+    hf_mask = ts > 0
+
+    def hfrun():
+        hf_opt.zero_grad()
+        hf(input_ids=ts, attention_mask=hf_mask, labels=ty).loss.backward()
+        hf_opt.step()
 
     def trun():
         opt.zero_grad()
@@ -227,7 +245,7 @@ def main():
 
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
-        train_t = benchmark.alternate({"jaxlab": jrun, "PyTorch": trun}, args.repeats)
+        train_t = benchmark.alternate({"jaxlab": jrun, "PyTorch": trun, "transformers": hfrun}, args.repeats)
         dm.load_state_dict(torch_state_dict(box["state"].params, shape), strict=True)
         ours = np.asarray(greedy()[0])
         theirs = tdec()
@@ -239,12 +257,14 @@ def main():
     print(f"shape {args.shape} (d {shape.d_model}, {shape.num_encoder_layers}+{shape.num_decoder_layers} layers), "
           f"vocab {args.vocab}, batch {args.batch}, src {args.src}, tgt {args.tgt}, decode {args.decode_len}")
     res = benchmark.Results()
-    t = res.table("T5 training step and greedy decoding", ["jaxlab", "PyTorch"], unit="ms",
+    t = res.table("T5 training step and greedy decoding", ["jaxlab", "PyTorch", "transformers"], unit="ms",
                   extras=["jaxlab compile (s)"])
     t.add(f"train step, AdamW ({args.batch * args.tgt} tokens)", train_t,
           **{"jaxlab compile (s)": f"{compile_train:.1f}"})
     t.add(f"greedy decode, KV cache (at most {args.batch * args.decode_len} tokens)", dec_t,
           **{"jaxlab compile (s)": f"{compile_dec:.1f}"})
+    res.note("PyTorch: the lean T5 above; transformers: T5ForConditionalGeneration of the same shape (its "
+             "default attention, dropout 0, the loss it computes from `labels`), trained only.")
     res.note(f"Decoding: both peers decode with the same weights (jaxlab's after the training repeats) and the "
              f"same rule (at most {args.decode_len} steps, stop once every row has emitted EOS); the PyTorch loop "
              f"ran {steps} steps, and {100 * same:.0f}% of rows decoded identical tokens.")

@@ -62,7 +62,7 @@ def main():
 
     # ---- jaxlab
     state = training.init_state(cfg)
-    step = train_lib.make_train_step(training.make_loss_fn(cfg))
+    step = train_lib.make_train_step(training.make_loss_fn(cfg), compiler_options=training.compiler_options(cfg))
     predict = training.make_predict_fn(cfg)
     jb = jax.device_put(batch)
     t0 = time.perf_counter()

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Experiments 1-3 of experiments/coditt5/README.md at a CPU scale: edit-aware (CoditT5) vs span
-# (T5) pretraining, each followed by edit-plan and plain fine-tuning on the review task, then
-# beam search, metrics and reranking; 3 seeds, paired by seed (same task split, same test set).
+# (T5) pretraining, each followed by edit-plan and plain fine-tuning on one task (review by
+# default; TASK=bugfix|comment picks another), then beam search, metrics and reranking; 3 seeds,
+# paired by seed (same task split, same test set).
 #
 #   bash experiments/coditt5/run_experiments.sh OUT [SEEDS...]     # default seeds: 0 1 2
+#   TASK=bugfix bash experiments/coditt5/run_experiments.sh OUT    # runs OUT/bugfix-<objective>-s<seed>
 #   python experiments/coditt5/report.py OUT                       # tables with 95% intervals
 #
 # A finished stage is not rerun (the actions resume from their checkpoints).
 set -euo pipefail
 OUT="${1:?usage: run_experiments.sh OUT [SEEDS...]}"; shift
 SEEDS=("${@:-0 1 2}"); SEEDS=(${SEEDS[*]})
+TASK="${TASK:-review}"
 SCALE=(
-  --config default --config.task=review --config.max_code_tokens=24
+  --config default --config.task=$TASK --config.max_code_tokens=24
   "--config.buckets=((48,64),(80,112))"
   --config.model.vocab_size=2000 --config.model.d_model=64 --config.model.num_heads=4
   --config.model.d_kv=16 --config.model.d_ff=256
@@ -24,7 +27,7 @@ SCALE=(
 )
 for seed in "${SEEDS[@]}"; do
   for obj in edit span; do
-    W="$OUT/review-$obj-s$seed"
+    W="$OUT/$TASK-$obj-s$seed"
     echo "== $W"
     jaxlab coditt5 pretrain "${SCALE[@]}" --config.pretrain_objective=$obj --config.seed=$seed --workdir "$W"
     jaxlab coditt5 finetune "${SCALE[@]}" --config.pretrain_objective=$obj --config.seed=$seed --workdir "$W"

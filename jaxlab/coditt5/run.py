@@ -40,7 +40,7 @@ def _fit(config: CoditConfig, stage_cfg, shape, train_pairs, valid_pairs, stage:
     if init_params is not None:  # a copy: the train step donates its state's buffers
         params = jax.tree.map(jnp.copy, init_params)
         state = state.replace(params=params, opt_state=state.tx.init(params))
-    step_fn = train_lib.make_train_step(training.make_loss_fn(shape))
+    step_fn = train_lib.make_train_step(training.make_loss_fn(shape), compiler_options=training.compiler_options())
     eval_fn = training.make_eval_fn(shape, valid)
     state, history = train_lib.fit(state, step_fn, lambda s: buckets.batch(s, config.seed), loop=stage_cfg.loop,
                                    workdir=stage, seed=config.seed, eval_fn=eval_fn, desc=stage.name)

@@ -116,29 +116,33 @@ _M_ARENA_MAX = -8
 
 
 _CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+_CPU_OPTIONS_REDUCE = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
 
 
 @functools.cache
-def _cpu_options_supported() -> bool:
+def _cpu_options_supported(fusion_types: str = _CPU_OPTIONS["xla_cpu_experimental_ynn_fusion_type"]) -> bool:
     import jax
     import jax.numpy as jnp
 
     try:
-        jax.jit(jnp.sum, compiler_options=_CPU_OPTIONS).lower(jnp.ones(2)).compile()
+        options = {"xla_cpu_experimental_ynn_fusion_type": fusion_types}
+        jax.jit(jnp.sum, compiler_options=options).lower(jnp.ones(2)).compile()
     except Exception:  # an XLA without the option: run with its defaults
         return False
     return True
 
 
-def cpu_compiler_options() -> dict | None:
-    """`compiler_options` for `jax.jit` of jaxlab's steps: YNNPACK fusions for dots only
-    on the CPU backend; None elsewhere, where the XLA build lacks the option, or when
-    the environment sets `JAXLAB_CPU_COMPILER_OPTIONS=0`."""
+def cpu_compiler_options(reductions: bool = False) -> dict | None:
+    """`compiler_options` for `jax.jit` of jaxlab's steps on the CPU backend: YNNPACK
+    fusions for dots, and also for reductions with `reductions=True` (see the module
+    docstring for when that pays); None elsewhere, where the XLA build lacks the option,
+    or when the environment sets `JAXLAB_CPU_COMPILER_OPTIONS=0`."""
     import jax
 
     if os.environ.get("JAXLAB_CPU_COMPILER_OPTIONS", "1") == "0" or jax.default_backend() != "cpu":
         return None
-    return dict(_CPU_OPTIONS) if _cpu_options_supported() else None
+    options = _CPU_OPTIONS_REDUCE if reductions else _CPU_OPTIONS
+    return dict(options) if _cpu_options_supported(options["xla_cpu_experimental_ynn_fusion_type"]) else None
 
 
 @functools.cache

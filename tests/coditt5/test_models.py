@@ -120,3 +120,28 @@ def test_forward_equals_the_pytorch_t5_of_the_benchmark():
         ts = torch.from_numpy(np.array(SRC)).long()
         theirs = tm.decode(torch.from_numpy(np.array(tgt_in)).long(), tm.encode(ts), ts)[0].numpy()
     np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_token_loss_against_log_softmax_and_argmax():
+    """The CPU-friendly head (iota pick, max comparison, compiled with YNNPACK reductions)
+    against a float64 NumPy log-softmax and arg-max, pads excluded, values and gradient."""
+    from jaxlab.coditt5 import training
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 7, 50)).astype(np.float32) * 3
+    labels = rng.integers(1, 50, (3, 7)).astype(np.int32)
+    labels[1, 4:] = 0  # pads
+    labels[2, 0] = int(np.argmax(logits[2, 0]))  # at least one correct token
+    f = jax.jit(training.token_loss, compiler_options=training.compiler_options())
+    total, correct, n = (float(v) for v in f(logits, labels))
+    x = logits.astype(np.float64)
+    logp = x - x.max(-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+    valid = labels != 0
+    ce = -np.take_along_axis(logp, labels[..., None], -1)[..., 0]
+    assert n == valid.sum()
+    np.testing.assert_allclose(total, ce[valid].sum(), rtol=1e-5)
+    assert correct == ((x.argmax(-1) == labels) & valid).sum() >= 1
+    grad = jax.grad(lambda lg: training.token_loss(lg, labels)[0])(logits)
+    expected = (np.exp(logp) - np.eye(50)[labels]) * valid[..., None]
+    np.testing.assert_allclose(np.asarray(grad), expected, atol=1e-5)

@@ -84,5 +84,19 @@ def test_cpu_compiler_options_compile_and_keep_results(monkeypatch):
     f = lambda x: jax.nn.log_softmax(jnp.sum(x * x[::-1], -1))
     np.testing.assert_allclose(np.asarray(jax.jit(f, compiler_options=opts)(x)),
                                np.asarray(jax.jit(f)(x)), rtol=1e-5, atol=1e-5)
+    # with YNNPACK reductions: sums over leading axes (bias gradients), a long-row max and a
+    # short softmax, against XLA's own loops and against NumPy in float64
+    ropts = runtime.cpu_compiler_options(reductions=True)
+    assert ropts is None or "LIBRARY_FUSION_TYPE_REDUCE" in ropts["xla_cpu_experimental_ynn_fusion_type"]
+    y = jnp.asarray(np.random.default_rng(1).normal(size=(8, 12, 20, 64)), jnp.float32)
+    g = lambda y: (jnp.sum(y, (0, 1, 2)), jnp.max(y.reshape(96, -1), -1), jax.nn.softmax(y[..., :5], -1))
+    got = jax.jit(g, compiler_options=ropts)(y)
+    y64 = np.asarray(y, np.float64)
+    e = np.exp(y64[..., :5] - y64[..., :5].max(-1, keepdims=True))
+    for a, b, ref in zip(got, jax.jit(g)(y), (y64.sum((0, 1, 2)), y64.reshape(96, -1).max(-1),
+                                             e / e.sum(-1, keepdims=True))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(a), ref, rtol=1e-4, atol=1e-4)
     monkeypatch.setenv("JAXLAB_CPU_COMPILER_OPTIONS", "0")
     assert runtime.cpu_compiler_options() is None
+    assert runtime.cpu_compiler_options(reductions=True) is None
