@@ -6,6 +6,9 @@
 #
 #   bash experiments/coditt5/run_experiments.sh OUT [SEEDS...]     # default seeds: 0 1 2
 #   TASK=bugfix bash experiments/coditt5/run_experiments.sh OUT    # runs OUT/bugfix-<objective>-s<seed>
+#
+# OBJECTIVES="edit" runs one pretraining objective only; PRETRAINED=OUT/bugfix fine-tunes from the
+# pretraining (and tokenizer) of the runs PRETRAINED-<objective>-s<seed> instead of pretraining again.
 #   python experiments/coditt5/report.py OUT                       # tables with 95% intervals
 #
 # A finished stage is not rerun (the actions resume from their checkpoints).
@@ -13,6 +16,8 @@ set -euo pipefail
 OUT="${1:?usage: run_experiments.sh OUT [SEEDS...]}"; shift
 SEEDS=("${@:-0 1 2}"); SEEDS=(${SEEDS[*]})
 TASK="${TASK:-review}"
+OBJECTIVES=(${OBJECTIVES:-edit span})
+PRETRAINED="${PRETRAINED:-}"
 SCALE=(
   --config default --config.task=$TASK --config.max_code_tokens=24
   "--config.buckets=((48,64),(80,112))"
@@ -26,11 +31,17 @@ SCALE=(
   --config.finetune.loop.keep=8 --config.eval_examples=1000
 )
 for seed in "${SEEDS[@]}"; do
-  for obj in edit span; do
+  for obj in "${OBJECTIVES[@]}"; do
     W="$OUT/$TASK-$obj-s$seed"
     echo "== $W"
-    jaxlab coditt5 pretrain "${SCALE[@]}" --config.pretrain_objective=$obj --config.seed=$seed --workdir "$W"
-    jaxlab coditt5 finetune "${SCALE[@]}" --config.pretrain_objective=$obj --config.seed=$seed --workdir "$W"
+    INIT=()
+    if [ -n "$PRETRAINED" ]; then
+      INIT=(--config.init_from="$PRETRAINED-$obj-s$seed")
+    else
+      jaxlab coditt5 pretrain "${SCALE[@]}" --config.pretrain_objective=$obj --config.seed=$seed --workdir "$W"
+    fi
+    jaxlab coditt5 finetune "${SCALE[@]}" --config.pretrain_objective=$obj --config.seed=$seed "${INIT[@]}" \
+      --workdir "$W"
     jaxlab coditt5 evaluate --workdir "$W"
   done
 done
