@@ -188,6 +188,29 @@ def test_r1_penalty_matches_finite_differences_on_a_tiny_d():
     np.testing.assert_allclose(r1, sq / 2, rtol=1e-5)
 
 
+def test_r1_parameter_gradient_as_patches_equals_xla_convolutions(monkeypatch):
+    """The penalty's gradient with respect to D's parameters (a second derivative) with the
+    convolutions as patches (`second_order_convs`, the CPU default) equals the one through
+    XLA's convolutions, and the patched program holds no convolution at all."""
+    from jaxlab.nn import conv as conv_lib
+
+    d = models.Discriminator(resolution=8, channel_base=32, channel_max=4, mbstd_group=1)
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+    p = d.init(jax.random.key(1), x)["params"]
+    loss = lambda q: gan.r1_penalty(lambda xx: d.apply({"params": q}, xx), x)
+    with conv_lib.use("auto"):
+        patched = jax.jit(jax.grad(loss))
+        hlo = patched.lower(p).compile().as_text()
+        g_patch = patched(p)
+    monkeypatch.setattr(gan, "second_order_convs", lambda: conv_lib.use("xla"))
+    with conv_lib.use("xla"):
+        g_xla = jax.jit(jax.grad(loss))(p)
+    assert " convolution(" not in hlo
+    for a, b in zip(jax.tree.leaves(g_patch), jax.tree.leaves(g_xla)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=1e-6)
+    assert max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(g_xla)) > 1e-4  # not all zero
+
+
 @pytest.mark.slow  # compiles two GAN steps with R1 (minutes on 2 loaded cores)
 def test_separate_lazy_update_is_the_main_update_then_an_r1_update():
     import dataclasses
