@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxlab.core import optim
+from jaxlab.core import optim, runtime
 from jaxlab.core import train as train_lib
 from jaxlab.vitas import augment as aug_lib
 from jaxlab.vitas import data as data_lib
@@ -68,7 +68,9 @@ def make_supernet_step(config: VitasConfig, space: Space):
             logits = supernet_forward(space, params, x, batch["arch"], pi)
             acc = jnp.mean(jnp.argmax(logits, -1) == batch["y"])
             return soft_ce(logits, y, c.label_smoothing), ({"accuracy": acc}, None)
-        return train_lib.make_train_step(loss_fn)
+        # YNNPACK also for reductions on the CPU (masked LayerNorms, softmaxes): 23 -> 17, 32 -> 25 and
+        # 142 -> 131 ms on three sampled architectures of `default`, batch 64, one core
+        return train_lib.make_train_step(loss_fn, compiler_options=runtime.cpu_compiler_options(reductions=True))
 
     def step(state, batch, key):
         pi = 0 if space.cfg.release_patch_bug else int(batch["patch"])
