@@ -17,9 +17,10 @@ from __future__ import annotations
 import argparse
 import math
 
-from jaxlab.core import benchmark
+from jaxlab.core import benchmark, runtime
 
 SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
+ALLOCATOR = runtime.tune_host_allocator()  # as the `jaxlab` command does; PyTorch shares it
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -245,6 +246,8 @@ def main():
 
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
+        print("host allocator: " + ("tuned as by the jaxlab command (runtime.tune_host_allocator), shared by PyTorch"
+                                     if ALLOCATOR else "glibc defaults"))
         train_t = benchmark.alternate({"jaxlab": jrun, "PyTorch": trun, "transformers": hfrun}, args.repeats)
         dm.load_state_dict(torch_state_dict(box["state"].params, shape), strict=True)
         ours = np.asarray(greedy()[0])

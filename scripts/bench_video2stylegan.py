@@ -6,7 +6,8 @@ PyTorch (eager, NCHW, grouped-conv modulation, the usual StyleGAN2 PyTorch style
 Measures (medians of alternating repeats): generator forward+backward (loss = mean G(z)²,
 gradients for all parameters) and generator forward; the first JAX call (compile) is
 reported apart. The weights are copied from Flax to PyTorch and the outputs compared
-first. Load average before and after; a 1-thread and an all-threads column per peer
+first. The host allocator is tuned as the `jaxlab` command tunes it (`runtime.tune_host_allocator`; PyTorch
+shares it). Load average before and after; a 1-thread and an all-threads column per peer
 (see `jaxlab.core.benchmark`).
 """
 
@@ -19,6 +20,7 @@ import time
 from jaxlab.core import benchmark, runtime
 
 SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
+ALLOCATOR = runtime.tune_host_allocator()  # as the `jaxlab` command does; PyTorch shares it
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -149,6 +151,8 @@ def main():
 
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
+        print("host allocator: " + ("tuned as by the jaxlab command (runtime.tune_host_allocator), shared by PyTorch"
+                                     if ALLOCATOR else "glibc defaults"))
         torch_fwd(), torch_step()  # warm-up
         fwd_t = benchmark.alternate({"jaxlab": lambda: jax.block_until_ready(fwd(params, z)), "PyTorch": torch_fwd},
                                     args.repeats)

@@ -27,9 +27,10 @@ import dataclasses
 import itertools
 import time
 
-from jaxlab.core import benchmark
+from jaxlab.core import benchmark, runtime
 
 SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
+ALLOCATOR = runtime.tune_host_allocator()  # as the `jaxlab` command does; PyTorch shares it
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -240,6 +241,8 @@ def main():
 
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
+        print("host allocator: " + ("tuned as by the jaxlab command (runtime.tune_host_allocator), shared by PyTorch"
+                                     if ALLOCATOR else "glibc defaults"))
         print(f"config: {args.config}  sharing: {cfg.space.sharing}  batch {args.batch}  "
               f"image {cfg.space.image_size}  C={cfg.space.embed_dim} L={cfg.space.depth}  "
               f"torch threads {torch.get_num_threads()}")

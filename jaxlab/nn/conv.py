@@ -154,9 +154,12 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     applies on the CPU (see the module docstring); the same values up to float rounding."""
     if not _applies(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                     feature_group_count, batch_group_count):
-        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                        dimension_numbers, feature_group_count, batch_group_count,
-                                        precision=precision, preferred_element_type=preferred_element_type)
+        static = (tuple(window_strides), _hashable(padding), _tuple_or_none(lhs_dilation),
+                  _tuple_or_none(rhs_dilation), _hashable_dn(dimension_numbers), feature_group_count,
+                  batch_group_count, precision, preferred_element_type)
+        if conv_mode() == "auto" and jax.default_backend() == "cpu":
+            return _xla_bounded(lhs, rhs, static)
+        return _xla_conv(lhs, rhs, static)
     kh, kw, cin_g, f = rhs.shape
     if feature_group_count == 1:
         p = patches(lhs, (kh, kw), tuple(window_strides), padding)  # [B, H', W', kh, kw, C]
@@ -168,6 +171,68 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
 
 def _hashable(padding):
     return padding if isinstance(padding, str) else tuple(tuple(int(v) for v in p) for p in padding)
+
+
+def _tuple_or_none(v):
+    return None if v is None else tuple(v)
+
+
+def _hashable_dn(dn):
+    return tuple(dn) if isinstance(dn, list) else dn
+
+
+def _xla_conv(x, w, static):
+    strides, padding, lhs_dil, rhs_dil, dn, groups, batch_groups, precision, out_type = static
+    return lax.conv_general_dilated(x, w, strides, padding, lhs_dil, rhs_dil, dn, groups, batch_groups,
+                                    precision=precision, preferred_element_type=out_type)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _xla_bounded(x, w, static):
+    """XLA's convolution, whose gradients read their operands behind fusion boundaries.
+
+    XLA:CPU computes the kernel gradient as a convolution over transposed operands
+    (input channels as the batch, the batch as the features) and fuses the elementwise
+    producers of the input and of the output cotangent into those transposes. Such a
+    fused transposing loop runs at a tenth of the speed of a plain transpose: for a
+    `[16, 32, 32, 64]` input modulated per sample (`x * s`), 6.6 ms against 0.6 ms on one
+    core. Here the input is materialised once (`_materialize`) and the tangent of the
+    output passes an identity conditional that is linear, so that its transpose puts the
+    same boundary on the cotangent; the transposes are then plain copies. StyleGAN2
+    generator forward + backward at 32 px, batch 16, one core, host allocator tuned:
+    119 -> 103 ms (median wall time of 20 calls under `jaxlab.core.profiling.op_times`,
+    alternating runs); the transposes went from 26 to 7 ms. Neutral on the classifier's
+    step and MH-UI's PGD (`scripts/bench_core.py`, `scripts/bench_mhui.py`: 1.00x and
+    0.85x against PyTorch with and without it).
+
+    A custom JVP (not a custom VJP), so forward mode (`jax.jvp`, `jax.jacfwd`) works too.
+    """
+    return _xla_conv(x, w, static)
+
+
+def _linear_boundary(t, pred):
+    """`t`, computed once: an identity conditional, linear in `t` (its transpose is the
+    same conditional on the cotangent). Both branches return `t`; `pred` comes from a
+    primal, so XLA cannot fold the conditional away."""
+    return lax.cond(pred, lambda a: a, lambda a: a * 1, t)
+
+
+def _xla_bounded_jvp(static, primals, tangents):
+    x, w = primals
+    dx, dw = tangents
+    (x,) = _materialize(x)
+    y = _xla_conv(x, w, static)
+    zero = jax.custom_derivatives.SymbolicZero
+    parts = [] if isinstance(dx, zero) else [_xla_conv(dx, w, static)]
+    if not isinstance(dw, zero):
+        parts.append(_xla_conv(x, dw, static))
+    if not parts:
+        return y, jnp.zeros_like(y)
+    dy = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+    return y, _linear_boundary(dy, jnp.isfinite(x.reshape(-1)[0]))
+
+
+_xla_bounded.defjvp(_xla_bounded_jvp, symbolic_zeros=True)
 
 
 def _depthwise_sum(x, kernel, strides, padding):

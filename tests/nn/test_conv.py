@@ -113,3 +113,52 @@ def test_depthwise_second_order_and_vmapped_gradients_match_xla(force_patches):
     per_example = lambda f: jax.vmap(jax.grad(f, argnums=(0, 1)), in_axes=(0, None))(x[:, None], k)
     for a, b in zip(per_example(ours), per_example(ref)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_xla_path_gradients_match_lax_through_the_fusion_boundary(monkeypatch):
+    """Ordinary convolutions keep XLA's kernels; on the CPU their backward pass runs behind
+    a fusion boundary (`_xla_bounded`). Its gradients, also reverse-over-reverse and under
+    vmap, and with a modulated input (the producer the boundary keeps out of the
+    transposes), must be those of `lax.conv_general_dilated`."""
+    monkeypatch.setenv("JAXLAB_CONV", "auto")
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(2, 6, 6, 5)), jnp.float32)
+    s = jnp.asarray(rng.normal(size=(2, 5)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(3, 3, 5, 4)), jnp.float32)
+
+    def loss(impl, stride=(1, 1), groups=1):
+        def f(x, s, k):
+            y = impl(x * s[:, None, None, :], k, stride, "SAME", dimension_numbers=DN, feature_group_count=groups)
+            return jnp.sum(jnp.tanh(y) ** 2)
+        return f
+
+    for stride in ((1, 1), (2, 2)):
+        ours, ref = loss(conv.conv_general_dilated, stride), loss(lax.conv_general_dilated, stride)
+        for a, b in zip(jax.grad(ours, argnums=(0, 1, 2))(x, s, k), jax.grad(ref, argnums=(0, 1, 2))(x, s, k)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # grouped (the fused modulated convolution of StyleGAN2 is one)
+    kg = jnp.asarray(rng.normal(size=(3, 3, 1, 10)), jnp.float32)
+    xs = jnp.concatenate([x, x], axis=-1)[..., :5]
+    ours, ref = loss(conv.conv_general_dilated, groups=5), loss(lax.conv_general_dilated, groups=5)
+    for a, b in zip(jax.grad(ours, argnums=(0, 2))(xs, s, kg), jax.grad(ref, argnums=(0, 2))(xs, s, kg)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # reverse over reverse (R1 and path-length penalties) and per-example gradients
+    ours, ref = loss(conv.conv_general_dilated), loss(lax.conv_general_dilated)
+    r1 = lambda f: jax.grad(lambda k: jnp.sum(jax.grad(f)(x, s, k) ** 2))(k)
+    np.testing.assert_allclose(r1(ours), r1(ref), rtol=1e-4, atol=1e-4)
+    per_example = lambda f: jax.vmap(jax.grad(f, argnums=2), in_axes=(0, 0, None))(x[:, None], s[:, None], k)
+    np.testing.assert_allclose(per_example(ours), per_example(ref), rtol=1e-4, atol=1e-5)
+    hlo = jax.jit(jax.grad(ours, argnums=2)).lower(x, s, k).compile().as_text()
+    assert ("conditional" in hlo) == (jax.default_backend() == "cpu")
+
+
+def test_xla_path_keeps_forward_mode(monkeypatch):
+    monkeypatch.setenv("JAXLAB_CONV", "auto")
+    x = jax.random.normal(jax.random.key(0), (2, 5, 5, 3))
+    k = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
+    f = lambda impl: (lambda x, k: jnp.tanh(impl(x, k, (1, 1), "SAME", dimension_numbers=DN)))
+    ours, ref = f(conv.conv_general_dilated), f(lax.conv_general_dilated)
+    for a, b in zip(jax.jvp(ours, (x, k), (x, k)), jax.jvp(ref, (x, k), (x, k))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(jax.jacfwd(ours, argnums=1)(x, k), jax.jacfwd(ref, argnums=1)(x, k),
+                               rtol=1e-4, atol=1e-5)
