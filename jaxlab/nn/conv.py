@@ -210,10 +210,12 @@ def _xla_bounded(x, w, static):
     return _xla_conv(x, w, static)
 
 
-def _linear_boundary(t, pred):
+def _linear_boundary(t):
     """`t`, computed once: an identity conditional, linear in `t` (its transpose is the
-    same conditional on the cotangent). Both branches return `t`; `pred` comes from a
-    primal, so XLA cannot fold the conditional away."""
+    same conditional on the cotangent). The predicate is a constant behind an
+    optimization barrier, so that XLA does not fold the conditional away, and it is
+    never batched, so that `vmap` keeps a conditional rather than a select."""
+    pred = lax.optimization_barrier(jnp.array(True))
     return lax.cond(pred, lambda a: a, lambda a: a * 1, t)
 
 
@@ -229,7 +231,7 @@ def _xla_bounded_jvp(static, primals, tangents):
     if not parts:
         return y, jnp.zeros_like(y)
     dy = parts[0] if len(parts) == 1 else parts[0] + parts[1]
-    return y, _linear_boundary(dy, jnp.isfinite(x.reshape(-1)[0]))
+    return y, _linear_boundary(dy)
 
 
 _xla_bounded.defjvp(_xla_bounded_jvp, symbolic_zeros=True)

@@ -148,6 +148,10 @@ def test_xla_path_gradients_match_lax_through_the_fusion_boundary(monkeypatch):
     np.testing.assert_allclose(r1(ours), r1(ref), rtol=1e-4, atol=1e-4)
     per_example = lambda f: jax.vmap(jax.grad(f, argnums=2), in_axes=(0, 0, None))(x[:, None], s[:, None], k)
     np.testing.assert_allclose(per_example(ours), per_example(ref), rtol=1e-4, atol=1e-5)
+    # the gradient of a vmapped loss (ensemble members as in MH-UI), per-member kernels
+    members = jnp.stack([k, -k, 2 * k])
+    vm = lambda f: jax.grad(lambda ks: jnp.sum(jax.vmap(f, in_axes=(None, None, 0))(x, s, ks)))(members)
+    np.testing.assert_allclose(vm(ours), vm(ref), rtol=1e-4, atol=1e-4)
     hlo = jax.jit(jax.grad(ours, argnums=2)).lower(x, s, k).compile().as_text()
     assert ("conditional" in hlo) == (jax.default_backend() == "cpu")
 
