@@ -2,6 +2,7 @@
 
     python experiments/coditt5/report.py OUT        # prints the tables, writes OUT/tables.md
                                                     # and experiments/coditt5/figures/experiments.png
+    python experiments/coditt5/report.py OUT --task bugfix   # results-bugfix.json, experiments-bugfix.png
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from jaxlab.coditt5 import report
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=pathlib.Path, help="the OUT folder given to run_experiments.sh")
+    parser.add_argument("--task", default="review",
+                        help="the TASK of run_experiments.sh; other than review, the results and the "
+                             "figure carry its name")
     args = parser.parse_args()
+    suffix = "" if args.task == "review" else f"-{args.task}"
     rows = report.collect_runs(args.out)
     if not rows:
         raise SystemExit(f"no evaluated run in {args.out}: run experiments/coditt5/run_experiments.sh first")
@@ -24,8 +29,8 @@ def main() -> None:
     print(tables)
     (args.out / "tables.md").write_text(tables + "\n")
     here = pathlib.Path(__file__).parent
-    (here / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
-    print(report.plot_experiments(rows, here))
+    (here / f"results{suffix}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(report.plot_experiments(rows, here, f"experiments{suffix}"))
 
 
 if __name__ == "__main__":

@@ -101,8 +101,8 @@ def experiment_tables(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def plot_experiments(rows: list[dict], workdir: str | pathlib.Path) -> pathlib.Path:
-    """`figures/experiments.png`: xMatch and SARI of each (pretraining, model), seed means with
+def plot_experiments(rows: list[dict], workdir: str | pathlib.Path, name: str = "experiments") -> pathlib.Path:
+    """`figures/<name>.png`: xMatch and SARI of each (pretraining, model), seed means with
     95% intervals and the seeds as dots."""
     objectives = sorted({r["objective"] for r in rows}, key=lambda o: ("edit", "span", "none").index(o))
     fig, axes = plotting.subplots(1, 2, figsize=(9, 3.2))
@@ -119,4 +119,4 @@ def plot_experiments(rows: list[dict], workdir: str | pathlib.Path) -> pathlib.P
         ax.set_xticks(range(len(MODELS)), [m.replace("_", "\n") for m in MODELS], fontsize=8)
         ax.set_ylabel(metric)
     axes[0].legend(fontsize=7)
-    return plotting.save_figure(fig, workdir, "experiments")
+    return plotting.save_figure(fig, workdir, name)
