@@ -16,7 +16,8 @@ layouts), and inputs with a single channel. There:
 `conv_general_dilated` is a drop-in replacement for `jax.lax.conv_general_dilated` that
 takes these paths on the CPU backend where they apply (2-D, `NHWC`/`HWIO`, no input or
 kernel dilation, ungrouped or depthwise) and measured faster (`prefers_patches`), and
-calls XLA's convolution otherwise. The choice is made per call at trace time, from
+calls XLA's convolution otherwise (on the CPU with its gradients' operands behind fusion
+boundaries, `_xla_bounded`). The choice is made per call at trace time, from
 static shapes, so one compiled program mixes both; `JAXLAB_CONV` or `use(...)`
 overrides it. `Conv` is `flax.linen.Conv` using it, with the same parameters
 (checkpoints and `extract_subnet` functions carry over unchanged).
@@ -200,10 +201,11 @@ def _xla_bounded(x, w, static):
     output passes an identity conditional that is linear, so that its transpose puts the
     same boundary on the cotangent; the transposes are then plain copies. StyleGAN2
     generator forward + backward at 32 px, batch 16, one core, host allocator tuned:
-    119 -> 103 ms (median wall time of 20 calls under `jaxlab.core.profiling.op_times`,
-    alternating runs); the transposes went from 26 to 7 ms. Neutral on the classifier's
-    step and MH-UI's PGD (`scripts/bench_core.py`, `scripts/bench_mhui.py`: 1.00x and
-    0.85x against PyTorch with and without it).
+    121-123 -> 104 ms (median wall time of 20 calls under `jaxlab.core.profiling.op_times`,
+    two runs each way, alternating); the transposes went from 26 to 7 ms. About neutral
+    where producers are cheap: the classifier's train step 8.17 -> 8.16 ms
+    (`scripts/bench_core.py --threads 1`), MH-UI's PGD-20 0.33 -> 0.32 s
+    (`scripts/bench_mhui.py --threads 1`).
 
     A custom JVP (not a custom VJP), so forward mode (`jax.jvp`, `jax.jacfwd`) works too.
     """
