@@ -12,8 +12,10 @@ temporaries) took 17,900 minor faults per call, and about twice its compute time
 temporaries stay in the heap and are reused (0 faults per call after the first); the
 same applies to PyTorch in the same process.
 
-The `jaxlab` command line and the benchmarks call it; library code never does, since
-it changes the whole process. Accelerator memory is not affected.
+The `jaxlab` command line calls it, and so do the benchmarks except `bench_core`,
+`bench_mhui`, `bench_scalenet` and `bench_lidarfirst` (their published figures were
+taken with glibc's defaults); library code never does, since it changes the whole
+process. Accelerator memory is not affected.
 
 `cpu_compiler_options` is the per-program counterpart: XLA options that jaxlab's own
 jitted steps pass to `jax.jit(compiler_options=...)` on the CPU backend. XLA:CPU hands
