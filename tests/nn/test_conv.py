@@ -138,9 +138,8 @@ def test_xla_path_gradients_match_lax_through_the_fusion_boundary(monkeypatch):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     # grouped (the fused modulated convolution of StyleGAN2 is one)
     kg = jnp.asarray(rng.normal(size=(3, 3, 1, 10)), jnp.float32)
-    xs = jnp.concatenate([x, x], axis=-1)[..., :5]
     ours, ref = loss(conv.conv_general_dilated, groups=5), loss(lax.conv_general_dilated, groups=5)
-    for a, b in zip(jax.grad(ours, argnums=(0, 2))(xs, s, kg), jax.grad(ref, argnums=(0, 2))(xs, s, kg)):
+    for a, b in zip(jax.grad(ours, argnums=(0, 2))(x, s, kg), jax.grad(ref, argnums=(0, 2))(x, s, kg)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     # reverse over reverse (R1 and path-length penalties) and per-example gradients
     ours, ref = loss(conv.conv_general_dilated), loss(lax.conv_general_dilated)
