@@ -246,8 +246,7 @@ def main():
 
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
-        print("host allocator: " + ("tuned as by the jaxlab command (runtime.tune_host_allocator), shared by PyTorch"
-                                     if ALLOCATOR else "glibc defaults"))
+        print(benchmark.allocator_line(ALLOCATOR))
         train_t = benchmark.alternate({"jaxlab": jrun, "PyTorch": trun, "transformers": hfrun}, args.repeats)
         dm.load_state_dict(torch_state_dict(box["state"].params, shape), strict=True)
         ours = np.asarray(greedy()[0])

@@ -151,8 +151,7 @@ def main():
 
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
-        print("host allocator: " + ("tuned as by the jaxlab command (runtime.tune_host_allocator), shared by PyTorch"
-                                     if ALLOCATOR else "glibc defaults"))
+        print(benchmark.allocator_line(ALLOCATOR))
         torch_fwd(), torch_step()  # warm-up
         fwd_t = benchmark.alternate({"jaxlab": lambda: jax.block_until_ready(fwd(params, z)), "PyTorch": torch_fwd},
                                     args.repeats)

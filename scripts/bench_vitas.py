@@ -241,8 +241,7 @@ def main():
 
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
-        print("host allocator: " + ("tuned as by the jaxlab command (runtime.tune_host_allocator), shared by PyTorch"
-                                     if ALLOCATOR else "glibc defaults"))
+        print(benchmark.allocator_line(ALLOCATOR))
         print(f"config: {args.config}  sharing: {cfg.space.sharing}  batch {args.batch}  "
               f"image {cfg.space.image_size}  C={cfg.space.embed_dim} L={cfg.space.depth}  "
               f"torch threads {torch.get_num_threads()}")

@@ -166,6 +166,12 @@ def torch_threads(n: int | None) -> Iterator[int]:
         torch.set_num_threads(old)
 
 
+def allocator_line(tuned: bool) -> str:
+    """How the host allocator was set up, from `runtime.tune_host_allocator()`'s result."""
+    return "host allocator: " + ("tuned as by the jaxlab command (runtime.tune_host_allocator), shared by PyTorch"
+                                 if tuned else "glibc defaults")
+
+
 def device_line() -> str:
     """Which device jaxlab runs on (and torch's version/threads when torch is loaded)."""
     import platform
