@@ -124,18 +124,27 @@ PY
   }
   run "$ROOT/$m-ref" >"$ROOT/$m-ref.out"
 
-  # 2. SIGKILL after the first checkpoint, then rerun.
-  run "$ROOT/$m-kill" >/dev/null 2>&1 &
+  # 2. SIGKILL after the first checkpoint, then rerun. The run gets its own process group
+  # (setsid) and the whole group is killed: killing only the background subshell would
+  # leave `jaxlab` running as an orphan, racing the resumed run in the same workdir.
+  # shellcheck disable=SC2086
+  setsid jaxlab "${m%%-*}" "$train" --config smoke $overrides --workdir "$ROOT/$m-kill" \
+    >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 1 1200); do
     if [ -n "$(find "$ROOT/$m-kill" -name jaxlab_manifest.json 2>/dev/null | head -1)" ]; then break; fi
     sleep 0.1
   done
-  if ! kill -9 "$pid" 2>/dev/null; then
+  if ! kill -9 -- "-$pid" 2>/dev/null; then
     echo "  FAIL: the run finished before it could be killed; give it more steps" >&2
     exit 1
   fi
   wait "$pid" || true
+  for _ in $(seq 1 100); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 -- "-$pid" 2>/dev/null; then
+    echo "  FAIL: processes of the killed run are still alive" >&2
+    exit 1
+  fi
   echo "  killed after checkpoint(s): $(find "$ROOT/$m-kill" -name jaxlab_manifest.json | wc -l)"
   run "$ROOT/$m-kill" >/dev/null
   compare "$m" "$ROOT/$m-ref" "$ROOT/$m-kill" "killed and resumed"
