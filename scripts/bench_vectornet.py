@@ -5,7 +5,9 @@ Both run the paper's network (3 subgraph layers of 64, one global attention laye
 batch of procedural scenes in one process. The PyG peer is written the usual way: the
 vectors of a batch flattened into one node matrix, polyline max-pooling with
 `torch_geometric.utils.scatter(reduce="max")`, polylines gathered per scene with
-`to_dense_batch` for the masked global attention. The host allocator is tuned as the `jaxlab` command does
+`to_dense_batch` for the masked global attention. jaxlab keeps its padded batch and runs
+its subgraph on the polyline length classes that `jaxlab vectornet train` derives from the
+training scenes (`model.length_classes`). The host allocator is tuned as the `jaxlab` command does
 (`runtime.tune_host_allocator`, shared by PyTorch in the process). Reported: median times over alternating
 repeats (scenes/s = batch / time), jaxlab compile time apart, a 1-thread and an
 all-threads column per peer (`--threads both|1|all`, see `jaxlab.core.benchmark`), the
@@ -26,12 +28,14 @@ SETTING = benchmark.configure_threads()  # before jax and torch start their thre
 ALLOCATOR = runtime.tune_host_allocator()  # as the `jaxlab` command does; PyTorch shares it
 
 
-def analytic_macs(p: int, v: int, f: int, w: int = 64, depth: int = 3, g: int = 64, dec: int = 64, t: int = 30) -> int:
+def analytic_macs(p: int, v, f: int, w: int = 64, depth: int = 3, g: int = 64, dec: int = 64, t: int = 30) -> int:
     """Multiply-accumulates of one forward pass over P polylines of V vectors as jaxlab computes
     it (dense layers and attention; LayerNorm, ReLU and max are not counted): after the first
     subgraph layer, each layer multiplies the per-vector half of its input per vector and the
-    per-polyline pool once per polyline (`models._PooledLayer`)."""
-    sub = p * v * f * w + (depth - 1) * (p * v * w * w + p * w * w)
+    per-polyline pool once per polyline (`models._PooledLayer`). `v` is one V for every
+    polyline or a V per polyline (the length classes' budgets)."""
+    n = sum(v) if isinstance(v, (tuple, list)) else p * v  # vectors computed
+    sub = n * f * w + (depth - 1) * (n * w * w + p * w * w)
     glob = 3 * p * (2 * w + 2) * g + 2 * p * p * g
     return sub + glob + (g * dec + dec * 2 * t)
 
@@ -58,12 +62,18 @@ def main():
     idx = np.arange(args.batch) % args.scenes
     batch = {k: arrays[k][idx] for k in training.BATCH_KEYS}
     b, p, v, f = batch["vectors"].shape
-    print(f"batch {b} scenes, budget {p} polylines x {v} vectors")
+    print(f"batch {b} scenes, budget {p} polylines x {v} vectors; real vectors {batch['vec_mask'].mean():.0%} "
+          f"of the budget")
 
     # ---- jaxlab
     state = training.init_state(cfg)
-    step = train_lib.make_train_step(training.make_loss_fn(cfg), compiler_options=training.compiler_options(cfg))
-    predict = training.make_predict_fn(cfg)
+    # the subgraph's length classes, derived from the scenes the batches come from, as `train` does
+    slots = training.slot_vectors(cfg, arrays["vec_mask"])
+    step = train_lib.make_train_step(training.make_loss_fn(cfg, slots), compiler_options=training.compiler_options(cfg))
+    predict = training.make_predict_fn(cfg, slots)
+    classes = ", ".join(f"{slots.count(k)} x {k}" for k in sorted(set(slots), reverse=True)) if slots else "off"
+    print(f"jaxlab's subgraph length classes (model.length_classes={cfg.model.length_classes}): {classes} "
+          f"polylines x vectors per scene, {sum(slots or (p * v,)) / (p * v):.0%} of the budget computed")
     jb = jax.device_put(batch)
     t0 = time.perf_counter()
     state, m = step(state, jb, jax.random.key(0))
@@ -166,12 +176,14 @@ def main():
     n_real = int(valid_poly.sum(1).mean()), float(vm.sum(-1)[valid_poly].mean())
     macs_budget = analytic_macs(p, v, f)
     macs_real = analytic_macs(n_real[0], int(round(n_real[1])), f)
+    macs_classes = analytic_macs(p, list(slots), f) if slots else macs_budget
     res = benchmark.Results()
     t = res.table(f"VectorNet, batch {b} scenes", ["jaxlab", "PyG"], unit="ms", extras=["jaxlab compile (s)"])
     t.add("training step", train_t, **{"jaxlab compile (s)": f"{compile_train:.2f}"})
     t.add("inference", infer_t, **{"jaxlab compile (s)": f"{compile_pred:.2f}"})
     res.note(f"scenes/s = {b} / time; medians of {args.repeats} alternating repeats")
     print(f"analytic forward MACs per scene: {macs_budget / 1e6:.1f} M at the padded budget ({p} x {v}), "
+          f"{macs_classes / 1e6:.1f} M on jaxlab's length classes, "
           f"{macs_real / 1e6:.1f} M at this batch's mean real size ({n_real[0]} polylines x {n_real[1]:.1f} vectors); "
           "the paper's best rasterised ConvNet: 10.56 GFLOPs (paper, Table 4)")
     return res

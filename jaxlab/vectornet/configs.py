@@ -15,6 +15,7 @@ from jaxlab.core.config import (
     ConfigError,
     LoopConfig,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     Probability,
@@ -61,6 +62,11 @@ class ModelConfig:
         parameter ConvNet does not give them).
       convnet_size, convnet_metres: raster side in pixels and in metres.
       convnet_frames: history frames drawn, in steps before the last observation.
+      length_classes: the training step runs VectorNet's subgraph on this many polyline
+        length classes instead of padding every polyline to `scene.max_vectors` (0: padded).
+        The classes are derived from the training split (`polylines.slot_budget`: polylines
+        sorted by length per scene, each class a run of slots with its own vector budget);
+        the values are the padded layout's, fewer padding vectors are computed.
     """
 
     name: Literal["vectornet", "lstm", "convnet"] = "vectornet"
@@ -84,6 +90,7 @@ class ModelConfig:
     traj_loss: Literal["huber", "nll"] = "huber"
     coord_scale: PositiveFloat = 10.0
     target_frame: Literal["own", "focal"] = "own"
+    length_classes: NonNegativeInt = 3
     dtype: Dtype = "float32"
 
 

@@ -90,29 +90,75 @@ class _PooledLayer(nn.Module):
 
 
 class PolylineSubgraph(nn.Module):
-    """Stack of `SubgraphLayer`s then max-pool over vectors: `[..., V, F] -> [..., 2 * width]`.
+    """Stack of `SubgraphLayer`s then max-pool over vectors: `[..., P, V, F] -> [..., P, 2 * width]`.
 
     With `pool_includes_self` (the default) the layers keep each output as the pair
     (per-vector features, per-polyline pool) and never broadcast the pool to the vectors
-    (`_PooledLayer`; same parameters and values as `SubgraphLayer`'s concatenation, tested)."""
+    (`_PooledLayer`; same parameters and values as `SubgraphLayer`'s concatenation, tested).
+
+    `slot_vectors` (length P, non-increasing; `polylines.slot_budget` derives it from a
+    dataset) runs the layers on polyline length classes instead of the padded `V`: each
+    scene's polylines are sorted by length (the last valid vector's index + 1), the slots
+    of one budget form a class `[..., slots, budget, F]`, and the outputs go back to the
+    polylines' own rows. Every polyline's own vectors are all computed, so the output is
+    the padded layout's (tested); only the padding vectors beyond each class's budget are
+    skipped. A batch in which a polyline is longer than its slot's budget gets NaN
+    features (never silently truncated ones), which the training loop's NaN guard stops on.
+    """
 
     depth: int = 3
     width: int = 64
     pool_includes_self: bool = True
     dtype: Any = jnp.float32
+    slot_vectors: tuple[int, ...] = ()
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        if not self.pool_includes_self:
-            for i in range(self.depth):
-                x = SubgraphLayer(self.width, False, self.dtype, name=f"layer_{i}")(x, mask)
-            return masked_max(x, mask, axis=-2)
-        parts = (x,)
-        for i in range(self.depth):
-            parts = _PooledLayer(self.width, self.dtype, name=f"layer_{i}")(parts, mask)
-        h, pool = parts
-        # the max over vectors of concat(h, pool) is concat(max of h, pool): 0 for empty polylines
-        return jnp.concatenate([masked_max(h, mask, axis=-2), pool[..., 0, :]], axis=-1)
+        if self.pool_includes_self:
+            layers = [_PooledLayer(self.width, self.dtype, name=f"layer_{i}") for i in range(self.depth)]
+        else:
+            layers = [SubgraphLayer(self.width, False, self.dtype, name=f"layer_{i}") for i in range(self.depth)]
+
+        def encode(x, mask):
+            if not self.pool_includes_self:
+                for layer in layers:
+                    x = layer(x, mask)
+                return masked_max(x, mask, axis=-2)
+            parts = (x,)
+            for layer in layers:
+                parts = layer(parts, mask)
+            h, pool = parts
+            # the max over vectors of concat(h, pool) is concat(max of h, pool): 0 for empty polylines
+            return jnp.concatenate([masked_max(h, mask, axis=-2), pool[..., 0, :]], axis=-1)
+
+        if not self.slot_vectors:
+            return encode(x, mask)
+        return _by_length_class(encode, x, mask, self.slot_vectors, 2 * self.width)
+
+
+def _by_length_class(encode, x, mask, slot_vectors, features):
+    """`encode(x [..., P, V, F], mask [..., P, V]) -> [..., P, D]` run on length classes
+    (`PolylineSubgraph.slot_vectors`); NaN where a polyline exceeds its slot's budget."""
+    p, v = mask.shape[-2:]
+    budget = tuple(int(b) for b in slot_vectors)
+    if len(budget) != p or any(b > v or b < 0 for b in budget) or any(a < b for a, b in zip(budget, budget[1:])):
+        raise ValueError(f"slot_vectors must hold {p} non-increasing vector budgets in [0, {v}], got {budget}")
+    lengths = jnp.max(jnp.where(mask, jnp.arange(1, v + 1), 0), axis=-1)  # [..., P]
+    order = jnp.argsort(-lengths, axis=-1, stable=True)
+    fits = jnp.all(jnp.take_along_axis(lengths, order, axis=-1) <= jnp.asarray(budget))
+    xs = jnp.take_along_axis(x, order[..., None, None], axis=-3)
+    ms = jnp.take_along_axis(mask, order[..., None], axis=-2)
+    outs, start = [], 0
+    for b in sorted(set(budget), reverse=True):
+        k = budget.count(b)
+        rows = slice(start, start + k)
+        if b == 0:  # every polyline here is empty: the padded layout's output is 0
+            outs.append(jnp.zeros(mask.shape[:-2] + (k, features), x.dtype))
+        else:
+            outs.append(encode(xs[..., rows, :b, :], ms[..., rows, :b]).astype(x.dtype))
+        start += k
+    feats = jnp.take_along_axis(jnp.concatenate(outs, axis=-2), jnp.argsort(order, axis=-1)[..., None], axis=-2)
+    return jnp.where(fits, feats, jnp.nan)
 
 
 class GlobalGraph(nn.Module):
@@ -170,6 +216,7 @@ class VectorNet(nn.Module):
     prediction, the same values as without `targets`. With `node_mask [B, P]` (auxiliary task,
     training only), masked rows' features are zeroed (their identifier kept) and
     `(trajectory, reconstructions [B, P, 2 * width], features [B, P, 2 * width])` is returned.
+    `slot_vectors`: the subgraph's length classes (`PolylineSubgraph`; same outputs).
     """
 
     num_future: int = 30
@@ -184,13 +231,14 @@ class VectorNet(nn.Module):
     coord_scale: float = 10.0
     aux: bool = True
     dtype: Any = jnp.float32
+    slot_vectors: tuple[int, ...] = ()
 
     @nn.compact
     def __call__(self, vectors, vec_mask, kind, node_mask=None, targets=None):
         scale = jnp.asarray([self.coord_scale] * 4 + [1.0] * (vectors.shape[-1] - 4), vectors.dtype)
         x = vectors / scale
         feats = PolylineSubgraph(self.subgraph_depth, self.subgraph_width, self.pool_includes_self, self.dtype,
-                                 name="subgraph")(x, vec_mask)
+                                 self.slot_vectors, name="subgraph")(x, vec_mask)
         feats = feats / jnp.maximum(jnp.linalg.norm(feats, axis=-1, keepdims=True), 1e-6)
         valid = context_mask(kind, self.context) & jnp.any(vec_mask, axis=-1)
         big = jnp.finfo(x.dtype).max

@@ -23,7 +23,7 @@ import numpy as np
 
 __all__ = [
     "Lane", "Track", "Scene", "FEATURES", "NUM_FEATURES", "TARGET", "AGENT", "LANE", "PAD",
-    "resample", "split", "target_frame", "to_frame", "vectorize", "stack",
+    "resample", "split", "target_frame", "to_frame", "vectorize", "stack", "slot_budget",
 ]
 
 TARGET, AGENT, LANE, PAD = 0, 1, 2, -1
@@ -242,3 +242,39 @@ def vectorize(scene: Scene, *, num_obs: int, num_future: int, max_vectors: int, 
 def stack(items: list[dict]) -> dict:
     """Stacks per-scene layouts along a new leading axis."""
     return {k: np.stack([it[k] for it in items]) for k in items[0]}
+
+
+def slot_budget(vec_mask: np.ndarray, num_classes: int) -> tuple[int, ...]:
+    """Per-slot vector budgets with at most `num_classes` distinct values that every scene of
+    `vec_mask [N, P, V]` fits once its polylines are sorted by length (the subgraph's
+    `slot_vectors`, `models.PolylineSubgraph`).
+
+    A polyline's length is its last valid vector's index + 1. The j-th longest polyline of
+    any scene is at most `m[j]`, the largest j-th length over the scenes; the budget splits
+    the slots into `num_classes` contiguous runs, each at its first slot's `m`, choosing the
+    runs (exactly, by dynamic programming) to minimise the vectors computed, `sum(budget)`.
+    """
+    vec_mask = np.asarray(vec_mask, bool)
+    if vec_mask.ndim != 3:
+        raise ValueError(f"vec_mask must be [scenes, polylines, vectors], got shape {vec_mask.shape}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    n, p, v = vec_mask.shape
+    lengths = np.max(np.where(vec_mask, np.arange(1, v + 1), 0), axis=-1)
+    m = (-np.sort(-lengths, axis=-1)).max(axis=0) if n else np.zeros(p, np.int64)  # non-increasing
+    # cost[c][i]: fewest vectors for slots i.. in c runs; a run from i covers slots i..j-1 at m[i]
+    inf = np.iinfo(np.int64).max // 4
+    cost = np.full((num_classes + 1, p + 1), inf, np.int64)
+    cut = np.zeros((num_classes + 1, p + 1), np.int64)
+    cost[:, p] = 0
+    for c in range(1, num_classes + 1):
+        for i in range(p - 1, -1, -1):
+            options = [(j - i) * int(m[i]) + cost[c - 1][j] for j in range(i + 1, p + 1)]
+            best = int(np.argmin(options))
+            cost[c][i], cut[c][i] = options[best], i + 1 + best
+    budget, i, c = [], 0, num_classes
+    while i < p:
+        j = int(cut[c][i])
+        budget += [int(m[i])] * (j - i)
+        i, c = j, c - 1
+    return tuple(budget)

@@ -108,7 +108,8 @@ def train(config: VectorNetConfig, workdir: pathlib.Path) -> dict:
     selection.check_schedule(config)
     train_arrays = data_lib.split_arrays(config, "train")
     val = data_lib.split_arrays(config, "val")
-    step_fn = train_lib.make_train_step(training.make_loss_fn(config),
+    slots = training.slot_vectors(config, train_arrays["vec_mask"])  # every training batch fits them
+    step_fn = train_lib.make_train_step(training.make_loss_fn(config, slots),
                                         compiler_options=training.compiler_options(config))
     state, history = train_lib.fit(
         training.init_state(config), step_fn, make_batch_fn(config, train_arrays), loop=config.loop, mesh=mesh,

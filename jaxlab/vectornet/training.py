@@ -30,10 +30,11 @@ from jaxlab.vectornet.baselines import HistoryLSTM
 from jaxlab.vectornet.configs import VectorNetConfig
 from jaxlab.vectornet.metrics import displacement_metrics, numpy_metrics
 from jaxlab.vectornet.models import VectorNet, context_mask
-from jaxlab.vectornet.polylines import NUM_FEATURES, TARGET
+from jaxlab.vectornet.polylines import NUM_FEATURES, TARGET, slot_budget
 from jaxlab.vectornet.raster import RasterConvNet
 
-__all__ = ["make_model", "init_state", "compiler_options", "make_loss_fn", "make_eval_fn", "predict", "predict_targets",
+__all__ = ["make_model", "slot_vectors", "init_state", "compiler_options", "make_loss_fn", "make_eval_fn", "predict",
+           "predict_targets",
            "batch_keys", "target_scores", "to_decoder_frame", "from_decoder_frame", "multi_target_loss",
            "INIT_STREAM", "MASK_STREAM", "BATCH_KEYS", "TARGET_KEYS"]
 
@@ -70,7 +71,10 @@ def from_decoder_frame(xy, origin, heading, frame: str = "own", xp=jnp):
     return xy + origin[..., None, :]
 
 
-def make_model(config: VectorNetConfig, *, aux: bool | None = None) -> VectorNet | HistoryLSTM | RasterConvNet:
+def make_model(config: VectorNetConfig, *, aux: bool | None = None,
+               slot_vectors: tuple[int, ...] = ()) -> VectorNet | HistoryLSTM | RasterConvNet:
+    """The network of `config.model`; `slot_vectors` gives VectorNet's subgraph its length
+    classes (`models.PolylineSubgraph`: the same outputs, fewer padded vectors computed)."""
     m = config.model
     if m.name == "lstm":
         return HistoryLSTM(num_obs=config.scene.num_obs, num_future=config.scene.num_future, width=m.lstm_width,
@@ -83,7 +87,17 @@ def make_model(config: VectorNetConfig, *, aux: bool | None = None) -> VectorNet
                      subgraph_width=m.subgraph_width, global_depth=m.global_depth, global_width=m.global_width,
                      attn_scale=m.attn_scale, decoder_width=m.decoder_width, context=m.context,
                      pool_includes_self=m.pool_includes_self, coord_scale=m.coord_scale,
-                     aux=m.aux if aux is None else aux, dtype=jnp.dtype(m.dtype))
+                     aux=m.aux if aux is None else aux, dtype=jnp.dtype(m.dtype), slot_vectors=tuple(slot_vectors))
+
+
+def slot_vectors(config: VectorNetConfig, vec_mask) -> tuple[int, ...]:
+    """The subgraph's length classes for batches drawn from scenes `vec_mask [N, P, V]`:
+    `polylines.slot_budget` with `model.length_classes` classes; () (the padded layout) when
+    that is 0 or the network is not VectorNet."""
+    m = config.model
+    if m.name != "vectornet" or not m.length_classes:
+        return ()
+    return slot_budget(vec_mask, m.length_classes)
 
 
 def dummy_inputs(config: VectorNetConfig, batch: int = 1):
@@ -171,9 +185,11 @@ def compiler_options(config: VectorNetConfig) -> dict | None:
     return runtime.cpu_compiler_options(reductions=config.model.name == "vectornet")
 
 
-def make_loss_fn(config: VectorNetConfig):
-    """`loss_fn(params, extra, batch, key)` for `core.train.make_train_step`."""
-    model = make_model(config)
+def make_loss_fn(config: VectorNetConfig, slot_vectors: tuple[int, ...] = ()):
+    """`loss_fn(params, extra, batch, key)` for `core.train.make_train_step`; with `slot_vectors`
+    (`slot_vectors(config, train_vec_mask)`) the subgraph runs on length classes, which every
+    batch must fit (a batch that does not gets a NaN loss)."""
+    model = make_model(config, slot_vectors=slot_vectors)
     m = config.model
     aux = m.aux and m.name == "vectornet"
     multi = config.scene.max_targets > 1
@@ -211,18 +227,19 @@ def make_loss_fn(config: VectorNetConfig):
     return loss_fn
 
 
-def make_predict_fn(config: VectorNetConfig):
+def make_predict_fn(config: VectorNetConfig, slot_vectors: tuple[int, ...] = ()):
     """Jitted `(params, batch) -> [B, T, 2]` (inference: no masking, no node decoder); with
     `scene.max_targets > 1`, `[B, K, T, 2]` for every predicted agent, in the focal frame (slot 0
-    is the focal target's prediction)."""
-    return _predict_fn(_network_key(config))
+    is the focal target's prediction). `slot_vectors`: the subgraph's length classes, which
+    every batch must fit (`make_loss_fn`)."""
+    return _predict_fn(_network_key(config), tuple(slot_vectors))
 
 
 @functools.lru_cache(maxsize=8)
-def _predict_fn(key: str):
-    """`make_predict_fn`, compiled once per network in a process."""
+def _predict_fn(key: str, slots: tuple[int, ...]):
+    """`make_predict_fn`, compiled once per network and length classes in a process."""
     config = _network_config(key)
-    model = make_model(config, aux=False)
+    model = make_model(config, aux=False, slot_vectors=slots)
     multi = config.scene.max_targets > 1
 
     @functools.partial(jax.jit, compiler_options=compiler_options(config))
@@ -246,7 +263,7 @@ def predict(config: VectorNetConfig, params, data: dict, batch_size: int | None 
     multi = config.scene.max_targets > 1
     if all_targets and not multi:
         raise ValueError("predict(all_targets=True) needs scene.max_targets > 1")
-    fn = make_predict_fn(config)
+    fn = make_predict_fn(config, slot_vectors(config, data["vec_mask"]))
     bs = batch_size or config.eval_batch_size
     arrays = {k: data[k] for k in batch_keys(config)}
     out = [np.asarray(fn(params, batch))[np.asarray(mask)] for batch, mask in evaluation.padded_batches(arrays, bs)]
@@ -273,7 +290,7 @@ def make_eval_fn(config: VectorNetConfig, data: dict):
     """`state -> {ade, fde, de1, de2, de3, miss_rate}` of the focal target over `data` (one
     compile); with `scene.max_targets > 1` also `all_<metric>`, the means over every valid
     predicted agent of the split, and `num_targets`, their mean number per scene."""
-    model = make_model(config, aux=False)
+    model = make_model(config, aux=False, slot_vectors=slot_vectors(config, data["vec_mask"]))
     multi = config.scene.max_targets > 1
 
     @functools.partial(jax.jit, compiler_options=compiler_options(config))
