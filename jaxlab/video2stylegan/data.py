@@ -100,7 +100,15 @@ def train_images(seed: int, fc, chunk: int = 256) -> dict:
     return {**out, "ident": ident, "expr": expr, "pose": pose, "id_index": idx}
 
 
+# Frames x pixels per call of the renderer. It holds `[pixels, triangles, 3]` arrays per frame
+# (15.7 MB at 64 px with 320 triangles), so a fixed 256 frames per call took more than 24 GiB
+# at 64 px; this budget keeps 256 frames at 32 px and 64 at 64 px.
+RENDER_PIXELS = 256 * 32 * 32
+
+
 def _render_chunks(ident, expr, pose, fc, chunk):
+    """Renders in calls of at most `chunk` frames and `RENDER_PIXELS` frame-pixels."""
+    chunk = max(1, min(chunk, RENDER_PIXELS // fc.resolution ** 2))
     imgs, lmks = [], []
     for s in range(0, len(ident), chunk):
         sl = slice(s, s + chunk)

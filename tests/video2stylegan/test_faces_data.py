@@ -125,3 +125,22 @@ def test_ssim_matches_scikit_image_and_flicker_is_hand_worked():
     # diffs of recon (3, 0) minus diffs of input (1, 1) -> (2, -1): mean square 2.5
     assert metrics.flicker(r, x) == pytest.approx(2.5)
     assert metrics.mse(r, x) == pytest.approx((0 + 4 + 1) / 3)
+
+
+def test_renders_are_chunked_by_pixels_so_64px_fits_in_memory(monkeypatch):
+    # a fixed 256 frames per renderer call held > 24 GiB of [pixels, triangles, 3] arrays at 64 px
+    calls = []
+    real = faces.render_batch
+
+    def spy(ident, expr, pose, fc):
+        calls.append(len(ident))
+        return real(ident, expr, pose, fc)
+
+    monkeypatch.setattr(faces, "render_batch", spy)
+    fc = configs.FaceConfig(resolution=64, num_identities=2, train_images=130)
+    out = data.train_images(0, fc)
+    assert out["image"].shape == (130, 64, 64, 3)
+    assert calls == [64, 64, 2]  # RENDER_PIXELS frame-pixels per call
+    calls.clear()
+    data.train_images(0, configs.FaceConfig(resolution=16, num_identities=2, train_images=300))
+    assert calls == [256, 44]  # at most `chunk` frames per call at small sizes
