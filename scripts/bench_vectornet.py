@@ -14,7 +14,7 @@ all-threads column per peer (`--threads both|1|all`, see `jaxlab.core.benchmark`
 load average before and after, and the analytic
 multiply-accumulates per scene beside the rasterised ConvNet's FLOPs that the paper reports.
 
-    python scripts/bench_vectornet.py [--batch 32] [--repeats 10] [--scenes 64] [--threads both|1|all]
+    python scripts/bench_vectornet.py [--batch 32] [--repeats 10] [--scenes 64] [--block 1] [--threads both|1|all]
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--scenes", type=int, default=64)
+    ap.add_argument("--block", type=int, default=1,
+                    help="consecutive calls per turn of each peer (1: alternate call by call)")
     benchmark.add_threads_argument(ap)
     args = ap.parse_args()
     import jax
@@ -170,9 +172,9 @@ def main():
 
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
-        train_t = benchmark.alternate({"jaxlab": jax_train, "PyG": torch_train}, args.repeats)
+        train_t = benchmark.alternate({"jaxlab": jax_train, "PyG": torch_train}, args.repeats, block=args.block)
         infer_t = benchmark.alternate({"jaxlab": lambda: jax.block_until_ready(predict(holder["s"].params, jb)),
-                                       "PyG": torch_infer}, args.repeats)
+                                       "PyG": torch_infer}, args.repeats, block=args.block)
     n_real = int(valid_poly.sum(1).mean()), float(vm.sum(-1)[valid_poly].mean())
     macs_budget = analytic_macs(p, v, f)
     macs_real = analytic_macs(n_real[0], int(round(n_real[1])), f)
@@ -181,7 +183,8 @@ def main():
     t = res.table(f"VectorNet, batch {b} scenes", ["jaxlab", "PyG"], unit="ms", extras=["jaxlab compile (s)"])
     t.add("training step", train_t, **{"jaxlab compile (s)": f"{compile_train:.2f}"})
     t.add("inference", infer_t, **{"jaxlab compile (s)": f"{compile_pred:.2f}"})
-    res.note(f"scenes/s = {b} / time; medians of {args.repeats} alternating repeats")
+    res.note(f"scenes/s = {b} / time; medians of {args.repeats} repeats, the peers alternating "
+             + ("call by call" if args.block == 1 else f"in turns of {args.block} calls"))
     print(f"analytic forward MACs per scene: {macs_budget / 1e6:.1f} M at the padded budget ({p} x {v}), "
           f"{macs_classes / 1e6:.1f} M on jaxlab's length classes, "
           f"{macs_real / 1e6:.1f} M at this batch's mean real size ({n_real[0]} polylines x {n_real[1]:.1f} vectors); "

@@ -1,7 +1,8 @@
 """Benchmark: the Flax StyleGAN2 generator of jaxlab.video2stylegan vs the same generator written in
 PyTorch (eager, NCHW, grouped-conv modulation, the usual StyleGAN2 PyTorch style), same weights.
 
-    python scripts/bench_video2stylegan.py [--resolution 32] [--batch 16] [--repeats 10] [--threads both|1|all]
+    python scripts/bench_video2stylegan.py [--resolution 32] [--batch 16] [--repeats 10] [--block 1]
+                                           [--threads both|1|all]
 
 Measures (medians of alternating repeats): generator forward+backward (loss = mean G(z)²,
 gradients for all parameters) and generator forward; the first JAX call (compile) is
@@ -108,6 +109,8 @@ def main():
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--block", type=int, default=1,
+                    help="consecutive calls per turn of each peer (1: alternate call by call)")
     benchmark.add_threads_argument(ap)
     args = ap.parse_args()
     import torch
@@ -154,9 +157,9 @@ def main():
         print(benchmark.allocator_line(ALLOCATOR))
         torch_fwd(), torch_step()  # warm-up
         fwd_t = benchmark.alternate({"jaxlab": lambda: jax.block_until_ready(fwd(params, z)), "PyTorch": torch_fwd},
-                                    args.repeats)
+                                    args.repeats, block=args.block)
         step_t = benchmark.alternate({"jaxlab": lambda: jax.block_until_ready(step(params, z)),
-                                      "PyTorch": torch_step}, args.repeats)
+                                      "PyTorch": torch_step}, args.repeats, block=args.block)
     print(f"G at {args.resolution}px, batch {args.batch}, channels <= {cfg.channel_max}; max |jax - torch| "
           f"output difference {diff:.2e}")
     res = benchmark.Results()
@@ -164,7 +167,8 @@ def main():
                   extras=["jaxlab compile (s)"])
     t.add("forward", fwd_t, **{"jaxlab compile (s)": f"{c_fwd:.2f}"})
     t.add("forward + backward", step_t, **{"jaxlab compile (s)": f"{c_step:.2f}"})
-    res.note(f"frames/s = {args.batch} / forward time; medians of {args.repeats} alternating repeats")
+    res.note(f"frames/s = {args.batch} / forward time; medians of {args.repeats} repeats, the peers alternating "
+             + ("call by call" if args.block == 1 else f"in turns of {args.block} calls"))
     return res
 
 
