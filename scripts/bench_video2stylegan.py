@@ -5,11 +5,13 @@ PyTorch (eager, NCHW, grouped-conv modulation, the usual StyleGAN2 PyTorch style
                                            [--threads both|1|all]
 
 Measures (medians of alternating repeats): generator forward+backward (loss = mean G(z)²,
-gradients for all parameters) and generator forward; the first JAX call (compile) is
-reported apart. The weights are copied from Flax to PyTorch and the outputs compared
-first. The host allocator is tuned as the `jaxlab` command tunes it (`runtime.tune_host_allocator`; PyTorch
-shares it). Load average before and after; a 1-thread and an all-threads column per peer
-(see `jaxlab.core.benchmark`).
+gradients for all parameters), generator forward, and encoder + generator on video frames
+(the library's per-frame `encode` function against the same ViT encoder written in PyTorch
+feeding the PyTorch generator); the first JAX call (compile) is reported apart. The weights
+are copied from Flax to PyTorch and the outputs compared first. The host allocator is tuned
+as the `jaxlab` command tunes it (`runtime.tune_host_allocator`; PyTorch shares it). Load
+average before and after; a 1-thread and an all-threads column per peer (see
+`jaxlab.core.benchmark`).
 """
 
 from __future__ import annotations
@@ -89,9 +91,11 @@ def torch_generator(params, cfg):
         x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
         for i in range(cfg.mapping_layers):
             x = F.leaky_relu(eq_linear(x, "mapping_net", f"fc{i}", lr_mul=cfg.mapping_lr_mul), 0.2) * sqrt2
-        ws = x[:, None].repeat(1, num_ws(cfg.resolution), 1)
+        return synthesis(x[:, None].repeat(1, num_ws(cfg.resolution), 1))
+
+    def synthesis(ws):  # W+ [B, num_ws, w_dim] -> images [B, 3, R, R]
         c4 = channels_at(4, cfg.channel_base, cfg.channel_max)
-        h = p("synthesis_net", "const").permute(2, 0, 1)[None].expand(z.shape[0], c4, 4, 4)
+        h = p("synthesis_net", "const").permute(2, 0, 1)[None].expand(ws.shape[0], c4, 4, 4)
         h = layer(h, ws[:, 0], "b4_conv1", 0)
         img = torgb(h, ws[:, 1], "b4_torgb")
         for k in range(3, int(round(math.log2(cfg.resolution))) + 1):
@@ -101,7 +105,50 @@ def torch_generator(params, cfg):
             img = upsample(img) + torgb(h, ws[:, 2 * k - 3], f"b{r}_torgb")
         return img
 
+    forward.synthesis = synthesis
     return forward, list(t.values())
+
+
+def torch_encoder(params, e, w_avg):
+    """The W+ encoder (`models.Encoder`: a pre-norm ViT, mean-pooled, two linear heads) in PyTorch,
+    reading the Flax parameters `params`; `e` is the `EncoderConfig`. Images `[B, R, R, 3]`."""
+    import torch
+    import torch.nn.functional as F
+
+    t = {jax.tree_util.keystr(k): torch.tensor(np.asarray(v)) for k, v in jax.tree_util.tree_leaves_with_path(params)}
+    w_avg = torch.tensor(np.asarray(w_avg))
+
+    def p(*names):
+        return t["".join(f"['{n}']" for n in names)]
+
+    def lin(x, *path):
+        return x @ p(*path, "kernel") + p(*path, "bias")
+
+    def norm(x, *path):
+        return F.layer_norm(x, x.shape[-1:], p(*path, "scale"), p(*path, "bias"), eps=1e-6)
+
+    def forward(x):
+        b, r, q, d, h = x.shape[0], x.shape[1], e.patch_size, e.embed_dim, e.num_heads
+        n = (r // q) ** 2
+        patches = x.reshape(b, r // q, q, r // q, q, 3).permute(0, 1, 3, 2, 4, 5).reshape(b, n, q * q * 3)
+        x = lin(patches, "vit", "patch_embed", "proj").reshape(b, n, d) + p("vit", "pos_embedding")
+        for i in range(e.depth):
+            blk = ("vit", "encoder", f"block_{i}")
+            y = norm(x, *blk, "norm1")
+            qkv = [lin(y, *blk, "attention", m).reshape(b, n, h, d // h).transpose(1, 2)
+                   for m in ("query", "key", "value")]
+            y = F.scaled_dot_product_attention(*qkv).transpose(1, 2).reshape(b, n, d)
+            x = x + lin(y, *blk, "attention", "out")
+            y = F.gelu(lin(norm(x, *blk, "norm2"), *blk, "mlp", "fc1"))
+            x = x + lin(y, *blk, "mlp", "fc2")
+        feats = norm(x, "vit", "encoder", "final_norm").mean(1)
+        delta = torch.cat([lin(feats, "head_coarse").reshape(b, e.reuse_start, -1),
+                           lin(feats, "head_fine").reshape(b, -1, w_avg.shape[0])], 1)
+        return w_avg + e.delta_scale * delta
+
+    proj = "['vit']['patch_embed']['proj']['kernel']"
+    t[proj] = t[proj].reshape(-1, e.embed_dim)  # [p, p, 3, D] -> [p * p * 3, D], the patches' (row, column, channel)
+    return forward
 
 
 def main():
@@ -115,10 +162,11 @@ def main():
     args = ap.parse_args()
     import torch
 
-    from jaxlab.video2stylegan import configs, gan
+    from jaxlab.video2stylegan import configs, encoder, gan
 
-    cfg = configs.get_config("default").gan
-    cfg.resolution = args.resolution
+    config = configs.get_config("default")
+    config.faces.resolution = config.gan.resolution = args.resolution
+    cfg = config.gan
     g, _ = gan.make_models(cfg)
     params = gan.init_state(cfg, 0).g.params
     # non-zero noise strengths so that the noise path is compared too
@@ -152,6 +200,31 @@ def main():
         with torch.no_grad():
             tfwd(zt)
 
+    # encoder + generator on video frames: the library's per-frame `encode` function (jitted as
+    # `encoder.make_encode_fn` compiles it) against the PyTorch encoder feeding the same generator;
+    # the zero-initialised heads get random weights so that the comparison checks them
+    enc_params = encoder.init_encoder_state(config).params
+    heads = jax.random.split(jax.random.key(1), 4)
+    enc_params = {**enc_params, **{h: {"kernel": 0.05 * jax.random.normal(k1, enc_params[h]["kernel"].shape),
+                                       "bias": 0.05 * jax.random.normal(k2, enc_params[h]["bias"].shape)}
+                                   for h, k1, k2 in (("head_coarse", *heads[:2]), ("head_fine", *heads[2:]))}}
+    w_avg = 0.1 * jax.random.normal(jax.random.key(2), (cfg.w_dim,))
+    frames = np.random.default_rng(1).uniform(-1, 1, (args.batch, args.resolution, args.resolution, 3))
+    frames = frames.astype(np.float32)
+    encode = encoder.make_encode_fn(config)[False]
+    t0 = time.perf_counter()
+    jax.block_until_ready(encode(enc_params, params, w_avg, frames))
+    c_enc = time.perf_counter() - t0
+    tenc = torch_encoder(enc_params, config.encoder, w_avg)
+    framest = torch.tensor(frames)
+    with torch.no_grad():
+        enc_diff = float(np.abs(tfwd.synthesis(tenc(framest)).permute(0, 2, 3, 1).numpy()
+                                - np.asarray(encode(enc_params, params, w_avg, frames)[1])).max())
+
+    def torch_encode():
+        with torch.no_grad():
+            tfwd.synthesis(tenc(framest))
+
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
         print(benchmark.allocator_line(ALLOCATOR))
@@ -160,13 +233,16 @@ def main():
                                     args.repeats, block=args.block)
         step_t = benchmark.alternate({"jaxlab": lambda: jax.block_until_ready(step(params, z)),
                                       "PyTorch": torch_step}, args.repeats, block=args.block)
+        enc_t = benchmark.alternate({"jaxlab": lambda: jax.block_until_ready(encode(enc_params, params, w_avg, frames)),
+                                     "PyTorch": torch_encode}, args.repeats, block=args.block)
     print(f"G at {args.resolution}px, batch {args.batch}, channels <= {cfg.channel_max}; max |jax - torch| "
-          f"output difference {diff:.2e}")
+          f"output difference {diff:.2e}; encoder + G on {args.batch} frames: {enc_diff:.2e}")
     res = benchmark.Results()
     t = res.table(f"StyleGAN2 generator, {args.resolution}px, batch {args.batch}", ["jaxlab", "PyTorch"], unit="ms",
                   extras=["jaxlab compile (s)"])
     t.add("forward", fwd_t, **{"jaxlab compile (s)": f"{c_fwd:.2f}"})
     t.add("forward + backward", step_t, **{"jaxlab compile (s)": f"{c_step:.2f}"})
+    t.add("encoder + generator, per frame", enc_t, **{"jaxlab compile (s)": f"{c_enc:.2f}"})
     res.note(f"frames/s = {args.batch} / forward time; medians of {args.repeats} repeats, the peers alternating "
              + ("call by call" if args.block == 1 else f"in turns of {args.block} calls"))
     return res
