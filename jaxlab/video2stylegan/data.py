@@ -8,6 +8,8 @@ an index or an empty folder is a `DataFormatError` naming the file.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import pathlib
 
 import numpy as np
@@ -91,13 +93,29 @@ def identity_table(seed: int, n: int, stream: int) -> np.ndarray:
     return np.random.default_rng([seed, stream]).uniform(-1, 1, (n, faces.ID_DIM)).astype(np.float32)
 
 
+_TRAIN_CACHE: dict = {}
+
+
 def train_images(seed: int, fc, chunk: int = 256) -> dict:
     """`faces.train_images` random renders of `num_identities` training identities:
-    `{"image" [N, R, R, 3] in [-1, 1], "landmarks", "ident", "expr", "pose", "id_index"}`."""
-    ids = identity_table(seed, fc.num_identities, TRAIN_IDS)
-    ident, expr, pose, idx = faces.sample_params(np.random.default_rng([seed, TRAIN_FRAMES]), fc.train_images, fc, ids)
-    out = _render_chunks(ident, expr, pose, fc, chunk)
-    return {**out, "ident": ident, "expr": expr, "pose": pose, "id_index": idx}
+    `{"image" [N, R, R, 3] in [-1, 1], "landmarks", "ident", "expr", "pose", "id_index"}`.
+
+    The arrays are read-only and kept for the last two (seed, `FaceConfig`) pairs asked for:
+    `train-generator` reads them for its batches, its FD-proc curve and its final FD-proc, and
+    2,048 renders at 64 px take minutes on a CPU."""
+    key = (seed, json.dumps(dataclasses.asdict(fc), sort_keys=True))
+    if key not in _TRAIN_CACHE:
+        ids = identity_table(seed, fc.num_identities, TRAIN_IDS)
+        ident, expr, pose, idx = faces.sample_params(np.random.default_rng([seed, TRAIN_FRAMES]), fc.train_images,
+                                                     fc, ids)
+        out = {**_render_chunks(ident, expr, pose, fc, chunk), "ident": ident, "expr": expr, "pose": pose,
+               "id_index": idx}
+        for a in out.values():
+            a.setflags(write=False)
+        while len(_TRAIN_CACHE) >= 2:
+            _TRAIN_CACHE.pop(next(iter(_TRAIN_CACHE)))
+        _TRAIN_CACHE[key] = out
+    return dict(_TRAIN_CACHE[key])
 
 
 # Frames x pixels per call of the renderer. It holds `[pixels, triangles, 3]` arrays per frame

@@ -137,6 +137,7 @@ def test_renders_are_chunked_by_pixels_so_64px_fits_in_memory(monkeypatch):
         return real(ident, expr, pose, fc)
 
     monkeypatch.setattr(faces, "render_batch", spy)
+    monkeypatch.setattr(data, "_TRAIN_CACHE", {})
     fc = configs.FaceConfig(resolution=64, num_identities=2, train_images=130)
     out = data.train_images(0, fc)
     assert out["image"].shape == (130, 64, 64, 3)
@@ -144,3 +145,20 @@ def test_renders_are_chunked_by_pixels_so_64px_fits_in_memory(monkeypatch):
     calls.clear()
     data.train_images(0, configs.FaceConfig(resolution=16, num_identities=2, train_images=300))
     assert calls == [256, 44]  # at most `chunk` frames per call at small sizes
+
+
+def test_train_images_are_rendered_once_per_config_and_read_only(monkeypatch):
+    calls = []
+    real = faces.render_batch
+    monkeypatch.setattr(faces, "render_batch", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(data, "_TRAIN_CACHE", {})
+    fc = configs.FaceConfig(resolution=16, num_identities=2, train_images=20)
+    a = data.train_images(0, fc)
+    b = data.train_images(0, configs.FaceConfig(resolution=16, num_identities=2, train_images=20))
+    assert len(calls) == 1 and b["image"] is a["image"]
+    with pytest.raises(ValueError):
+        a["image"][0, 0, 0, 0] = 0.0
+    assert not np.array_equal(data.train_images(1, fc)["image"], a["image"]) and len(calls) == 2
+    data.train_images(0, configs.FaceConfig(resolution=16, num_identities=2, train_images=21))
+    data.train_images(0, fc)  # the oldest of three was dropped: rendered again
+    assert len(calls) == 4
