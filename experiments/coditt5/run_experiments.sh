@@ -7,6 +7,7 @@
 #   bash experiments/coditt5/run_experiments.sh OUT [SEEDS...]     # default seeds: 0 1 2
 #   TASK=bugfix bash experiments/coditt5/run_experiments.sh OUT    # runs OUT/bugfix-<objective>-s<seed>
 #
+# MAX_CODE_TOKENS=N (default 24) keeps functions of at most N code tokens;
 # OBJECTIVES="edit" runs one pretraining objective only; PRETRAINED=OUT/bugfix fine-tunes from the
 # pretraining (and tokenizer) of the runs PRETRAINED-<objective>-s<seed> instead of pretraining again.
 #   python experiments/coditt5/report.py OUT                       # tables with 95% intervals
@@ -16,10 +17,11 @@ set -euo pipefail
 OUT="${1:?usage: run_experiments.sh OUT [SEEDS...]}"; shift
 SEEDS=("${@:-0 1 2}"); SEEDS=(${SEEDS[*]})
 TASK="${TASK:-review}"
+MAX_CODE_TOKENS="${MAX_CODE_TOKENS:-24}"
 OBJECTIVES=(${OBJECTIVES:-edit span})
 PRETRAINED="${PRETRAINED:-}"
 SCALE=(
-  --config default --config.task=$TASK --config.max_code_tokens=24
+  --config default --config.task=$TASK --config.max_code_tokens=$MAX_CODE_TOKENS
   "--config.buckets=((48,64),(80,112))"
   --config.model.vocab_size=2000 --config.model.d_model=64 --config.model.num_heads=4
   --config.model.d_kv=16 --config.model.d_ff=256
