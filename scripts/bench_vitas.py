@@ -5,7 +5,8 @@
 
 (a) Supernet training over N sampled architectures, compile included: the masked step (one
     compile per patch size serves every architecture) vs a per-architecture recompiled step
-    (`extract_subnet` -> a standalone net, one compile per distinct shape).
+    (`extract_subnet` -> a standalone net, one compile per distinct shape); both JAX paths
+    are compiled with the same XLA options (those of `training.make_supernet_step`).
 (b) One superformer training step (AdamW, label smoothing, no augmentation on either side)
     of jaxlab vs the same superformer written in PyTorch eager in the usual AutoFormer style
     (full weights, sliced by index tensors every call), same architectures, batch and
@@ -64,6 +65,12 @@ def _data(space, batch):
     return rng.random((batch, s, s, space.cfg.in_channels), np.float32), rng.integers(0, k, batch).astype(np.int32)
 
 
+def _sliced_options():
+    """The sliced steps are compiled with the supernet step's XLA options
+    (`training.make_supernet_step`), so both JAX paths get the same compiler."""
+    return runtime.cpu_compiler_options(reductions=True)
+
+
 def bench_masked_vs_recompiled(cfg, space, n, batch):
     x, y = _data(space, batch)
     archs = _archs(space, n)
@@ -88,7 +95,7 @@ def bench_masked_vs_recompiled(cfg, space, n, batch):
             def loss_fn(params, extra, b, k, model=model):
                 logits = model.apply({"params": params}, b["x"])
                 return training.soft_ce(logits, b["y"], c.label_smoothing), ({}, None)
-            cache[key] = train_lib.make_train_step(loss_fn)
+            cache[key] = train_lib.make_train_step(loss_fn, compiler_options=_sliced_options())
         st = train_lib.TrainState.create(params=p, tx=tx)
         st, m = cache[key](st, {"x": x, "y": onehot}, jax.random.key(0))
     jax.block_until_ready(m)
@@ -218,7 +225,7 @@ def sliced_steps(c, params, space, archs, x, y):
 
         def loss_fn(params, extra, b, k, model=model):
             return training.soft_ce(model.apply({"params": params}, b["x"]), b["y"], c.label_smoothing), ({}, None)
-        step = train_lib.make_train_step(loss_fn)
+        step = train_lib.make_train_step(loss_fn, compiler_options=_sliced_options())
         st = train_lib.TrainState.create(params=p, tx=tx)
         st, m = step(st, {"x": x, "y": onehot}, jax.random.key(0))
         jax.block_until_ready(m)
