@@ -65,10 +65,12 @@ def _data(space, batch):
     return rng.random((batch, s, s, space.cfg.in_channels), np.float32), rng.integers(0, k, batch).astype(np.int32)
 
 
-def _sliced_options():
-    """The sliced steps are compiled with the supernet step's XLA options
-    (`training.make_supernet_step`), so both JAX paths get the same compiler."""
-    return runtime.cpu_compiler_options(reductions=True)
+def _standalone_step(c, model):
+    """The train step of a standalone (extracted) net, compiled with the supernet step's XLA
+    options (`training.make_supernet_step`), so both JAX paths get the same compiler."""
+    def loss_fn(params, extra, b, k):
+        return training.soft_ce(model.apply({"params": params}, b["x"]), b["y"], c.label_smoothing), ({}, None)
+    return train_lib.make_train_step(loss_fn, compiler_options=runtime.cpu_compiler_options(reductions=True))
 
 
 def bench_masked_vs_recompiled(cfg, space, n, batch):
@@ -92,10 +94,7 @@ def bench_masked_vs_recompiled(cfg, space, n, batch):
         model, p = models.extract_subnet(space, state.params, a)
         key = repr(model)
         if key not in cache:
-            def loss_fn(params, extra, b, k, model=model):
-                logits = model.apply({"params": params}, b["x"])
-                return training.soft_ce(logits, b["y"], c.label_smoothing), ({}, None)
-            cache[key] = train_lib.make_train_step(loss_fn, compiler_options=_sliced_options())
+            cache[key] = _standalone_step(c, model)
         st = train_lib.TrainState.create(params=p, tx=tx)
         st, m = cache[key](st, {"x": x, "y": onehot}, jax.random.key(0))
     jax.block_until_ready(m)
@@ -222,10 +221,7 @@ def sliced_steps(c, params, space, archs, x, y):
     nets = []
     for a in archs:
         model, p = models.extract_subnet(space, params, a)
-
-        def loss_fn(params, extra, b, k, model=model):
-            return training.soft_ce(model.apply({"params": params}, b["x"]), b["y"], c.label_smoothing), ({}, None)
-        step = train_lib.make_train_step(loss_fn, compiler_options=_sliced_options())
+        step = _standalone_step(c, model)
         st = train_lib.TrainState.create(params=p, tx=tx)
         st, m = step(st, {"x": x, "y": onehot}, jax.random.key(0))
         jax.block_until_ready(m)
