@@ -67,6 +67,11 @@ class ModelConfig:
         The classes are derived from the training split (`polylines.slot_budget`: polylines
         sorted by length per scene, each class a run of slots with its own vector budget);
         the values are the padded layout's, fewer padding vectors are computed.
+      subgraph_vjp: how the subgraph layers are differentiated: hand (a hand-written VJP of
+        Dense + LayerNorm + ReLU + max-pool, `models.dense_ln_relu_pool`; the same gradients
+        as autodiff, a faster training step on the CPU) or autodiff (JAX differentiates the
+        Flax modules; needed for forward-mode differentiation, e.g. `jax.jvp` or
+        Hessian-vector products, of the network). Only with `pool_includes_self`.
     """
 
     name: Literal["vectornet", "lstm", "convnet"] = "vectornet"
@@ -91,6 +96,7 @@ class ModelConfig:
     coord_scale: PositiveFloat = 10.0
     target_frame: Literal["own", "focal"] = "own"
     length_classes: NonNegativeInt = 3
+    subgraph_vjp: Literal["hand", "autodiff"] = "hand"
     dtype: Dtype = "float32"
 
 

@@ -87,7 +87,8 @@ def make_model(config: VectorNetConfig, *, aux: bool | None = None,
                      subgraph_width=m.subgraph_width, global_depth=m.global_depth, global_width=m.global_width,
                      attn_scale=m.attn_scale, decoder_width=m.decoder_width, context=m.context,
                      pool_includes_self=m.pool_includes_self, coord_scale=m.coord_scale,
-                     aux=m.aux if aux is None else aux, dtype=jnp.dtype(m.dtype), slot_vectors=tuple(slot_vectors))
+                     aux=m.aux if aux is None else aux, dtype=jnp.dtype(m.dtype), slot_vectors=tuple(slot_vectors),
+                     subgraph_hand_vjp=m.subgraph_vjp == "hand")
 
 
 def slot_vectors(config: VectorNetConfig, vec_mask) -> tuple[int, ...]:

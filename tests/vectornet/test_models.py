@@ -75,6 +75,69 @@ def test_pooled_layers_equal_the_concatenating_layers_with_gradients():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def _subgraph_grads(hand_vjp, params, x, mask, probe, dtype=jnp.float32):
+    mod = PolylineSubgraph(depth=3, width=8, hand_vjp=hand_vjp, dtype=dtype)
+    f = lambda p, x: jnp.sum(jnp.tanh(mod.apply({"params": p}, x, mask).astype(jnp.float32)) * probe)
+    return jax.value_and_grad(f, argnums=(0, 1))(params, x)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_hand_vjp_equals_autodiff_of_the_flax_modules(ties):
+    # the hand-written VJP of Dense + LayerNorm + ReLU + max-pool against JAX's differentiation
+    # of nn.Dense + nn.LayerNorm: parameter and input gradients, with an empty polyline, padding
+    # and (ties=True) duplicated vectors whose maxima tie, where the gradient must be split
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 4, 6, 7)).astype(np.float32)
+    mask = rng.random((2, 4, 6)) < 0.7
+    mask[1, 2] = False
+    mask[0, 0, :3] = True
+    if ties:
+        x[0, 0, 1] = x[0, 0, 0]
+        x[1, 3, :] = x[1, 3, :1]  # every vector of a polyline the same
+        mask[1, 3, :4] = True
+    x, mask = jnp.asarray(x), jnp.asarray(mask)
+    hand = PolylineSubgraph(depth=3, width=8)
+    params = hand.init(jax.random.key(0), x, mask)["params"]
+    auto_params = PolylineSubgraph(depth=3, width=8, hand_vjp=False).init(jax.random.key(0), x, mask)["params"]
+    for a, b in zip(jax.tree.leaves_with_path(params), jax.tree.leaves_with_path(auto_params), strict=True):
+        assert a[0] == b[0] and np.array_equal(a[1], b[1])  # same names, shapes and initial values
+    probe = jnp.asarray(rng.normal(size=(2, 4, 16)), jnp.float32)
+    (v_hand, (gp_hand, gx_hand)) = _subgraph_grads(True, params, x, mask, probe)
+    (v_auto, (gp_auto, gx_auto)) = _subgraph_grads(False, params, x, mask, probe)
+    np.testing.assert_allclose(v_hand, v_auto, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(gp_hand), jax.tree.leaves(gp_auto), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gx_hand, gx_auto, rtol=1e-4, atol=1e-6)
+    assert np.all(np.asarray(gx_hand)[~np.asarray(mask)] == 0)  # padding vectors get no gradient
+    assert float(jnp.abs(gx_hand).max()) > 0
+
+
+def test_hand_vjp_in_bfloat16_follows_autodiff():
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(2, 3, 5, 7)), jnp.float32)
+    mask = jnp.asarray(rng.random((2, 3, 5)) < 0.7)
+    params = PolylineSubgraph(depth=3, width=8).init(jax.random.key(1), x, mask)["params"]
+    probe = jnp.asarray(rng.normal(size=(2, 3, 16)), jnp.float32)
+    (_, (gp_hand, gx_hand)) = _subgraph_grads(True, params, x, mask, probe, jnp.bfloat16)
+    (_, (gp_auto, gx_auto)) = _subgraph_grads(False, params, x, mask, probe, jnp.bfloat16)
+    assert gx_hand.dtype == jnp.float32
+    for a, b in zip(jax.tree.leaves(gp_hand), jax.tree.leaves(gp_auto), strict=True):
+        assert a.dtype == b.dtype == jnp.float32
+        np.testing.assert_allclose(a, b, rtol=0.1, atol=0.05 * float(jnp.abs(b).max()))
+
+
+def test_forward_mode_needs_the_autodiff_subgraph():
+    x = jnp.ones((1, 2, 3, 7))
+    mask = jnp.ones((1, 2, 3), bool)
+    params = PolylineSubgraph(depth=2, width=4).init(jax.random.key(0), x, mask)["params"]
+    tangent = jnp.ones_like(x)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(lambda x: PolylineSubgraph(depth=2, width=4).apply({"params": params}, x, mask), (x,), (tangent,))
+    auto = PolylineSubgraph(depth=2, width=4, hand_vjp=False)
+    _, jvp_out = jax.jvp(lambda x: auto.apply({"params": params}, x, mask), (x,), (tangent,))
+    assert jvp_out.shape == (1, 2, 8)
+
+
 def _config(**model):
     c = configs.get_config("smoke")
     c.scene = dataclasses.replace(c.scene, max_polylines=8, max_vectors=6)
