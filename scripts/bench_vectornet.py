@@ -7,25 +7,31 @@ vectors of a batch flattened into one node matrix, polyline max-pooling with
 `torch_geometric.utils.scatter(reduce="max")`, polylines gathered per scene with
 `to_dense_batch` for the masked global attention. jaxlab keeps its padded batch and runs
 its subgraph on the polyline length classes that `jaxlab vectornet train` derives from the
-training scenes (`model.length_classes`). The host allocator is tuned as the `jaxlab` command does
-(`runtime.tune_host_allocator`, shared by PyTorch in the process). Reported: median times over alternating
+training scenes (`model.length_classes`), differentiated through the subgraph layers'
+hand-written VJP (`model.subgraph_vjp=hand`, the default); a third training peer (left out
+with `--no-autodiff`) is the same step with JAX differentiating the Flax modules instead.
+The host allocator is tuned as the `jaxlab` command does (`runtime.tune_host_allocator`,
+shared by PyTorch in the process). Reported: median times over alternating
 repeats (scenes/s = batch / time), jaxlab compile time apart, a 1-thread and an
 all-threads column per peer (`--threads both|1|all`, see `jaxlab.core.benchmark`), the
 load average before and after, and the analytic
 multiply-accumulates per scene beside the rasterised ConvNet's FLOPs that the paper reports.
 
     python scripts/bench_vectornet.py [--batch 32] [--repeats 10] [--scenes 64] [--block 1] [--threads both|1|all]
+                                      [--no-autodiff]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 from jaxlab.core import benchmark, runtime
 
 SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
 ALLOCATOR = runtime.tune_host_allocator()  # as the `jaxlab` command does; PyTorch shares it
+AUTODIFF = "jaxlab, autodiff subgraph"
 
 
 def analytic_macs(p: int, v, f: int, w: int = 64, depth: int = 3, g: int = 64, dec: int = 64, t: int = 30) -> int:
@@ -45,6 +51,8 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--scenes", type=int, default=64)
+    ap.add_argument("--no-autodiff", dest="autodiff", action="store_false",
+                    help="leave out the third training peer: jaxlab with model.subgraph_vjp=autodiff")
     ap.add_argument("--block", type=int, default=1,
                     help="consecutive calls per turn of each peer (1: alternate call by call)")
     benchmark.add_threads_argument(ap)
@@ -90,6 +98,19 @@ def main():
     def jax_train():
         holder["s"], met = step(holder["s"], jb, jax.random.key(1))
         return jax.block_until_ready(met)
+
+    train_peers = {"jaxlab": jax_train}
+    if args.autodiff:  # the same step with JAX differentiating the subgraph's Flax modules
+        cfg_auto = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, subgraph_vjp="autodiff"))
+        step_auto = train_lib.make_train_step(training.make_loss_fn(cfg_auto, slots),
+                                              compiler_options=training.compiler_options(cfg_auto))
+        holder["a"], _ = step_auto(training.init_state(cfg_auto), jb, jax.random.key(0))
+
+        def jax_train_autodiff():
+            holder["a"], met = step_auto(holder["a"], jb, jax.random.key(1))
+            return jax.block_until_ready(met)
+
+        train_peers[AUTODIFF] = jax_train_autodiff
 
     # ---- PyTorch Geometric peer
     class Sub(torch.nn.Module):
@@ -172,7 +193,7 @@ def main():
 
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
-        train_t = benchmark.alternate({"jaxlab": jax_train, "PyG": torch_train}, args.repeats, block=args.block)
+        train_t = benchmark.alternate({**train_peers, "PyG": torch_train}, args.repeats, block=args.block)
         infer_t = benchmark.alternate({"jaxlab": lambda: jax.block_until_ready(predict(holder["s"].params, jb)),
                                        "PyG": torch_infer}, args.repeats, block=args.block)
     n_real = int(valid_poly.sum(1).mean()), float(vm.sum(-1)[valid_poly].mean())
@@ -180,7 +201,8 @@ def main():
     macs_real = analytic_macs(n_real[0], int(round(n_real[1])), f)
     macs_classes = analytic_macs(p, list(slots), f) if slots else macs_budget
     res = benchmark.Results()
-    t = res.table(f"VectorNet, batch {b} scenes", ["jaxlab", "PyG"], unit="ms", extras=["jaxlab compile (s)"])
+    t = res.table(f"VectorNet, batch {b} scenes", ["jaxlab", "PyG"] + ([AUTODIFF] if args.autodiff else []),
+                  unit="ms", extras=["jaxlab compile (s)"])
     t.add("training step", train_t, **{"jaxlab compile (s)": f"{compile_train:.2f}"})
     t.add("inference", infer_t, **{"jaxlab compile (s)": f"{compile_pred:.2f}"})
     res.note(f"scenes/s = {b} / time; medians of {args.repeats} repeats, the peers alternating "
