@@ -213,8 +213,9 @@ class PolylineSubgraph(nn.Module):
     `hand_vjp` (with `pool_includes_self`): the layers' gradient is `dense_ln_relu_pool`'s
     hand-written VJP rather than JAX's differentiation of the Flax modules: same values,
     parameters and gradients (tested against autodiff), fewer passes over the activations.
-    The VectorNet training step on one CPU core at batch 32 went from 69.5 to 59-61 ms
-    (`python scripts/bench_vectornet.py --scenes 32 --block 10 --threads 1`, turns of 10).
+    The VectorNet training step at batch 32 takes 1.14-1.17x less time on one CPU core,
+    1.05-1.07x on two (`python scripts/bench_vectornet.py`, its autodiff peer; figures in
+    experiments/vectornet/README.md).
     Forward-mode differentiation (`jax.jvp`, `jax.jacfwd`, forward-over-reverse
     Hessian-vector products) needs `hand_vjp=False`.
     """
