@@ -4,7 +4,9 @@ FF, RMSNorm, relative bias from layer 0, tied embeddings, without its generality
 random batch: one AdamW training step (tokens/s) and greedy decoding with a key/value cache
 (generated tokens/s; jaxlab and the lean model, same weights). jaxlab's step is the engine's
 `train.make_train_step` around `jaxlab.coditt5.training.make_loss_fn`, compiled as `jaxlab
-coditt5` compiles it; its decoding `jaxlab.coditt5.decoding.greedy`.
+coditt5` compiles it (the tied output layer and the loss through `training.head_token_loss`'s
+hand-written VJP); a fourth training peer, left out with `--no-logits-head`, is the same step
+through the logits and `training.token_loss`. Its decoding: `jaxlab.coditt5.decoding.greedy`.
 Medians of alternating repeats, compile time apart, load average before and after, a
 1-thread and an all-threads column per peer (`--threads both|1|all`, see
 `jaxlab.core.benchmark`).
@@ -21,6 +23,7 @@ from jaxlab.core import benchmark, runtime
 
 SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
 ALLOCATOR = runtime.tune_host_allocator()  # as the `jaxlab` command does; PyTorch shares it
+LOGITS = "jaxlab, logits head"
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -166,6 +169,9 @@ def main():
     ap.add_argument("--tgt", type=int, default=64)
     ap.add_argument("--decode-len", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-logits-head", dest="logits_head", action="store_false",
+                    help="leave out the fourth training peer: jaxlab's step through the logits and token_loss "
+                         "(make_loss_fn(fused_head=False)) instead of head_token_loss")
     benchmark.add_threads_argument(ap)
     args = ap.parse_args()
     shape = T5Shape(vocab_size=args.vocab, dropout_rate=0.0, **SHAPES[args.shape])
@@ -176,6 +182,7 @@ def main():
     # jaxlab: the engine's train step around the method's loss (no pads here, dropout 0)
     model = T5(shape)
     params = jax.jit(lambda: model.init(jax.random.key(0), src[:1], labels[:1]))()["params"]
+    params_copy = jax.tree.map(np.array, params)  # the first step donates `params`
     state = train_lib.TrainState.create(params=params, tx=optax.adamw(1e-4))
     jstep = train_lib.make_train_step(training.make_loss_fn(shape), compiler_options=training.compiler_options())
     box = {"state": state}
@@ -186,6 +193,18 @@ def main():
         jax.block_until_ready(m["loss"])
 
     compile_train = benchmark.time_call(jrun)
+    train_peers = {"jaxlab": jrun}
+    if args.logits_head:  # the same step with JAX differentiating token_loss of the logits
+        lstep = train_lib.make_train_step(training.make_loss_fn(shape, fused_head=False),
+                                          compiler_options=training.compiler_options())
+        box["logits"] = train_lib.TrainState.create(params=params_copy, tx=optax.adamw(1e-4))
+
+        def lrun():
+            box["logits"], m = lstep(box["logits"], batch, jax.random.key(0))
+            jax.block_until_ready(m["loss"])
+
+        benchmark.time_call(lrun)
+        train_peers[LOGITS] = lrun
     greedy = lambda: jax.block_until_ready(decoding.greedy(box["state"].params, src, shape=shape,
                                                            max_len=args.decode_len))
 
@@ -247,7 +266,7 @@ def main():
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
         print(benchmark.allocator_line(ALLOCATOR))
-        train_t = benchmark.alternate({"jaxlab": jrun, "PyTorch": trun, "transformers": hfrun}, args.repeats)
+        train_t = benchmark.alternate({**train_peers, "PyTorch": trun, "transformers": hfrun}, args.repeats)
         dm.load_state_dict(torch_state_dict(box["state"].params, shape), strict=True)
         ours = np.asarray(greedy()[0])
         theirs = tdec()
@@ -259,7 +278,8 @@ def main():
     print(f"shape {args.shape} (d {shape.d_model}, {shape.num_encoder_layers}+{shape.num_decoder_layers} layers), "
           f"vocab {args.vocab}, batch {args.batch}, src {args.src}, tgt {args.tgt}, decode {args.decode_len}")
     res = benchmark.Results()
-    t = res.table("T5 training step and greedy decoding", ["jaxlab", "PyTorch", "transformers"], unit="ms",
+    t = res.table("T5 training step and greedy decoding",
+                  ["jaxlab", "PyTorch", "transformers"] + ([LOGITS] if args.logits_head else []), unit="ms",
                   extras=["jaxlab compile (s)"])
     t.add(f"train step, AdamW ({args.batch * args.tgt} tokens)", train_t,
           **{"jaxlab compile (s)": f"{compile_train:.1f}"})

@@ -185,16 +185,30 @@ class T5(nn.Module):
 
     def decode_logits(self, tgt_in: Array, enc: Array, src: Array, *, deterministic: bool = True) -> Array:
         """`tgt_in [B, T]`, `enc [B, S, D]`, `src [B, S]` (for its padding) -> logits `[B, T, V]` (float32)."""
+        x = self._decode_hidden(tgt_in, enc, src, deterministic)
+        if self.shape.tie_embeddings:
+            return self.shared.attend(self._head_scale(x))
+        return self.lm_head(x).astype(jnp.float32)
+
+    def _decode_hidden(self, tgt_in: Array, enc: Array, src: Array, deterministic: bool) -> Array:
         dt = jnp.dtype(self.shape.dtype)
         x = self.dropout(self.shared(tgt_in).astype(dt), deterministic=deterministic)
         bias = self.dec_bias(tgt_in.shape[1])
         cross_mask = padding_mask(src > 0)
         for layer in self.dec_layers:
             x = layer(x, enc, self_bias=bias, cross_mask=cross_mask, deterministic=deterministic)
-        x = self.dropout(self.dec_norm(x), deterministic=deterministic)
-        if self.shape.tie_embeddings:
-            return self.shared.attend((x * self.shape.d_model ** -0.5).astype(jnp.float32))
-        return self.lm_head(x).astype(jnp.float32)
+        return self.dropout(self.dec_norm(x), deterministic=deterministic)
+
+    def _head_scale(self, x: Array) -> Array:
+        return (x * self.shape.d_model ** -0.5).astype(jnp.float32)
+
+    def head_features(self, src: Array, tgt_in: Array, *, deterministic: bool = True) -> Array:
+        """Teacher forcing up to the tied head's input: `[B, T, D]` float32 such that
+        `head_features(src, tgt_in) @ shared.embedding.T` are `__call__`'s logits (tied heads only)."""
+        if not self.shape.tie_embeddings:
+            raise ValueError("head_features needs a tied head (T5Shape.tie_embeddings=True)")
+        enc = self.encode(src, deterministic=deterministic)
+        return self._head_scale(self._decode_hidden(tgt_in, enc, src, deterministic))
 
     def __call__(self, src: Array, tgt_in: Array, *, deterministic: bool = True) -> Array:
         enc = self.encode(src, deterministic=deterministic)

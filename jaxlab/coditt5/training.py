@@ -34,7 +34,8 @@ from jaxlab.core import train as train_lib
 
 __all__ = ["load_functions", "get_tokenizer", "pretrain_pairs", "task_examples", "task_pairs", "stage_pairs",
            "make_shape",
-           "init_state", "token_loss", "compiler_options", "make_loss_fn", "make_eval_fn", "NUM_SENTINELS"]
+           "init_state", "token_loss", "head_token_loss", "compiler_options", "make_loss_fn", "make_eval_fn",
+           "NUM_SENTINELS"]
 
 PRETRAIN_STREAM, INIT_STREAM = 201, 202
 NUM_SENTINELS = 32
@@ -182,6 +183,54 @@ def token_loss(logits, labels):
     return jnp.sum(ce * valid), jnp.sum((z_label >= 0).astype(jnp.float32) * valid), jnp.sum(valid)
 
 
+def _head_loss_values(features, head, labels):
+    logits = features @ head.T
+    row_max = jnp.max(logits, -1, keepdims=True)
+    e = jnp.exp(logits - row_max)
+    total_e = jnp.sum(e, -1)
+    label_logit = jnp.take_along_axis(logits, labels[..., None], -1)[..., 0]
+    valid = (labels != PAD).astype(jnp.float32)
+    ce = jnp.log(total_e) + row_max[..., 0] - label_logit
+    sums = (jnp.sum(ce * valid), jnp.sum((label_logit >= row_max[..., 0]).astype(jnp.float32) * valid),
+            jnp.sum(valid))
+    return sums, e, total_e, valid
+
+
+@jax.custom_vjp
+def head_token_loss(features, head, labels):
+    """`token_loss(features @ head.T, labels)` with a hand-written VJP: the tied output layer
+    and the cross-entropy in one function.
+
+    `features [..., D]` (float32, the decoder output already scaled as the head takes it),
+    `head [V, D]` (the embedding for tied heads). The forward pass picks the label logit with
+    a gather and keeps `exp(logits - max)`; the backward pass forms the logits' gradient
+    `valid (softmax - onehot)` from it in one pass (no second exponential) and multiplies it
+    by `head` for the features and by the small transposed `features` for the head (XLA
+    otherwise transposes the whole `[..., V]` gradient). Reverse mode only (a
+    `custom_vjp`): `make_loss_fn(..., fused_head=False)` for forward mode.
+    """
+    return _head_loss_values(features, head, labels)[0]
+
+
+def _head_fwd(features, head, labels):
+    sums, e, total_e, valid = _head_loss_values(features, head, labels)
+    return sums, (features, head, labels, e, total_e, valid)
+
+
+def _head_bwd(res, cotangents):
+    features, head, labels, e, total_e, valid = res
+    scale = (cotangents[0] * valid)[..., None]
+    hit = jax.lax.broadcasted_iota(jnp.int32, e.shape, e.ndim - 1) == labels[..., None]
+    d_logits = scale * (e / total_e[..., None] - hit.astype(e.dtype))
+    d_features = d_logits @ head
+    flat_t = jax.lax.optimization_barrier(features.reshape(-1, features.shape[-1]).T)
+    d_head = jax.lax.optimization_barrier(flat_t @ d_logits.reshape(-1, d_logits.shape[-1])).T
+    return d_features, d_head, None
+
+
+head_token_loss.defvjp(_head_fwd, _head_bwd)
+
+
 def compiler_options() -> dict | None:
     """XLA options of the training and validation steps: YNNPACK also runs the reductions on
     the CPU (the row maxima and sums over the vocabulary and the attention keys; see
@@ -189,15 +238,24 @@ def compiler_options() -> dict | None:
     return runtime.cpu_compiler_options(reductions=True)
 
 
-def make_loss_fn(shape: T5Shape):
-    """Teacher-forced token cross-entropy (pads ignored), with dropout."""
+def make_loss_fn(shape: T5Shape, fused_head: bool = True):
+    """Teacher-forced token cross-entropy (pads ignored), with dropout. `fused_head` (tied
+    heads only): the output layer and the loss through `head_token_loss`'s hand-written VJP
+    (same values and gradients); False differentiates `token_loss` of the logits instead,
+    which forward-mode differentiation needs."""
     model = T5(shape)
+    fused = fused_head and shape.tie_embeddings
 
     def loss_fn(params, extra, batch, key):
         del extra
-        logits = model.apply({"params": params}, batch["src"], shifted_right(batch["labels"], PAD),
-                             deterministic=False, rngs={"dropout": key})
-        total, correct, n = token_loss(logits, batch["labels"])
+        args = (batch["src"], shifted_right(batch["labels"], PAD))
+        if fused:
+            features = model.apply({"params": params}, *args, deterministic=False, rngs={"dropout": key},
+                                   method=T5.head_features)
+            total, correct, n = head_token_loss(features, params["shared"]["embedding"], batch["labels"])
+        else:
+            logits = model.apply({"params": params}, *args, deterministic=False, rngs={"dropout": key})
+            total, correct, n = token_loss(logits, batch["labels"])
         return total / jnp.maximum(n, 1.0), ({"token_accuracy": correct / jnp.maximum(n, 1.0)}, None)
 
     return loss_fn

@@ -145,3 +145,47 @@ def test_token_loss_against_log_softmax_and_argmax():
     grad = jax.grad(lambda lg: training.token_loss(lg, labels)[0])(logits)
     expected = (np.exp(logp) - np.eye(50)[labels]) * valid[..., None]
     np.testing.assert_allclose(np.asarray(grad), expected, atol=1e-5)
+
+
+def test_fused_head_loss_equals_token_loss_of_the_logits():
+    """`head_token_loss`'s hand-written VJP against autodiff of `token_loss(features @ head.T)`:
+    sums, the correct-token count, and the gradients of features and head, pads included."""
+    from jaxlab.coditt5 import training
+
+    rng = np.random.default_rng(1)
+    features = jnp.asarray(rng.normal(size=(3, 7, 16)), jnp.float32)
+    head = jnp.asarray(rng.normal(size=(50, 16)), jnp.float32)
+    labels = rng.integers(1, 50, (3, 7)).astype(np.int32)
+    labels[1, 4:] = 0
+    labels[2, 0] = int(np.argmax(np.asarray(features[2, 0] @ head.T)))
+    labels = jnp.asarray(labels)
+    fused = training.head_token_loss(features, head, labels)
+    plain = training.token_loss(features @ head.T, labels)
+    np.testing.assert_allclose(fused[0], plain[0], rtol=1e-6)
+    assert float(fused[1]) == float(plain[1]) >= 1 and float(fused[2]) == float(plain[2]) == 18
+    g_fused = jax.grad(lambda f, h: 0.7 * training.head_token_loss(f, h, labels)[0], argnums=(0, 1))(features, head)
+    g_plain = jax.grad(lambda f, h: 0.7 * training.token_loss(f @ h.T, labels)[0], argnums=(0, 1))(features, head)
+    for a, b in zip(g_fused, g_plain, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(g_fused[0])[1, 4:] == 0)  # pads pass no gradient
+
+
+def test_fused_head_training_loss_equals_the_logits_path(params):
+    # the whole loss of a step, dropout on: same value and gradients either way
+    from jaxlab.coditt5 import training
+
+    labels = jnp.array([[3, 4, 1, 0], [5, 6, 7, 1], [8, 1, 0, 0]])
+    batch = {"src": SRC, "labels": labels}
+    key = jax.random.key(3)
+
+    def value_and_grad(fused):
+        loss_fn = training.make_loss_fn(SHAPE, fused_head=fused)
+        return jax.jit(jax.value_and_grad(lambda p: loss_fn(p, None, batch, key)[0]))(params)
+
+    (v_fused, g_fused), (v_plain, g_plain) = value_and_grad(True), value_and_grad(False)
+    np.testing.assert_allclose(v_fused, v_plain, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g_fused), jax.tree.leaves(g_plain), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="tied head"):
+        T5(dataclasses.replace(SHAPE, tie_embeddings=False)).init(jax.random.key(0), SRC, SRC,
+                                                                  method=T5.head_features)
