@@ -137,34 +137,44 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 
-_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
-_CPU_OPTIONS_REDUCE = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+_YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
 
 
 @functools.cache
-def _cpu_options_supported(fusion_types: str = _CPU_OPTIONS["xla_cpu_experimental_ynn_fusion_type"]) -> bool:
+def _cpu_options_supported(fusion_types: str) -> bool:
     import jax
     import jax.numpy as jnp
 
     try:
-        options = {"xla_cpu_experimental_ynn_fusion_type": fusion_types}
+        options = {_YNN_OPTION: fusion_types}
         jax.jit(jnp.sum, compiler_options=options).lower(jnp.ones(2)).compile()
     except Exception:  # an XLA without the option: run with its defaults
         return False
     return True
 
 
-def cpu_compiler_options(reductions: bool = False) -> dict | None:
-    """`compiler_options` for `jax.jit` of jaxlab's steps on the CPU backend: YNNPACK
-    fusions for dots, and also for reductions with `reductions=True` (see the module
-    docstring for when that pays); None elsewhere, where the XLA build lacks the option,
-    or when the environment sets `JAXLAB_CPU_COMPILER_OPTIONS=0`."""
+def cpu_compiler_options(reductions: bool = False, dots: str = "ynnpack") -> dict | None:
+    """`compiler_options` for `jax.jit` of jaxlab's steps on the CPU backend.
+
+    Args:
+      reductions: hand reductions to YNNPACK too (see the module docstring for when that pays).
+      dots: 'ynnpack' (YNNPACK's dot fusions, the default) or 'eigen' (XLA's own dot thunks,
+        which call Eigen): the latter for programs of many small matrix products, as a
+        3-block ViT over 64 tokens is (see `jaxlab.video2stylegan.encoder.make_encode_fn`).
+
+    Returns None elsewhere than on the CPU backend, where the XLA build lacks the option, or
+    when the environment sets `JAXLAB_CPU_COMPILER_OPTIONS=0`.
+    """
     import jax
 
+    if dots not in ("ynnpack", "eigen"):
+        raise ValueError(f"cpu_compiler_options: dots must be 'ynnpack' or 'eigen', got {dots!r}")
     if os.environ.get("JAXLAB_CPU_COMPILER_OPTIONS", "1") == "0" or jax.default_backend() != "cpu":
         return None
-    options = _CPU_OPTIONS_REDUCE if reductions else _CPU_OPTIONS
-    return dict(options) if _cpu_options_supported(options["xla_cpu_experimental_ynn_fusion_type"]) else None
+    kinds = (["LIBRARY_FUSION_TYPE_DOT"] if dots == "ynnpack" else []) + (
+        ["LIBRARY_FUSION_TYPE_REDUCE"] if reductions else [])
+    fusion_types = ",".join(kinds)
+    return {_YNN_OPTION: fusion_types} if _cpu_options_supported(fusion_types) else None
 
 
 @functools.cache

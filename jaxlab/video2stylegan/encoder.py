@@ -121,9 +121,11 @@ def make_encode_fn(config):
         ws = jnp.concatenate([w0, rest], axis=0)
         return ws, gan.generate(g, gp, ws, noise_mode="const")
 
-    # the GAN step's XLA options (`gan.make_gan_step`): on two cores YNNPACK's threaded dots took
-    # per-frame encoding of 16 frames at 32 px from 31.7 to 24.2 ms (one core: 33.4 -> 35.1 ms)
-    opts = runtime.cpu_compiler_options(reductions=True)
+    # YNNPACK for reductions, XLA's own (Eigen) thunks for the dots: the ViT's ~40 small matrix
+    # products ([1024, 96] x [96, 96 | 384]) ran faster there, and the generator the same. Per-frame
+    # encoding of 16 frames at 32 px, medians of 40 interleaved calls: 27.7 -> 24.9 ms on two
+    # cores, 39.5 -> 37.1 ms on one, against YNNPACK's dots (`gan.make_gan_step`'s options)
+    opts = runtime.cpu_compiler_options(reductions=True, dots="eigen")
     return {True: jax.jit(reused, compiler_options=opts), False: jax.jit(per_frame, compiler_options=opts)}
 
 

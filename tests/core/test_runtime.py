@@ -97,6 +97,19 @@ def test_cpu_compiler_options_compile_and_keep_results(monkeypatch):
                                              e / e.sum(-1, keepdims=True))):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(np.asarray(a), ref, rtol=1e-4, atol=1e-4)
+    # dots left to XLA's own thunks (Eigen), reductions to YNNPACK: a small ViT-like block
+    eopts = runtime.cpu_compiler_options(reductions=True, dots="eigen")
+    if eopts is not None:
+        assert eopts["xla_cpu_experimental_ynn_fusion_type"] == "LIBRARY_FUSION_TYPE_REDUCE"
+        assert runtime.cpu_compiler_options(dots="eigen")["xla_cpu_experimental_ynn_fusion_type"] == ""
+    w = jnp.asarray(np.random.default_rng(2).normal(size=(64, 96)), jnp.float32) / 8
+    h = lambda y: jax.nn.softmax(jnp.einsum("bqd,bkd->bqk", y.reshape(8, 240, 64) @ w, y.reshape(8, 240, 64) @ w), -1)
+    want = np.asarray(h(y))
+    for opts in (eopts, runtime.cpu_compiler_options(dots="eigen")):
+        np.testing.assert_allclose(np.asarray(jax.jit(h, compiler_options=opts)(y)), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="dots must be 'ynnpack' or 'eigen'"):
+        runtime.cpu_compiler_options(dots="onednn")
     monkeypatch.setenv("JAXLAB_CPU_COMPILER_OPTIONS", "0")
     assert runtime.cpu_compiler_options() is None
     assert runtime.cpu_compiler_options(reductions=True) is None
+    assert runtime.cpu_compiler_options(dots="eigen") is None
