@@ -5,8 +5,11 @@ random batch: one AdamW training step (tokens/s) and greedy decoding with a key/
 (generated tokens/s; jaxlab and the lean model, same weights). jaxlab's step is the engine's
 `train.make_train_step` around `jaxlab.coditt5.training.make_loss_fn`, compiled as `jaxlab
 coditt5` compiles it (the tied output layer and the loss through `training.head_token_loss`'s
-hand-written VJP); a fourth training peer, left out with `--no-logits-head`, is the same step
-through the logits and `training.token_loss`. Its decoding: `jaxlab.coditt5.decoding.greedy`.
+hand-written VJP, the attention cores through `jaxlab.nn.attention.attention_with_vjp`'s); a
+fourth training peer, left out with `--no-logits-head`, is the same step through the logits and
+`training.token_loss`, and a fifth, left out with `--no-autodiff-attention`, the same step with
+JAX differentiating the attention (`T5Shape(attention_vjp='autodiff')`). Its decoding:
+`jaxlab.coditt5.decoding.greedy`.
 Medians of alternating repeats, compile time apart, load average before and after, a
 1-thread and an all-threads column per peer (`--threads both|1|all`, see
 `jaxlab.core.benchmark`).
@@ -17,6 +20,7 @@ Medians of alternating repeats, compile time apart, load average before and afte
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 
 from jaxlab.core import benchmark, runtime
@@ -24,6 +28,7 @@ from jaxlab.core import benchmark, runtime
 SETTING = benchmark.configure_threads()  # before jax and torch start their thread pools
 ALLOCATOR = runtime.tune_host_allocator()  # as the `jaxlab` command does; PyTorch shares it
 LOGITS = "jaxlab, logits head"
+AUTO_ATTN = "jaxlab, autodiff attention"
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -172,6 +177,9 @@ def main():
     ap.add_argument("--no-logits-head", dest="logits_head", action="store_false",
                     help="leave out the fourth training peer: jaxlab's step through the logits and token_loss "
                          "(make_loss_fn(fused_head=False)) instead of head_token_loss")
+    ap.add_argument("--no-autodiff-attention", dest="autodiff_attention", action="store_false",
+                    help="leave out the fifth training peer: jaxlab's step with autodiff through the attention "
+                         "(T5Shape(attention_vjp='autodiff')) instead of attention_with_vjp")
     benchmark.add_threads_argument(ap)
     args = ap.parse_args()
     shape = T5Shape(vocab_size=args.vocab, dropout_rate=0.0, **SHAPES[args.shape])
@@ -205,6 +213,17 @@ def main():
 
         benchmark.time_call(lrun)
         train_peers[LOGITS] = lrun
+    if args.autodiff_attention:  # the same step with JAX differentiating the attention cores
+        ashape = dataclasses.replace(shape, attention_vjp="autodiff")
+        astep = train_lib.make_train_step(training.make_loss_fn(ashape), compiler_options=training.compiler_options())
+        box["auto"] = train_lib.TrainState.create(params=jax.tree.map(np.array, params_copy), tx=optax.adamw(1e-4))
+
+        def arun():
+            box["auto"], m = astep(box["auto"], batch, jax.random.key(0))
+            jax.block_until_ready(m["loss"])
+
+        benchmark.time_call(arun)
+        train_peers[AUTO_ATTN] = arun
     greedy = lambda: jax.block_until_ready(decoding.greedy(box["state"].params, src, shape=shape,
                                                            max_len=args.decode_len))
 
@@ -279,7 +298,8 @@ def main():
           f"vocab {args.vocab}, batch {args.batch}, src {args.src}, tgt {args.tgt}, decode {args.decode_len}")
     res = benchmark.Results()
     t = res.table("T5 training step and greedy decoding",
-                  ["jaxlab", "PyTorch", "transformers"] + ([LOGITS] if args.logits_head else []), unit="ms",
+                  ["jaxlab", "PyTorch", "transformers"] + ([LOGITS] if args.logits_head else [])
+                  + ([AUTO_ATTN] if args.autodiff_attention else []), unit="ms",
                   extras=["jaxlab compile (s)"])
     t.add(f"train step, AdamW ({args.batch * args.tgt} tokens)", train_t,
           **{"jaxlab compile (s)": f"{compile_train:.1f}"})

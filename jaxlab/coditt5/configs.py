@@ -34,6 +34,7 @@ class ModelConfig:
     max_distance: PositiveInt = 128
     attention_scale: Literal["none", "sqrt"] = "sqrt"
     dtype: Literal["float32", "bfloat16"] = "float32"
+    attention_vjp: Literal["hand", "autodiff"] = "hand"
 
 
 @dataclasses.dataclass

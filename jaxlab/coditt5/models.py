@@ -40,7 +40,13 @@ Array = jnp.ndarray
 
 @dataclasses.dataclass(frozen=True)
 class T5Shape:
-    """The static hyper-parameters of a T5 (hashable, so it can be a Linen field)."""
+    """The static hyper-parameters of a T5 (hashable, so it can be a Linen field).
+
+    `attention_vjp`: 'hand' differentiates the attention cores with `jaxlab.nn.attention.
+    attention_with_vjp`'s hand-written backward pass (faster on XLA:CPU, see `scripts/
+    bench_coditt5.py`), 'autodiff' lets JAX derive it (needed for `jax.jvp` / forward mode).
+    Parameters are the same either way.
+    """
 
     vocab_size: int = 32100
     d_model: int = 768
@@ -56,6 +62,7 @@ class T5Shape:
     max_distance: int = 128
     attention_scale: Literal["none", "sqrt"] = "sqrt"
     dtype: str = "float32"
+    attention_vjp: Literal["hand", "autodiff"] = "hand"
 
 
 #: Named shapes: `base` is CodeT5-base / T5-base (d 768, 12+12 layers, 12 heads, d_ff 3072, ReLU FF).
@@ -99,7 +106,7 @@ class _Layer(nn.Module):
         scale = 1.0 if s.attention_scale == "none" else None
         attn = lambda name, **kw: MultiHeadAttention(num_heads=s.num_heads, head_dim=s.d_kv, use_bias=False,
                                                      scale=scale, dropout_rate=s.dropout_rate, dtype=dt,
-                                                     name=name, **kw)
+                                                     attention_vjp=s.attention_vjp, name=name, **kw)
         drop = lambda h: nn.Dropout(s.dropout_rate)(h, deterministic=deterministic)
         h = RMSNorm(dtype=dt, name="norm_self")(x)
         if self.cross:

@@ -358,3 +358,79 @@ def test_bad_shapes_are_errors():
         MultiHeadAttention(num_heads=2).init(jax.random.key(0), x, head_mask=jnp.ones(3))
     with pytest.raises(ValueError, match="expects \\[B, T, D\\]"):
         MultiHeadAttention(num_heads=2).init(jax.random.key(0), jnp.ones((2, 8)))
+
+
+# --------------------------------------------------------------------------- the hand-written backward pass
+
+
+def _attention_loss(mod, variables, xq, xkv, bias, mask, key):
+    out = mod.apply(variables, xq, xkv, mask=mask, bias=bias, deterministic=key is None,
+                    rngs=None if key is None else {"dropout": key})
+    w = jnp.cos(jnp.arange(out.size, dtype=jnp.float32).reshape(out.shape))  # a cotangent with no symmetry
+    return jnp.sum(out.astype(jnp.float32) * w)
+
+
+@pytest.mark.parametrize("case", ["self_causal_bias_padding", "cross_padding", "per_batch_bias_dropout", "bfloat16"])
+def test_hand_vjp_equals_autodiff(case):
+    """`attention_vjp='hand'` gives autodiff's output and gradients (parameters, both inputs, the
+    bias), with masked keys, a query row with no key, a bias broadcast over batch or heads, dropout."""
+    b, tq, tk, d, h = 3, 6, 6, 8, 2
+    rng = np.random.default_rng(11)
+    xq = jnp.asarray(rng.normal(size=(b, tq, d)), jnp.float32)
+    xkv, bias, mask, key, kw = None, None, None, None, {}
+    if case == "self_causal_bias_padding":
+        bias = jnp.asarray(rng.normal(size=(1, h, tq, tk)), jnp.float32)
+        valid = np.ones((b, tk), bool)
+        valid[1, :2] = False  # query rows 0 and 1 of batch 1 see no key under the causal mask
+        valid[2, 4:] = False
+        mask, kw = padding_mask(jnp.asarray(valid)), {"causal": True}
+    elif case == "cross_padding":
+        tk = 9
+        xkv = jnp.asarray(rng.normal(size=(b, tk, d)), jnp.float32)
+        valid = np.ones((b, tk), bool)
+        valid[0, 5:] = False
+        valid[2] = False  # every key of batch 2 masked
+        mask = padding_mask(jnp.asarray(valid))
+    elif case == "per_batch_bias_dropout":
+        bias = jnp.asarray(rng.normal(size=(b, 1, tq, tk)), jnp.float32)
+        key, kw = jax.random.key(3), {"dropout_rate": 0.3}
+    dtype = jnp.bfloat16 if case == "bfloat16" else jnp.float32
+    if case == "bfloat16":
+        bias = jnp.asarray(rng.normal(size=(1, h, tq, tk)), jnp.float32)
+    xq = xq.astype(dtype)
+    xkv = None if xkv is None else xkv.astype(dtype)
+    auto = MultiHeadAttention(num_heads=h, dtype=dtype, **kw)
+    hand = MultiHeadAttention(num_heads=h, dtype=dtype, attention_vjp="hand", **kw)
+    p = _rand_params(auto, xq, xkv)
+    argnums = (0, 1, 2) if bias is None else (0, 1, 2, 3)
+    grads = {}
+    for name, mod in (("auto", auto), ("hand", hand)):
+        f = lambda p, xq, xkv, bias, mod=mod: _attention_loss(mod, {"params": p}, xq, xkv, bias, mask, key)
+        if xkv is None:
+            f = (lambda f: lambda p, xq, _, bias: f(p, xq, None, bias))(f)
+        val, g = jax.jit(jax.value_and_grad(f, argnums=argnums))(p, xq, xq if xkv is None else xkv, bias)
+        grads[name] = (val, g)
+    tol = dict(rtol=2e-2, atol=2e-2) if dtype == jnp.bfloat16 else dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(float(grads["hand"][0]), float(grads["auto"][0]), **tol)
+    leaves_a, leaves_h = jax.tree.leaves(grads["auto"][1]), jax.tree.leaves(grads["hand"][1])
+    assert len(leaves_a) == len(leaves_h)
+    for a, g in zip(leaves_a, leaves_h):
+        assert a.dtype == g.dtype and a.shape == g.shape
+        scale = max(1.0, float(jnp.max(jnp.abs(a.astype(jnp.float32)))))
+        np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(a, np.float32), rtol=tol["rtol"],
+                                   atol=tol["atol"] * scale)
+    if bias is not None:  # the bias gradient is a real, non-zero term
+        assert float(jnp.max(jnp.abs(grads["hand"][1][-1]))) > 1e-3
+
+
+def test_hand_vjp_has_no_forward_mode_and_rejects_unknown_modes():
+    x = jax.random.normal(jax.random.key(9), (2, 4, 8))
+    mod = MultiHeadAttention(num_heads=2, attention_vjp="hand")
+    p = _rand_params(mod, x)
+    f = lambda x: mod.apply({"params": p}, x)
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(f, (x,), (x,))
+    out, tangent = jax.jvp(lambda x: MultiHeadAttention(num_heads=2).apply({"params": p}, x), (x,), (x,))
+    assert np.all(np.isfinite(np.asarray(tangent)))
+    with pytest.raises(ValueError, match="vjp must be 'autodiff' or 'hand'"):
+        MultiHeadAttention(num_heads=2, attention_vjp="flash").apply({"params": p}, x)
