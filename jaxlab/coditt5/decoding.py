@@ -5,8 +5,8 @@ Beam search keeps `K` live and `K` finished hypotheses per input. A finished hyp
 tokens (its EOS included) with log-probability `logp` scores `logp / n**alpha` (alpha = 1: the
 mean token log-likelihood; alpha = 0: the plain sum). The loop stops after `max_len` tokens or
 when no live beam can still beat the worst finished one (`logp / max_len**alpha` bounds what a
-live beam can reach, since log-probabilities only fall). With `K = 1`, `alpha = 0` it is greedy
-decoding. `use_cache=False` recomputes the decoder over the whole prefix each step (the reference
+live beam can reach, since log-probabilities only fall). `greedy` is its own, lighter loop (the
+arg-max token each step). `use_cache=False` recomputes the decoder over the whole prefix each step (the reference
 the tests compare the cache against).
 """
 
@@ -126,11 +126,50 @@ def beam_search(params, src: jax.Array, *, shape, beam_size: int, max_len: int, 
     return jnp.take_along_axis(all_seqs, idx[:, :, None], axis=1), scores
 
 
+@functools.partial(jax.jit, static_argnames=("shape", "max_len", "use_cache"))
 def greedy(params, src: jax.Array, *, shape, max_len: int, use_cache: bool = True):
-    """Greedy decoding (beam search with one beam and no length normalisation): `([B, T], [B])`."""
-    tokens, scores = beam_search(params, src, shape=shape, beam_size=1, max_len=max_len, alpha=0.0,
-                                 use_cache=use_cache)
-    return tokens[:, 0], scores[:, 0]
+    """Greedy decoding: `src [B, S]` -> `(tokens [B, max_len], scores [B])`.
+
+    Each step takes the arg-max token (pad never chosen) until every row has emitted EOS or
+    `max_len` tokens are out; a row's tokens after its EOS are pads. `scores` is the sum of the
+    chosen tokens' log-probabilities (EOS included), as `beam_search(..., beam_size=1,
+    alpha=0.0)` scores a hypothesis. One `lax.while_loop` like `beam_search`, with none of its
+    beam bookkeeping (top-k over the vocabulary, finished/live sets, cache reordering).
+    """
+    b = src.shape[0]
+    model = T5(shape)
+    enc = model.apply({"params": params}, src, method=T5.encode)
+    cache = init_cache(shape, params, src, b, max_len) if use_cache else ()
+    dec_model = T5(shape, decode=True)
+
+    def cond(st):
+        return (st["i"] < max_len) & ~jnp.all(st["done"])
+
+    def body(st):
+        i = st["i"]
+        last = jnp.where(i == 0, PAD, jax.lax.dynamic_index_in_dim(st["seqs"], jnp.maximum(i - 1, 0), axis=1,
+                                                                   keepdims=False))
+        if use_cache:
+            logits, upd = dec_model.apply({"params": params, "cache": st["cache"]}, last[:, None], enc, src,
+                                          method=T5.decode_logits, mutable=["cache"])
+            logits, cache = logits[:, 0], upd["cache"]
+        else:
+            full = model.apply({"params": params}, shifted_right(st["seqs"], PAD), enc, src, method=T5.decode_logits)
+            logits, cache = jax.lax.dynamic_index_in_dim(full, i, axis=1, keepdims=False), st["cache"]
+        logits = logits.astype(jnp.float32)
+        lse = jax.nn.logsumexp(logits, axis=-1)
+        logits = logits.at[:, PAD].set(NEG)  # the pad/start id is never generated
+        tok = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        gain = jnp.take_along_axis(logits, tok[:, None], axis=1)[:, 0] - lse
+        tok = jnp.where(st["done"], PAD, tok)
+        seqs = jax.lax.dynamic_update_slice_in_dim(st["seqs"], tok[:, None], i, axis=1)
+        return dict(i=i + 1, cache=cache, seqs=seqs, score=st["score"] + jnp.where(st["done"], 0.0, gain),
+                    done=st["done"] | (tok == EOS))
+
+    state = dict(i=jnp.array(0, jnp.int32), cache=cache, seqs=jnp.zeros((b, max_len), jnp.int32),
+                 score=jnp.zeros((b,), jnp.float32), done=jnp.zeros((b,), bool))
+    st = jax.lax.while_loop(cond, body, state)
+    return st["seqs"], st["score"]
 
 
 @functools.partial(jax.jit, static_argnames=("shape",))

@@ -65,9 +65,9 @@ def test_gated_ff_and_untied_head_shapes():
     assert jax.eval_shape(lambda q: T5(shape).apply({"params": q}, SRC, SRC), p).shape == (3, 8, 40)
 
 
-def _python_greedy(params, src, max_len):
+def _python_greedy(params, src, max_len, shape=SHAPE):
     """Uncached reference: rerun the whole model on the prefix each step and take the argmax."""
-    fwd = jax.jit(lambda p, s, t: T5(SHAPE).apply({"params": p}, s, t))
+    fwd = jax.jit(lambda p, s, t: T5(shape).apply({"params": p}, s, t))
     out = np.zeros((src.shape[0], max_len), np.int32)
     done = np.zeros(src.shape[0], bool)
     for i in range(max_len):
@@ -80,8 +80,38 @@ def _python_greedy(params, src, max_len):
 
 
 def test_cached_greedy_equals_python_greedy_loop(params):
-    tokens, _ = decoding.greedy(params, SRC, shape=SHAPE, max_len=10)
+    tokens, scores = decoding.greedy(params, SRC, shape=SHAPE, max_len=10)
     assert np.array_equal(np.asarray(tokens), _python_greedy(params, SRC, 10))
+    # the score is the sum of the chosen tokens' log-probabilities: the independent teacher-forced
+    # scorer's mean times the number of tokens (EOS included, the pads after it not)
+    n = np.sum(np.asarray(tokens) != 0, axis=1)
+    mean = decoding.sequence_scores(params, SRC, tokens, shape=SHAPE)
+    np.testing.assert_allclose(np.asarray(scores), np.asarray(mean) * n, rtol=1e-5, atol=1e-4)
+    u_tokens, u_scores = decoding.greedy(params, SRC, shape=SHAPE, max_len=10, use_cache=False)
+    assert np.array_equal(np.asarray(u_tokens), np.asarray(tokens))
+    np.testing.assert_allclose(np.asarray(u_scores), np.asarray(scores), atol=1e-5)
+
+
+def test_greedy_stops_rows_at_their_eos():
+    """Rows that end at different steps: pads after each row's EOS, the others run to max_len,
+    scores still the independent rescoring (an untied head whose EOS column copies token 11's,
+    slightly larger, so that EOS wins exactly where token 11 would)."""
+    shape = dataclasses.replace(SHAPE, tie_embeddings=False)
+    p = jax.jit(lambda: T5(shape).init(jax.random.key(0), SRC, SRC)["params"])()
+    p = jax.tree.map(lambda a: a * 3.0 if a.ndim == 2 and 40 in a.shape else a, p)
+    w = p["lm_head"]["kernel"]
+    p = {**p, "lm_head": {"kernel": w.at[:, 1].set(w[:, 11] * 1.02)}}
+    tokens, scores = decoding.greedy(p, SRC, shape=shape, max_len=10)
+    tokens = np.asarray(tokens)
+    assert np.array_equal(tokens, _python_greedy(p, SRC, 10, shape))
+    ended = (tokens == 1).any(axis=1)
+    assert ended.any() and not ended.all()  # the case this test is for
+    for row in tokens[ended]:
+        stop = int(np.argmax(row == 1))
+        assert stop < 9 and np.all(row[stop + 1:] == 0)
+    n = np.sum(tokens != 0, axis=1)
+    mean = decoding.sequence_scores(p, SRC, jnp.asarray(tokens), shape=shape)
+    np.testing.assert_allclose(np.asarray(scores), np.asarray(mean) * n, rtol=1e-5, atol=1e-4)
 
 
 def test_cached_beam_equals_uncached_beam(params):
