@@ -26,27 +26,27 @@ __all__ = ["beam_search", "greedy", "sequence_scores", "init_cache"]
 NEG = -1.0e9
 
 
-def init_cache(shape, params, src: jax.Array, batch: int, max_len: int):
-    """A zero decoding cache for `batch` rows decoding up to `max_len` tokens."""
-    model = T5(shape, decode=True)
-    enc = jnp.zeros((batch, src.shape[1], shape.d_model), jnp.dtype(shape.dtype))
-    src_b = jnp.ones((batch, src.shape[1]), jnp.int32)
-    tgt = jnp.zeros((batch, max_len), jnp.int32)
-    abstract = jax.eval_shape(lambda: model.apply({"params": params}, tgt, enc, src_b,
-                                                  method=T5.decode_logits, mutable=["cache"])[1]["cache"])
-    return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), abstract)
+def init_cache(shape, params, enc: jax.Array, src: jax.Array, max_len: int):
+    """The decoding cache for `enc [B, S, D]` (the encoder's output of `src [B, S]`) and up to
+    `max_len` tokens: empty self-attention caches, and each cross-attention's keys and values of
+    `enc`, projected once here instead of at every step (`MultiHeadAttention(cache_kv=True)`)."""
+    tgt = jnp.zeros((enc.shape[0], max_len), jnp.int32)
+    _, upd = T5(shape, decode=True).apply({"params": params}, tgt, enc, src, method=T5.decode_logits,
+                                         mutable=["cache"])
+    return upd["cache"]
 
 
 def _gather_beams(tree, idx: jax.Array, batch: int, k: int):
-    """Reorders the leading `[batch * k]` axis of every array with rank >= 1 by `idx [batch, k]`."""
+    """Reorders the leading `[batch * k]` axis of every array with rank >= 1 by `idx [batch, k]`
+    (not the cross-attention memories, which are the same for every beam of an input)."""
     flat = (idx + jnp.arange(batch)[:, None] * k).reshape(-1)
 
-    def g(a):
-        if a.ndim == 0 or a.shape[0] != batch * k:
+    def g(path, a):
+        if a.ndim == 0 or a.shape[0] != batch * k or str(getattr(path[-1], "key", "")).startswith("memory_"):
             return a
         return a[flat]
 
-    return jax.tree.map(g, tree)
+    return jax.tree_util.tree_map_with_path(g, tree)
 
 
 @functools.partial(jax.jit, static_argnames=("shape", "beam_size", "max_len", "use_cache"))
@@ -62,7 +62,7 @@ def beam_search(params, src: jax.Array, *, shape, beam_size: int, max_len: int, 
     enc = model.apply({"params": params}, src, method=T5.encode)
     enc_k = jnp.repeat(enc, k, axis=0)
     src_k = jnp.repeat(src, k, axis=0)
-    cache = init_cache(shape, params, src, b * k, max_len) if use_cache else ()
+    cache = init_cache(shape, params, enc_k, src_k, max_len) if use_cache else ()
     dec_model = T5(shape, decode=True)
 
     def logits_at(cache, seqs, last, i):
@@ -139,7 +139,7 @@ def greedy(params, src: jax.Array, *, shape, max_len: int, use_cache: bool = Tru
     b = src.shape[0]
     model = T5(shape)
     enc = model.apply({"params": params}, src, method=T5.encode)
-    cache = init_cache(shape, params, src, b, max_len) if use_cache else ()
+    cache = init_cache(shape, params, enc, src, max_len) if use_cache else ()
     dec_model = T5(shape, decode=True)
 
     def cond(st):

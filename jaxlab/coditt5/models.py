@@ -117,7 +117,7 @@ class _Layer(nn.Module):
         x = x + drop(h)
         if self.cross:
             h = RMSNorm(dtype=dt, name="norm_cross")(x)
-            h = attn("cross_attention")(h, enc, mask=cross_mask, deterministic=deterministic)
+            h = attn("cross_attention", cache_kv=self.decode)(h, enc, mask=cross_mask, deterministic=deterministic)
             x = x + drop(h)
         h = RMSNorm(dtype=dt, name="norm_ff")(x)
         if s.feed_forward == "relu":

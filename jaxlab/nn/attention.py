@@ -294,6 +294,11 @@ class MultiHeadAttention(nn.Module):
       precision: matmul precision (jax.lax.Precision) for projections and attention.
       attention_vjp: 'autodiff' or 'hand' (`attention_with_vjp`'s backward pass; no forward-mode
         differentiation through the module).
+      cache_kv: cross-attention over a memory that stays fixed while decoding (an encoder's
+        output): a call with the 'cache' collection mutable and no cached memory projects
+        `inputs_kv` and stores the keys and values (`memory_key`, `memory_value`, `[B, Tk, H,
+        hd]`); later calls reuse them and ignore `inputs_kv`'s values, so each decoding step
+        skips the two projections.
     """
 
     num_heads: int
@@ -311,6 +316,7 @@ class MultiHeadAttention(nn.Module):
     bias_init: Callable = nn.initializers.zeros
     precision: Any = None
     attention_vjp: str = "autodiff"
+    cache_kv: bool = False
 
     def _widths(self, d_in: int) -> tuple[int, int]:
         if self.head_dim is not None:
@@ -344,7 +350,11 @@ class MultiHeadAttention(nn.Module):
         if inputs_kv is None:
             inputs_kv = inputs_q
         elif self.decode:
-            raise ValueError("MultiHeadAttention(decode=True) is self-attention only: pass inputs_kv=None")
+            raise ValueError("MultiHeadAttention(decode=True) is self-attention only: pass inputs_kv=None "
+                             "(cross-attention over a fixed memory caches with cache_kv=True)")
+        if self.cache_kv and self.decode:
+            raise ValueError("MultiHeadAttention: cache_kv is for cross-attention, decode for self-attention; "
+                             "set one of them")
         if inputs_q.ndim != 3 or inputs_kv.ndim != 3:
             raise ValueError(f"MultiHeadAttention expects [B, T, D] inputs, got {inputs_q.shape} and {inputs_kv.shape}")
         d_in = inputs_q.shape[-1]
@@ -359,12 +369,19 @@ class MultiHeadAttention(nn.Module):
         _check_shape("embed_mask", embed_mask, (out_features,))
         inputs_q = inputs_q.astype(self.dtype)
         inputs_kv = inputs_kv.astype(self.dtype)
-        q, k, v = dense(qkv, "query")(inputs_q), dense(qkv, "key")(inputs_kv), dense(qkv, "value")(inputs_kv)
-        if qkv_mask is not None:
-            qm = jnp.asarray(qkv_mask, self.dtype)
-            q, k, v = q * qm, k * qm, v * qm
         split = lambda t: t.reshape(t.shape[:2] + (self.num_heads, hd))
-        q, k, v = split(q), split(k), split(v)
+        qm = None if qkv_mask is None else jnp.asarray(qkv_mask, self.dtype)
+        q = dense(qkv, "query")(inputs_q)
+        q = split(q if qm is None else q * qm)
+        if self.cache_kv and self.has_variable("cache", "memory_key"):
+            k, v = self.get_variable("cache", "memory_key"), self.get_variable("cache", "memory_value")
+        else:
+            k, v = dense(qkv, "key")(inputs_kv), dense(qkv, "value")(inputs_kv)
+            k, v = (k, v) if qm is None else (k * qm, v * qm)
+            k, v = split(k), split(v)
+            if self.cache_kv and self.is_mutable_collection("cache"):
+                self.put_variable("cache", "memory_key", k)
+                self.put_variable("cache", "memory_value", v)
         t_q = q.shape[1]
 
         if self.decode:

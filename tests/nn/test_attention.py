@@ -434,3 +434,24 @@ def test_hand_vjp_has_no_forward_mode_and_rejects_unknown_modes():
     assert np.all(np.isfinite(np.asarray(tangent)))
     with pytest.raises(ValueError, match="vjp must be 'autodiff' or 'hand'"):
         MultiHeadAttention(num_heads=2, attention_vjp="flash").apply({"params": p}, x)
+
+
+def test_cache_kv_projects_the_memory_once():
+    """`cache_kv=True`: the call that fills the cache equals plain cross-attention; later calls
+    attend over the stored memory whatever `inputs_kv` they are given; decode + cache_kv is an error."""
+    b, tq, tk, d, h = 2, 3, 5, 8, 2
+    rng = np.random.default_rng(12)
+    xq, mem, other = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((b, tq, d), (b, tk, d), (b, tk, d)))
+    mask = padding_mask(jnp.asarray([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool))
+    plain = MultiHeadAttention(num_heads=h)
+    cached = MultiHeadAttention(num_heads=h, cache_kv=True)
+    p = _rand_params(plain, xq, mem)
+    want = _run(plain, {"params": p}, xq, mem, mask=mask)
+    out, upd = cached.apply({"params": p}, xq, mem, mask=mask, mutable=["cache"])
+    np.testing.assert_allclose(np.asarray(out), np.asarray(want), rtol=1e-6, atol=1e-6)
+    assert upd["cache"]["memory_key"].shape == (b, tk, h, d // h)
+    again = cached.apply({"params": p, **upd}, xq, other, mask=mask)
+    np.testing.assert_allclose(np.asarray(again), np.asarray(want), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(np.asarray(_run(plain, {"params": p}, xq, other, mask=mask)), np.asarray(want))
+    with pytest.raises(ValueError, match="cache_kv is for cross-attention"):
+        MultiHeadAttention(num_heads=h, cache_kv=True, decode=True).init(jax.random.key(0), xq)
