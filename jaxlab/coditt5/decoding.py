@@ -157,10 +157,15 @@ def greedy(params, src: jax.Array, *, shape, max_len: int, use_cache: bool = Tru
             full = model.apply({"params": params}, shifted_right(st["seqs"], PAD), enc, src, method=T5.decode_logits)
             logits, cache = jax.lax.dynamic_index_in_dim(full, i, axis=1, keepdims=False), st["cache"]
         logits = logits.astype(jnp.float32)
-        lse = jax.nn.logsumexp(logits, axis=-1)
+        top = jnp.max(logits, axis=-1, keepdims=True)
+        lse = top[:, 0] + jnp.log(jnp.sum(jnp.exp(logits - top), axis=-1))
         logits = logits.at[:, PAD].set(NEG)  # the pad/start id is never generated
-        tok = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        gain = jnp.take_along_axis(logits, tok[:, None], axis=1)[:, 0] - lse
+        best = jnp.max(logits, axis=-1, keepdims=True)
+        # the first arg-max as a min-reduction of indices (XLA:CPU's arg-max reduction over
+        # [32, 2000] logits took 3-4x longer per step)
+        tok = jnp.min(jnp.where(logits == best, jnp.arange(logits.shape[-1], dtype=jnp.int32), logits.shape[-1]),
+                      axis=-1)
+        gain = best[:, 0] - lse
         tok = jnp.where(st["done"], PAD, tok)
         seqs = jax.lax.dynamic_update_slice_in_dim(st["seqs"], tok[:, None], i, axis=1)
         return dict(i=i + 1, cache=cache, seqs=seqs, score=st["score"] + jnp.where(st["done"], 0.0, gain),
