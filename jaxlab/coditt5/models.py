@@ -18,7 +18,8 @@ W_q with std (d_model d_kv)^-1/2; "sqrt" keeps the usual 1/sqrt(d_kv) with a com
 is the same function with W_q rescaled (a converter multiplies W_q by d_kv^-1/2 for "none").
 
 Decoding: `T5(config, decode=True)` keeps a key/value cache in the `cache` collection (the
-self-attention caches of `nn.MultiHeadAttention` and the decoder's position); see `decoding.py`.
+self-attention caches of `nn.MultiHeadAttention`, each cross-attention's projected encoder
+output, `cache_kv=True`, and the decoder's position); see `decoding.py`.
 """
 
 from __future__ import annotations
