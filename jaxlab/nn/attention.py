@@ -185,13 +185,7 @@ def dot_product_attention(q: Array, k: Array, v: Array, *, scale: float, mask: A
         return attention_with_vjp(q, k, v, bias, mask, keep, scale=scale, precision=precision)
     if vjp != "autodiff":
         raise ValueError(f"dot_product_attention: vjp must be 'autodiff' or 'hand', got {vjp!r}")
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, precision=precision,
-                        preferred_element_type=jnp.float32) * scale
-    if bias is not None:
-        logits = logits + jnp.asarray(bias, jnp.float32)
-    if mask is not None:
-        logits = jnp.where(mask, logits, MASK_VALUE)
-    weights = jax.nn.softmax(logits, axis=-1)
+    weights = jax.nn.softmax(_masked_logits(q, k, bias, mask, scale, precision), axis=-1)
     if mask is not None:
         # rows with every key masked would otherwise be uniform; zero them (others are unchanged:
         # their masked weights already underflowed to 0)
@@ -199,6 +193,17 @@ def dot_product_attention(q: Array, k: Array, v: Array, *, scale: float, mask: A
     if dropout is not None:
         weights = dropout(weights)
     return jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v, precision=precision)
+
+
+def _masked_logits(q, k, bias, mask, scale, precision):
+    """`scale q k^T + bias` in float32, `[B, H, Tq, Tk]`, masked keys at `MASK_VALUE`."""
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, precision=precision,
+                        preferred_element_type=jnp.float32) * scale
+    if bias is not None:
+        logits = logits + jnp.asarray(bias, jnp.float32)
+    if mask is not None:
+        logits = jnp.where(mask, logits, MASK_VALUE)
+    return logits
 
 
 def _sum_to(x: Array, shape: tuple) -> Array:
@@ -231,12 +236,7 @@ def attention_with_vjp(q: Array, k: Array, v: Array, bias: Array | None, mask: A
 
 
 def _attention_fwd(q, k, v, bias, mask, keep, scale, precision):
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, precision=precision,
-                        preferred_element_type=jnp.float32) * scale
-    if bias is not None:
-        logits = logits + jnp.asarray(bias, jnp.float32)
-    if mask is not None:
-        logits = jnp.where(mask, logits, MASK_VALUE)
+    logits = _masked_logits(q, k, bias, mask, scale, precision)
     e = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
     p = e * (1.0 / jnp.sum(e, axis=-1, keepdims=True))
     if mask is not None:
