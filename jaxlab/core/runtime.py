@@ -43,6 +43,11 @@ training step 199 -> 96 ms at batch 32), CoditT5 (117 -> 102 ms at batch 32 x 64
 the Video2StyleGAN GAN step (0.49 -> 0.44 s) and the ViTAS supernet step (23 -> 17 ms on a
 sampled architecture) take it; the other methods keep dots only, unmeasured.
 
+`cpu_compiler_options(dots="eigen")` leaves the dots to XLA's own thunks (Eigen) and keeps
+YNNPACK for reductions only if asked: faster for programs made of many small matrix products,
+as Video2StyleGAN's ViT encoder is (16 frames through encoder + generator: 27.7 -> 24.9 ms on
+two cores, 39.5 -> 37.1 ms on one); slower for its GAN generator's training step (63 -> 72 ms).
+
 One known fault of this jaxlib's YNNPACK dot fusion: the gradient of
 `concatenate([x[a:b] @ w0, x[b:c] @ w1])` with respect to `x` (two or more row blocks of one
 array, from about 512 rows) crashes the process with a segmentation fault at run time;
