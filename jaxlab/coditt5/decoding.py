@@ -36,6 +36,17 @@ def init_cache(shape, params, enc: jax.Array, src: jax.Array, max_len: int):
     return upd["cache"]
 
 
+def _next_logits(shape, params, cache, seqs, last, i, enc, src, use_cache: bool):
+    """Logits `[R, V]` at position `i` for `R` rows, and the cache: one cached decoder step from the
+    tokens `last [R]`, or (`use_cache=False`) the whole decoder over the prefix `seqs [R, max_len]`."""
+    if use_cache:
+        logits, upd = T5(shape, decode=True).apply({"params": params, "cache": cache}, last[:, None], enc, src,
+                                                   method=T5.decode_logits, mutable=["cache"])
+        return logits[:, 0], upd["cache"]
+    full = T5(shape).apply({"params": params}, shifted_right(seqs, PAD), enc, src, method=T5.decode_logits)
+    return jax.lax.dynamic_index_in_dim(full, i, axis=1, keepdims=False), cache
+
+
 def _gather_beams(tree, idx: jax.Array, batch: int, k: int):
     """Reorders the leading `[batch * k]` axis of every array with rank >= 1 by `idx [batch, k]`
     (not the cross-attention memories, which are the same for every beam of an input)."""
@@ -58,21 +69,10 @@ def beam_search(params, src: jax.Array, *, shape, beam_size: int, max_len: int, 
     `max_len`. Scores are `logp / length**alpha` (see module docstring).
     """
     b, k = src.shape[0], beam_size
-    model = T5(shape)
-    enc = model.apply({"params": params}, src, method=T5.encode)
+    enc = T5(shape).apply({"params": params}, src, method=T5.encode)
     enc_k = jnp.repeat(enc, k, axis=0)
     src_k = jnp.repeat(src, k, axis=0)
     cache = init_cache(shape, params, enc_k, src_k, max_len) if use_cache else ()
-    dec_model = T5(shape, decode=True)
-
-    def logits_at(cache, seqs, last, i):
-        if use_cache:
-            logits, upd = dec_model.apply({"params": params, "cache": cache}, last[:, None], enc_k, src_k,
-                                          method=T5.decode_logits, mutable=["cache"])
-            return logits[:, 0], upd["cache"]
-        tgt_in = shifted_right(seqs, PAD)
-        logits = model.apply({"params": params}, tgt_in, enc_k, src_k, method=T5.decode_logits)
-        return jax.lax.dynamic_index_in_dim(logits, i, axis=1, keepdims=False), cache
 
     length_norm = lambda logp, n: logp / jnp.power(n.astype(jnp.float32), alpha)
     state = dict(
@@ -93,7 +93,8 @@ def beam_search(params, src: jax.Array, *, shape, beam_size: int, max_len: int, 
         i = st["i"]
         last = jnp.where(i == 0, PAD, jax.lax.dynamic_index_in_dim(st["seqs"], jnp.maximum(i - 1, 0), axis=2,
                                                                    keepdims=False)).reshape(-1)
-        logits, cache = logits_at(st["cache"], st["seqs"].reshape(b * k, max_len), last, i)
+        logits, cache = _next_logits(shape, params, st["cache"], st["seqs"].reshape(b * k, max_len), last, i,
+                                     enc_k, src_k, use_cache)
         logp_tok = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(b, k, -1)
         logp_tok = logp_tok.at[:, :, PAD].set(NEG)  # the pad/start id is never generated
         v = logp_tok.shape[-1]
@@ -137,10 +138,8 @@ def greedy(params, src: jax.Array, *, shape, max_len: int, use_cache: bool = Tru
     beam bookkeeping (top-k over the vocabulary, finished/live sets, cache reordering).
     """
     b = src.shape[0]
-    model = T5(shape)
-    enc = model.apply({"params": params}, src, method=T5.encode)
+    enc = T5(shape).apply({"params": params}, src, method=T5.encode)
     cache = init_cache(shape, params, enc, src, max_len) if use_cache else ()
-    dec_model = T5(shape, decode=True)
 
     def cond(st):
         return (st["i"] < max_len) & ~jnp.all(st["done"])
@@ -149,13 +148,7 @@ def greedy(params, src: jax.Array, *, shape, max_len: int, use_cache: bool = Tru
         i = st["i"]
         last = jnp.where(i == 0, PAD, jax.lax.dynamic_index_in_dim(st["seqs"], jnp.maximum(i - 1, 0), axis=1,
                                                                    keepdims=False))
-        if use_cache:
-            logits, upd = dec_model.apply({"params": params, "cache": st["cache"]}, last[:, None], enc, src,
-                                          method=T5.decode_logits, mutable=["cache"])
-            logits, cache = logits[:, 0], upd["cache"]
-        else:
-            full = model.apply({"params": params}, shifted_right(st["seqs"], PAD), enc, src, method=T5.decode_logits)
-            logits, cache = jax.lax.dynamic_index_in_dim(full, i, axis=1, keepdims=False), st["cache"]
+        logits, cache = _next_logits(shape, params, st["cache"], st["seqs"], last, i, enc, src, use_cache)
         logits = logits.astype(jnp.float32)
         top = jnp.max(logits, axis=-1, keepdims=True)
         lse = top[:, 0] + jnp.log(jnp.sum(jnp.exp(logits - top), axis=-1))

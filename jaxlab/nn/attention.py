@@ -243,11 +243,11 @@ def _attention_fwd(q, k, v, bias, mask, keep, scale, precision):
         p = jnp.where(mask, p, 0.0)
     pd = p if keep is None else p * keep
     out = jnp.einsum("bhqk,bkhd->bqhd", pd.astype(v.dtype), v, precision=precision)
-    return out, (q, k, v, p, mask, keep, bias)
+    return out, (q, k, v, p, keep, bias)  # p is 0 on masked keys, so dS is too
 
 
 def _attention_bwd(scale, precision, res, d_out):
-    q, k, v, p, mask, keep, bias = res
+    q, k, v, p, keep, bias = res
     pd = p if keep is None else p * keep
     dv = jnp.einsum("bhqk,bqhd->bkhd", pd.astype(d_out.dtype), d_out, precision=precision,
                     preferred_element_type=jnp.float32).astype(v.dtype)
