@@ -357,12 +357,15 @@ def train_sentencepiece(sequences: Iterable[Sequence[str]], vocab_size: int, *, 
     """
     import sentencepiece as spm
 
-    sentences = (" ".join(_escape(t) for t in seq) for seq in sequences if len(seq))
+    sentences = [" ".join(_escape(t) for t in seq) for seq in sequences if len(seq)]
+    if not any(sentence.strip("\r\n") for sentence in sentences):  # SentencePiece drops such lines
+        raise ValueError("sentencepiece training needs text: every sequence of the corpus is empty or only "
+                         "line breaks")
     writer = io.BytesIO()
     reserved = _reserved_pieces(num_sentinels)
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=sentences, model_writer=writer, vocab_size=vocab_size, model_type=model_type,
+            sentence_iterator=iter(sentences), model_writer=writer, vocab_size=vocab_size, model_type=model_type,
             pad_id=PAD, eos_id=EOS, bos_id=SEP_ID, unk_id=UNK, pad_piece=reserved[PAD], eos_piece=reserved[EOS],
             bos_piece=reserved[SEP_ID], unk_piece=reserved[UNK], control_symbols=reserved[len(_SPECIAL):],
             byte_fallback=True, character_coverage=1.0, normalization_rule_name="identity",

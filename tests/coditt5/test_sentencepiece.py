@@ -35,6 +35,10 @@ _SEQS = st.lists(st.lists(_TOKEN, min_size=1, max_size=12), min_size=1, max_size
 @settings(deadline=None, max_examples=40)
 @given(corpus=_SEQS, unseen=st.lists(st.text(min_size=0, max_size=6), max_size=8))
 def test_round_trip_of_seen_and_unseen_text(corpus, unseen):
+    if not any(" ".join(seq).strip("\r\n") for seq in corpus):  # nothing to train on: a clear error
+        with pytest.raises(ValueError, match="every sequence of the corpus is empty or only line breaks"):
+            train_sentencepiece(corpus, 600, num_sentinels=4, num_threads=1)
+        return
     tok = train_sentencepiece(corpus, 600, num_sentinels=4, num_threads=1)
     for seq in corpus:
         ids = tok.encode(seq)
@@ -45,6 +49,12 @@ def test_round_trip_of_seen_and_unseen_text(corpus, unseen):
     # characters the trainer never saw (any Unicode, empty tokens too) come back through byte fallback
     ids = tok.encode(unseen)
     assert tok.decode(ids) == unseen and not set(ids) & tok.reserved
+
+
+@pytest.mark.parametrize("corpus", [[["\n"]], [["\r\n"], ["\n\n"]], [[]]])
+def test_a_corpus_without_text_is_a_clear_error(corpus):
+    with pytest.raises(ValueError, match="every sequence of the corpus is empty or only line breaks"):
+        train_sentencepiece(corpus, 600, num_sentinels=4, num_threads=1)
 
 
 @pytest.mark.parametrize("kind", ["word", "sentencepiece"])
