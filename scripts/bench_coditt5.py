@@ -1,15 +1,19 @@
 """Benchmark: jaxlab's Flax T5 vs `transformers`' `T5ForConditionalGeneration` and vs a lean
 PyTorch T5 of the same shape (written the way `transformers`' `modeling_t5.py` computes it: ReLU
 FF, RMSNorm, relative bias from layer 0, tied embeddings, without its generality), on the same
-random batch: one AdamW training step (tokens/s) and greedy decoding with a key/value cache
-(generated tokens/s; jaxlab and the lean model, same weights). jaxlab's step is the engine's
+random batch: one AdamW training step (tokens/s), and greedy and beam-search decoding with a
+key/value cache (jaxlab, the lean model and `transformers`' `generate`, all three with the same
+weights and the same stopping rule). jaxlab's step is the engine's
 `train.make_train_step` around `jaxlab.coditt5.training.make_loss_fn`, compiled as `jaxlab
 coditt5` compiles it (the tied output layer and the loss through `training.head_token_loss`'s
 hand-written VJP, the attention cores through `jaxlab.nn.attention.attention_with_vjp`'s); a
 fourth training peer, left out with `--no-logits-head`, is the same step through the logits and
 `training.token_loss`, and a fifth, left out with `--no-autodiff-attention`, the same step with
 JAX differentiating the attention (`T5Shape(attention_vjp='autodiff')`). Its decoding:
-`jaxlab.coditt5.decoding.greedy`.
+`jaxlab.coditt5.decoding.greedy` and `beam_search` (`--beam` beams, scores `logp / length**alpha`);
+the lean model's are Python loops written here with the same rules, `transformers`' are
+`generate` (`num_beams`, `length_penalty=alpha`, `early_stopping="never"`: the bound jaxlab's
+loop stops on).
 Medians of alternating repeats, compile time apart, load average before and after, a
 1-thread and an all-threads column per peer (`--threads both|1|all`, see
 `jaxlab.core.benchmark`).
@@ -34,7 +38,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from jaxlab.coditt5 import decoding, training  # noqa: E402
+from jaxlab.coditt5 import convert, decoding, training  # noqa: E402
 from jaxlab.coditt5.models import SHAPES, T5, T5Shape  # noqa: E402
 from jaxlab.coditt5.tokenizer import EOS  # noqa: E402
 from jaxlab.core import train as train_lib  # noqa: E402
@@ -165,6 +169,85 @@ def torch_state_dict(params, shape: T5Shape) -> dict:
     return sd
 
 
+def hf_state_dict(params, shape: T5Shape) -> dict:
+    """jaxlab T5 parameters as a `T5ForConditionalGeneration` state dict (`convert.hf_t5_names`
+    read backwards; `W_q` divided by `sqrt(d_kv)`, since T5 does not scale its attention logits)."""
+    import torch
+
+    sd = {}
+    for name, path, transpose in convert.hf_t5_names(shape):
+        a = params
+        for key in path:
+            a = a[key]
+        a = np.array(a, np.float32)
+        if path[-2:] == ("query", "kernel") and shape.attention_scale == "sqrt":
+            a = a / math.sqrt(shape.d_kv)
+        sd[name] = torch.from_numpy(a.T.copy() if transpose else a)
+    for alias in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"):
+        sd[alias] = sd["shared.weight"]
+    return sd
+
+
+def torch_beam_search(model, src, beam_size: int, max_len: int, alpha: float):
+    """Beam search over the lean model by the rules of `jaxlab.coditt5.decoding.beam_search`:
+    `K` live and `K` finished hypotheses per input, the top `2K` of `K * V` candidates per step,
+    scores `logp / length**alpha`, pad never generated, a stop once no live beam can beat the worst
+    finished one at `max_len`. Returns `(tokens [B, K, max_len], scores [B, K])`, best first."""
+    import torch
+
+    with torch.no_grad():
+        return _torch_beam_search(model, src, beam_size, max_len, alpha)
+
+
+def _torch_beam_search(model, src, beam_size, max_len, alpha):
+    import torch
+    import torch.nn.functional as F
+
+    neg = decoding.NEG
+    b, k, n = src.shape[0], beam_size, max_len
+    enc = model.encode(src).repeat_interleave(k, 0)
+    src_k = src.repeat_interleave(k, 0)
+    logp = torch.full((b, k), neg)
+    logp[:, 0] = 0.0
+    seqs = torch.zeros(b, k, 0, dtype=torch.long)
+    fin_seqs, fin_scores = torch.zeros(b, k, n, dtype=torch.long), torch.full((b, k), neg)
+    rows = torch.arange(b)[:, None] * k
+    cur, past, i = torch.zeros(b * k, 1, dtype=torch.long), None, 0
+    while i < n and bool(((logp / n ** alpha).amax(1) > fin_scores.amin(1)).any()):
+        logits, past = model.decode(cur, enc, src_k, past, offset=i)
+        logp_tok = logits[:, -1].float().log_softmax(-1)
+        logp_tok[:, 0] = neg
+        v = logp_tok.shape[-1]
+        top_lp, top_idx = (logp[:, :, None] + logp_tok.view(b, k, v)).view(b, k * v).topk(2 * k, dim=1)
+        beam, tok = top_idx // v, top_idx % v
+        cand = torch.cat([seqs.gather(1, beam[:, :, None].expand(-1, -1, i)), tok[:, :, None]], 2)
+        is_eos = tok == EOS
+        scores = torch.cat([fin_scores, torch.where(is_eos, top_lp / (i + 1) ** alpha, neg)], 1)
+        fin_scores, idx = scores.topk(k, dim=1)
+        fin_seqs = torch.cat([fin_seqs, F.pad(cand, (0, n - i - 1))], 1).gather(1, idx[:, :, None].expand(-1, -1, n))
+        logp, idx = torch.where(is_eos, neg, top_lp).topk(k, dim=1)
+        seqs = cand.gather(1, idx[:, :, None].expand(-1, -1, i + 1))
+        flat = (beam.gather(1, idx) + rows).view(-1)
+        past = [(pk[flat], pv[flat]) for pk, pv in past]
+        cur, i = seqs[:, :, -1].reshape(-1, 1), i + 1
+    live = torch.where(logp > neg / 2, logp / max(i, 1) ** alpha, neg)
+    scores, idx = torch.cat([fin_scores, live], 1).topk(k, dim=1)
+    every = torch.cat([fin_seqs, F.pad(seqs, (0, n - i))], 1)
+    return every.gather(1, idx[:, :, None].expand(-1, -1, n)).numpy(), scores.numpy()
+
+
+def _ended(row) -> int:
+    """The length of a row's tokens up to and including its first EOS."""
+    hits = np.flatnonzero(np.asarray(row) == EOS)
+    return int(hits[0]) + 1 if hits.size else len(row)
+
+
+def agreement(ours, theirs) -> float:
+    """The fraction of rows whose tokens up to their EOS are identical."""
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    return float(np.mean([np.array_equal(o[:_ended(o)], t[:_ended(t)]) for o, t in zip(ours, theirs)]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", default="tiny", choices=sorted(SHAPES))
@@ -173,6 +256,8 @@ def main():
     ap.add_argument("--src", type=int, default=64)
     ap.add_argument("--tgt", type=int, default=64)
     ap.add_argument("--decode-len", type=int, default=32)
+    ap.add_argument("--beam", type=int, default=5, help="beams of the beam-search measurement (0: leave it out)")
+    ap.add_argument("--alpha", type=float, default=1.0, help="beam search's length normalisation exponent")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-logits-head", dest="logits_head", action="store_false",
                     help="leave out the fourth training peer: jaxlab's step through the logits and token_loss "
@@ -226,11 +311,11 @@ def main():
         train_peers[AUTO_ATTN] = arun
     greedy = lambda: jax.block_until_ready(decoding.greedy(box["state"].params, src, shape=shape,
                                                            max_len=args.decode_len))
-
-    def _ended(row):  # tokens up to and including the first EOS
-        hits = np.flatnonzero(np.asarray(row) == EOS)
-        return int(hits[0]) + 1 if hits.size else len(row)
+    beam = lambda: jax.block_until_ready(decoding.beam_search(box["state"].params, src, shape=shape,
+                                                              beam_size=args.beam, max_len=args.decode_len,
+                                                              alpha=args.alpha))
     compile_dec = benchmark.time_call(greedy)
+    compile_beam = benchmark.time_call(beam) if args.beam else None
 
     # PyTorch
     import torch
@@ -282,17 +367,36 @@ def main():
                 break
         return torch.stack(out, 1).numpy()
 
+    # transformers' generate with jaxlab's weights and jaxlab's rules (pad never generated; beams
+    # stop on the max_len bound); `max_length` counts the decoder start token
+    hf_dec = T5ForConditionalGeneration(hf.config).eval()
+    gen = dict(attention_mask=hf_mask, max_length=args.decode_len + 1, do_sample=False, suppress_tokens=[0])
+    hf_greedy = torch.no_grad()(lambda: hf_dec.generate(ts, num_beams=1, **gen))
+    hf_beam = torch.no_grad()(lambda: hf_dec.generate(ts, num_beams=args.beam, num_return_sequences=args.beam,
+                                                      length_penalty=args.alpha, early_stopping="never",
+                                                      output_scores=True, return_dict_in_generate=True, **gen))
+
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
         print(benchmark.allocator_line(ALLOCATOR))
         train_t = benchmark.alternate({**train_peers, "PyTorch": trun, "transformers": hfrun}, args.repeats)
         dm.load_state_dict(torch_state_dict(box["state"].params, shape), strict=True)
+        hf_dec.load_state_dict(hf_state_dict(box["state"].params, shape), strict=False)
         ours = np.asarray(greedy()[0])
         theirs = tdec()
         steps = theirs.shape[1]
-        same = float(np.mean([np.array_equal(ours[r, :_ended(ours[r])], theirs[r, :_ended(theirs[r])])
-                              for r in range(args.batch)]))
-        dec_t = benchmark.alternate({"jaxlab": greedy, "PyTorch": tdec}, args.repeats)
+        same = {"PyTorch": agreement(ours, theirs), "transformers": agreement(ours, hf_greedy()[:, 1:])}
+        dec_t = benchmark.alternate({"jaxlab": greedy, "PyTorch": tdec, "transformers": hf_greedy}, args.repeats)
+        if args.beam:
+            tbeam = lambda: torch_beam_search(dm, ts, args.beam, args.decode_len, args.alpha)
+            ours_b, ours_s = (np.asarray(a) for a in beam())
+            theirs_b, theirs_s = tbeam()
+            hf_out = hf_beam()
+            hf_b = hf_out.sequences[:, 1:].numpy().reshape(args.batch, args.beam, -1)
+            same_b = {"PyTorch": agreement(ours_b[:, 0], theirs_b[:, 0]),
+                      "transformers": agreement(ours_b[:, 0], hf_b[:, 0])}
+            score_gap = float(np.max(np.abs(ours_s - theirs_s)))
+            beam_t = benchmark.alternate({"jaxlab": beam, "PyTorch": tbeam, "transformers": hf_beam}, args.repeats)
 
     print(f"shape {args.shape} (d {shape.d_model}, {shape.num_encoder_layers}+{shape.num_decoder_layers} layers), "
           f"vocab {args.vocab}, batch {args.batch}, src {args.src}, tgt {args.tgt}, decode {args.decode_len}")
@@ -305,11 +409,20 @@ def main():
           **{"jaxlab compile (s)": f"{compile_train:.1f}"})
     t.add(f"greedy decode, KV cache (at most {args.batch * args.decode_len} tokens)", dec_t,
           **{"jaxlab compile (s)": f"{compile_dec:.1f}"})
+    if args.beam:
+        t.add(f"beam search, {args.beam} beams, KV cache ({args.batch} x {args.beam} rows, at most "
+              f"{args.decode_len} steps)", beam_t, **{"jaxlab compile (s)": f"{compile_beam:.1f}"})
     res.note("PyTorch: the lean T5 above; transformers: T5ForConditionalGeneration of the same shape (its "
-             "default attention, dropout 0, the loss it computes from `labels`), trained only.")
-    res.note(f"Decoding: both peers decode with the same weights (jaxlab's after the training repeats) and the "
-             f"same rule (at most {args.decode_len} steps, stop once every row has emitted EOS); the PyTorch loop "
-             f"ran {steps} steps, and {100 * same:.0f}% of rows decoded identical tokens.")
+             "default attention, dropout 0, the loss it computes from `labels`; `generate` for decoding).")
+    res.note(f"Decoding: every peer decodes with the same weights (jaxlab's after the training repeats) and the "
+             f"same rule (at most {args.decode_len} steps, pad never generated, stop once every row has emitted "
+             f"EOS); the PyTorch loop ran {steps} steps; rows with tokens identical to jaxlab's: "
+             + ", ".join(f"{k} {100 * v:.0f}%" for k, v in same.items()) + ".")
+    if args.beam:
+        res.note(f"Beam search: {args.beam} beams, scores logp / length**{args.alpha:g}, stop once no live beam can "
+                 f"beat the worst finished one; top beams identical to jaxlab's: "
+                 + ", ".join(f"{k} {100 * v:.0f}%" for k, v in same_b.items())
+                 + f"; largest score difference to the lean PyTorch loop {score_gap:.1e}.")
     return res
 
 

@@ -26,11 +26,13 @@ __all__ = ["beam_search", "greedy", "sequence_scores", "init_cache"]
 NEG = -1.0e9
 
 
-def init_cache(shape, params, enc: jax.Array, src: jax.Array, max_len: int):
+def init_cache(shape, params, enc: jax.Array, src: jax.Array, max_len: int, rows: int | None = None):
     """The decoding cache for `enc [B, S, D]` (the encoder's output of `src [B, S]`) and up to
-    `max_len` tokens: empty self-attention caches, and each cross-attention's keys and values of
-    `enc`, projected once here instead of at every step (`MultiHeadAttention(cache_kv=True)`)."""
-    tgt = jnp.zeros((enc.shape[0], max_len), jnp.int32)
+    `max_len` tokens: empty self-attention caches for `rows` decoded rows (default `B`; beam
+    search decodes `B K`, each input's `K` beams in consecutive rows), and each cross-attention's
+    keys and values of `enc`, projected once here instead of at every step
+    (`MultiHeadAttention(cache_kv=True)`) and once per input, not per beam (its grouped queries)."""
+    tgt = jnp.zeros((enc.shape[0] if rows is None else rows, max_len), jnp.int32)
     _, upd = T5(shape, decode=True).apply({"params": params}, tgt, enc, src, method=T5.decode_logits,
                                          mutable=["cache"])
     return upd["cache"]
@@ -70,9 +72,9 @@ def beam_search(params, src: jax.Array, *, shape, beam_size: int, max_len: int, 
     """
     b, k = src.shape[0], beam_size
     enc = T5(shape).apply({"params": params}, src, method=T5.encode)
-    enc_k = jnp.repeat(enc, k, axis=0)
-    src_k = jnp.repeat(src, k, axis=0)
-    cache = init_cache(shape, params, enc_k, src_k, max_len) if use_cache else ()
+    # the decoder runs on b * k rows, each input's beams in consecutive rows; its cross-attention
+    # groups them over their input's memory (`MultiHeadAttention`'s grouped queries)
+    cache = init_cache(shape, params, enc, src, max_len, rows=b * k) if use_cache else ()
 
     length_norm = lambda logp, n: logp / jnp.power(n.astype(jnp.float32), alpha)
     state = dict(
@@ -94,7 +96,7 @@ def beam_search(params, src: jax.Array, *, shape, beam_size: int, max_len: int, 
         last = jnp.where(i == 0, PAD, jax.lax.dynamic_index_in_dim(st["seqs"], jnp.maximum(i - 1, 0), axis=2,
                                                                    keepdims=False)).reshape(-1)
         logits, cache = _next_logits(shape, params, st["cache"], st["seqs"].reshape(b * k, max_len), last, i,
-                                     enc_k, src_k, use_cache)
+                                     enc, src, use_cache)
         logp_tok = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(b, k, -1)
         logp_tok = logp_tok.at[:, :, PAD].set(NEG)  # the pad/start id is never generated
         v = logp_tok.shape[-1]

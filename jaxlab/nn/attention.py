@@ -299,6 +299,13 @@ class MultiHeadAttention(nn.Module):
         `inputs_kv` and stores the keys and values (`memory_key`, `memory_value`, `[B, Tk, H,
         hd]`); later calls reuse them and ignore `inputs_kv`'s values, so each decoding step
         skips the two projections.
+
+    Grouped queries: when `inputs_q` has `G` times as many rows as `inputs_kv` (a beam search's
+    `G` beams per input, each input's beams in consecutive rows), query rows `i G ... i G + G - 1`
+    all attend to memory row `i`, as `G` extra query positions of one row: the memory is
+    projected (or cached) once per input instead of once per beam, and each head's scores are one
+    `[G Tq, Tk]` product. Only for cross-attention (no `causal`, no `decode`, no `bias`); a mask
+    must then have one row per memory row (or one in all).
     """
 
     num_heads: int
@@ -382,7 +389,12 @@ class MultiHeadAttention(nn.Module):
             if self.cache_kv and self.is_mutable_collection("cache"):
                 self.put_variable("cache", "memory_key", k)
                 self.put_variable("cache", "memory_value", v)
-        t_q = q.shape[1]
+        t_q, rows = q.shape[1], q.shape[0]
+        groups = self._groups(rows, k.shape[0], mask, bias)
+        if groups > 1:  # memory row i serves query rows i G .. i G + G - 1, as G Tq query positions
+            q = q.reshape((k.shape[0], groups * t_q) + q.shape[2:])
+            if mask is not None and mask.shape[-2] != 1:
+                mask = jnp.tile(mask, (1, 1, groups, 1))
 
         if self.decode:
             have_cache = self.has_variable("cache", "cached_key")
@@ -413,8 +425,24 @@ class MultiHeadAttention(nn.Module):
         out = dense(out_features, "out")(o.reshape(o.shape[:2] + (qkv,)))
         if mask is not None:
             # a query row with no key to attend to would output the bias alone: make it zero
-            row_ok = jnp.any(jnp.broadcast_to(mask, mask.shape[:2] + (t_q, mask.shape[-1])), axis=(1, 3))  # [B|1, Tq]
+            q_pos = groups * t_q
+            row_ok = jnp.any(jnp.broadcast_to(mask, mask.shape[:2] + (q_pos, mask.shape[-1])), axis=(1, 3))  # [B|1, Tq]
             out = jnp.where(row_ok[..., None], out, jnp.zeros((), out.dtype))
         if embed_mask is not None:
             out = out * jnp.asarray(embed_mask, out.dtype)
-        return out
+        return out.reshape((rows, t_q) + out.shape[2:]) if groups > 1 else out
+
+    def _groups(self, q_rows: int, kv_rows: int, mask: Array | None, bias: Array | None) -> int:
+        """Query rows per memory row (see the class docstring's "grouped queries")."""
+        if q_rows == kv_rows:
+            return 1
+        if q_rows % kv_rows:
+            raise ValueError(f"MultiHeadAttention: {q_rows} query rows for {kv_rows} memory rows; grouped "
+                             "queries need a whole number of query rows per memory row")
+        if self.decode or self.causal or bias is not None:
+            raise ValueError("MultiHeadAttention: grouped queries (more query rows than memory rows) are for "
+                             "cross-attention without causal, decode or bias")
+        if mask is not None and jnp.shape(mask)[0] not in (1, kv_rows):
+            raise ValueError(f"MultiHeadAttention: with grouped queries the mask needs 1 or {kv_rows} rows (one "
+                             f"per memory row), got shape {jnp.shape(mask)}")
+        return q_rows // kv_rows

@@ -455,3 +455,53 @@ def test_cache_kv_projects_the_memory_once():
     assert not np.allclose(np.asarray(_run(plain, {"params": p}, xq, other, mask=mask)), np.asarray(want))
     with pytest.raises(ValueError, match="cache_kv is for cross-attention"):
         MultiHeadAttention(num_heads=h, cache_kv=True, decode=True).init(jax.random.key(0), xq)
+
+
+@pytest.mark.parametrize("vjp", ["autodiff", "hand"])
+def test_grouped_queries_equal_repeated_memory(vjp):
+    """G query rows per memory row (a beam search's beams) equal plain cross-attention over the
+    memory repeated G times: outputs, parameter gradients and the cached memory. Memory row 1 is
+    all padding, so its groups' outputs must be exactly zero; the mask has per-query rows, so it
+    must be tiled over the group, not broadcast."""
+    b, g, tq, tk, d, h = 3, 4, 2, 5, 8, 2
+    rng = np.random.default_rng(21)
+    xq = jnp.asarray(rng.normal(size=(b * g, tq, d)), jnp.float32)
+    mem = jnp.asarray(rng.normal(size=(b, tk, d)), jnp.float32)
+    valid = jnp.asarray([[1, 1, 1, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]], bool)
+    mask = combine_masks(padding_mask(valid), jnp.asarray(rng.random((b, 1, tq, tk)) < 0.8))
+    module = MultiHeadAttention(num_heads=h, attention_vjp=vjp)
+    p = _rand_params(module, xq[:b], mem)
+    rep = lambda a: jnp.repeat(a, g, axis=0)
+
+    def loss(p, mem, mask):
+        out = module.apply({"params": p}, xq, mem, mask=mask)
+        return jnp.sum(jnp.sin(out)), out
+
+    (_, got), grad_got = jax.jit(jax.value_and_grad(loss, has_aux=True))(p, mem, mask)
+    (_, want), grad_want = jax.jit(jax.value_and_grad(loss, has_aux=True))(p, rep(mem), rep(mask))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(got)[g:2 * g] == 0.0)
+    jax.tree.map(lambda a, w: np.testing.assert_allclose(np.asarray(a), np.asarray(w), rtol=1e-4, atol=1e-5),
+                 grad_got, grad_want)
+
+    cached = MultiHeadAttention(num_heads=h, attention_vjp=vjp, cache_kv=True)
+    out, upd = cached.apply({"params": p}, xq, mem, mask=mask, mutable=["cache"])
+    assert upd["cache"]["memory_key"].shape == (b, tk, h, d // h)  # once per input, not per query row
+    again = cached.apply({"params": p, **upd}, xq, mem, mask=mask)
+    np.testing.assert_allclose(np.asarray(again), np.asarray(want), rtol=1e-5, atol=1e-6)
+
+
+def test_grouped_queries_reject_what_they_cannot_mean():
+    rng = np.random.default_rng(22)
+    x6, x5 = (jnp.asarray(rng.normal(size=(n, 2, 8)), jnp.float32) for n in (6, 5))
+    mem = jnp.asarray(rng.normal(size=(3, 4, 8)), jnp.float32)
+    module = MultiHeadAttention(num_heads=2)
+    p = _rand_params(module, x6[:3], mem)
+    with pytest.raises(ValueError, match="5 query rows for 3 memory rows"):
+        module.apply({"params": p}, x5, mem)
+    with pytest.raises(ValueError, match="without causal, decode or bias"):
+        MultiHeadAttention(num_heads=2, causal=True).apply({"params": p}, x6, mem)
+    with pytest.raises(ValueError, match="without causal, decode or bias"):
+        module.apply({"params": p}, x6, mem, bias=jnp.zeros((1, 2, 2, 4)))
+    with pytest.raises(ValueError, match="the mask needs 1 or 3 rows"):
+        module.apply({"params": p}, x6, mem, mask=jnp.ones((6, 1, 1, 4), bool))
