@@ -206,6 +206,29 @@ def _masked_logits(q, k, bias, mask, scale, precision):
     return logits
 
 
+def _key_layout(k: Array) -> Array:
+    return jnp.transpose(k, (0, 2, 3, 1))  # [B, T, H, hd] -> [B, H, hd, T]
+
+
+def _value_layout(v: Array) -> Array:
+    return jnp.transpose(v, (0, 2, 1, 3))  # [B, T, H, hd] -> [B, H, T, hd]
+
+
+def _cached_attention(q: Array, kt: Array, vt: Array, *, scale: float, mask: Array | None, bias: Array | None,
+                      precision: Any) -> Array:
+    """`dot_product_attention` over a decoding cache: `q [B, Tq, H, hd]`, keys `kt [B, H, hd, Tk]`,
+    values `vt [B, H, Tk, hd]` -> `[B, Tq, H, hd]` (same masking rules; inference only, no dropout)."""
+    logits = jnp.einsum("bqhd,bhdk->bhqk", q, kt, precision=precision, preferred_element_type=jnp.float32) * scale
+    if bias is not None:
+        logits = logits + jnp.asarray(bias, jnp.float32)
+    if mask is not None:
+        logits = jnp.where(mask, logits, MASK_VALUE)
+    weights = jax.nn.softmax(logits, axis=-1)
+    if mask is not None:
+        weights = jnp.where(mask, weights, 0.0)
+    return jnp.einsum("bhqk,bhkd->bqhd", weights.astype(vt.dtype), vt, precision=precision)
+
+
 def _sum_to(x: Array, shape: tuple) -> Array:
     """Sums `x` over the axes that `shape` broadcasts (size 1 there), keeping them."""
     axes = tuple(i for i, (a, b) in enumerate(zip(x.shape, shape)) if b == 1 and a != 1)
@@ -284,7 +307,9 @@ class MultiHeadAttention(nn.Module):
       causal: restrict query i to keys j <= i (query and key positions both start at 0).
       decode: autoregressive self-attention with a key/value cache in the 'cache' collection.
         `init` (or any call while no cache exists) with the full `[B, max_len, D]` input creates
-        `cached_key`, `cached_value` (`[B, max_len, H, hd]`) and `cache_index` (int32 scalar) and
+        `cached_key` (`[B, H, hd, max_len]`), `cached_value` (`[B, H, max_len, hd]`: the layouts
+        of the two products, so a step neither transposes the cache nor copies it into another
+        layout) and `cache_index` (int32 scalar) and
         returns the ordinary causal forward. Each later call with `mutable=['cache']` and
         `[B, T, D]` (usually T = 1) writes its keys/values at `cache_index`, attends causally over
         the cache and advances the index by T. Decode mode is always causal; masks and biases
@@ -398,18 +423,23 @@ class MultiHeadAttention(nn.Module):
 
         if self.decode:
             have_cache = self.has_variable("cache", "cached_key")
-            cached_key = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
-            cached_value = self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
+            # keys as [B, H, hd, max_len] and values as [B, H, max_len, hd]: the layouts of the two
+            # products, so that a step writes one column and reads the cache without a transpose
+            cached_key = self.variable("cache", "cached_key", jnp.zeros, _key_layout(k).shape, k.dtype)
+            cached_value = self.variable("cache", "cached_value", jnp.zeros, _value_layout(v).shape, v.dtype)
             cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
             if have_cache:
-                max_len = cached_key.value.shape[1]
+                max_len = cached_key.value.shape[-1]
                 idx = cache_index.value
-                k = jax.lax.dynamic_update_slice(cached_key.value, k.astype(cached_key.value.dtype), (0, idx, 0, 0))
-                v = jax.lax.dynamic_update_slice(cached_value.value, v.astype(cached_value.value.dtype),
-                                                 (0, idx, 0, 0))
-                cached_key.value, cached_value.value = k, v
+                kt = jax.lax.dynamic_update_slice(cached_key.value, _key_layout(k).astype(cached_key.value.dtype),
+                                                  (0, 0, 0, idx))
+                vt = jax.lax.dynamic_update_slice(cached_value.value, _value_layout(v).astype(cached_value.value.dtype),
+                                                  (0, 0, idx, 0))
+                cached_key.value, cached_value.value = kt, vt
                 cache_index.value = idx + t_q
                 mask = combine_masks(mask, causal_mask(t_q, max_len, offset=idx))
+                o = _cached_attention(q, kt, vt, scale=scale, mask=mask, bias=bias, precision=self.precision)
+                return self._output(o, mask, t_q, rows, groups, qkv, out_features, head_mask, embed_mask, dense)
             else:
                 mask = combine_masks(mask, causal_mask(t_q, k.shape[1]))
         elif self.causal:
@@ -420,6 +450,10 @@ class MultiHeadAttention(nn.Module):
             dropout = lambda w: nn.Dropout(self.dropout_rate, deterministic=False)(w)
         o = dot_product_attention(q, k, v, scale=scale, mask=mask, bias=bias, dropout=dropout,
                                   precision=self.precision, vjp=self.attention_vjp)
+        return self._output(o, mask, t_q, rows, groups, qkv, out_features, head_mask, embed_mask, dense)
+
+    def _output(self, o, mask, t_q, rows, groups, qkv, out_features, head_mask, embed_mask, dense):
+        """The output projection of the heads `o [B, Tq, H, hd]`, rows without keys zeroed."""
         if head_mask is not None:
             o = o * jnp.asarray(head_mask, o.dtype)[:, None]
         out = dense(out_features, "out")(o.reshape(o.shape[:2] + (qkv,)))

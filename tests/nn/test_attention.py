@@ -254,7 +254,8 @@ def test_cached_decoding_equals_causal_forward(with_bias_and_padding):
     want = _run(full_mod, {"params": p}, x, mask=mask, bias=bias_full)
 
     cache = dec_mod.init(jax.random.key(0), x)["cache"]  # full max length allocates the cache
-    assert cache["cached_key"].shape == (b, t, h, d // h) and int(cache["cache_index"]) == 0
+    assert cache["cached_key"].shape == (b, h, d // h, t) and cache["cached_value"].shape == (b, h, t, d // h)
+    assert int(cache["cache_index"]) == 0
     traces = []
 
     @jax.jit
