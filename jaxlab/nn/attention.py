@@ -215,9 +215,14 @@ def _value_layout(v: Array) -> Array:
 
 
 def _cached_attention(q: Array, kt: Array, vt: Array, *, scale: float, mask: Array | None, bias: Array | None,
-                      precision: Any) -> Array:
+                      precision: Any, vt_spec: str = "bhkd") -> Array:
     """`dot_product_attention` over a decoding cache: `q [B, Tq, H, hd]`, keys `kt [B, H, hd, Tk]`,
-    values `vt [B, H, Tk, hd]` -> `[B, Tq, H, hd]` (same masking rules; inference only, no dropout)."""
+    values `vt [B, H, Tk, hd]` (`vt_spec="bhkd"`) or `[B, H, hd, Tk]` (`"bhdk"`) -> `[B, Tq, H,
+    hd]` (same masking rules; inference only, no dropout).
+
+    The value layouts, measured on XLA:CPU in beam search: with one query per row (decoding's
+    self-attention) `[B, H, Tk, hd]` is the faster; with several (a cross-attention's grouped
+    queries) `[B, H, Tk, hd]` made XLA emit a product 4x slower than with `[B, H, hd, Tk]`."""
     logits = jnp.einsum("bqhd,bhdk->bhqk", q, kt, precision=precision, preferred_element_type=jnp.float32) * scale
     if bias is not None:
         logits = logits + jnp.asarray(bias, jnp.float32)
@@ -226,7 +231,7 @@ def _cached_attention(q: Array, kt: Array, vt: Array, *, scale: float, mask: Arr
     weights = jax.nn.softmax(logits, axis=-1)
     if mask is not None:
         weights = jnp.where(mask, weights, 0.0)
-    return jnp.einsum("bhqk,bhkd->bqhd", weights.astype(vt.dtype), vt, precision=precision)
+    return jnp.einsum(f"bhqk,{vt_spec}->bqhd", weights.astype(vt.dtype), vt, precision=precision)
 
 
 def _sum_to(x: Array, shape: tuple) -> Array:
@@ -321,9 +326,9 @@ class MultiHeadAttention(nn.Module):
         differentiation through the module).
       cache_kv: cross-attention over a memory that stays fixed while decoding (an encoder's
         output): a call with the 'cache' collection mutable and no cached memory projects
-        `inputs_kv` and stores the keys and values (`memory_key`, `memory_value`, `[B, Tk, H,
-        hd]`); later calls reuse them and ignore `inputs_kv`'s values, so each decoding step
-        skips the two projections.
+        `inputs_kv` and stores the keys and values (`memory_key`, `memory_value`, both `[B, H,
+        hd, Tk]`, the layout of the products; see `_cached_attention`); later calls reuse them
+        and ignore `inputs_kv`'s values, so each decoding step skips the two projections.
 
     Grouped queries: when `inputs_q` has `G` times as many rows as `inputs_kv` (a beam search's
     `G` beams per input, each input's beams in consecutive rows), query rows `i G ... i G + G - 1`
@@ -405,21 +410,25 @@ class MultiHeadAttention(nn.Module):
         qm = None if qkv_mask is None else jnp.asarray(qkv_mask, self.dtype)
         q = dense(qkv, "query")(inputs_q)
         q = split(q if qm is None else q * qm)
-        if self.cache_kv and self.has_variable("cache", "memory_key"):
+        memory = self.cache_kv and self.has_variable("cache", "memory_key")
+        if memory:  # stored in the products' layouts, like the decoding cache
             k, v = self.get_variable("cache", "memory_key"), self.get_variable("cache", "memory_value")
         else:
             k, v = dense(qkv, "key")(inputs_kv), dense(qkv, "value")(inputs_kv)
             k, v = (k, v) if qm is None else (k * qm, v * qm)
             k, v = split(k), split(v)
             if self.cache_kv and self.is_mutable_collection("cache"):
-                self.put_variable("cache", "memory_key", k)
-                self.put_variable("cache", "memory_value", v)
+                self.put_variable("cache", "memory_key", _key_layout(k))
+                self.put_variable("cache", "memory_value", _key_layout(v))
         t_q, rows = q.shape[1], q.shape[0]
         groups = self._groups(rows, k.shape[0], mask, bias)
         if groups > 1:  # memory row i serves query rows i G .. i G + G - 1, as G Tq query positions
             q = q.reshape((k.shape[0], groups * t_q) + q.shape[2:])
             if mask is not None and mask.shape[-2] != 1:
                 mask = jnp.tile(mask, (1, 1, groups, 1))
+        if memory:
+            o = _cached_attention(q, k, v, scale=scale, mask=mask, bias=bias, precision=self.precision, vt_spec="bhdk")
+            return self._output(o, mask, t_q, rows, groups, qkv, out_features, head_mask, embed_mask, dense)
 
         if self.decode:
             have_cache = self.has_variable("cache", "cached_key")

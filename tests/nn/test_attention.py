@@ -450,7 +450,7 @@ def test_cache_kv_projects_the_memory_once():
     want = _run(plain, {"params": p}, xq, mem, mask=mask)
     out, upd = cached.apply({"params": p}, xq, mem, mask=mask, mutable=["cache"])
     np.testing.assert_allclose(np.asarray(out), np.asarray(want), rtol=1e-6, atol=1e-6)
-    assert upd["cache"]["memory_key"].shape == (b, tk, h, d // h)
+    assert upd["cache"]["memory_key"].shape == (b, h, d // h, tk)
     again = cached.apply({"params": p, **upd}, xq, other, mask=mask)
     np.testing.assert_allclose(np.asarray(again), np.asarray(want), rtol=1e-6, atol=1e-6)
     assert not np.allclose(np.asarray(_run(plain, {"params": p}, xq, other, mask=mask)), np.asarray(want))
@@ -487,7 +487,8 @@ def test_grouped_queries_equal_repeated_memory(vjp):
 
     cached = MultiHeadAttention(num_heads=h, attention_vjp=vjp, cache_kv=True)
     out, upd = cached.apply({"params": p}, xq, mem, mask=mask, mutable=["cache"])
-    assert upd["cache"]["memory_key"].shape == (b, tk, h, d // h)  # once per input, not per query row
+    # once per input, not per query row
+    assert upd["cache"]["memory_key"].shape == upd["cache"]["memory_value"].shape == (b, h, d // h, tk)
     again = cached.apply({"params": p, **upd}, xq, mem, mask=mask)
     np.testing.assert_allclose(np.asarray(again), np.asarray(want), rtol=1e-5, atol=1e-6)
 
