@@ -114,6 +114,27 @@ def test_greedy_stops_rows_at_their_eos():
     np.testing.assert_allclose(np.asarray(scores), np.asarray(mean) * n, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("shape,k,chunk", [((4, 10000), 10, None), ((2, 3, 997), 4, 16), ((5, 640), 3, 8),
+                                           ((3, 50), 5, None)])
+def test_chunked_top_k_equals_lax_top_k(shape, k, chunk):
+    """Values and indices equal `jax.lax.top_k`'s, ties included (to the lower index): duplicated
+    maxima in two chunks, a row of one repeated value, -inf entries, a length with no divisor (the
+    padded path) and a row too short to chunk."""
+    rng = np.random.default_rng(sum(shape))
+    x = rng.normal(size=shape).astype(np.float32)
+    n = shape[-1]
+    x[..., 3], x[..., n - 2] = 8.0, 9.0  # the last chunk's maximum ranks first
+    kth = np.sort(x, axis=-1)[..., -k]
+    x[..., 1] = x[..., n - 1] = kth  # a tie at the k-th place: index 1 wins, though its chunk ranks later
+    x[..., n // 2] = x[..., n // 2 + 1] = 9.0  # and a tie at the top
+    x.reshape(-1, n)[0] = 1.5  # every entry equal
+    x.reshape(-1, n)[-1, : n // 3] = -np.inf
+    want_v, want_i = jax.lax.top_k(jnp.asarray(x), k)
+    got_v, got_i = jax.jit(lambda a: decoding.top_k(a, k, chunk))(x)
+    np.testing.assert_array_equal(np.asarray(got_v), np.asarray(want_v))
+    np.testing.assert_array_equal(np.asarray(got_i), np.asarray(want_i))
+
+
 def test_cached_beam_equals_uncached_beam(params):
     a_tok, a_sc = decoding.beam_search(params, SRC, shape=SHAPE, beam_size=3, max_len=10)
     b_tok, b_sc = decoding.beam_search(params, SRC, shape=SHAPE, beam_size=3, max_len=10, use_cache=False)
