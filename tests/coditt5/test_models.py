@@ -173,6 +173,36 @@ def test_forward_equals_the_pytorch_t5_of_the_benchmark():
     np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-4, rtol=1e-4)
 
 
+def test_beam_search_equals_the_pytorch_loop_of_the_benchmark(params):
+    """`beam_search` against the benchmark's beam search over its PyTorch T5, written separately
+    with the same rules (top 2K of K V, K finished, the max_len bound): every hypothesis, in
+    order, and its score (skipped without torch)."""
+    torch = pytest.importorskip("torch")
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "bench_coditt5.py"
+    spec = importlib.util.spec_from_file_location("bench_coditt5", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    shape = dataclasses.replace(SHAPE, dropout_rate=0.0)
+    # EOS's embedding (also the tied head's row) copies that of a token the beams emit, slightly
+    # larger, so that hypotheses end at different steps
+    plain = np.asarray(decoding.beam_search(params, SRC, shape=shape, beam_size=3, max_len=7)[0])
+    t = int(np.argmax(np.bincount(plain[:, 0, 2:].ravel(), minlength=40)[2:])) + 2
+    emb = params["shared"]["embedding"]
+    p = {**params, "shared": {"embedding": emb.at[1].set(emb[t] * 1.02)}}
+    tm = bench.torch_t5(shape).eval()
+    tm.load_state_dict(bench.torch_state_dict(p, shape), strict=True)
+    for k, alpha in ((3, 1.0), (4, 0.5), (4, 0.0)):
+        ours, ours_s = decoding.beam_search(p, SRC, shape=shape, beam_size=k, max_len=7, alpha=alpha)
+        theirs, theirs_s = bench.torch_beam_search(tm, torch.from_numpy(np.array(SRC)).long(), k, 7, alpha)
+        ended = (np.asarray(ours) == 1).any(axis=-1)
+        assert ended.any() and not ended.all()  # finished and unfinished hypotheses both compete
+        np.testing.assert_array_equal(np.asarray(ours), theirs)
+        np.testing.assert_allclose(np.asarray(ours_s), theirs_s, rtol=1e-5, atol=1e-5)
+
+
 def test_token_loss_against_log_softmax_and_argmax():
     """The CPU-friendly head (iota pick, max comparison, compiled with YNNPACK reductions)
     against a float64 NumPy log-softmax and arg-max, pads excluded, values and gradient."""
