@@ -2,6 +2,8 @@
 against uncached decoding and against a plain Python greedy loop."""
 
 import dataclasses
+import importlib.util
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -149,17 +151,20 @@ def test_cached_beam_equals_uncached_beam(params):
         np.testing.assert_allclose(np.asarray(rescored)[ends], np.asarray(a_sc[:, k])[ends], atol=1e-4)
 
 
-def test_forward_equals_the_pytorch_t5_of_the_benchmark():
-    """The Flax T5 against the benchmark's independent PyTorch T5 (HF `modeling_t5.py` style) with the
-    same weights: logits within 1e-4 (skipped without torch, which is in the bench extra)."""
-    torch = pytest.importorskip("torch")
-    import importlib.util
-    import pathlib
-
+def _bench_module():
+    """`scripts/bench_coditt5.py` as a module (its PyTorch T5 and beam search are the references)."""
     path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "bench_coditt5.py"
     spec = importlib.util.spec_from_file_location("bench_coditt5", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_forward_equals_the_pytorch_t5_of_the_benchmark():
+    """The Flax T5 against the benchmark's independent PyTorch T5 (HF `modeling_t5.py` style) with the
+    same weights: logits within 1e-4 (skipped without torch, which is in the bench extra)."""
+    torch = pytest.importorskip("torch")
+    bench = _bench_module()
     shape = dataclasses.replace(SHAPE, dropout_rate=0.0)
     p = jax.jit(lambda: T5(shape).init(jax.random.key(3), SRC, SRC)["params"])()
     tm = bench.torch_t5(shape).eval()
@@ -178,13 +183,7 @@ def test_beam_search_equals_the_pytorch_loop_of_the_benchmark(params):
     with the same rules (top 2K of K V, K finished, the max_len bound): every hypothesis, in
     order, and its score (skipped without torch)."""
     torch = pytest.importorskip("torch")
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "bench_coditt5.py"
-    spec = importlib.util.spec_from_file_location("bench_coditt5", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench_module()
     shape = dataclasses.replace(SHAPE, dropout_rate=0.0)
     # EOS's embedding (also the tied head's row) copies that of a token the beams emit, slightly
     # larger, so that hypotheses end at different steps
