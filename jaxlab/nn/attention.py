@@ -468,8 +468,8 @@ class MultiHeadAttention(nn.Module):
         out = dense(out_features, "out")(o.reshape(o.shape[:2] + (qkv,)))
         if mask is not None:
             # a query row with no key to attend to would output the bias alone: make it zero
-            q_pos = groups * t_q
-            row_ok = jnp.any(jnp.broadcast_to(mask, mask.shape[:2] + (q_pos, mask.shape[-1])), axis=(1, 3))  # [B|1, Tq]
+            q_pos = groups * t_q  # query positions per memory row; row_ok is [B|1, G Tq]
+            row_ok = jnp.any(jnp.broadcast_to(mask, mask.shape[:2] + (q_pos, mask.shape[-1])), axis=(1, 3))
             out = jnp.where(row_ok[..., None], out, jnp.zeros((), out.dtype))
         if embed_mask is not None:
             out = out * jnp.asarray(embed_mask, out.dtype)
