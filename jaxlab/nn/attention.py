@@ -220,10 +220,11 @@ def _value_layout(v: Array) -> Array:
 
 
 def _cached_attention(q: Array, kt: Array, vt: Array, *, scale: float, mask: Array | None, bias: Array | None,
-                      precision: Any, vt_spec: str = "bhkd") -> Array:
+                      precision: Any, dropout: Callable[[Array], Array] | None = None,
+                      vt_spec: str = "bhkd") -> Array:
     """`dot_product_attention` over a decoding cache: `q [B, Tq, H, hd]`, keys `kt [B, H, hd, Tk]`,
     values `vt [B, H, Tk, hd]` (`vt_spec="bhkd"`) or `[B, H, hd, Tk]` (`"bhdk"`) -> `[B, Tq, H,
-    hd]` (same masking rules; inference only, no dropout).
+    hd]` (the same masking rules and dropout; autodiff only).
 
     The value layouts, measured on XLA:CPU in beam search: with one query per row (decoding's
     self-attention) `[B, H, Tk, hd]` is the faster; with several (a cross-attention's grouped
@@ -231,6 +232,8 @@ def _cached_attention(q: Array, kt: Array, vt: Array, *, scale: float, mask: Arr
     weights = jax.nn.softmax(_masked_logits(q, kt, bias, mask, scale, precision, k_spec="bhdk"), axis=-1)
     if mask is not None:
         weights = jnp.where(mask, weights, 0.0)
+    if dropout is not None:
+        weights = dropout(weights)
     return jnp.einsum(f"bhqk,{vt_spec}->bqhd", weights.astype(vt.dtype), vt, precision=precision)
 
 
@@ -426,8 +429,12 @@ class MultiHeadAttention(nn.Module):
             q = q.reshape((k.shape[0], groups * t_q) + q.shape[2:])
             if mask is not None and mask.shape[-2] != 1:
                 mask = jnp.tile(mask, (1, 1, groups, 1))
+        dropout = None
+        if self.dropout_rate > 0.0 and not deterministic:
+            dropout = lambda w: nn.Dropout(self.dropout_rate, deterministic=False)(w)
         if memory:
-            o = _cached_attention(q, k, v, scale=scale, mask=mask, bias=bias, precision=self.precision, vt_spec="bhdk")
+            o = _cached_attention(q, k, v, scale=scale, mask=mask, bias=bias, precision=self.precision,
+                                  dropout=dropout, vt_spec="bhdk")
             return self._output(o, mask, t_q, rows, groups, qkv, out_features, head_mask, embed_mask, dense)
 
         if self.decode:
@@ -447,16 +454,14 @@ class MultiHeadAttention(nn.Module):
                 cached_key.value, cached_value.value = kt, vt
                 cache_index.value = idx + t_q
                 mask = combine_masks(mask, causal_mask(t_q, max_len, offset=idx))
-                o = _cached_attention(q, kt, vt, scale=scale, mask=mask, bias=bias, precision=self.precision)
+                o = _cached_attention(q, kt, vt, scale=scale, mask=mask, bias=bias, precision=self.precision,
+                                      dropout=dropout)
                 return self._output(o, mask, t_q, rows, groups, qkv, out_features, head_mask, embed_mask, dense)
             else:
                 mask = combine_masks(mask, causal_mask(t_q, k.shape[1]))
         elif self.causal:
             mask = combine_masks(mask, causal_mask(t_q, k.shape[1]))
 
-        dropout = None
-        if self.dropout_rate > 0.0 and not deterministic:
-            dropout = lambda w: nn.Dropout(self.dropout_rate, deterministic=False)(w)
         o = dot_product_attention(q, k, v, scale=scale, mask=mask, bias=bias, dropout=dropout,
                                   precision=self.precision, vjp=self.attention_vjp)
         return self._output(o, mask, t_q, rows, groups, qkv, out_features, head_mask, embed_mask, dense)

@@ -507,3 +507,27 @@ def test_grouped_queries_reject_what_they_cannot_mean():
         module.apply({"params": p}, x6, mem, bias=jnp.zeros((1, 2, 2, 4)))
     with pytest.raises(ValueError, match="the mask needs 1 or 3 rows"):
         module.apply({"params": p}, x6, mem, mask=jnp.ones((6, 1, 1, 4), bool))
+
+
+def test_cached_paths_apply_attention_dropout():
+    """A cached decoding step and a cross-attention over a cached memory drop attention weights
+    when not deterministic (the same key gives the same output, and it differs from the
+    deterministic one), as the uncached path does."""
+    rng = np.random.default_rng(23)
+    x = jnp.asarray(rng.normal(size=(2, 5, 8)), jnp.float32)
+    mem = jnp.asarray(rng.normal(size=(2, 6, 8)), jnp.float32)
+    dec = MultiHeadAttention(num_heads=2, decode=True, dropout_rate=0.5)
+    cross = MultiHeadAttention(num_heads=2, cache_kv=True, dropout_rate=0.5)
+    p_dec, p_cross = _rand_params(dec, x), _rand_params(cross, x, mem)
+    cache = dec.init(jax.random.key(0), x)["cache"]
+    _, filled = cross.apply({"params": p_cross}, x, mem, mutable=["cache"])
+    calls = {
+        "decode": lambda det, key: dec.apply({"params": p_dec, "cache": cache}, x[:, :1], deterministic=det,
+                                             rngs={"dropout": key}, mutable=["cache"])[0],
+        "cache_kv": lambda det, key: cross.apply({"params": p_cross, **filled}, x, mem, deterministic=det,
+                                                 rngs={"dropout": key}),
+    }
+    for name, call in calls.items():
+        base, a, a2 = (np.asarray(call(det, jax.random.key(s))) for det, s in ((True, 1), (False, 1), (False, 1)))
+        np.testing.assert_array_equal(a, a2, err_msg=name)
+        assert not np.allclose(a, base), name
