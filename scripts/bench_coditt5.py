@@ -194,46 +194,41 @@ def torch_beam_search(model, src, beam_size: int, max_len: int, alpha: float):
     scores `logp / length**alpha`, pad never generated, a stop once no live beam can beat the worst
     finished one at `max_len`. Returns `(tokens [B, K, max_len], scores [B, K])`, best first."""
     import torch
-
-    with torch.no_grad():
-        return _torch_beam_search(model, src, beam_size, max_len, alpha)
-
-
-def _torch_beam_search(model, src, beam_size, max_len, alpha):
-    import torch
     import torch.nn.functional as F
 
-    neg = decoding.NEG
-    b, k, n = src.shape[0], beam_size, max_len
-    enc = model.encode(src).repeat_interleave(k, 0)
-    src_k = src.repeat_interleave(k, 0)
-    logp = torch.full((b, k), neg)
-    logp[:, 0] = 0.0
-    seqs = torch.zeros(b, k, 0, dtype=torch.long)
-    fin_seqs, fin_scores = torch.zeros(b, k, n, dtype=torch.long), torch.full((b, k), neg)
-    rows = torch.arange(b)[:, None] * k
-    cur, past, i = torch.zeros(b * k, 1, dtype=torch.long), None, 0
-    while i < n and bool(((logp / n ** alpha).amax(1) > fin_scores.amin(1)).any()):
-        logits, past = model.decode(cur, enc, src_k, past, offset=i)
-        logp_tok = logits[:, -1].float().log_softmax(-1)
-        logp_tok[:, 0] = neg
-        v = logp_tok.shape[-1]
-        top_lp, top_idx = (logp[:, :, None] + logp_tok.view(b, k, v)).view(b, k * v).topk(2 * k, dim=1)
-        beam, tok = top_idx // v, top_idx % v
-        cand = torch.cat([seqs.gather(1, beam[:, :, None].expand(-1, -1, i)), tok[:, :, None]], 2)
-        is_eos = tok == EOS
-        scores = torch.cat([fin_scores, torch.where(is_eos, top_lp / (i + 1) ** alpha, neg)], 1)
-        fin_scores, idx = scores.topk(k, dim=1)
-        fin_seqs = torch.cat([fin_seqs, F.pad(cand, (0, n - i - 1))], 1).gather(1, idx[:, :, None].expand(-1, -1, n))
-        logp, idx = torch.where(is_eos, neg, top_lp).topk(k, dim=1)
-        seqs = cand.gather(1, idx[:, :, None].expand(-1, -1, i + 1))
-        flat = (beam.gather(1, idx) + rows).view(-1)
-        past = [(pk[flat], pv[flat]) for pk, pv in past]
-        cur, i = seqs[:, :, -1].reshape(-1, 1), i + 1
-    live = torch.where(logp > neg / 2, logp / max(i, 1) ** alpha, neg)
-    scores, idx = torch.cat([fin_scores, live], 1).topk(k, dim=1)
-    every = torch.cat([fin_seqs, F.pad(seqs, (0, n - i))], 1)
-    return every.gather(1, idx[:, :, None].expand(-1, -1, n)).numpy(), scores.numpy()
+    with torch.no_grad():
+        neg = decoding.NEG
+        b, k, n = src.shape[0], beam_size, max_len
+        enc = model.encode(src).repeat_interleave(k, 0)
+        src_k = src.repeat_interleave(k, 0)
+        logp = torch.full((b, k), neg)
+        logp[:, 0] = 0.0
+        seqs = torch.zeros(b, k, 0, dtype=torch.long)
+        fin_seqs, fin_scores = torch.zeros(b, k, n, dtype=torch.long), torch.full((b, k), neg)
+        rows = torch.arange(b)[:, None] * k
+        cur, past, i = torch.zeros(b * k, 1, dtype=torch.long), None, 0
+        while i < n and bool(((logp / n ** alpha).amax(1) > fin_scores.amin(1)).any()):
+            logits, past = model.decode(cur, enc, src_k, past, offset=i)
+            logp_tok = logits[:, -1].float().log_softmax(-1)
+            logp_tok[:, 0] = neg
+            v = logp_tok.shape[-1]
+            top_lp, top_idx = (logp[:, :, None] + logp_tok.view(b, k, v)).view(b, k * v).topk(2 * k, dim=1)
+            beam, tok = top_idx // v, top_idx % v
+            cand = torch.cat([seqs.gather(1, beam[:, :, None].expand(-1, -1, i)), tok[:, :, None]], 2)
+            is_eos = tok == EOS
+            scores = torch.cat([fin_scores, torch.where(is_eos, top_lp / (i + 1) ** alpha, neg)], 1)
+            fin_scores, idx = scores.topk(k, dim=1)
+            fin_seqs = torch.cat([fin_seqs, F.pad(cand, (0, n - i - 1))], 1)
+            fin_seqs = fin_seqs.gather(1, idx[:, :, None].expand(-1, -1, n))
+            logp, idx = torch.where(is_eos, neg, top_lp).topk(k, dim=1)
+            seqs = cand.gather(1, idx[:, :, None].expand(-1, -1, i + 1))
+            flat = (beam.gather(1, idx) + rows).view(-1)
+            past = [(pk[flat], pv[flat]) for pk, pv in past]
+            cur, i = seqs[:, :, -1].reshape(-1, 1), i + 1
+        live = torch.where(logp > neg / 2, logp / max(i, 1) ** alpha, neg)
+        scores, idx = torch.cat([fin_scores, live], 1).topk(k, dim=1)
+        every = torch.cat([fin_seqs, F.pad(seqs, (0, n - i))], 1)
+        return every.gather(1, idx[:, :, None].expand(-1, -1, n)).numpy(), scores.numpy()
 
 
 def _ended(row) -> int:
@@ -373,8 +368,7 @@ def main():
     gen = dict(attention_mask=hf_mask, max_length=args.decode_len + 1, do_sample=False, suppress_tokens=[0])
     hf_greedy = torch.no_grad()(lambda: hf_dec.generate(ts, num_beams=1, **gen))
     hf_beam = torch.no_grad()(lambda: hf_dec.generate(ts, num_beams=args.beam, num_return_sequences=args.beam,
-                                                      length_penalty=args.alpha, early_stopping="never",
-                                                      output_scores=True, return_dict_in_generate=True, **gen))
+                                                      length_penalty=args.alpha, early_stopping="never", **gen))
 
     with benchmark.torch_threads(benchmark.peer_threads(SETTING)):
         print(benchmark.device_line())
@@ -391,8 +385,7 @@ def main():
             tbeam = lambda: torch_beam_search(dm, ts, args.beam, args.decode_len, args.alpha)
             ours_b, ours_s = (np.asarray(a) for a in beam())
             theirs_b, theirs_s = tbeam()
-            hf_out = hf_beam()
-            hf_b = hf_out.sequences[:, 1:].numpy().reshape(args.batch, args.beam, -1)
+            hf_b = hf_beam()[:, 1:].numpy().reshape(args.batch, args.beam, -1)
             same_b = {"PyTorch": agreement(ours_b[:, 0], theirs_b[:, 0]),
                       "transformers": agreement(ours_b[:, 0], hf_b[:, 0])}
             score_gap = float(np.max(np.abs(ours_s - theirs_s)))
