@@ -2,12 +2,14 @@
 PyTorch (eager, NCHW, grouped-conv modulation, the usual StyleGAN2 PyTorch style), same weights.
 
     python scripts/bench_video2stylegan.py [--resolution 32] [--batch 16] [--repeats 10] [--block 1]
-                                           [--threads both|1|all]
+                                           [--threads both|1|all] [--up-conv transpose|upsample]
 
 Measures (medians of alternating repeats): generator forward+backward (loss = mean G(z)²,
 gradients for all parameters), generator forward, and encoder + generator on video frames
 (the library's per-frame `encode` function against the same ViT encoder written in PyTorch
-feeding the PyTorch generator); the first JAX call (compile) is reported apart. The weights
+feeding the PyTorch generator); the first JAX call (compile) is reported apart. Both peers
+compute the up-sampling convolutions in the form `--up-conv` names (`GanConfig.up_conv`; the
+default's is StyleGAN2's transposed convolution then the FIR, as NVlabs' `conv2d_resample`). The weights
 are copied from Flax to PyTorch and the outputs compared first. The host allocator is tuned
 as the `jaxlab` command tunes it (`runtime.tune_host_allocator`; PyTorch shares it). Load
 average before and after; a 1-thread and an all-threads column per peer (see
@@ -57,23 +59,28 @@ def torch_generator(params, cfg):
         up[:, :, ::2, ::2] = x
         return F.conv2d(F.pad(up, (2, 1, 2, 1)), fk.expand(c, 1, 4, 4), groups=c)
 
-    def modconv(x, weight, s, demod):
+    def modconv(x, weight, s, demod, up=False):
         b, cin, h, w = x.shape
         wt = weight.permute(3, 2, 0, 1)  # [Cout, Cin, k, k]
         wb = wt[None] * s[:, None, :, None, None]
         if demod:
             wb = wb * torch.rsqrt(wb.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
         k = wt.shape[-1]
+        if up:  # conv2d_resample(up=2): stride-2 transposed conv (kernel flipped), then the FIR
+            wtr = wb.flip(3, 4).transpose(1, 2).reshape(b * cin, -1, k, k)
+            y = F.conv_transpose2d(x.reshape(1, b * cin, h, w), wtr, stride=2, groups=b)
+            y = y.reshape(b, -1, y.shape[-2], y.shape[-1])
+            return F.conv2d(F.pad(y, (1, 1, 1, 1)), fk.expand(y.shape[1], 1, 4, 4), groups=y.shape[1])
         y = F.conv2d(x.reshape(1, b * cin, h, w), wb.reshape(-1, cin, k, k), padding=k // 2, groups=b)
         return y.reshape(b, -1, h, w)
 
     noise = {}
 
     def layer(x, w, name, idx, up=False):
-        if up:
+        if up and cfg.up_conv == "upsample":
             x = upsample(x)
         s = eq_linear(w, "synthesis_net", name, "affine")
-        x = modconv(x, p("synthesis_net", name, "kernel"), s, True)
+        x = modconv(x, p("synthesis_net", name, "kernel"), s, True, up=up and cfg.up_conv == "transpose")
         h = x.shape[-1]
         if name not in noise:
             n = jax.random.normal(jax.random.fold_in(jax.random.key(NOISE_CONST), idx), (1, h, h, 1))
@@ -158,6 +165,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--block", type=int, default=1,
                     help="consecutive calls per turn of each peer (1: alternate call by call)")
+    ap.add_argument("--up-conv", choices=["transpose", "upsample"], default="transpose",
+                    help="the generator's up-sampling convolutions (GanConfig.up_conv)")
     benchmark.add_threads_argument(ap)
     args = ap.parse_args()
     import torch
@@ -166,6 +175,7 @@ def main():
 
     config = configs.get_config("default")
     config.faces.resolution = config.gan.resolution = args.resolution
+    config.gan.up_conv = args.up_conv
     cfg = config.gan
     g, _ = gan.make_models(cfg)
     params = gan.init_state(cfg, 0).g.params

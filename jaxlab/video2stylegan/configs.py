@@ -74,6 +74,11 @@ class GanConfig:
       style_mixing: style-mixing probability. ema_kimg, ema_rampup: G-EMA half-life (thousands
         of images) and ramp-up (0: none). w_avg_beta: decay of the tracked w̄.
       truncation_psi: ψ of the samples drawn for figures and the encoder's w̄ offset is w̄ itself.
+      up_conv: the generator's up-sampling convolutions: "transpose" (StyleGAN2's stride-2
+        transposed convolution then the FIR, `fir.upsample_conv2d`) or "upsample" (FIR
+        up-sampling then a SAME 3x3 convolution: the same away from a 1-pixel border, which
+        sees zeros instead of the interpolated image; the generator of this library before
+        "transpose", and of the experiment tables measured with it).
     """
 
     resolution: Resolution = 32
@@ -100,6 +105,7 @@ class GanConfig:
     ema_rampup: NonNegativeFloat = 0.05
     w_avg_beta: Probability = 0.995
     truncation_psi: Probability = 1.0
+    up_conv: Literal["transpose", "upsample"] = "transpose"
     loop: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(
         num_steps=3000, log_every=50, checkpoint_every=500, num_devices=1))
 

@@ -66,7 +66,7 @@ def make_models(gc) -> tuple[Generator, Discriminator]:
     """The G and D of a `GanConfig`."""
     g = Generator(resolution=gc.resolution, z_dim=gc.z_dim, w_dim=gc.w_dim, mapping_layers=gc.mapping_layers,
                   mapping_lr_mul=gc.mapping_lr_mul, channel_base=gc.channel_base, channel_max=gc.channel_max,
-                  conv_clamp=gc.conv_clamp or None)
+                  conv_clamp=gc.conv_clamp or None, up_conv=gc.up_conv)
     d = Discriminator(resolution=gc.resolution, channel_base=gc.channel_base, channel_max=gc.channel_max,
                       mbstd_group=gc.mbstd_group)
     return g, d

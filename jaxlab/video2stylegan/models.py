@@ -11,9 +11,12 @@ Layout follows NVlabs/stylegan2-ada-pytorch `training/networks.py` (images are N
 Every layer uses the equalised learning rate: stored weights ~ N(0, 1)/lr_mul, multiplied by
 lr_mul/√fan_in in the forward pass, biases by lr_mul.
 
-Deviation (documented): the up-convolution is FIR upsampling (zero insertion, [1,3,3,1]·4)
-followed by a 3x3 convolution, not a stride-2 transposed convolution followed by the FIR;
-the down-convolution of D is a FIR blur followed by a stride-2 3x3 convolution.
+The up-convolution (`up_conv="transpose"`, the default) is that code's: a stride-2 transposed
+convolution followed by the FIR [1,3,3,1]·4 (`fir.upsample_conv2d`). `up_conv="upsample"` is
+the earlier form of this module: FIR up-sampling (zero insertion, [1,3,3,1]·4) then a SAME 3x3
+convolution, which equals it away from the border but pads the interpolated image with zeros
+and costs 4x the multiply-adds. Deviation (documented): the down-convolution of D is a FIR
+blur followed by a stride-2 3x3 convolution.
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ class MappingNetwork(nn.Module):
         return x
 
 
-def modulated_conv2d(x, weight, styles, demodulate: bool = True, fused: bool | str = False):
+def modulated_conv2d(x, weight, styles, demodulate: bool = True, fused: bool | str = False, up: bool = False):
     """Per-sample modulated (and demodulated) convolution, SAME padding.
 
     Args:
@@ -131,6 +134,8 @@ def modulated_conv2d(x, weight, styles, demodulate: bool = True, fused: bool | s
         outputs (`conv(x·s, W)·d`, StyleGAN2's training path); True: one grouped convolution
         over the batch with per-sample weights `[k, k, Cin, B·Cout]`; "vmap": one convolution per
         sample. All three give the same result.
+      up: the convolution is `fir.upsample_conv2d` (output `[B, 2H, 2W, Cout]`); with `fused`
+        True or "vmap" it then runs once per sample.
 
     `W'_b = W · s_b[cin]`, `W''_b = W'_b · rsqrt(Σ_{kh,kw,cin} W'_b² + 1e-8)` when demodulating.
     """
@@ -138,7 +143,9 @@ def modulated_conv2d(x, weight, styles, demodulate: bool = True, fused: bool | s
     k, _, _, cout = weight.shape
     dn = ("NHWC", "HWIO", "NHWC")
     if fused is False:
-        y = conv_general_dilated(x * styles[:, None, None, :], weight, (1, 1), "SAME", dimension_numbers=dn)
+        xs = x * styles[:, None, None, :]
+        y = fir.upsample_conv2d(xs, weight) if up else conv_general_dilated(xs, weight, (1, 1), "SAME",
+                                                                            dimension_numbers=dn)
         if demodulate:
             # Σ_{kh,kw,cin} (W s)² = (s²) · (Σ_{kh,kw} W²)  -> [B, Cout]
             d = lax.rsqrt(jnp.square(styles) @ jnp.sum(jnp.square(weight), axis=(0, 1)) + 1e-8)
@@ -147,6 +154,8 @@ def modulated_conv2d(x, weight, styles, demodulate: bool = True, fused: bool | s
     wb = weight[None] * styles[:, None, None, :, None]  # [B, k, k, Cin, Cout]
     if demodulate:
         wb = wb * lax.rsqrt(jnp.sum(jnp.square(wb), axis=(1, 2, 3), keepdims=True) + 1e-8)
+    if up:
+        return jax.vmap(lambda xi, wi: fir.upsample_conv2d(xi[None], wi)[0])(x, wb)
     if fused == "vmap":
         return jax.vmap(lambda xi, wi: conv_general_dilated(xi[None], wi, (1, 1), "SAME",
                                                             dimension_numbers=dn)[0])(x, wb)
@@ -157,7 +166,8 @@ def modulated_conv2d(x, weight, styles, demodulate: bool = True, fused: bool | s
 
 
 class SynthesisLayer(nn.Module):
-    """Modulated 3x3 conv (FIR ×2 up-sampling first if `up`), per-pixel noise, bias, lrelu·√2, clamp.
+    """Modulated 3x3 conv (×2 up-sampling if `up`, in the form `up_conv` names: "transpose" or
+    "upsample", see the module docstring), per-pixel noise, bias, lrelu·√2, clamp.
 
     `noise_mode`: "random" (N(0,1) from the 'noise' RNG), "const" (a fixed map from NOISE_CONST and
     `layer_index`, the same on every call), or "none".
@@ -168,15 +178,19 @@ class SynthesisLayer(nn.Module):
     layer_index: int = 0
     conv_clamp: float | None = 256.0
     fused: bool | str = False
+    up_conv: str = "transpose"
 
     @nn.compact
     def __call__(self, x, w, noise_mode: str = "random"):
         cin = x.shape[-1]
         styles = EqualLinear(cin, bias_init=1.0, name="affine")(w)
         weight = self.param("kernel", nn.initializers.normal(1.0), (3, 3, cin, self.features))
-        if self.up:
+        if self.up_conv not in ("transpose", "upsample"):
+            raise ValueError(f"up_conv must be 'transpose' or 'upsample', got {self.up_conv!r}")
+        if self.up and self.up_conv == "upsample":
             x = fir.upsample2d(x)
-        x = modulated_conv2d(x, weight, styles, demodulate=True, fused=self.fused)
+        x = modulated_conv2d(x, weight, styles, demodulate=True, fused=self.fused,
+                             up=self.up and self.up_conv == "transpose")
         b, h, w_, _ = x.shape
         strength = self.param("noise_strength", nn.initializers.zeros, ())
         if noise_mode == "random":
@@ -219,6 +233,7 @@ class SynthesisNetwork(nn.Module):
     channel_max: int = 512
     conv_clamp: float | None = 256.0
     fused: bool | str = False
+    up_conv: str = "transpose"
 
     @nn.compact
     def __call__(self, ws, noise_mode: str = "random"):
@@ -237,7 +252,7 @@ class SynthesisNetwork(nn.Module):
             r = 2 ** k
             c = channels_at(r, self.channel_base, self.channel_max)
             x = SynthesisLayer(c, up=True, layer_index=2 * k - 5, conv_clamp=self.conv_clamp, fused=self.fused,
-                               name=f"b{r}_conv0")(x, ws[:, lay[f"b{r}.conv0"]], noise_mode)
+                               up_conv=self.up_conv, name=f"b{r}_conv0")(x, ws[:, lay[f"b{r}.conv0"]], noise_mode)
             x = SynthesisLayer(c, layer_index=2 * k - 4, conv_clamp=self.conv_clamp, fused=self.fused,
                                name=f"b{r}_conv1")(x, ws[:, lay[f"b{r}.conv1"]], noise_mode)
             self.sow("intermediates", f"b{r}", x)
@@ -262,11 +277,12 @@ class Generator(nn.Module):
     channel_max: int = 512
     conv_clamp: float | None = 256.0
     fused: bool | str = False
+    up_conv: str = "transpose"
 
     def setup(self):
         self.mapping_net = MappingNetwork(self.w_dim, self.mapping_layers, self.mapping_lr_mul)
         self.synthesis_net = SynthesisNetwork(self.resolution, self.channel_base, self.channel_max,
-                                              self.conv_clamp, self.fused)
+                                              self.conv_clamp, self.fused, self.up_conv)
 
     @property
     def num_ws(self) -> int:

@@ -35,6 +35,77 @@ def test_fir_downsample_matches_scipy():
     np.testing.assert_allclose(ours, full[2::2, 2::2][:4, :4], rtol=1e-5, atol=1e-5)
 
 
+def _upsample_conv_numpy(x, w, f, up):
+    """`conv2d_resample(up)` by its definition, per sample and channel with scipy: zero-insert,
+    pad k//2 + the FIR's own padding, 2-D true convolution with outer(f, f)·up², then a VALID
+    cross-correlation with w. x [B, H, W, Ci], w [k, k, Ci, Co]."""
+    b, h, wd, ci = x.shape
+    k, co = w.shape[0], w.shape[3]
+    lo, hi = k // 2 + (len(f) + up - 1) // 2, k // 2 + (len(f) - up) // 2
+    f2 = np.outer(f, f) * up * up
+    out = np.zeros((b, up * h, up * wd, co))
+    for n in range(b):
+        u = np.zeros((up * h, up * wd, ci))
+        u[::up, ::up] = x[n]
+        u = np.pad(u, ((lo, hi), (lo, hi), (0, 0)))
+        z = np.stack([scipy.signal.convolve2d(u[:, :, c], f2, mode="valid") for c in range(ci)], -1)
+        for i in range(up * h):
+            for j in range(up * wd):
+                out[n, i, j] = np.einsum("abc,abcd->d", z[i:i + k, j:j + k], w)
+    return out
+
+
+@pytest.mark.parametrize("k,taps,shape", [(3, (1, 3, 3, 1), (2, 4, 5, 3)), (3, (1, 2, 5, 3), (1, 3, 3, 2)),
+                                          (1, (1, 3, 3, 1), (1, 4, 3, 2)), (5, (1, 3, 3, 1), (1, 3, 4, 2))])
+def test_upsample_conv_matches_its_definition(k, taps, shape):
+    # an asymmetric filter and kernel catch a flipped tap or filter; k = 1 and 5 the paddings
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=shape).astype(np.float32)
+    w = rng.normal(size=(k, k, shape[-1], 3)).astype(np.float32)
+    f = fir.setup_filter(taps)
+    ours = np.asarray(fir.upsample_conv2d(jnp.asarray(x), jnp.asarray(w), f))
+    np.testing.assert_allclose(ours, _upsample_conv_numpy(x, w, f, 2), rtol=1e-4, atol=1e-4)
+
+
+def test_upsample_conv_gradient_equals_autodiff_of_its_definition():
+    # the hand-written backward of the overlap-add against JAX's differentiation of the same
+    # function written as FIR up-sampling with a wide border and a VALID convolution
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.normal(size=(2, 5, 4, 3)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(3, 3, 3, 4)).astype(np.float32))
+    f = fir.setup_filter()
+
+    def reference(x, w):
+        z = fir.upfirdn2d(x, f, up=2, pad=(3, 2), gain=4)
+        return jax.lax.conv_general_dilated(z, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    g = jnp.asarray(rng.normal(size=(2, 10, 8, 4)).astype(np.float32))
+    ours = jax.vjp(lambda x, w: fir.upsample_conv2d(x, w, f), x, w)[1](g)
+    ref = jax.vjp(reference, x, w)[1](g)
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_upsample_conv_differs_from_upsample_then_same_conv_only_on_the_border():
+    # the "upsample" variant pads the interpolated image with zeros; inside, the two agree
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.normal(size=(1, 6, 6, 2)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(3, 3, 2, 2)).astype(np.float32))
+    a = np.asarray(fir.upsample_conv2d(x, w))
+    b = np.asarray(jax.lax.conv_general_dilated(fir.upsample2d(x), w, (1, 1), "SAME",
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    np.testing.assert_allclose(a[:, 1:-1, 1:-1], b[:, 1:-1, 1:-1], rtol=1e-4, atol=1e-4)
+    assert np.abs(a - b)[:, [0, -1]].max() > 1e-2
+
+
+def test_upsample_conv_rejects_an_even_or_mismatched_kernel():
+    x = jnp.ones((1, 4, 4, 3))
+    with pytest.raises(ValueError, match="odd k"):
+        fir.upsample_conv2d(x, jnp.ones((2, 2, 3, 1)))
+    with pytest.raises(ValueError, match="Cin=3"):
+        fir.upsample_conv2d(x, jnp.ones((3, 3, 2, 1)))
+
+
 def _modconv_numpy(x, w, s, demod):
     """Explicit per-sample convolution with SAME zero padding: x [B,H,W,Ci], w [k,k,Ci,Co], s [B,Ci]."""
     b, h, wd, ci = x.shape
@@ -64,6 +135,46 @@ def test_modulated_conv_matches_explicit_numpy_in_all_three_forms(demod):
     np.testing.assert_allclose(act, ref, rtol=1e-4, atol=1e-4)
     for mode in (True, "vmap"):  # grouped conv over the batch, one conv per sample
         np.testing.assert_allclose(models.modulated_conv2d(x, w, s, demod, fused=mode), act, rtol=1e-4, atol=1e-4)
+
+
+def test_up_modulated_conv_matches_per_sample_weights_in_all_three_forms():
+    # modulation before and demodulation after the up-sampling convolution equal the
+    # per-sample weights W·s·d convolved as `conv2d_resample(up=2)` defines it
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(2, 3, 4, 3)).astype(np.float32)
+    w = rng.normal(size=(3, 3, 3, 2)).astype(np.float32)
+    s = rng.uniform(0.5, 2, size=(2, 3)).astype(np.float32)
+    ref = []
+    for n in range(2):
+        wn = w * s[n][None, None, :, None]
+        wn = wn / np.sqrt((wn ** 2).sum(axis=(0, 1, 2), keepdims=True) + 1e-8)
+        ref.append(_upsample_conv_numpy(x[n:n + 1], wn, fir.setup_filter(), 2)[0])
+    for mode in (False, True, "vmap"):
+        out = models.modulated_conv2d(jnp.asarray(x), jnp.asarray(w), jnp.asarray(s), True, fused=mode, up=True)
+        np.testing.assert_allclose(out, np.stack(ref), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("up_conv", ["transpose", "upsample"])
+def test_generator_up_conv_forms_share_parameters_and_agree_inside(up_conv):
+    # both forms take the same parameters (checkpoints load either way); "transpose" is the
+    # default, and the forms differ only on the up-sampled layers' borders
+    gens = {u: models.Generator(resolution=16, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64,
+                                channel_max=8, up_conv=u) for u in ("transpose", "upsample")}
+    z = jax.random.normal(jax.random.key(0), (2, 8))
+    params = gens[up_conv].init(jax.random.key(1), z, "const")
+    other = gens["upsample" if up_conv == "transpose" else "transpose"]
+    assert jax.tree.structure(params) == jax.tree.structure(other.init(jax.random.key(1), z, "const"))
+    layer = {u: models.SynthesisLayer(8, up=True, up_conv=u) for u in ("transpose", "upsample")}
+    x = jax.random.normal(jax.random.key(2), (2, 6, 6, 8))
+    w = jax.random.normal(jax.random.key(3), (2, 8))
+    lp = layer[up_conv].init(jax.random.key(4), x, w, "none")
+    a = np.asarray(layer["transpose"].apply(lp, x, w, "none"))
+    b = np.asarray(layer["upsample"].apply(lp, x, w, "none"))
+    np.testing.assert_allclose(a[:, 1:-1, 1:-1], b[:, 1:-1, 1:-1], rtol=1e-4, atol=1e-4)
+    assert np.abs(a - b).max() > 1e-3
+    assert models.Generator().up_conv == "transpose"
+    with pytest.raises(ValueError, match="up_conv"):
+        models.SynthesisLayer(8, up=True, up_conv="nearest").init(jax.random.key(4), x, w, "none")
 
 
 def test_demodulation_makes_the_output_invariant_to_style_scale():
