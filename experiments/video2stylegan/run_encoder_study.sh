@@ -7,12 +7,13 @@
 #
 # GEN_RUN: a run whose generator/ was trained with the flags in $S below; AUX_RUN: the
 # train-aux run the losses use; JUDGE_RUN: a train-aux run of another seed; OUT: a new folder.
+# EXTRA_FLAGS (environment): more config flags for train-encoder, the generator's among them.
 set -euo pipefail
 GEN=$1 AUX=$2 JUDGE=$3 OUT=$4
 shift 4
 SEEDS=("${@:-0 1 2}")
 read -r -a SEEDS <<< "${SEEDS[*]}"
-S="--config.gan.loop.num_steps=600 --config.gan.loop.checkpoint_every=100"
+S="--config.gan.loop.num_steps=600 --config.gan.loop.checkpoint_every=100 ${EXTRA_FLAGS:-}"
 # reconstruction: weights chosen so that each term starts near the pixel loss (landmark ~0.005,
 # mesh ~0.025, identity ~0.8 against MSE ~0.016 after 60 steps)
 declare -A LOSS=(
