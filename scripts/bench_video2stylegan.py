@@ -1,15 +1,20 @@
 """Benchmark: the Flax StyleGAN2 generator of jaxlab.video2stylegan vs the same generator written in
-PyTorch (eager, NCHW, grouped-conv modulation, the usual StyleGAN2 PyTorch style), same weights.
+PyTorch (eager, NCHW, in the style of NVlabs/stylegan2-ada-pytorch), same weights.
 
     python scripts/bench_video2stylegan.py [--resolution 32] [--batch 16] [--repeats 10] [--block 1]
                                            [--threads both|1|all] [--up-conv transpose|upsample]
+                                           [--torch-modulation activations|grouped]
 
 Measures (medians of alternating repeats): generator forward+backward (loss = mean G(z)²,
 gradients for all parameters), generator forward, and encoder + generator on video frames
 (the library's per-frame `encode` function against the same ViT encoder written in PyTorch
 feeding the PyTorch generator); the first JAX call (compile) is reported apart. Both peers
 compute the up-sampling convolutions in the form `--up-conv` names (`GanConfig.up_conv`; the
-default's is StyleGAN2's transposed convolution then the FIR, as NVlabs' `conv2d_resample`). The weights
+default's is StyleGAN2's transposed convolution then the FIR, as NVlabs' `conv2d_resample`).
+PyTorch modulates as StyleGAN2 trains (`fused_modconv=False`: the activations times the styles,
+one convolution with the shared kernel, the outputs times the demodulation), as jaxlab does;
+`--torch-modulation grouped` gives it per-sample kernels in one grouped convolution over the
+batch instead (StyleGAN2's inference path), slower on the CPU. The weights
 are copied from Flax to PyTorch and the outputs compared first. The host allocator is tuned
 as the `jaxlab` command tunes it (`runtime.tune_host_allocator`; PyTorch shares it). Load
 average before and after; a 1-thread and an all-threads column per peer (see
@@ -32,7 +37,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def torch_generator(params, cfg):
+def torch_generator(params, cfg, modulation="activations"):
     import torch
     import torch.nn.functional as F
 
@@ -60,13 +65,23 @@ def torch_generator(params, cfg):
         return F.conv2d(F.pad(up, (2, 1, 2, 1)), fk.expand(c, 1, 4, 4), groups=c)
 
     def modconv(x, weight, s, demod, up=False):
-        b, cin, h, w = x.shape
         wt = weight.permute(3, 2, 0, 1)  # [Cout, Cin, k, k]
+        k = wt.shape[-1]
+        if modulation == "activations":  # StyleGAN2's training path: x·s, one shared conv, ·d
+            x = x * s[:, :, None, None]
+            if up:  # conv2d_resample(up=2): stride-2 transposed conv (kernel flipped), then the FIR
+                y = F.conv_transpose2d(x, wt.flip(2, 3).transpose(0, 1), stride=2)
+                y = F.conv2d(F.pad(y, (1, 1, 1, 1)), fk.expand(y.shape[1], 1, 4, 4), groups=y.shape[1])
+            else:
+                y = F.conv2d(x, wt, padding=k // 2)
+            if demod:
+                y = y * torch.rsqrt(s.square() @ wt.square().sum(dim=(2, 3)).T + 1e-8)[:, :, None, None]
+            return y
+        b, cin, h, w = x.shape  # grouped: per-sample weights, one grouped conv over the batch
         wb = wt[None] * s[:, None, :, None, None]
         if demod:
             wb = wb * torch.rsqrt(wb.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
-        k = wt.shape[-1]
-        if up:  # conv2d_resample(up=2): stride-2 transposed conv (kernel flipped), then the FIR
+        if up:
             wtr = wb.flip(3, 4).transpose(1, 2).reshape(b * cin, -1, k, k)
             y = F.conv_transpose2d(x.reshape(1, b * cin, h, w), wtr, stride=2, groups=b)
             y = y.reshape(b, -1, y.shape[-2], y.shape[-1])
@@ -167,6 +182,8 @@ def main():
                     help="consecutive calls per turn of each peer (1: alternate call by call)")
     ap.add_argument("--up-conv", choices=["transpose", "upsample"], default="transpose",
                     help="the generator's up-sampling convolutions (GanConfig.up_conv)")
+    ap.add_argument("--torch-modulation", choices=["activations", "grouped"], default="activations",
+                    help="how the PyTorch peer applies the styles")
     benchmark.add_threads_argument(ap)
     args = ap.parse_args()
     import torch
@@ -196,7 +213,7 @@ def main():
     jax.block_until_ready(step(params, z))
     c_step = time.perf_counter() - t0
 
-    tfwd, tparams = torch_generator(params, cfg)
+    tfwd, tparams = torch_generator(params, cfg, args.torch_modulation)
     zt = torch.tensor(z)
     with torch.no_grad():
         diff = float(np.abs(tfwd(zt).permute(0, 2, 3, 1).numpy() - np.asarray(fwd(params, z))).max())

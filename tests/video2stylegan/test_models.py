@@ -86,6 +86,26 @@ def test_upsample_conv_gradient_equals_autodiff_of_its_definition():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+def test_upsample_conv_second_derivative_equals_its_definitions():
+    # the path-length penalty differentiates the generator twice (reverse over reverse)
+    rng = np.random.default_rng(9)
+    x = jnp.asarray(rng.normal(size=(2, 4, 4, 3)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(3, 3, 3, 2)).astype(np.float32))
+    y = jnp.asarray(rng.normal(size=(2, 8, 8, 2)).astype(np.float32))
+    f = fir.setup_filter()
+
+    def reference(x, w):
+        z = fir.upfirdn2d(x, f, up=2, pad=(3, 2), gain=4)
+        return jax.lax.conv_general_dilated(z, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def penalty(conv, w):
+        gx = jax.grad(lambda x: jnp.sum(conv(x, w) * y))(x)
+        return jnp.sum(jnp.square(gx) * x)
+
+    ours = jax.grad(lambda w: penalty(lambda x, w: fir.upsample_conv2d(x, w, f), w))(w)
+    np.testing.assert_allclose(ours, jax.grad(lambda w: penalty(reference, w))(w), rtol=1e-4, atol=1e-3)
+
+
 def test_upsample_conv_differs_from_upsample_then_same_conv_only_on_the_border():
     # the "upsample" variant pads the interpolated image with zeros; inside, the two agree
     rng = np.random.default_rng(7)
