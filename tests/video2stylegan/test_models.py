@@ -67,6 +67,13 @@ def test_upsample_conv_matches_its_definition(k, taps, shape):
     np.testing.assert_allclose(ours, _upsample_conv_numpy(x, w, f, 2), rtol=1e-4, atol=1e-4)
 
 
+def _upsample_conv_definition(x, w):
+    """`upsample_conv2d`'s definition in JAX: FIR up-sampling with a border of k//2 interpolated
+    pixels (padding (3, 2) for k = 3 and 4 taps), then a VALID convolution; autodiff's gradients."""
+    z = fir.upfirdn2d(x, fir.setup_filter(), up=2, pad=(3, 2), gain=4)
+    return jax.lax.conv_general_dilated(z, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
 def test_upsample_conv_gradient_equals_autodiff_of_its_definition():
     # the hand-written backward of the overlap-add against JAX's differentiation of the same
     # function written as FIR up-sampling with a wide border and a VALID convolution
@@ -75,13 +82,9 @@ def test_upsample_conv_gradient_equals_autodiff_of_its_definition():
     w = jnp.asarray(rng.normal(size=(3, 3, 3, 4)).astype(np.float32))
     f = fir.setup_filter()
 
-    def reference(x, w):
-        z = fir.upfirdn2d(x, f, up=2, pad=(3, 2), gain=4)
-        return jax.lax.conv_general_dilated(z, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
     g = jnp.asarray(rng.normal(size=(2, 10, 8, 4)).astype(np.float32))
     ours = jax.vjp(lambda x, w: fir.upsample_conv2d(x, w, f), x, w)[1](g)
-    ref = jax.vjp(reference, x, w)[1](g)
+    ref = jax.vjp(_upsample_conv_definition, x, w)[1](g)
     for a, b in zip(ours, ref):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
@@ -94,16 +97,13 @@ def test_upsample_conv_second_derivative_equals_its_definitions():
     y = jnp.asarray(rng.normal(size=(2, 8, 8, 2)).astype(np.float32))
     f = fir.setup_filter()
 
-    def reference(x, w):
-        z = fir.upfirdn2d(x, f, up=2, pad=(3, 2), gain=4)
-        return jax.lax.conv_general_dilated(z, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
     def penalty(conv, w):
         gx = jax.grad(lambda x: jnp.sum(conv(x, w) * y))(x)
         return jnp.sum(jnp.square(gx) * x)
 
     ours = jax.grad(lambda w: penalty(lambda x, w: fir.upsample_conv2d(x, w, f), w))(w)
-    np.testing.assert_allclose(ours, jax.grad(lambda w: penalty(reference, w))(w), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(ours, jax.grad(lambda w: penalty(_upsample_conv_definition, w))(w),
+                               rtol=1e-4, atol=1e-3)
 
 
 def test_upsample_conv_differs_from_upsample_then_same_conv_only_on_the_border():
