@@ -17,6 +17,22 @@ The `jaxlab` command line calls it, and so do the benchmarks except `bench_core`
 taken with glibc's defaults); library code never does, since it changes the whole
 process. Accelerator memory is not affected.
 
+**Why a second core gives XLA:CPU little on small programs** (the 2-core virtual machines
+these benchmarks ran on; short scripts, medians of 60-200 calls, one core -> two cores). An
+operation that XLA splits across the thread pool pays a fixed cost to do so that is about as
+large as a small operation itself: a row sum of `[1024, 384]` took 31 -> 91 us, a `tanh` of
+it 130 -> 160 us, while `[16384, 384]` gained 2-3x. Matrix products gain only from about
+3,000 rows: `[1024, 96] x [96, 384]` 401 -> 490 us (Eigen) and 443 -> 415 us (YNNPACK),
+`[4096, 96] x [96, 384]` 1.61 -> 1.05 ms, `[2048, 1024] x [1024, 1024]` 2x; PyTorch's
+OpenMP splits the first of these 391 -> 199 us. Inside one program a chain of such products
+does better (the same shapes, 20 in a row: 463 -> 293 us each). The virtual machines halt an
+idle core at once (`haltpoll` with `guest_halt_poll_ns=0`), but keeping the second core busy
+with a low-priority loop did not remove the cost (the row sum: 80 us), and neither did
+synchronous dispatch (`jax_cpu_enable_async_dispatch=False`: 61 us). The training steps of
+the methods' small CPU configurations are hundreds of such operations: in the VectorNet,
+CoditT5 and Video2StyleGAN benchmarks a second core speeds jaxlab's step up 1.3-1.45x and
+PyTorch's 1.5-1.7x.
+
 `cpu_compiler_options` is the per-program counterpart: XLA options that jaxlab's own
 jitted steps pass to `jax.jit(compiler_options=...)` on the CPU backend. XLA:CPU hands
 dots, reductions and elementwise fusions to the YNNPACK library; for reductions over a
