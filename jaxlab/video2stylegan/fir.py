@@ -85,7 +85,7 @@ def upsample_conv2d(x: jnp.ndarray, weight: jnp.ndarray, f: np.ndarray | None = 
         raise ValueError(f"upsample_conv2d: weight must be [k, k, Cin={x.shape[-1]}, Cout] with odd k, "
                          f"got {tuple(weight.shape)}")
     b, h, w, cin = x.shape
-    taps = (x.reshape(b * h * w, cin) @ jnp.transpose(weight, (2, 0, 1, 3)).reshape(cin, -1))
+    taps = x.reshape(b * h * w, cin) @ jnp.transpose(weight, (2, 0, 1, 3)).reshape(cin, -1)
     t = _overlap_add(taps.reshape(b, h, w, k, k, weight.shape[3]), up)
     fw, p = len(f), k // 2
     lo, hi = p + (fw + up - 1) // 2 - (k - 1), p + (fw - up) // 2 - (k - up)

@@ -174,27 +174,25 @@ def test_up_modulated_conv_matches_per_sample_weights_in_all_three_forms():
         np.testing.assert_allclose(out, np.stack(ref), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("up_conv", ["transpose", "upsample"])
-def test_generator_up_conv_forms_share_parameters_and_agree_inside(up_conv):
+def test_generator_up_conv_forms_share_parameters_and_agree_inside():
     # both forms take the same parameters (checkpoints load either way); "transpose" is the
     # default, and the forms differ only on the up-sampled layers' borders
-    gens = {u: models.Generator(resolution=16, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64,
-                                channel_max=8, up_conv=u) for u in ("transpose", "upsample")}
-    z = jax.random.normal(jax.random.key(0), (2, 8))
-    params = gens[up_conv].init(jax.random.key(1), z, "const")
-    other = gens["upsample" if up_conv == "transpose" else "transpose"]
-    assert jax.tree.structure(params) == jax.tree.structure(other.init(jax.random.key(1), z, "const"))
+    z = jnp.zeros((1, 8))
+    gens = [models.Generator(resolution=16, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8,
+                             up_conv=u) for u in ("transpose", "upsample")]
+    trees = [jax.tree.structure(jax.eval_shape(lambda g=g: g.init(jax.random.key(1), z, "const"))) for g in gens]
+    assert trees[0] == trees[1]
     layer = {u: models.SynthesisLayer(8, up=True, up_conv=u) for u in ("transpose", "upsample")}
     x = jax.random.normal(jax.random.key(2), (2, 6, 6, 8))
     w = jax.random.normal(jax.random.key(3), (2, 8))
-    lp = layer[up_conv].init(jax.random.key(4), x, w, "none")
-    a = np.asarray(layer["transpose"].apply(lp, x, w, "none"))
-    b = np.asarray(layer["upsample"].apply(lp, x, w, "none"))
+    lp = jax.jit(lambda: layer["transpose"].init(jax.random.key(4), x, w, "none"))()
+    a, b = (np.asarray(jax.jit(layer[u].apply, static_argnums=3)(lp, x, w, "none")) for u in ("transpose", "upsample"))
     np.testing.assert_allclose(a[:, 1:-1, 1:-1], b[:, 1:-1, 1:-1], rtol=1e-4, atol=1e-4)
     assert np.abs(a - b).max() > 1e-3
     assert models.Generator().up_conv == "transpose"
     with pytest.raises(ValueError, match="up_conv"):
-        models.SynthesisLayer(8, up=True, up_conv="nearest").init(jax.random.key(4), x, w, "none")
+        bad = models.SynthesisLayer(8, up=True, up_conv="nearest")
+        jax.eval_shape(lambda: bad.init(jax.random.key(4), x, w, "none"))
 
 
 def test_demodulation_makes_the_output_invariant_to_style_scale():
