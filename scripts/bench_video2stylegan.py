@@ -64,6 +64,9 @@ def torch_generator(params, cfg, modulation="activations"):
         up[:, :, ::2, ::2] = x
         return F.conv2d(F.pad(up, (2, 1, 2, 1)), fk.expand(c, 1, 4, 4), groups=c)
 
+    def fir_after_transpose(y):  # conv2d_resample(up=2)'s FIR on the (2H + 1)-wide transposed-conv output
+        return F.conv2d(F.pad(y, (1, 1, 1, 1)), fk.expand(y.shape[1], 1, 4, 4), groups=y.shape[1])
+
     def modconv(x, weight, s, demod, up=False):
         wt = weight.permute(3, 2, 0, 1)  # [Cout, Cin, k, k]
         k = wt.shape[-1]
@@ -71,7 +74,7 @@ def torch_generator(params, cfg, modulation="activations"):
             x = x * s[:, :, None, None]
             if up:  # conv2d_resample(up=2): stride-2 transposed conv (kernel flipped), then the FIR
                 y = F.conv_transpose2d(x, wt.flip(2, 3).transpose(0, 1), stride=2)
-                y = F.conv2d(F.pad(y, (1, 1, 1, 1)), fk.expand(y.shape[1], 1, 4, 4), groups=y.shape[1])
+                y = fir_after_transpose(y)
             else:
                 y = F.conv2d(x, wt, padding=k // 2)
             if demod:
@@ -85,7 +88,7 @@ def torch_generator(params, cfg, modulation="activations"):
             wtr = wb.flip(3, 4).transpose(1, 2).reshape(b * cin, -1, k, k)
             y = F.conv_transpose2d(x.reshape(1, b * cin, h, w), wtr, stride=2, groups=b)
             y = y.reshape(b, -1, y.shape[-2], y.shape[-1])
-            return F.conv2d(F.pad(y, (1, 1, 1, 1)), fk.expand(y.shape[1], 1, 4, 4), groups=y.shape[1])
+            return fir_after_transpose(y)
         y = F.conv2d(x.reshape(1, b * cin, h, w), wb.reshape(-1, cin, k, k), padding=k // 2, groups=b)
         return y.reshape(b, -1, h, w)
 
