@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlab.nn.attention import MultiHeadAttention, RelativePositionBias, padding_mask
+from jaxlab.nn.linear import Dense
 from jaxlab.nn.transformer import FeedForward, RMSNorm
 
 __all__ = ["T5Shape", "T5", "GatedFeedForward", "SHAPES", "shifted_right"]
@@ -90,7 +91,7 @@ class GatedFeedForward(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, *, deterministic: bool = True) -> Array:
-        dense = lambda n, name: nn.Dense(n, use_bias=False, dtype=self.dtype, name=name)
+        dense = lambda n, name: Dense(n, use_bias=False, dtype=self.dtype, name=name)
         h = jax.nn.gelu(dense(self.hidden, "wi_0")(x), approximate=True) * dense(self.hidden, "wi_1")(x)
         h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
         return dense(x.shape[-1], "wo")(h)
@@ -179,7 +180,7 @@ class T5(nn.Module):
         self.dec_norm = RMSNorm(name="decoder_final_norm")
         self.dropout = nn.Dropout(s.dropout_rate)
         if not s.tie_embeddings:
-            self.lm_head = nn.Dense(s.vocab_size, use_bias=False, name="lm_head")
+            self.lm_head = Dense(s.vocab_size, use_bias=False, name="lm_head")
 
     def encode(self, src: Array, *, deterministic: bool = True) -> Array:
         """`src [B, S]` int ids (0 = pad) -> `[B, S, D]`."""

@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.core.fusion import materialize
+from jaxlab.nn.linear import Dense
 
 __all__ = ["HeteroGCN", "RelationGroups", "group_by_relation", "grouped_matmul", "pair_scores"]
 
@@ -179,7 +180,7 @@ class HeteroGCN(nn.Module):
                 w = self.param(f"relation_{layer}", nn.initializers.lecun_normal(batch_axis=(0,)),
                                (self.num_relations, self.features, self.features))
                 w = w.astype(self.dtype)
-            own = nn.Dense(self.features, dtype=self.dtype, name=f"self_{layer}")(h)
+            own = Dense(self.features, dtype=self.dtype, name=f"self_{layer}")(h)
             own = own * (inv * inv)[:, None].astype(own.dtype)
             if groups is not None:
                 agg = jax.ops.segment_sum(coef[:, None] * h[senders], groups.edge_pair, groups.pair_receiver.shape[0])
@@ -188,7 +189,7 @@ class HeteroGCN(nn.Module):
                 if self.conv == "rgcn":
                     msg = jnp.einsum("nf,rfg->rng", h, w)[relation, senders]
                 else:
-                    msg = nn.Dense(self.features, use_bias=False, dtype=self.dtype, name=f"linear_{layer}")(h)[senders]
+                    msg = Dense(self.features, use_bias=False, dtype=self.dtype, name=f"linear_{layer}")(h)[senders]
                 out = jax.ops.segment_sum(coef[:, None] * msg, receivers, n) + own
             h = nn.relu(out) if layer < self.layers - 1 else out
         out = (h + x0.astype(self.dtype)).astype(jnp.float32)

@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxlab.nn.linear import matmul
+
 _IN_BOUNDS = lax.GatherScatterMode.PROMISE_IN_BOUNDS
 
 
@@ -249,38 +251,6 @@ def _attention_bwd(res, g):
 attention_aggregate.defvjp(_attention_fwd, _attention_bwd)
 
 
-# Up to this many rows, kernel gradients copy x^T first (see `_matmul`).
-TRANSPOSE_COPY_MAX_ROWS = 4096
-
-
-def _matmul(x, k):
-    """`x @ k`; for x of at most `TRANSPOSE_COPY_MAX_ROWS` rows the kernel gradient is
-    `(x^T materialised) @ g`: XLA:CPU sends the plain `x^T g` (a contraction over x's
-    rows) to a slower generic dot, and copying x^T first lets it use the library kernel
-    of the forward product (0.34 vs 0.43 ms for a [1728, 128] x [1728, 64] gradient).
-    On full graphs the copy cost more than it saved (1.1 ms for [11840, 64])."""
-    if x.ndim != 2 or x.shape[0] > TRANSPOSE_COPY_MAX_ROWS:
-        return x @ k
-    return _matmul_copy_t(x, k)
-
-
-@jax.custom_vjp
-def _matmul_copy_t(x, k):
-    return x @ k
-
-
-def _matmul_fwd(x, k):
-    return x @ k, (x, k)
-
-
-def _matmul_bwd(res, g):
-    x, k = res
-    return g @ k.T, lax.optimization_barrier(x.T) @ g
-
-
-_matmul_copy_t.defvjp(_matmul_fwd, _matmul_bwd)
-
-
 class _Affine(nn.Module):
     """The parameters of an `nn.Dense` (same names, shapes and initialisers), returned
     instead of applied, so that two of them can run as one matmul."""
@@ -324,7 +294,7 @@ class GCNConv(nn.Module):
         kernel, _ = _Affine(h.shape[-1], self.features, False, self.param_dtype, name="linear")()
         dtype = self.dtype or jnp.result_type(h, kernel)
         h = h.astype(dtype)
-        linear = lambda x: _matmul(x, kernel.astype(dtype))
+        linear = lambda x: matmul(x, kernel.astype(dtype))
         first = _aggregate_first(self.aggregate_first, h.shape[-1], self.features)
         if not first:
             h = linear(h)
@@ -379,9 +349,9 @@ class SAGEConv(nn.Module):
 
         if _aggregate_first(self.aggregate_first, f_in, self.features):
             kernel = jnp.concatenate([w_self, w_neigh], axis=0).astype(dtype)
-            out = _matmul(jnp.concatenate([h, mean(h)], axis=-1), kernel)
+            out = matmul(jnp.concatenate([h, mean(h)], axis=-1), kernel)
         else:
-            y = _matmul(h, jnp.concatenate([w_self, w_neigh], axis=1).astype(dtype))
+            y = matmul(h, jnp.concatenate([w_self, w_neigh], axis=1).astype(dtype))
             out = y[:, :self.features] + mean(y[:, self.features:])
         if bias is not None:
             out = out + bias.astype(dtype)
@@ -421,7 +391,7 @@ class GATConv(nn.Module):
         k, f = self.heads, self.features
         kernel, _ = _Affine(h.shape[-1], k * f, False, self.param_dtype, name="linear")()
         dtype = self.dtype or jnp.result_type(h, kernel)
-        z = _matmul(h.astype(dtype), kernel.astype(dtype)).reshape(n, k, f)
+        z = matmul(h.astype(dtype), kernel.astype(dtype)).reshape(n, k, f)
         init = nn.initializers.glorot_uniform()
         a_src = self.param("att_src", init, (1, k, f), self.param_dtype).astype(z.dtype)
         a_dst = self.param("att_dst", init, (1, k, f), self.param_dtype).astype(z.dtype)

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlab.nn.cnn import SmallCNN
+from jaxlab.nn.linear import Dense
 from jaxlab.nn.resnet import ResNet
 
 __all__ = ["MultiExit", "build_model", "forward", "init_model", "mc_forward", "classifier_logits"]
@@ -39,7 +40,7 @@ class _Head(nn.Module):
 
     @nn.compact
     def __call__(self, feat):
-        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype)(
+        return Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype)(
             jnp.mean(feat, axis=(1, 2))).astype(jnp.float32)
 
 

@@ -35,6 +35,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxlab.nn.linear import Dense
+
 __all__ = [
     "MASK_VALUE",
     "MultiHeadAttention",
@@ -401,7 +403,7 @@ class MultiHeadAttention(nn.Module):
         qkv, hd = self._widths(d_in)
         out_features = self.out_features if self.out_features is not None else d_in
         scale = 1.0 / math.sqrt(hd) if self.scale is None else self.scale
-        dense = lambda n, name: nn.Dense(n, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+        dense = lambda n, name: Dense(n, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
                                          kernel_init=self.kernel_init, bias_init=self.bias_init,
                                          precision=self.precision, name=name)
         _check_shape("head_mask", head_mask, (self.num_heads,))

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxlab.nn.conv import Conv
+from jaxlab.nn.linear import Dense
 
 __all__ = ["ConvBlock", "SmallCNN", "MLP"]
 
@@ -80,7 +81,7 @@ class SmallCNN(nn.Module):
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
             feats.append(x)
         pooled = jnp.mean(x, axis=(1, 2))
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype)(pooled)
+        logits = Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype)(pooled)
         logits = logits.astype(jnp.float32)
         return (logits, feats) if return_features else logits
 
@@ -98,7 +99,7 @@ class MLP(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         act = getattr(nn, self.activation)
         for i, f in enumerate(self.features):
-            x = nn.Dense(f, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+            x = Dense(f, dtype=self.dtype, param_dtype=self.param_dtype)(x)
             if i < len(self.features) - 1:
                 if self.layer_norm:
                     x = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype)(x)

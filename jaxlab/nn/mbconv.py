@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.nn.conv import Conv, conv_general_dilated
+from jaxlab.nn.linear import Dense
 
 __all__ = [
     "hswish",
@@ -108,8 +109,8 @@ class MBConv(nn.Module):
         h = a(_bn("dw_bn", train)(h))
         if self.se_hidden:
             s = jnp.mean(h, axis=(1, 2))
-            s = jax.nn.relu(nn.Dense(self.se_hidden, dtype=self.dtype, name="se_reduce")(s))
-            s = hsigmoid(nn.Dense(self.hidden, dtype=self.dtype, name="se_expand")(s))
+            s = jax.nn.relu(Dense(self.se_hidden, dtype=self.dtype, name="se_reduce")(s))
+            s = hsigmoid(Dense(self.hidden, dtype=self.dtype, name="se_expand")(s))
             h = h * s[:, None, None, :]
         y = Conv(self.c_out, (1, 1), use_bias=False, kernel_init=conv_init, dtype=self.dtype, name="project")(h)
         y = _bn("project_bn", train)(y)

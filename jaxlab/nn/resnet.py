@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxlab.nn.conv import Conv
+from jaxlab.nn.linear import Dense
 
 __all__ = ["BasicBlock", "ResNet", "ResNet18"]
 
@@ -94,7 +95,7 @@ class ResNet(nn.Module):
                 x = BasicBlock(w, strides=2 if (i > 0 and j == 0) else 1, norm=self.norm,
                                dtype=self.dtype, param_dtype=self.param_dtype)(x, train=train)
             feats.append(x)
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype)(
+        logits = Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype)(
             jnp.mean(x, axis=(1, 2))).astype(jnp.float32)
         return (logits, feats) if return_features else logits
 

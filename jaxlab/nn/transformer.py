@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlab.nn.attention import MultiHeadAttention, RelativePositionBias, _check_shape
+from jaxlab.nn.linear import Dense
 
 __all__ = [
     "DecoderBlock", "Encoder", "EncoderBlock", "FeedForward", "LayerNorm", "RMSNorm", "get_activation", "make_norm",
@@ -142,7 +143,7 @@ class FeedForward(nn.Module):
     @nn.compact
     def __call__(self, x: Array, *, mlp_mask: Array | None = None, embed_mask: Array | None = None,
                  deterministic: bool = True) -> Array:
-        dense = partial(nn.Dense, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+        dense = partial(Dense, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
                         kernel_init=self.kernel_init)
         _check_shape("mlp_mask", mlp_mask, (self.hidden,))
         h = get_activation(self.activation)(dense(self.hidden, name="fc1")(x))

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxlab.nn.conv import Conv
+from jaxlab.nn.linear import Dense
 from jaxlab.nn.transformer import Encoder
 
 __all__ = ["PatchEmbed", "ViT"]
@@ -130,5 +131,5 @@ class ViT(nn.Module):
         feats = x[:, 0] if self.pool == "token" else jnp.mean(x[:, int(self.class_token):], axis=1)
         if self.num_classes == 0:
             return feats
-        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=self.head_init,
+        return Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=self.head_init,
                         name="head")(feats)

@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxlab.nas.widths import LEFT, index_set, width_mask
 from jaxlab.nn.conv import Conv, conv_general_dilated
+from jaxlab.nn.linear import Dense
 from jaxlab.nn.mbconv import MaskedMBConv, MBConv, activation, conv_init, extract_mbconv, masked_batch_norm
 from jaxlab.scalenet.space import Space
 
@@ -73,7 +74,7 @@ class SuperNet(nn.Module):
         h = act(masked_batch_norm(h, self.param("head_bn_scale", nn.initializers.ones, (cfg.head_channels,)),
                                   self.param("head_bn_bias", nn.initializers.zeros, (cfg.head_channels,)), ones))
         h = jnp.mean(h, axis=(1, 2))
-        return nn.Dense(cfg.num_classes, kernel_init=nn.initializers.normal(0.01), name="classifier")(h)
+        return Dense(cfg.num_classes, kernel_init=nn.initializers.normal(0.01), name="classifier")(h)
 
 
 class SubNet(nn.Module):
@@ -100,7 +101,7 @@ class SubNet(nn.Module):
         h = Conv(self.head, (1, 1), use_bias=False, kernel_init=conv_init, dtype=self.dtype, name="head")(h)
         h = a(bn("head_bn")(h))
         h = jnp.mean(h, axis=(1, 2))
-        return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01), dtype=self.dtype,
+        return Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01), dtype=self.dtype,
                         name="classifier")(h)
 
 

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlab.nn.linear import Dense
 from jaxlab.vectornet.polylines import FEATURES
 
 __all__ = ["constant_velocity", "target_history", "nearest_neighbour", "guess_probs", "HistoryLSTM"]
@@ -138,4 +139,4 @@ class HistoryLSTM(nn.Module):
         carry, _ = nn.RNN(nn.OptimizedLSTMCell(self.width), return_carry=True, name="encoder")(seq)
         zeros = jnp.zeros((xy.shape[0], self.num_future, 1), xy.dtype)
         out = nn.RNN(nn.OptimizedLSTMCell(self.width), name="decoder")(zeros, initial_carry=carry)
-        return jnp.cumsum(nn.Dense(2, name="head")(out), axis=1) * self.coord_scale
+        return jnp.cumsum(Dense(2, name="head")(out), axis=1) * self.coord_scale

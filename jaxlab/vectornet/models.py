@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlab.nn.attention import dot_product_attention, padding_mask
+from jaxlab.nn.linear import Dense, kernel_gradient
 from jaxlab.vectornet.polylines import AGENT, LANE, PAD, TARGET
 
 __all__ = ["SubgraphLayer", "PolylineSubgraph", "dense_ln_relu_pool", "GlobalGraph", "VectorNet", "context_mask",
@@ -43,7 +44,7 @@ class SubgraphLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        h = nn.relu(nn.LayerNorm(dtype=self.dtype)(nn.Dense(self.width, dtype=self.dtype)(x)))
+        h = nn.relu(nn.LayerNorm(dtype=self.dtype)(Dense(self.width, dtype=self.dtype)(x)))
         if self.pool_includes_self:
             pooled = jnp.broadcast_to(masked_max(h, mask, axis=-2)[..., None, :], h.shape)
         else:
@@ -138,8 +139,7 @@ def _dlrp_bwd(dtype, res, cotangents):
     for part, kernel in zip(parts, kernels, strict=True):
         dzk = jnp.sum(dz, axis=-2, keepdims=True) if part.shape[-2] == 1 < dz.shape[-2] else dz
         d_parts.append((dzk @ kernel.astype(dtype).T).astype(part.dtype))
-        flat = part.astype(dtype).reshape(-1, part.shape[-1])
-        d_kernels.append((flat.T @ dzk.reshape(-1, dzk.shape[-1])).astype(kernel.dtype))
+        d_kernels.append(kernel_gradient(part.astype(dtype), dzk).astype(kernel.dtype))
     return (tuple(d_parts), tuple(d_kernels), _sum_rows(dz).astype(bias.dtype), d_scale.astype(scale.dtype),
             d_ln_bias.astype(ln_bias.dtype), None)
 
@@ -290,7 +290,7 @@ class GlobalGraph(nn.Module):
         mask = padding_mask(valid)
         scale = 1.0 / float(self.width) ** 0.5 if self.attn_scale else 1.0
         for i in range(self.depth):
-            q, k, v = (nn.Dense(self.width, dtype=self.dtype, name=f"{n}_{i}")(p) for n in ("query", "key", "value"))
+            q, k, v = (Dense(self.width, dtype=self.dtype, name=f"{n}_{i}")(p) for n in ("query", "key", "value"))
             o = dot_product_attention(q[:, :, None], k[:, :, None], v[:, :, None], scale=scale, mask=mask)
             p = o[:, :, 0]
         return p
@@ -316,8 +316,8 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        h = nn.relu(nn.LayerNorm(dtype=self.dtype)(nn.Dense(self.hidden, dtype=self.dtype)(x)))
-        return nn.Dense(self.out, dtype=self.dtype)(h)
+        h = nn.relu(nn.LayerNorm(dtype=self.dtype)(Dense(self.hidden, dtype=self.dtype)(x)))
+        return Dense(self.out, dtype=self.dtype)(h)
 
 
 class VectorNet(nn.Module):

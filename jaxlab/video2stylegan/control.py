@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 from jaxlab.core import train as train_lib
+from jaxlab.nn.linear import Dense
 from jaxlab.video2stylegan import auxnets, faces, gan
 
 __all__ = ["ControlNet", "GROUPS", "attributes", "apply_edit", "target_attributes", "init_state", "make_loss_fn",
@@ -56,8 +57,8 @@ class ControlNet(nn.Module):
         b = w_coarse.shape[0]
         h = jnp.concatenate([w_coarse.reshape(b, -1), p_tgt, p_tgt - p_cur], axis=-1)
         for _ in range(self.depth):
-            h = nn.leaky_relu(nn.Dense(self.hidden)(h), 0.2)
-        d = nn.Dense(self.k * self.w_dim, kernel_init=nn.initializers.zeros)(h)
+            h = nn.leaky_relu(Dense(self.hidden)(h), 0.2)
+        d = Dense(self.k * self.w_dim, kernel_init=nn.initializers.zeros)(h)
         return d.reshape(b, self.k, self.w_dim)
 
 

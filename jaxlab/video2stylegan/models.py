@@ -31,6 +31,7 @@ from jax import lax
 
 from jaxlab.nn.cnn import MLP, ConvBlock
 from jaxlab.nn.conv import conv_general_dilated
+from jaxlab.nn.linear import Dense
 from jaxlab.nn.vit import ViT
 from jaxlab.video2stylegan import fir
 
@@ -372,11 +373,11 @@ class Encoder(nn.Module):
                     num_heads=self.num_heads, pool="mean", class_token=False, name="vit")(x)
         k = self.reuse_start
         zeros = nn.initializers.zeros
-        coarse = nn.Dense(k * self.w_dim, kernel_init=zeros, name="head_coarse")(feats)
+        coarse = Dense(k * self.w_dim, kernel_init=zeros, name="head_coarse")(feats)
         coarse = w_avg + self.delta_scale * coarse.reshape(-1, k, self.w_dim)
         if coarse_only:
             return coarse
-        fine = nn.Dense((self.num_ws - k) * self.w_dim, kernel_init=zeros, name="head_fine")(feats)
+        fine = Dense((self.num_ws - k) * self.w_dim, kernel_init=zeros, name="head_fine")(feats)
         fine = w_avg + self.delta_scale * fine.reshape(-1, self.num_ws - k, self.w_dim)
         return jnp.concatenate([coarse, fine], axis=1)
 

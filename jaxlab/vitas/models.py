@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.nas import widths
+from jaxlab.nn.linear import Dense
 from jaxlab.nn.transformer import EncoderBlock, LayerNorm
 from jaxlab.nn.vit import PatchEmbed
 from jaxlab.vitas.space import Space
@@ -271,7 +272,7 @@ class SubnetViT(nn.Module):
             t = EncoderBlock(num_heads=int(h), qkv_features=int(a), mlp_hidden=int(m), attention_scale=self.scale,
                              norm_epsilon=self.eps, kernel_init=_trunc, dtype=self.dtype, name=f"block_{i}")(t)
         t = LayerNorm(epsilon=self.eps, dtype=self.dtype, name="norm")(t[:, 0])
-        return nn.Dense(self.num_classes, kernel_init=_trunc, dtype=self.dtype, name="head")(t)
+        return Dense(self.num_classes, kernel_init=_trunc, dtype=self.dtype, name="head")(t)
 
 
 def subnet_shape(space: Space, arch: dict) -> SubnetViT:

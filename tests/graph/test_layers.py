@@ -340,12 +340,3 @@ def test_with_reverse_index_keeps_outputs_and_gradients_and_rejects_one_way_edge
     shuffled = g._replace(senders=np.asarray(g.senders)[::-1], receivers=np.asarray(g.receivers)[::-1])
     with pytest.raises(ValueError, match="sorted by"):
         G.with_reverse_index(shuffled)
-
-
-def test_matmul_with_materialised_transpose_has_the_plain_gradients():
-    rng = np.random.default_rng(11)
-    x = jnp.asarray(rng.normal(size=(37, 6)), jnp.float32)
-    k = jnp.asarray(rng.normal(size=(6, 4)), jnp.float32)
-    f = lambda fn: jax.grad(lambda x, k: jnp.sum(jnp.sin(fn(x, k))), argnums=(0, 1))(x, k)
-    for u, v in zip(f(L._matmul_copy_t), f(lambda x, k: x @ k)):
-        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=1e-6)
