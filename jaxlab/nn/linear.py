@@ -2,12 +2,11 @@
 
 The kernel gradient of `y = x @ w` is `x^T g`, a contraction over the rows of `x` and of
 the output gradient `g`. XLA:CPU hands that form (both operands contracted along their
-major axis) to a generic Eigen contraction, which on the 2-core machines of jaxlab's
-benchmarks ran 1.5-2.2x slower than the same product with `x^T` in memory, and 3-5x slower
-than PyTorch's, on two cores (e.g. `[2048, 64]^T [2048, 64]`: 267 us against PyTorch's
-130 us on one core, 175 against 82 us on two; 20 such products in one program). When `x^T`
-is copied first (one pass over `x`), the product is an ordinary `[in, rows] x [rows, out]`
-matrix product, which YNNPACK runs like the forward one.
+major axis) to a generic Eigen contraction: on the 2-core machine of jaxlab's benchmarks
+1.5-2.2x slower than PyTorch's on one core and 1.3-2.1x on two (20 products of `[2048, 64]^T
+[2048, 64]` in one program: 266 us each, PyTorch 130 us, on one core; 174 against 82 us on
+two). When `x^T` is copied first (one pass over `x`), the product is an ordinary
+`[in, rows] x [rows, out]` matrix product, 1.3-1.6x faster (172 and 108-120 us there).
 
 `matmul` and `dot_general` do that: the forward value is the plain product; the JVP
 multiplies the kernel's tangent by a materialised `x^T` (`lax.optimization_barrier` keeps
@@ -19,13 +18,15 @@ order of floating-point sums.
 
 It applies on the CPU backend (the backend `jax.default_backend()` names when the function
 is traced) to inputs of at most `TRANSPOSE_COPY_MAX_ROWS` rows; elsewhere, and for larger
-inputs, it is `lax.dot_general`. On a GPU or TPU the matrix libraries read transposed
-operands at no cost, and on full graphs of ~10k nodes the copy cost more than it saved.
+inputs, it is `lax.dot_general`: GPU and TPU matrix units take transposed operands
+directly (so the copy would only add work there; not measured), and on full graphs of ~10k
+nodes the copy cost more than it saved.
 
 `Dense` is `flax.linen.Dense` with this `dot_general`: same parameters, names and
-initialisers, so checkpoints are interchangeable. A CoditT5 training step (tiny T5, batch
-32 x 64 tokens, 32 kernel gradients): 72 -> 58-63 ms on one core and 53-56 -> 42-45 ms on
-two (short scripts, medians of 60 steps).
+initialisers, so checkpoints are interchangeable. The CoditT5 training step at the shape of
+its experiments' batches (tiny T5, 32 x 64 tokens, 32 kernel gradients a step) went from 82.7
+to 72.0 ms on one core and from 57.7 to 46.7 ms on two (`python scripts/bench_coditt5.py
+--shape tiny --vocab 2000 --batch 32 --src 48 --tgt 64`, experiments/coditt5/README.md).
 """
 
 from __future__ import annotations
