@@ -30,9 +30,9 @@ idle core at once (`haltpoll` with `guest_halt_poll_ns=0`), but keeping the seco
 with a low-priority loop did not remove the cost (the row sum: 80 us), and neither did
 synchronous dispatch (`jax_cpu_enable_async_dispatch=False`: 61 us). The training steps of
 the methods' small CPU configurations are hundreds of such operations: a second core speeds up
-jaxlab's VectorNet step 1.28x against PyG's 1.50x, its CoditT5 step about 1.4x against
-PyTorch's 1.7x, its StyleGAN2 generator step 1.46x against PyTorch's 1.68x (call by call,
-the figures in those experiments' READMEs).
+jaxlab's VectorNet step 1.28x against PyG's 1.50x, its CoditT5 step 1.1x and 1.5x against
+PyTorch's 1.2x and 1.7x (small and experiments' batch), its StyleGAN2 generator step 1.46x
+against PyTorch's 1.68x (call by call, the figures in those experiments' READMEs).
 
 `cpu_compiler_options` is the per-program counterpart: XLA options that jaxlab's own
 jitted steps pass to `jax.jit(compiler_options=...)` on the CPU backend. XLA:CPU hands
