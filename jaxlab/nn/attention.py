@@ -404,8 +404,8 @@ class MultiHeadAttention(nn.Module):
         out_features = self.out_features if self.out_features is not None else d_in
         scale = 1.0 / math.sqrt(hd) if self.scale is None else self.scale
         dense = lambda n, name: Dense(n, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-                                         kernel_init=self.kernel_init, bias_init=self.bias_init,
-                                         precision=self.precision, name=name)
+                                      kernel_init=self.kernel_init, bias_init=self.bias_init,
+                                      precision=self.precision, name=name)
         _check_shape("head_mask", head_mask, (self.num_heads,))
         _check_shape("qkv_mask", qkv_mask, (qkv,))
         _check_shape("embed_mask", embed_mask, (out_features,))

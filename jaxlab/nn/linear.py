@@ -20,7 +20,9 @@ It applies on the CPU backend (the backend `jax.default_backend()` names when th
 is traced) to inputs of at most `TRANSPOSE_COPY_MAX_ROWS` rows; elsewhere, and for larger
 inputs, it is `lax.dot_general`: GPU and TPU matrix units take transposed operands
 directly (so the copy would only add work there; not measured), and on full graphs of ~10k
-nodes the copy cost more than it saved.
+nodes the copy cost more than it saved (1.1 ms for a `[11840, 64]` GAT layer; a `[1728, 128]^T
+[1728, 64]` gradient of a sampled graph took 0.43 -> 0.34 ms copied). On VectorNet's subgraph
+(15,360 rows) copying made the one-core training step 56.5 -> 73.8 ms.
 
 `Dense` is `flax.linen.Dense` with this `dot_general`: same parameters, names and
 initialisers, so checkpoints are interchangeable. The CoditT5 training step at the shape of

@@ -132,4 +132,4 @@ class ViT(nn.Module):
         if self.num_classes == 0:
             return feats
         return Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=self.head_init,
-                        name="head")(feats)
+                     name="head")(feats)

@@ -102,7 +102,7 @@ class SubNet(nn.Module):
         h = a(bn("head_bn")(h))
         h = jnp.mean(h, axis=(1, 2))
         return Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01), dtype=self.dtype,
-                        name="classifier")(h)
+                     name="classifier")(h)
 
 
 def subnet_blocks(space: Space, arch: dict) -> list[tuple[int, tuple]]:
