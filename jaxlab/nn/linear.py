@@ -59,10 +59,6 @@ def _copies(x) -> bool:
     return x.ndim >= 2 and 0 < rows <= TRANSPOSE_COPY_MAX_ROWS and jax.default_backend() == "cpu"
 
 
-def _applies(x, w) -> bool:
-    return w.ndim == 2 and _copies(x)
-
-
 def _rows_transposed(x):
     """`x [..., in]` as a materialised `[in, rows]` (the barrier keeps XLA from folding the
     transpose into the product that reads it)."""
@@ -85,7 +81,7 @@ def matmul(x: jax.Array, w: jax.Array, precision: Any = None) -> jax.Array:
     module docstring); the plain product elsewhere."""
     if x.shape[-1:] != w.shape[:1] or w.ndim != 2:
         raise ValueError(f"matmul: expected x [..., in] and w [in, out], got {x.shape} and {w.shape}")
-    if not _applies(x, w):
+    if not _copies(x):
         return _product(x, w, precision)
     return _copy_transpose_matmul(x, w, precision)
 
@@ -118,7 +114,7 @@ def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_t
     the `dot_general` argument of Flax's `Dense`."""
     (lc, rc), (lb, rb) = dimension_numbers
     if (tuple(lc) == (lhs.ndim - 1,) and tuple(rc) == (0,) and not lb and not rb and rhs.ndim == 2
-            and preferred_element_type is None and not kwargs and _applies(lhs, rhs)):
+            and preferred_element_type is None and not kwargs and _copies(lhs)):
         return _copy_transpose_matmul(lhs, rhs, precision)
     return lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
                            preferred_element_type=preferred_element_type, **kwargs)
