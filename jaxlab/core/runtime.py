@@ -60,14 +60,10 @@ training step 199 -> 96 ms at batch 32), CoditT5 (117 -> 102 ms at batch 32 x 64
 the Video2StyleGAN GAN step (0.49 -> 0.44 s) and the ViTAS supernet step (23 -> 17 ms on a
 sampled architecture) take it; the other methods keep dots only, unmeasured.
 
-Kernel gradients of dense layers, `x^T g` over the rows of `x [rows, in]` and `g [rows, out]`:
-XLA:CPU gives that contraction (both operands contracted along their major axis) to a generic
-Eigen kernel rather than YNNPACK's matrix product: 1.5-2.2x slower than PyTorch's on one core and
-1.3-2.1x on two, and 1.3-1.6x slower than the same product with `x^T` copied first (20 such
-products in one program, medians; `[2048, 64]^T [2048, 64]`: 266 us, 172 us copied, PyTorch
-130 us on one core; 174, 108-120 and 82 us on two). `jaxlab.nn.linear` copies `x^T` (its `Dense`, `matmul` and
-`kernel_gradient`, used by every dense layer of jaxlab): CoditT5's training step at batch 32 x
-64 tokens 82.7 -> 72.0 ms on one core and 57.7 -> 46.7 ms on two (its benchmark).
+Kernel gradients of dense layers, `x^T g` over the rows of `x` and `g`: XLA:CPU gives that
+contraction (both operands contracted along their major axis) to a generic Eigen kernel, well
+behind PyTorch's; `jaxlab.nn.linear`, which every dense layer of jaxlab uses, copies `x^T`
+first so that it is an ordinary matrix product (the figures are in its docstring).
 
 `cpu_compiler_options(dots="eigen")` leaves the dots to XLA's own thunks (Eigen) and keeps
 YNNPACK for reductions only if asked: faster for programs made of many small matrix products,
