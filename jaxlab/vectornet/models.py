@@ -79,22 +79,42 @@ class _SplitDense(nn.Module):
 _LN_EPS = 1e-6  # flax.linen.LayerNorm's default
 
 
+_ROW_CHUNK = 32
+
+
+def _feature_mean(x):
+    """Mean over the last axis (keepdims) as a sum of per-chunk sums of at most 32 entries.
+    XLA:CPU rewrites a reduction over more than 32 entries into a reduce-window and a
+    reduce, which it runs element by element; sums over 32 entries stay row reductions
+    fused with their producers (the VectorNet training step, with `_sum_rows` as a matrix
+    product: 1.06x less time on one core, 1.13x on two)."""
+    n = x.shape[-1]
+    total = 0.0
+    for start in range(0, n, _ROW_CHUNK):
+        total = total + jnp.sum(x[..., start:start + _ROW_CHUNK], axis=-1, keepdims=True)
+    return total * (1.0 / n)
+
+
 def _dense_ln_relu_pool_fwd_values(parts, kernels, bias, scale, ln_bias, mask, dtype):
     """Forward of one pooled subgraph layer; also returns xhat and 1/std (float32) for the VJP."""
     z = bias.astype(dtype)
     for part, kernel in zip(parts, kernels, strict=True):
         z = z + part.astype(dtype) @ kernel.astype(dtype)
     z = z.astype(jnp.float32)
-    mean = jnp.mean(z, axis=-1, keepdims=True)
+    mean = _feature_mean(z)
     centred = z - mean
-    rstd = jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + _LN_EPS)
+    rstd = jax.lax.rsqrt(_feature_mean(centred * centred) + _LN_EPS)
     xhat = centred * rstd
     h = jnp.maximum(xhat * scale + ln_bias, 0.0).astype(dtype)
     return h, masked_max(h, mask, axis=-2)[..., None, :], xhat, rstd
 
 
 def _sum_rows(x):
-    return jnp.sum(x, axis=tuple(range(x.ndim - 1)))
+    """Sum over every axis but the last, as the matrix product `ones [1, N] x [N, w]`: the
+    dot path of XLA:CPU (YNNPACK), where its own reduction loops take 12 ms on
+    `[32, 48, 20, 64]` (see `training.compiler_options`)."""
+    x2 = x.reshape(-1, x.shape[-1])
+    return (jnp.ones((1, x2.shape[0]), x2.dtype) @ x2)[0]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
@@ -133,7 +153,7 @@ def _dlrp_bwd(dtype, res, cotangents):
     g = jnp.where(pre > 0, g, 0.0)  # ReLU
     d_scale, d_ln_bias = _sum_rows(g * xhat), _sum_rows(g)
     g = g * scale
-    dz = rstd * (g - jnp.mean(g, axis=-1, keepdims=True) - xhat * jnp.mean(g * xhat, axis=-1, keepdims=True))
+    dz = rstd * (g - _feature_mean(g) - xhat * _feature_mean(g * xhat))
     dz = dz.astype(dtype)
     d_parts, d_kernels = [], []
     for part, kernel in zip(parts, kernels, strict=True):

@@ -178,12 +178,22 @@ def _target_metrics(pred, truth, batch, miss_threshold: float) -> dict:
 
 
 def compiler_options(config: VectorNetConfig) -> dict | None:
-    """XLA options of the jitted steps: on the CPU, VectorNet's also hands reductions to
-    YNNPACK. Its bias and LayerNorm gradients sum `[B, P, V, 64]` cotangents over every
-    axis but the last, which XLA's own loops ran at 12 ms each against 0.3 ms in YNNPACK
-    (the training step at batch 32 went from 199 to 96 ms on one core; see
-    `jaxlab.core.runtime`). The baselines keep the default."""
-    return runtime.cpu_compiler_options(reductions=config.model.name == "vectornet")
+    """XLA options of the jitted steps on the CPU.
+
+    Differentiated by JAX (`model.subgraph_vjp=autodiff`, or `pool_includes_self=False`),
+    VectorNet's subgraph sums its bias and LayerNorm gradients over every axis but the last
+    (`[B, P, V, 64]` cotangents), which XLA's own loops ran at 12 ms each against 0.3 ms in
+    YNNPACK, so those steps hand reductions to YNNPACK (the training step at batch 32 went
+    from 199 to 96 ms on one core; see `jaxlab.core.runtime`). The hand-written VJP
+    (`models.dense_ln_relu_pool`, the default) computes those sums as matrix products and
+    its LayerNorm means in 32-entry chunks, which XLA fuses with their producers; there
+    YNNPACK's reductions materialise broadcasts of the statistics and the scale, and the
+    training step takes less time with dots only (`python scripts/bench_vectornet.py`;
+    A/B of the step at batch 32: 1.06-1.09x on one core, 1.10-1.12x on two). The baselines
+    keep the default."""
+    m = config.model
+    hand = m.subgraph_vjp == "hand" and m.pool_includes_self
+    return runtime.cpu_compiler_options(reductions=m.name == "vectornet" and not hand)
 
 
 def make_loss_fn(config: VectorNetConfig, slot_vectors: tuple[int, ...] = ()):

@@ -75,17 +75,18 @@ def test_pooled_layers_equal_the_concatenating_layers_with_gradients():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def _subgraph_grads(hand_vjp, params, x, mask, probe, dtype=jnp.float32):
-    mod = PolylineSubgraph(depth=3, width=8, hand_vjp=hand_vjp, dtype=dtype)
+def _subgraph_grads(hand_vjp, params, x, mask, probe, dtype=jnp.float32, width=8):
+    mod = PolylineSubgraph(depth=3, width=width, hand_vjp=hand_vjp, dtype=dtype)
     f = lambda p, x: jnp.sum(jnp.tanh(mod.apply({"params": p}, x, mask).astype(jnp.float32)) * probe)
     return jax.value_and_grad(f, argnums=(0, 1))(params, x)
 
 
-@pytest.mark.parametrize("ties", [False, True])
-def test_hand_vjp_equals_autodiff_of_the_flax_modules(ties):
+@pytest.mark.parametrize("ties,width", [(False, 8), (True, 8), (True, 72)])
+def test_hand_vjp_equals_autodiff_of_the_flax_modules(ties, width):
     # the hand-written VJP of Dense + LayerNorm + ReLU + max-pool against JAX's differentiation
     # of nn.Dense + nn.LayerNorm: parameter and input gradients, with an empty polyline, padding
-    # and (ties=True) duplicated vectors whose maxima tie, where the gradient must be split
+    # and (ties=True) duplicated vectors whose maxima tie, where the gradient must be split;
+    # width 72: the LayerNorm means in chunks of 32, 32 and 8 features
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2, 4, 6, 7)).astype(np.float32)
     mask = rng.random((2, 4, 6)) < 0.7
@@ -96,14 +97,14 @@ def test_hand_vjp_equals_autodiff_of_the_flax_modules(ties):
         x[1, 3, :] = x[1, 3, :1]  # every vector of a polyline the same
         mask[1, 3, :4] = True
     x, mask = jnp.asarray(x), jnp.asarray(mask)
-    hand = PolylineSubgraph(depth=3, width=8)
+    hand = PolylineSubgraph(depth=3, width=width)
     params = hand.init(jax.random.key(0), x, mask)["params"]
-    auto_params = PolylineSubgraph(depth=3, width=8, hand_vjp=False).init(jax.random.key(0), x, mask)["params"]
+    auto_params = PolylineSubgraph(depth=3, width=width, hand_vjp=False).init(jax.random.key(0), x, mask)["params"]
     for a, b in zip(jax.tree.leaves_with_path(params), jax.tree.leaves_with_path(auto_params), strict=True):
         assert a[0] == b[0] and np.array_equal(a[1], b[1])  # same names, shapes and initial values
-    probe = jnp.asarray(rng.normal(size=(2, 4, 16)), jnp.float32)
-    (v_hand, (gp_hand, gx_hand)) = _subgraph_grads(True, params, x, mask, probe)
-    (v_auto, (gp_auto, gx_auto)) = _subgraph_grads(False, params, x, mask, probe)
+    probe = jnp.asarray(rng.normal(size=(2, 4, 2 * width)), jnp.float32)
+    (v_hand, (gp_hand, gx_hand)) = _subgraph_grads(True, params, x, mask, probe, width=width)
+    (v_auto, (gp_auto, gx_auto)) = _subgraph_grads(False, params, x, mask, probe, width=width)
     np.testing.assert_allclose(v_hand, v_auto, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(gp_hand), jax.tree.leaves(gp_auto), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
