@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxlab.core.fusion import materialize
 from jaxlab.nn.attention import dot_product_attention, padding_mask
 from jaxlab.nn.linear import Dense, kernel_gradient
 from jaxlab.vectornet.polylines import AGENT, LANE, PAD, TARGET
@@ -82,12 +83,15 @@ _LN_EPS = 1e-6  # flax.linen.LayerNorm's default
 _ROW_CHUNK = 32
 
 
-def _feature_mean(x):
-    """Mean over the last axis (keepdims) as a sum of per-chunk sums of at most 32 entries.
-    XLA:CPU rewrites a reduction over more than 32 entries into a reduce-window and a
-    reduce, which it runs element by element; sums over 32 entries stay row reductions
-    fused with their producers (the VectorNet training step, with `_sum_rows` as a matrix
-    product: 1.06x less time on one core, 1.13x on two)."""
+def _feature_mean(x, chunked: bool = True):
+    """Mean over the last axis (keepdims); `chunked`: as a sum of per-chunk sums of at most
+    32 entries. Without YNNPACK's reductions, XLA:CPU rewrites a reduction over more than 32
+    entries into a reduce-window and a reduce, which it runs element by element; sums over
+    32 entries stay row reductions fused with their producers. The training step uses the
+    chunks (see `training.compiler_options`); forward-only programs keep `jnp.mean`, which
+    YNNPACK's reductions run faster."""
+    if not chunked:
+        return jnp.mean(x, axis=-1, keepdims=True)
     n = x.shape[-1]
     total = 0.0
     for start in range(0, n, _ROW_CHUNK):
@@ -95,18 +99,31 @@ def _feature_mean(x):
     return total * (1.0 / n)
 
 
-def _dense_ln_relu_pool_fwd_values(parts, kernels, bias, scale, ln_bias, mask, dtype):
-    """Forward of one pooled subgraph layer; also returns xhat and 1/std (float32) for the VJP."""
+def _dense_ln_relu_pool_fwd_values(parts, kernels, bias, scale, ln_bias, mask, dtype, chunked=True):
+    """Forward of one pooled subgraph layer; also returns xhat and 1/std (float32) for the VJP.
+    `chunked`: the LayerNorm means of `_feature_mean` (the same values up to rounding)."""
     z = bias.astype(dtype)
     for part, kernel in zip(parts, kernels, strict=True):
         z = z + part.astype(dtype) @ kernel.astype(dtype)
     z = z.astype(jnp.float32)
-    mean = _feature_mean(z)
+    mean = _feature_mean(z, chunked)
     centred = z - mean
-    rstd = jax.lax.rsqrt(_feature_mean(centred * centred) + _LN_EPS)
+    rstd = jax.lax.rsqrt(_feature_mean(centred * centred, chunked) + _LN_EPS)
     xhat = centred * rstd
     h = jnp.maximum(xhat * scale + ln_bias, 0.0).astype(dtype)
     return h, masked_max(h, mask, axis=-2)[..., None, :], xhat, rstd
+
+
+def _vector_sum(x):
+    """Sum over the vectors of each polyline (axis -2, keepdims) in float32, as one addition
+    per vector slot, computed once (`jaxlab.core.fusion.materialize`): XLA:CPU's loop over a
+    middle axis is slower than adding the slices, which are vectorised along the features."""
+    xf = x.astype(jnp.float32)
+    out = xf[..., :1, :]
+    for v in range(1, x.shape[-2]):
+        out = out + xf[..., v:v + 1, :]
+    (out,) = materialize(out.astype(x.dtype))
+    return out
 
 
 def _sum_rows(x):
@@ -132,7 +149,7 @@ def dense_ln_relu_pool(parts, kernels, bias, scale, ln_bias, mask, dtype=jnp.flo
     `PolylineSubgraph`). Reverse mode only: `jax.jvp`/`jacfwd` through it raise, for those use
     `PolylineSubgraph(hand_vjp=False)` (`model.subgraph_vjp=autodiff`).
     """
-    h, pool, _, _ = _dense_ln_relu_pool_fwd_values(parts, kernels, bias, scale, ln_bias, mask, dtype)
+    h, pool, _, _ = _dense_ln_relu_pool_fwd_values(parts, kernels, bias, scale, ln_bias, mask, dtype, chunked=False)
     return h, pool
 
 
@@ -148,7 +165,7 @@ def _dlrp_bwd(dtype, res, cotangents):
     h = jnp.maximum(pre, 0.0).astype(dtype)
     # the max's gradient goes to every valid vector equal to the pool, split evenly (as jnp.max)
     at_max = mask[..., None] & (h == pool)
-    ties = jnp.maximum(jnp.sum(at_max, axis=-2, keepdims=True), 1).astype(jnp.float32)
+    ties = jnp.maximum(_vector_sum(at_max.astype(jnp.float32)), 1.0)
     g = g_h.astype(jnp.float32) + jnp.where(at_max, g_pool.astype(jnp.float32) / ties, 0.0)
     g = jnp.where(pre > 0, g, 0.0)  # ReLU
     d_scale, d_ln_bias = _sum_rows(g * xhat), _sum_rows(g)
@@ -157,7 +174,7 @@ def _dlrp_bwd(dtype, res, cotangents):
     dz = dz.astype(dtype)
     d_parts, d_kernels = [], []
     for part, kernel in zip(parts, kernels, strict=True):
-        dzk = jnp.sum(dz, axis=-2, keepdims=True) if part.shape[-2] == 1 < dz.shape[-2] else dz
+        dzk = _vector_sum(dz) if part.shape[-2] == 1 < dz.shape[-2] else dz
         d_parts.append((dzk @ kernel.astype(dtype).T).astype(part.dtype))
         d_kernels.append(kernel_gradient(part.astype(dtype), dzk).astype(kernel.dtype))
     return (tuple(d_parts), tuple(d_kernels), _sum_rows(dz).astype(bias.dtype), d_scale.astype(scale.dtype),

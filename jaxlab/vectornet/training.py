@@ -177,23 +177,23 @@ def _target_metrics(pred, truth, batch, miss_threshold: float) -> dict:
     return out
 
 
-def compiler_options(config: VectorNetConfig) -> dict | None:
-    """XLA options of the jitted steps on the CPU.
+def compiler_options(config: VectorNetConfig, differentiated: bool = True) -> dict | None:
+    """XLA options of the jitted steps on the CPU; `differentiated`: for a training step
+    (False: prediction and evaluation).
 
     Differentiated by JAX (`model.subgraph_vjp=autodiff`, or `pool_includes_self=False`),
     VectorNet's subgraph sums its bias and LayerNorm gradients over every axis but the last
     (`[B, P, V, 64]` cotangents), which XLA's own loops ran at 12 ms each against 0.3 ms in
     YNNPACK, so those steps hand reductions to YNNPACK (the training step at batch 32 went
-    from 199 to 96 ms on one core; see `jaxlab.core.runtime`). The hand-written VJP
-    (`models.dense_ln_relu_pool`, the default) computes those sums as matrix products and
-    its LayerNorm means in 32-entry chunks, which XLA fuses with their producers; there
-    YNNPACK's reductions materialise broadcasts of the statistics and the scale, and the
-    training step takes less time with dots only (`python scripts/bench_vectornet.py`;
-    A/B of the step at batch 32: 1.06-1.09x on one core, 1.10-1.12x on two). The baselines
-    keep the default."""
+    from 199 to 96 ms on one core; see `jaxlab.core.runtime`), as the forward-only programs
+    do. The hand-written VJP (`models.dense_ln_relu_pool`, the default) computes those sums
+    as matrix products and its LayerNorm means in 32-entry chunks, which XLA fuses with
+    their producers; there YNNPACK's reductions materialise broadcasts of the statistics and
+    of the scale, and the training step takes less time with dots only (figures in
+    experiments/vectornet/README.md). The baselines keep the default."""
     m = config.model
     hand = m.subgraph_vjp == "hand" and m.pool_includes_self
-    return runtime.cpu_compiler_options(reductions=m.name == "vectornet" and not hand)
+    return runtime.cpu_compiler_options(reductions=m.name == "vectornet" and not (differentiated and hand))
 
 
 def make_loss_fn(config: VectorNetConfig, slot_vectors: tuple[int, ...] = ()):
@@ -253,7 +253,7 @@ def _predict_fn(key: str, slots: tuple[int, ...]):
     model = make_model(config, aux=False, slot_vectors=slots)
     multi = config.scene.max_targets > 1
 
-    @functools.partial(jax.jit, compiler_options=compiler_options(config))
+    @functools.partial(jax.jit, compiler_options=compiler_options(config, differentiated=False))
     def predict_fn(params, batch):
         params = {k: v for k, v in params.items() if k != "node_decoder"}
         if not multi:
@@ -304,7 +304,7 @@ def make_eval_fn(config: VectorNetConfig, data: dict):
     model = make_model(config, aux=False, slot_vectors=slot_vectors(config, data["vec_mask"]))
     multi = config.scene.max_targets > 1
 
-    @functools.partial(jax.jit, compiler_options=compiler_options(config))
+    @functools.partial(jax.jit, compiler_options=compiler_options(config, differentiated=False))
     def per_scene(params, batch):
         params = {k: v for k, v in params.items() if k != "node_decoder"}
         tgt = {"targets": batch["targets"]} if multi else {}
