@@ -173,11 +173,16 @@ def _dlrp_bwd(dtype, res, cotangents):
     dz = rstd * (g - _feature_mean(g) - xhat * _feature_mean(g * xhat))
     dz = dz.astype(dtype)
     d_parts, d_kernels = [], []
+    dz_polyline = None  # dz summed over each polyline's vectors, if a part needs it
     for part, kernel in zip(parts, kernels, strict=True):
-        dzk = _vector_sum(dz) if part.shape[-2] == 1 < dz.shape[-2] else dz
+        if part.shape[-2] == 1 < dz.shape[-2]:
+            dz_polyline = dzk = _vector_sum(dz) if dz_polyline is None else dz_polyline
+        else:
+            dzk = dz
         d_parts.append((dzk @ kernel.astype(dtype).T).astype(part.dtype))
         d_kernels.append(kernel_gradient(part.astype(dtype), dzk).astype(kernel.dtype))
-    return (tuple(d_parts), tuple(d_kernels), _sum_rows(dz).astype(bias.dtype), d_scale.astype(scale.dtype),
+    d_bias = _sum_rows(dz if dz_polyline is None else dz_polyline)  # the same sum, fewer rows
+    return (tuple(d_parts), tuple(d_kernels), d_bias.astype(bias.dtype), d_scale.astype(scale.dtype),
             d_ln_bias.astype(ln_bias.dtype), None)
 
 
