@@ -30,7 +30,7 @@ idle core at once (`haltpoll` with `guest_halt_poll_ns=0`), but keeping the seco
 with a low-priority loop did not remove the cost (the row sum: 80 us), and neither did
 synchronous dispatch (`jax_cpu_enable_async_dispatch=False`: 61 us). The training steps of
 the methods' small CPU configurations are hundreds of such operations: a second core speeds up
-jaxlab's VectorNet step 1.28x against PyG's 1.50x, its CoditT5 step 1.1x and 1.5x against
+jaxlab's VectorNet step 1.38x against PyG's 1.55x, its CoditT5 step 1.1x and 1.5x against
 PyTorch's 1.2x and 1.7x (small and experiments' batch), its StyleGAN2 generator step 1.46x
 against PyTorch's 1.68x (call by call, the figures in those experiments' READMEs).
 
@@ -58,7 +58,11 @@ It is slower for a softmax over 5 classes (0.46 -> 1.19 ms on `[100k, 5]`) and a
 a 16-wide head (1.37 -> 1.64 ms), which is why it is a choice per method: VectorNet (its
 training step 199 -> 96 ms at batch 32), CoditT5 (117 -> 102 ms at batch 32 x 64 tokens),
 the Video2StyleGAN GAN step (0.49 -> 0.44 s) and the ViTAS supernet step (23 -> 17 ms on a
-sampled architecture) take it; the other methods keep dots only, unmeasured.
+sampled architecture) take it; the other methods keep dots only, unmeasured. VectorNet's
+training step has since left it: its hand-written VJP writes those reductions for XLA's own
+loops (sums over rows as matrix products, means over at most 32 entries, which XLA does not
+rewrite into element-by-element reduce-windows), where YNNPACK's reduction fusions had
+materialised broadcasts (`jaxlab.vectornet.training.compiler_options`).
 
 Kernel gradients of dense layers, `x^T g` over the rows of `x` and `g`: XLA:CPU gives that
 contraction (both operands contracted along their major axis) to a generic Eigen kernel, well

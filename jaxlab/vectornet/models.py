@@ -127,9 +127,9 @@ def _vector_sum(x):
 
 
 def _sum_rows(x):
-    """Sum over every axis but the last, as the matrix product `ones [1, N] x [N, w]`: the
-    dot path of XLA:CPU (YNNPACK), where its own reduction loops take 12 ms on
-    `[32, 48, 20, 64]` (see `training.compiler_options`)."""
+    """Sum over every axis but the last, as the matrix product `ones [1, N] x [N, w]`: XLA:CPU
+    runs it as a dot, where its own reduction loops took 12-18 ms on `[32, 24, 20, 64]` (see
+    `training.compiler_options`)."""
     x2 = x.reshape(-1, x.shape[-1])
     return (jnp.ones((1, x2.shape[0]), x2.dtype) @ x2)[0]
 
@@ -255,8 +255,9 @@ class PolylineSubgraph(nn.Module):
     `hand_vjp` (with `pool_includes_self`): the layers' gradient is `dense_ln_relu_pool`'s
     hand-written VJP rather than JAX's differentiation of the Flax modules: same values,
     parameters and gradients (tested against autodiff), fewer passes over the activations.
-    The VectorNet training step at batch 32 takes 1.14-1.17x less time on one CPU core,
-    1.05-1.07x on two (`python scripts/bench_vectornet.py`, its autodiff peer; figures in
+    The VectorNet training step at batch 32 takes 1.30-1.35x less time on one CPU core,
+    1.24-1.28x on two, each with its own `training.compiler_options`
+    (`python scripts/bench_vectornet.py`, its autodiff peer; figures in
     experiments/vectornet/README.md).
     Forward-mode differentiation (`jax.jvp`, `jax.jacfwd`, forward-over-reverse
     Hessian-vector products) needs `hand_vjp=False`.
