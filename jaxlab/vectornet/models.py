@@ -114,10 +114,16 @@ def _dense_ln_relu_pool_fwd_values(parts, kernels, bias, scale, ln_bias, mask, d
     return h, masked_max(h, mask, axis=-2)[..., None, :], xhat, rstd
 
 
+_MAX_UNROLLED_VECTORS = 32
+
+
 def _vector_sum(x):
     """Sum over the vectors of each polyline (axis -2, keepdims) in float32, as one addition
     per vector slot, computed once (`jaxlab.core.fusion.materialize`): XLA:CPU's loop over a
-    middle axis is slower than adding the slices, which are vectorised along the features."""
+    middle axis is slower than adding the slices, which are vectorised along the features.
+    Polylines of more than 32 vectors keep `jnp.sum` (the unrolled sum would grow the program)."""
+    if x.shape[-2] > _MAX_UNROLLED_VECTORS:
+        return jnp.sum(x.astype(jnp.float32), axis=-2, keepdims=True).astype(x.dtype)
     xf = x.astype(jnp.float32)
     out = xf[..., :1, :]
     for v in range(1, x.shape[-2]):

@@ -188,9 +188,10 @@ def compiler_options(config: VectorNetConfig, differentiated: bool = True) -> di
     from 199 to 96 ms on one core; see `jaxlab.core.runtime`), as the forward-only programs
     do. The hand-written VJP (`models.dense_ln_relu_pool`, the default) computes those sums
     as matrix products and its LayerNorm means in 32-entry chunks, which XLA fuses with
-    their producers; there YNNPACK's reductions materialise broadcasts of the statistics and
-    of the scale, and the training step takes less time with dots only (figures in
-    experiments/vectornet/README.md). The baselines keep the default."""
+    their producers; there YNNPACK's reductions materialise the LayerNorm scale as a whole
+    broadcast and the normalised activations in passes of their own, and the training step
+    takes less time with dots only (figures in experiments/vectornet/README.md). The
+    baselines keep the default."""
     m = config.model
     hand = m.subgraph_vjp == "hand" and m.pool_includes_self
     return runtime.cpu_compiler_options(reductions=m.name == "vectornet" and not (differentiated and hand))

@@ -113,6 +113,20 @@ def test_hand_vjp_equals_autodiff_of_the_flax_modules(ties, width):
     assert float(jnp.abs(gx_hand).max()) > 0
 
 
+@pytest.mark.parametrize("vectors,width", [(1, 8), (20, 64), (40, 72)])
+def test_hand_vjp_reductions_equal_numpy_sums(vectors, width):
+    # the forms the hand-written VJP sums in (unrolled over vectors up to 32, matrix products
+    # over rows, LayerNorm means in 32-feature chunks) against NumPy in float64
+    from jaxlab.vectornet import models
+
+    x = np.random.default_rng(vectors).normal(size=(3, 5, vectors, width)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(models._vector_sum(jnp.asarray(x)), x64.sum(-2, keepdims=True), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(models._sum_rows(jnp.asarray(x)), x64.reshape(-1, width).sum(0), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(models._feature_mean(jnp.asarray(x)), x64.mean(-1, keepdims=True), rtol=1e-5, atol=1e-6)
+    assert models._vector_sum(jnp.asarray(x, jnp.bfloat16)).dtype == jnp.bfloat16
+
+
 def test_hand_vjp_in_bfloat16_follows_autodiff():
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.normal(size=(2, 3, 5, 7)), jnp.float32)
