@@ -190,8 +190,26 @@ def compiler_options(config: VectorNetConfig, differentiated: bool = True) -> di
     as matrix products and its LayerNorm means in 32-entry chunks, which XLA fuses with
     their producers; there YNNPACK's reductions materialise the LayerNorm scale as a whole
     broadcast and the normalised activations in passes of their own, and the training step
-    takes less time with dots only (figures in experiments/vectornet/README.md). The
-    baselines keep the default."""
+    takes less time with dots only. The baselines keep the default.
+
+    Measured at batch 32 (the paper network without the auxiliary head, CPU; profiles with
+    `jaxlab.core.profiling.op_times` on one core, A/B runs in one process, medians):
+
+    - with YNNPACK's reductions, the broadcasts of the LayerNorm scale took 2.3 ms per step
+      and the separate passes of the normalised activations 2.5 ms;
+    - without them and with the VJP's former `jnp.sum`/`jnp.mean`, the row sums took up to
+      17.9 ms each (138 ms per step), and the means over 64 features 7.8 ms per step as
+      reduce-windows;
+    - the training step against the previous form, with the PyG peer of
+      `scripts/bench_vectornet.py` alternating (`--repeats 20`): 57.7 against 67.1 ms on one
+      core, 41.2 against 48.3 ms on two;
+    - inference with the chunked means: 14.8 ms against 11.4 with `jnp.mean`, both with
+      YNNPACK's reductions (two cores), hence `jnp.mean` in the forward-only programs;
+    - not kept: flax's fast variance `E[z^2] - E[z]^2` (no gain), an unrolled max-pool (39 ->
+      56 ms on two cores: XLA fused it into every consumer), a max-pool over the integer bits
+      of the non-negative activations or behind `materialize` (no gain), the 15,360-row weight
+      gradients as 2 or 4 row chunks or a 2-way batched contraction (37.2 -> 38.5-40.4 ms).
+    """
     m = config.model
     hand = m.subgraph_vjp == "hand" and m.pool_includes_self
     return runtime.cpu_compiler_options(reductions=m.name == "vectornet" and not (differentiated and hand))
