@@ -178,13 +178,12 @@ def _dlrp_bwd(dtype, res, cotangents):
     g = g * scale
     dz = rstd * (g - _feature_mean(g) - xhat * _feature_mean(g * xhat))
     dz = dz.astype(dtype)
+    # a part given once per polyline (`[..., 1, d]`) takes dz summed over the polyline's vectors
+    per_polyline = [part.shape[-2] == 1 < dz.shape[-2] for part in parts]
+    dz_polyline = _vector_sum(dz) if any(per_polyline) else None
     d_parts, d_kernels = [], []
-    dz_polyline = None  # dz summed over each polyline's vectors, if a part needs it
-    for part, kernel in zip(parts, kernels, strict=True):
-        if part.shape[-2] == 1 < dz.shape[-2]:
-            dz_polyline = dzk = _vector_sum(dz) if dz_polyline is None else dz_polyline
-        else:
-            dzk = dz
+    for part, kernel, once in zip(parts, kernels, per_polyline, strict=True):
+        dzk = dz_polyline if once else dz
         d_parts.append((dzk @ kernel.astype(dtype).T).astype(part.dtype))
         d_kernels.append(kernel_gradient(part.astype(dtype), dzk).astype(kernel.dtype))
     d_bias = _sum_rows(dz if dz_polyline is None else dz_polyline)  # the same sum, fewer rows

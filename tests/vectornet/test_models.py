@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxlab.core import train as train_lib
-from jaxlab.vectornet import configs, training
+from jaxlab.vectornet import configs, models, training
 from jaxlab.vectornet.models import PolylineSubgraph, VectorNet
 from jaxlab.vectornet.polylines import AGENT, LANE, NUM_FEATURES, PAD, TARGET
 
@@ -117,8 +117,6 @@ def test_hand_vjp_equals_autodiff_of_the_flax_modules(ties, width):
 def test_hand_vjp_reductions_equal_numpy_sums(vectors, width):
     # the forms the hand-written VJP sums in (unrolled over vectors up to 32, matrix products
     # over rows, LayerNorm means in 32-feature chunks) against NumPy in float64
-    from jaxlab.vectornet import models
-
     x = np.random.default_rng(vectors).normal(size=(3, 5, vectors, width)).astype(np.float32)
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(models._vector_sum(jnp.asarray(x)), x64.sum(-2, keepdims=True), rtol=1e-5, atol=1e-5)
