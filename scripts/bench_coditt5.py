@@ -75,6 +75,7 @@ def torch_t5(shape: T5Shape):
             super().__init__()
             self.q, self.k, self.v = (nn.Linear(d, h * dk, bias=False) for _ in range(3))
             self.o = nn.Linear(h * dk, d, bias=False)
+            self.drop = nn.Dropout(shape.dropout_rate)
 
         def forward(self, x, kv, bias=None, mask=None, past=None):
             b = x.shape[0]
@@ -87,7 +88,7 @@ def torch_t5(shape: T5Shape):
                 s = s + bias
             if mask is not None:
                 s = s.masked_fill(~mask, torch.finfo(s.dtype).min)
-            out = (s.softmax(-1) @ v).transpose(1, 2).reshape(b, -1, h * dk)
+            out = (self.drop(s.softmax(-1)) @ v).transpose(1, 2).reshape(b, -1, h * dk)
             return self.o(out), (k, v)
 
     class Layer(nn.Module):
@@ -117,16 +118,17 @@ def torch_t5(shape: T5Shape):
             self.enc = nn.ModuleList(Layer(False) for _ in range(shape.num_encoder_layers))
             self.dec = nn.ModuleList(Layer(True) for _ in range(shape.num_decoder_layers))
             self.en, self.dn = RMS(), RMS()
+            self.drop = nn.Dropout(shape.dropout_rate)
 
         def encode(self, src):
             t = src.shape[1]
             pos = torch.arange(t)
             bias = self.eb(bucket(pos[None] - pos[:, None], True)).permute(2, 0, 1)[None]
             mask = (src > 0)[:, None, None]
-            x = self.shared(src)
+            x = self.drop(self.shared(src))
             for layer in self.enc:
                 x = layer(x, bias=bias, mask=mask)[0]
-            return self.en(x)
+            return self.drop(self.en(x))
 
         def decode(self, tgt, enc, src, past=None, offset=0):
             t = tgt.shape[1]
@@ -134,11 +136,11 @@ def torch_t5(shape: T5Shape):
             rel = torch.arange(k)[None] - (torch.arange(t)[:, None] + offset)
             bias = self.db(bucket(rel, False)).permute(2, 0, 1)[None]
             mask = (rel <= 0)[None, None]
-            x, new = self.shared(tgt), []
+            x, new = self.drop(self.shared(tgt)), []
             for i, layer in enumerate(self.dec):
                 x, kv = layer(x, enc, bias, mask, (src > 0)[:, None, None], None if past is None else past[i])
                 new.append(kv)
-            return (self.dn(x) * d ** -0.5) @ self.shared.weight.T, new
+            return (self.drop(self.dn(x)) * d ** -0.5) @ self.shared.weight.T, new
 
     return Model()
 
@@ -254,6 +256,8 @@ def main():
     ap.add_argument("--beam", type=int, default=5, help="beams of the beam-search measurement (0: leave it out)")
     ap.add_argument("--alpha", type=float, default=1.0, help="beam search's length normalisation exponent")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--dropout", type=float, default=0.0,
+                    help="dropout rate of the training steps (the configs train at 0.1, T5's rate)")
     ap.add_argument("--no-logits-head", dest="logits_head", action="store_false",
                     help="leave out the fourth training peer: jaxlab's step through the logits and token_loss "
                          "(make_loss_fn(fused_head=False)) instead of head_token_loss")
@@ -262,12 +266,12 @@ def main():
                          "(T5Shape(attention_vjp='autodiff')) instead of attention_with_vjp")
     benchmark.add_threads_argument(ap)
     args = ap.parse_args()
-    shape = T5Shape(vocab_size=args.vocab, dropout_rate=0.0, **SHAPES[args.shape])
+    shape = T5Shape(vocab_size=args.vocab, dropout_rate=args.dropout, **SHAPES[args.shape])
     rng = np.random.default_rng(0)
     src = rng.integers(4, args.vocab, (args.batch, args.src)).astype(np.int32)
     labels = rng.integers(4, args.vocab, (args.batch, args.tgt)).astype(np.int32)
 
-    # jaxlab: the engine's train step around the method's loss (no pads here, dropout 0)
+    # jaxlab: the engine's train step around the method's loss (no pads here)
     model = T5(shape)
     params = jax.jit(lambda: model.init(jax.random.key(0), src[:1], labels[:1]))()["params"]
     params_copy = jax.tree.map(np.array, params)  # the first step donates `params`
@@ -326,7 +330,7 @@ def main():
         vocab_size=shape.vocab_size, d_model=shape.d_model, d_kv=shape.d_kv, d_ff=shape.d_ff,
         num_layers=shape.num_encoder_layers, num_decoder_layers=shape.num_decoder_layers, num_heads=shape.num_heads,
         relative_attention_num_buckets=shape.num_buckets, relative_attention_max_distance=shape.max_distance,
-        dropout_rate=0.0, feed_forward_proj="relu", tie_word_embeddings=True, pad_token_id=0, eos_token_id=EOS,
+        dropout_rate=args.dropout, feed_forward_proj="relu", tie_word_embeddings=True, pad_token_id=0, eos_token_id=EOS,
         decoder_start_token_id=0)).train()
     hf_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
     hf_mask = ts > 0
@@ -406,7 +410,9 @@ def main():
         t.add(f"beam search, {args.beam} beams, KV cache ({args.batch} x {args.beam} rows, at most "
               f"{args.decode_len} steps)", beam_t, **{"jaxlab compile (s)": f"{compile_beam:.1f}"})
     res.note("PyTorch: the lean T5 above; transformers: T5ForConditionalGeneration of the same shape (its "
-             "default attention, dropout 0, the loss it computes from `labels`; `generate` for decoding).")
+             f"default attention, the loss it computes from `labels`; `generate` for decoding). Dropout rate "
+             f"{args.dropout:g} while training, at the same places in all three models (embeddings, attention "
+             f"weights, each sublayer's output, the feed-forward hidden layer, the final norms); none while decoding.")
     res.note(f"Decoding: every peer decodes with the same weights (jaxlab's after the training repeats) and the "
              f"same rule (at most {args.decode_len} steps, pad never generated, stop once every row has emitted "
              f"EOS); the PyTorch loop ran {steps} steps; rows with tokens identical to jaxlab's: "

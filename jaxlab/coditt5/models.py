@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlab.nn.attention import MultiHeadAttention, RelativePositionBias, padding_mask
+from jaxlab.nn.dropout import Dropout
 from jaxlab.nn.linear import Dense
 from jaxlab.nn.transformer import FeedForward, RMSNorm
 
@@ -93,7 +94,7 @@ class GatedFeedForward(nn.Module):
     def __call__(self, x: Array, *, deterministic: bool = True) -> Array:
         dense = lambda n, name: Dense(n, use_bias=False, dtype=self.dtype, name=name)
         h = jax.nn.gelu(dense(self.hidden, "wi_0")(x), approximate=True) * dense(self.hidden, "wi_1")(x)
-        h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
+        h = Dropout(self.dropout_rate)(h, deterministic=deterministic)
         return dense(x.shape[-1], "wo")(h)
 
 
@@ -110,7 +111,7 @@ class _Layer(nn.Module):
         attn = lambda name, **kw: MultiHeadAttention(num_heads=s.num_heads, head_dim=s.d_kv, use_bias=False,
                                                      scale=scale, dropout_rate=s.dropout_rate, dtype=dt,
                                                      attention_vjp=s.attention_vjp, name=name, **kw)
-        drop = lambda h: nn.Dropout(s.dropout_rate)(h, deterministic=deterministic)
+        drop = lambda h: Dropout(s.dropout_rate)(h, deterministic=deterministic)
         h = RMSNorm(dtype=dt, name="norm_self")(x)
         if self.cross:
             h = attn("self_attention", causal=True, decode=self.decode)(h, mask=self_mask, bias=self_bias,
@@ -178,7 +179,7 @@ class T5(nn.Module):
                            for i in range(s.num_decoder_layers)]
         self.enc_norm = RMSNorm(name="encoder_final_norm")
         self.dec_norm = RMSNorm(name="decoder_final_norm")
-        self.dropout = nn.Dropout(s.dropout_rate)
+        self.dropout = Dropout(s.dropout_rate)
         if not s.tie_embeddings:
             self.lm_head = Dense(s.vocab_size, use_bias=False, name="lm_head")
 

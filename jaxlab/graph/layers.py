@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxlab.nn.dropout import Dropout
 from jaxlab.nn.linear import matmul
 
 _IN_BOUNDS = lax.GatherScatterMode.PROMISE_IN_BOUNDS
@@ -471,7 +472,7 @@ class GNN(nn.Module):
         for i, width in enumerate(widths):
             last = i == len(widths) - 1
             if self.dropout > 0:
-                h = nn.Dropout(self.dropout, deterministic=not train)(h)
+                h = Dropout(self.dropout, deterministic=not train)(h)
             h = self._conv(width, last, i)(graph, h)
             if not last:
                 h = self.activation(h)

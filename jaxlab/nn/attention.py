@@ -35,6 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxlab.nn.dropout import Dropout
 from jaxlab.nn.linear import Dense
 
 __all__ = [
@@ -276,18 +277,20 @@ def _attention_fwd(q, k, v, bias, mask, keep, scale, precision):
         p = jnp.where(mask, p, 0.0)
     pd = p if keep is None else p * keep
     out = jnp.einsum("bhqk,bkhd->bqhd", pd.astype(v.dtype), v, precision=precision)
-    return out, (q, k, v, p, keep, bias)  # p is 0 on masked keys, so dS is too
+    # p is 0 on masked keys, so dS is too; the backward pass needs keep only through pd
+    return out, (q, k, v, p, None if keep is None else pd, bias)
 
 
 def _attention_bwd(scale, precision, res, d_out):
-    q, k, v, p, keep, bias = res
-    pd = p if keep is None else p * keep
-    dv = jnp.einsum("bhqk,bqhd->bkhd", pd.astype(d_out.dtype), d_out, precision=precision,
+    q, k, v, p, pd, bias = res
+    dv = jnp.einsum("bhqk,bqhd->bkhd", (p if pd is None else pd).astype(d_out.dtype), d_out, precision=precision,
                     preferred_element_type=jnp.float32).astype(v.dtype)
     dp = jnp.einsum("bqhd,bkhd->bhqk", d_out, v, precision=precision, preferred_element_type=jnp.float32)
-    if keep is not None:
-        dp = dp * keep
-    ds = p * (dp - jnp.sum(dp * p, axis=-1, keepdims=True))
+    if pd is None:
+        ds = p * (dp - jnp.sum(dp * p, axis=-1, keepdims=True))
+    else:  # p (dp keep - rowsum(dp keep p)) with p keep = pd: the dropout mask is not read again
+        pd_dp = pd * dp
+        ds = pd_dp - p * jnp.sum(pd_dp, axis=-1, keepdims=True)
     dq = scale * jnp.einsum("bhqk,bkhd->bqhd", ds.astype(k.dtype), k, precision=precision,
                             preferred_element_type=jnp.float32)
     dk = scale * jnp.einsum("bhqk,bqhd->bkhd", ds.astype(q.dtype), q, precision=precision,
@@ -433,7 +436,7 @@ class MultiHeadAttention(nn.Module):
                 mask = jnp.tile(mask, (1, 1, groups, 1))
         dropout = None
         if self.dropout_rate > 0.0 and not deterministic:
-            dropout = lambda w: nn.Dropout(self.dropout_rate, deterministic=False)(w)
+            dropout = lambda w: Dropout(self.dropout_rate, deterministic=False)(w)
         if memory:
             o = _cached_attention(q, k, v, scale=scale, mask=mask, bias=bias, precision=self.precision,
                                   dropout=dropout, vt_spec="bhdk")

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxlab.nn.conv import Conv
+from jaxlab.nn.dropout import Dropout
 from jaxlab.nn.linear import Dense
 
 __all__ = ["ConvBlock", "SmallCNN", "MLP"]
@@ -78,7 +79,7 @@ class SmallCNN(nn.Module):
             for _ in range(self.blocks_per_stage):
                 x = ConvBlock(width, norm=self.norm, dtype=self.dtype, param_dtype=self.param_dtype)(x)
             if self.dropout_rate > 0:
-                x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+                x = Dropout(self.dropout_rate, deterministic=not train)(x)
             feats.append(x)
         pooled = jnp.mean(x, axis=(1, 2))
         logits = Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype)(pooled)

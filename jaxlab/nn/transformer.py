@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlab.nn.attention import MultiHeadAttention, RelativePositionBias, _check_shape
+from jaxlab.nn.dropout import Dropout
 from jaxlab.nn.linear import Dense
 
 __all__ = [
@@ -149,7 +150,7 @@ class FeedForward(nn.Module):
         h = get_activation(self.activation)(dense(self.hidden, name="fc1")(x))
         if mlp_mask is not None:
             h = h * jnp.asarray(mlp_mask, h.dtype)
-        h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
+        h = Dropout(self.dropout_rate)(h, deterministic=deterministic)
         y = dense(self.out_features or x.shape[-1], name="fc2")(h)
         if embed_mask is not None:
             y = y * jnp.asarray(embed_mask, y.dtype)
@@ -231,10 +232,10 @@ class EncoderBlock(_BlockConfig):
         h = self._norm("norm1")(x, embed_mask)
         h = self._attention("attention")(h, mask=mask, bias=bias, head_mask=head_mask, qkv_mask=qkv_mask,
                                          embed_mask=embed_mask, deterministic=deterministic)
-        x = x + nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
+        x = x + Dropout(self.dropout_rate)(h, deterministic=deterministic)
         h = self._norm("norm2")(x, embed_mask)
         h = self._mlp(x.shape[-1])(h, mlp_mask=mlp_mask, embed_mask=embed_mask, deterministic=deterministic)
-        return x + nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
+        return x + Dropout(self.dropout_rate)(h, deterministic=deterministic)
 
 
 class DecoderBlock(_BlockConfig):
@@ -262,14 +263,14 @@ class DecoderBlock(_BlockConfig):
         h = self._norm("norm1")(x)
         h = self._attention("self_attention", causal=True, decode=self.decode)(
             h, mask=self_mask, bias=self_bias, deterministic=deterministic)
-        x = x + nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
+        x = x + Dropout(self.dropout_rate)(h, deterministic=deterministic)
         h = self._norm("norm2")(x)
         h = self._attention("cross_attention", out_features=x.shape[-1])(
             h, encoded, mask=cross_mask, bias=cross_bias, deterministic=deterministic)
-        x = x + nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
+        x = x + Dropout(self.dropout_rate)(h, deterministic=deterministic)
         h = self._norm("norm3")(x)
         h = self._mlp(x.shape[-1])(h, deterministic=deterministic)
-        return x + nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
+        return x + Dropout(self.dropout_rate)(h, deterministic=deterministic)
 
 
 class Encoder(_BlockConfig):

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxlab.nn.conv import Conv
+from jaxlab.nn.dropout import Dropout
 from jaxlab.nn.linear import Dense
 from jaxlab.nn.transformer import Encoder
 
@@ -119,7 +120,7 @@ class ViT(nn.Module):
         if embed_mask is not None:
             pos = pos * jnp.asarray(embed_mask, x.dtype)
         x = x + pos
-        x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+        x = Dropout(self.dropout_rate)(x, deterministic=not train)
         x = Encoder(num_layers=self.depth, num_heads=self.num_heads, qkv_features=self.qkv_features,
                     mlp_ratio=self.mlp_ratio, activation=self.activation, dropout_rate=self.dropout_rate,
                     attention_dropout_rate=self.attention_dropout_rate, norm=self.norm, dtype=self.dtype,
