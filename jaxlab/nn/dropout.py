@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxlab.core.fusion import materialize
+
 __all__ = ["Dropout", "bernoulli", "threefry_bits"]
 
 # Threefry-2x32's rotation constants (two alternating groups of four rounds) and key-schedule
@@ -115,5 +117,10 @@ class Dropout(nn.Dropout):
         mask_shape = list(inputs.shape)
         for dim in self.broadcast_dims:
             mask_shape[dim] = 1
-        mask = jnp.broadcast_to(bernoulli(rng, keep_prob, mask_shape), inputs.shape)
+        mask = bernoulli(rng, keep_prob, mask_shape)
+        if jax.default_backend() == "cpu":
+            # one pass draws the mask; the forward and backward passes read it (XLA would
+            # otherwise draw it again inside each of its consumers)
+            (mask,) = materialize(mask)
+        mask = jnp.broadcast_to(mask, inputs.shape)
         return lax.select(mask, inputs / keep_prob, jnp.zeros_like(inputs))

@@ -35,3 +35,18 @@ def test_the_boundary_is_in_the_optimized_program_also_under_vmap():
         hlo = jax.jit(fn).lower(arg).compile().as_text()
         assert "conditional" in hlo, "materialize left no fusion boundary"
         assert "conditional" not in jax.jit(_plain).lower(jnp.ones(64)).compile().as_text()
+
+
+
+def _flip(x):
+    return ~x if x.dtype == jnp.bool_ else x ^ jnp.ones((), x.dtype)
+
+
+def test_integer_and_boolean_arrays_keep_their_values_dtype_and_boundary():
+    # an integer's `isfinite` is a constant that XLA folds, and the conditional with it
+    for x in (jnp.arange(-3, 61, dtype=jnp.int32), jnp.arange(64, dtype=jnp.uint8), jnp.arange(64) % 3 == 0):
+        fn = lambda x: materialize(_flip(x))[0]
+        out = jax.jit(fn)(x)
+        assert out.dtype == x.dtype
+        np.testing.assert_array_equal(np.asarray(out), np.asarray(_flip(x)))
+        assert "conditional" in jax.jit(fn).lower(x).compile().as_text(), x.dtype
