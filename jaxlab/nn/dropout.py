@@ -1,14 +1,21 @@
-"""Dropout whose random mask XLA:CPU computes in one fused pass.
+"""Dropout whose random mask XLA:CPU draws in one fused pass.
 
 JAX's default random-number generator is Threefry-2x32 (20 rounds of add, rotate and xor
 on a counter). On the CPU backend JAX lowers it as a rolled loop of five iterations, so
 that programs compile quickly; XLA then runs every round as a pass of its own over the
 whole array, writing and reading it back. Unrolled, the 20 rounds and the comparison with
-the keep probability are one elementwise fusion. The bits of `[32, 4, 64, 64]` attention
+the keep probability are one elementwise fusion: the bits of `[32, 4, 64, 64]` attention
 weights (524,288 draws) took 4.36 ms with `jax.random.bits` and 0.64 ms unrolled (one core,
-medians of 30). Dropout at rate 0.1 made CoditT5's training step at its experiments' batch
-(tiny T5, 32 x 64 tokens, about 5.4 M draws in its 26 dropout layers) 50 ms slower on one
-core; PyTorch pays 42 ms for the same dropout (`scripts/bench_coditt5.py --dropout 0.1`).
+medians of 30). XLA then fuses that pass into every consumer of the mask (the forward and
+the backward pass of each dropout layer), drawing it twice; on the CPU `Dropout` therefore
+draws it once into memory (`jaxlab.core.fusion.materialize`) and both passes read it.
+
+What dropout at rate 0.1 costs CoditT5's training step at its experiments' batch (tiny T5,
+32 x 64 target and 32 x 48 source tokens, 24 dropout layers, about 5.4 M draws), against the
+same step without dropout in one process (medians of 25; one core / two cores): Flax's
+`Dropout` 48.3 / 40.3 ms, the unrolled draws 14.8 / 8.6 ms, drawn once 10.6 / 5.2 ms. The
+PyTorch peers of `scripts/bench_coditt5.py` pay about 40 ms on one core and 35 ms on two
+for the same dropout layers.
 
 `threefry_bits` and `bernoulli` compute exactly what `jax.random.bits` and
 `jax.random.bernoulli` compute (the same counters, rounds and float conversion: bit for bit,
