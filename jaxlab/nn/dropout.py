@@ -14,8 +14,8 @@ What dropout at rate 0.1 costs CoditT5's training step at its experiments' batch
 32 x 64 target and 32 x 48 source tokens, 24 dropout layers, about 5.4 M draws), against the
 same step without dropout in one process (medians of 25; one core / two cores): Flax's
 `Dropout` 48.3 / 40.3 ms, the unrolled draws 14.8 / 8.6 ms, drawn once 10.6 / 5.2 ms. The
-PyTorch peers of `scripts/bench_coditt5.py` pay about 40 ms on one core and 35 ms on two
-for the same dropout layers.
+PyTorch peers of `scripts/bench_coditt5.py` (`--dropout 0.1` against `0`) take 40-49 ms
+longer per step with the same dropout layers (experiments/coditt5/README.md).
 
 `threefry_bits` and `bernoulli` compute exactly what `jax.random.bits` and
 `jax.random.bernoulli` compute (the same counters, rounds and float conversion: bit for bit,
