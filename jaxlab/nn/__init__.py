@@ -12,11 +12,12 @@ from jaxlab.nn.attention import (
     padding_mask,
     relative_position_bucket,
 )
+from jaxlab.nn.dropout import Dropout
 from jaxlab.nn.transformer import DecoderBlock, Encoder, EncoderBlock, FeedForward, LayerNorm, RMSNorm
 from jaxlab.nn.vit import PatchEmbed, ViT
 
 __all__ += [
     "MultiHeadAttention", "RelativePositionBias", "causal_mask", "combine_masks", "padding_mask",
     "relative_position_bucket", "DecoderBlock", "Encoder", "EncoderBlock", "LayerNorm", "FeedForward", "RMSNorm",
-    "PatchEmbed", "ViT",
+    "PatchEmbed", "ViT", "Dropout",
 ]
