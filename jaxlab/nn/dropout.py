@@ -11,7 +11,7 @@ the backward pass of each dropout layer), drawing it twice; on the CPU `Dropout`
 draws it once into memory (`jaxlab.core.fusion.materialize`) and both passes read it.
 
 What dropout at rate 0.1 costs CoditT5's training step at its experiments' batch (tiny T5,
-32 x 64 target and 32 x 48 source tokens, 24 dropout layers, about 5.4 M draws), against the
+32 x 64 target and 32 x 48 source tokens, 24 dropout layers, about 5.0 M draws), against the
 same step without dropout in one process (medians of 25; one core / two cores): Flax's
 `Dropout` 48.3 / 40.3 ms, the unrolled draws 14.8 / 8.6 ms, drawn once 10.6 / 5.2 ms; its
 compilation, on one core, 8.5 s with Flax's layer, 4.7 s with this one, 2.8 s without dropout. The
