@@ -90,3 +90,10 @@ def test_dropout_edge_rates_and_determinism():
     np.testing.assert_array_equal(np.asarray(dropout.Dropout(0.5).apply({}, x, deterministic=True)), x)
     np.testing.assert_array_equal(np.asarray(dropout.Dropout(1.0).apply({}, x, deterministic=False, rngs=rngs)),
                                   np.zeros((3, 4)))
+
+
+def test_empty_inputs():
+    x = jnp.zeros((0, 5))
+    out = dropout.Dropout(0.3).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+    assert out.shape == (0, 5)
+    assert dropout.threefry_bits(jax.random.key(1), (0, 5)).shape == (0, 5)
