@@ -43,7 +43,10 @@ def _boundary_jvp(primals, tangents):
 def _cond_identity(xs):
     # both branches return the values; the predicate only has to be one XLA cannot fold (an
     # integer or boolean array's `isfinite` is a constant, its comparison with 7 is not)
-    first = xs[0].reshape(-1)[0]
+    nonempty = [v for v in xs if v.size]
+    if not nonempty:  # nothing to compute
+        return tuple(xs)
+    first = nonempty[0].reshape(-1)[0]
     pred = jnp.isfinite(first) if jnp.issubdtype(first.dtype, jnp.inexact) else first.astype(jnp.int32) != 7
     return lax.cond(pred, lambda a: a, lambda a: tuple(v * jnp.ones((), v.dtype) for v in a), tuple(xs))
 

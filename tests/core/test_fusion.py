@@ -50,3 +50,11 @@ def test_integer_and_boolean_arrays_keep_their_values_dtype_and_boundary():
         assert out.dtype == x.dtype
         np.testing.assert_array_equal(np.asarray(out), np.asarray(_flip(x)))
         assert "conditional" in jax.jit(fn).lower(x).compile().as_text(), x.dtype
+
+
+def test_empty_arrays():
+    empty, full = jnp.zeros((0, 3)), jnp.arange(4.0)
+    out = jax.jit(lambda a, b: materialize(a + 1, b * 2))(empty, full)
+    assert out[0].shape == (0, 3)
+    np.testing.assert_array_equal(np.asarray(out[1]), np.arange(4.0) * 2)
+    assert jax.jit(lambda a: materialize(a)[0])(empty).shape == (0, 3)
