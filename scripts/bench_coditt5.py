@@ -13,7 +13,9 @@ JAX differentiating the attention (`T5Shape(attention_vjp='autodiff')`). Its dec
 `jaxlab.coditt5.decoding.greedy` and `beam_search` (`--beam` beams, scores `logp / length**alpha`);
 the lean model's are Python loops written here with the same rules, `transformers`' are
 `generate` (`num_beams`, `length_penalty=alpha`, `early_stopping="never"`: the bound jaxlab's
-loop stops on).
+loop stops on). `--dropout RATE` trains all peers with dropout at the same places (embeddings,
+attention weights, sublayer outputs, the feed-forward hidden layer, the final norms; default 0;
+the configs train at 0.1).
 Medians of alternating repeats, compile time apart, load average before and after, a
 1-thread and an all-threads column per peer (`--threads both|1|all`, see
 `jaxlab.core.benchmark`).
