@@ -126,7 +126,7 @@ class Dropout(nn.Dropout):
         for dim in self.broadcast_dims:
             mask_shape[dim] = 1
         mask = bernoulli(rng, keep_prob, mask_shape)
-        if jax.default_backend() == "cpu" and mask.size:
+        if jax.default_backend() == "cpu":
             # one pass draws the mask; the forward and backward passes read it (XLA would
             # otherwise draw it again inside each of its consumers)
             (mask,) = materialize(mask)
