@@ -21,14 +21,17 @@ blur followed by a stride-2 3x3 convolution.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from jaxlab.core.fusion import materialize
 from jaxlab.nn.cnn import MLP, ConvBlock
 from jaxlab.nn.conv import conv_general_dilated
 from jaxlab.nn.linear import Dense
@@ -143,6 +146,8 @@ def modulated_conv2d(x, weight, styles, demodulate: bool = True, fused: bool | s
     b, h, w_, cin = x.shape
     k, _, _, cout = weight.shape
     dn = ("NHWC", "HWIO", "NHWC")
+    if fused is False and k == 1 and not up and not demodulate:
+        return modulated_1x1(x, weight[0, 0], styles)
     if fused is False:
         xs = x * styles[:, None, None, :]
         y = fir.upsample_conv2d(xs, weight) if up else conv_general_dilated(xs, weight, (1, 1), "SAME",
@@ -164,6 +169,67 @@ def modulated_conv2d(x, weight, styles, demodulate: bool = True, fused: bool | s
     wg = jnp.transpose(wb, (1, 2, 3, 0, 4)).reshape(k, k, cin, b * cout)
     y = conv_general_dilated(xg, wg, (1, 1), "SAME", dimension_numbers=dn, feature_group_count=b)
     return jnp.transpose(y.reshape(h, w_, b, cout), (2, 0, 1, 3))
+
+
+@functools.lru_cache(maxsize=64)
+def const_noise(layer_index: int, height: int, width: int) -> np.ndarray:
+    """The fixed ("const") noise map of layer `layer_index`: `N(0, 1)` of shape `[1, height, width, 1]`
+    from the key `fold_in(key(NOISE_CONST), layer_index)`.
+
+    Drawn once, outside any trace, and embedded in the programs that use it as a constant:
+    drawn inside a jitted function, XLA:CPU ran the Threefry rounds of every map (rolled
+    loops) and the inverse error function on every call. The `default` generator at 32 px,
+    batch 16 (medians of 25 interleaved calls): forward + backward 50.6 -> 50.1 ms on one
+    core and 34.7 -> 34.3 ms on two, forward 14.6 -> 14.4 and 10.1 -> 9.9 ms.
+    """
+    with jax.ensure_compile_time_eval():
+        key = jax.random.fold_in(jax.random.key(NOISE_CONST), layer_index)
+        return np.asarray(jax.random.normal(key, (1, height, width, 1)))
+
+
+@jax.custom_vjp
+def modulated_1x1(x, weight, styles):
+    """`y[b, h, w] = (x[b, h, w] · styles[b]) @ weight`: a 1x1 convolution of modulated
+    activations without demodulation (the toRGB layers). `x [B, H, W, Cin]`, `weight [Cin, Cout]`,
+    `styles [B, Cin]`.
+
+    Forward: one batched product with the per-sample weights `styles[b, :, None] · weight`, so the
+    modulated activations are never written out. Backward: with `M[b] = gᵀ[b] x[b]` (`[Cout, Cin]`
+    per sample, one batched product), `dweight = Σ_b styles[b] ⊙ M[b]ᵀ`, `dstyles[b] =
+    Σ_o weight ⊙ M[b]ᵀ`, `dx = (g @ weightᵀ) · styles`. Autodiff of the convolution form took
+    a transposed copy of the modulated activations, a convolution for the kernel gradient and a
+    product-and-sum over the activations for the styles' gradient: at 32 px (batch 16, 64
+    channels) 2.5 ms on one core against about 0.8 ms now. The `default` generator's forward +
+    backward at 32 px, batch 16 (medians of 25 and 40 interleaved calls): 52.0 -> 49.7 ms on one
+    core, 33.5 -> 32.6 ms on two; the forward alone 14.5 -> 14.2 ms and 9.3 -> 9.5 ms.
+    """
+    b, h, w, cin = x.shape
+    wb = styles[:, :, None] * weight[None]
+    y = lax.dot_general(x.reshape(b, h * w, cin), wb, (((2,), (1,)), ((0,), (0,))))
+    return y.reshape(b, h, w, weight.shape[1])
+
+
+def _modulated_1x1_fwd(x, weight, styles):
+    return modulated_1x1(x, weight, styles), (x, weight, styles)
+
+
+def _modulated_1x1_bwd(res, g):
+    x, weight, styles = res
+    b, h, w, cin = x.shape
+    cout = weight.shape[1]
+    g3 = g.reshape(b, h * w, cout)
+    m = lax.dot_general(g3, x.reshape(b, h * w, cin), (((1,), (1,)), ((0,), (0,))))  # [B, Cout, Cin]
+    dweight = jnp.einsum("bc,boc->co", styles, m)
+    dstyles = jnp.einsum("co,boc->bc", weight, m)
+    # behind a fusion boundary: XLA otherwise folds the styles into the product, a batched
+    # product with per-sample [Cout, Cin] weights (1.45 ms at 32 px on one core, against 0.14 ms
+    # for the plain product)
+    (dxs,) = materialize(g.reshape(-1, cout) @ weight.T)
+    dx = dxs.reshape(b, h, w, cin) * styles[:, None, None, :]
+    return dx, dweight, dstyles
+
+
+modulated_1x1.defvjp(_modulated_1x1_fwd, _modulated_1x1_bwd)
 
 
 class SynthesisLayer(nn.Module):
@@ -197,8 +263,7 @@ class SynthesisLayer(nn.Module):
         if noise_mode == "random":
             noise = jax.random.normal(self.make_rng("noise"), (b, h, w_, 1))
         elif noise_mode == "const":
-            noise = jax.random.normal(jax.random.fold_in(jax.random.key(NOISE_CONST), self.layer_index),
-                                      (1, h, w_, 1))
+            noise = const_noise(self.layer_index, h, w_)
         elif noise_mode == "none":
             noise = jnp.zeros((1, h, w_, 1))
         else:

@@ -157,6 +157,41 @@ def test_modulated_conv_matches_explicit_numpy_in_all_three_forms(demod):
         np.testing.assert_allclose(models.modulated_conv2d(x, w, s, demod, fused=mode), act, rtol=1e-4, atol=1e-4)
 
 
+def test_modulated_1x1_equals_the_convolution_form_with_first_and_second_derivatives():
+    # the toRGB layers' 1x1 modulated convolution has a hand-written backward pass; autodiff of
+    # the plain expression conv(x·s, W) is the reference, for values, gradients with respect to
+    # all three inputs, and a second derivative (the path-length penalty differentiates through it)
+    rng = np.random.default_rng(11)
+    x = jnp.asarray(rng.normal(size=(3, 4, 5, 6)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(6, 3)).astype(np.float32))
+    s = jnp.asarray(rng.uniform(0.5, 2, size=(3, 6)).astype(np.float32))
+    proj = jnp.asarray(rng.normal(size=(3, 4, 5, 3)).astype(np.float32))
+
+    def plain(x, w, s):
+        return jnp.einsum("bhwc,co->bhwo", x * s[:, None, None, :], w, precision="highest")
+
+    np.testing.assert_allclose(models.modulated_1x1(x, w, s), plain(x, w, s), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(models.modulated_1x1(x, w, s),
+                               _modconv_numpy(np.asarray(x), np.asarray(w)[None, None], np.asarray(s), False),
+                               rtol=1e-4, atol=1e-4)
+
+    def loss(f):
+        return lambda x, w, s: jnp.sum(f(x, w, s) * proj)
+
+    got = jax.grad(loss(models.modulated_1x1), argnums=(0, 1, 2))(x, w, s)
+    want = jax.grad(loss(plain), argnums=(0, 1, 2))(x, w, s)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+    def second(f):  # d/dw of the squared gradient norm with respect to the styles
+        return jax.grad(lambda w: jnp.sum(jax.grad(loss(f), argnums=2)(x, w, s) ** 2))(w)
+
+    np.testing.assert_allclose(second(models.modulated_1x1), second(plain), rtol=1e-4, atol=1e-3)
+    # modulated_conv2d takes this path for 1x1 kernels without demodulation
+    np.testing.assert_allclose(models.modulated_conv2d(x, w[None, None], s, False), plain(x, w, s),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_up_modulated_conv_matches_per_sample_weights_in_all_three_forms():
     # modulation before and demodulation after the up-sampling convolution equal the
     # per-sample weights W·s·d convolved as `conv2d_resample(up=2)` defines it
@@ -266,6 +301,21 @@ def test_noise_modes_are_deterministic_where_they_should_be(tiny_g):
     r3 = gan.generate(g, params, ws, jax.random.key(6), "random")
     np.testing.assert_array_equal(r1, r2)
     assert float(jnp.abs(r1 - r3).max()) > 1e-3 and float(jnp.abs(r1 - a).max()) > 1e-3
+
+
+def test_const_noise_is_the_keyed_draw_embedded_as_a_constant(tiny_g):
+    # the fixed maps are jax.random.normal of fold_in(key(NOISE_CONST), layer), drawn once at
+    # trace time: a jitted const-noise generator holds no random-number generation at all
+    drawn = jax.jit(lambda: jax.random.normal(jax.random.fold_in(jax.random.key(models.NOISE_CONST), 3),
+                                              (1, 8, 8, 1)))()
+    np.testing.assert_array_equal(models.const_noise(3, 8, 8), drawn)
+    assert not np.array_equal(models.const_noise(4, 8, 8), drawn)
+    g, params = tiny_g
+    ws = jax.random.normal(jax.random.key(3), (2, 6, 8))
+    hlo = jax.jit(lambda p, w: gan.generate(g, p, w, noise_mode="const")).lower(params, ws).as_text()
+    assert "threefry" not in hlo and "erf_inv" not in hlo
+    hlo_random = jax.jit(lambda p, w: gan.generate(g, p, w, jax.random.key(0), "random")).lower(params, ws).as_text()
+    assert "threefry" in hlo_random
 
 
 def test_style_mixing_takes_a_suffix_from_the_second_ws():
