@@ -23,7 +23,7 @@ import optax
 
 from jaxlab.core import runtime
 from jaxlab.core import train as train_lib
-from jaxlab.video2stylegan import auxnets, gan
+from jaxlab.video2stylegan import auxnets, gan, models
 from jaxlab.video2stylegan.models import Encoder, num_ws
 
 __all__ = ["make_encoder", "init_encoder_state", "make_loss_fn", "uses_aux", "clip_batch", "encode_frames",
@@ -109,9 +109,13 @@ def make_encode_fn(config):
     g, _ = gan.make_models(config.gan)
     k = config.encoder.reuse_start
 
+    def generate(gp, ws):  # toRGB's shared-kernel product suits the XLA dot thunks chosen below
+        with models.one_by_one_form("shared"):
+            return gan.generate(g, gp, ws, noise_mode="const")
+
     def per_frame(ep, gp, w_avg, frames):
         ws = enc.apply({"params": ep}, frames, w_avg)
-        return ws, gan.generate(g, gp, ws, noise_mode="const")
+        return ws, generate(gp, ws)
 
     def reused(ep, gp, w_avg, frames):
         w0 = enc.apply({"params": ep}, frames[:1], w_avg)
@@ -119,7 +123,7 @@ def make_encode_fn(config):
         fine = jnp.broadcast_to(w0[:, k:], (coarse.shape[0], w0.shape[1] - k, w0.shape[2]))
         rest = jnp.concatenate([coarse, fine], axis=1)
         ws = jnp.concatenate([w0, rest], axis=0)
-        return ws, gan.generate(g, gp, ws, noise_mode="const")
+        return ws, generate(gp, ws)
 
     # YNNPACK for reductions, XLA's own (Eigen) thunks for the dots: the ViT's ~40 small matrix
     # products ([1024, 96] x [96, 96 | 384]) ran faster there, and the generator the same. Per-frame

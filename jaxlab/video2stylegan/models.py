@@ -21,6 +21,8 @@ blur followed by a stride-2 3x3 convolution.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 from typing import Any
@@ -39,8 +41,8 @@ from jaxlab.nn.vit import ViT
 from jaxlab.video2stylegan import fir
 
 __all__ = ["num_ws", "ws_layout", "channels_at", "EqualLinear", "EqualConv", "MappingNetwork",
-           "modulated_conv2d", "SynthesisLayer", "ToRGB", "SynthesisNetwork", "Generator",
-           "minibatch_stddev", "Discriminator", "Encoder", "AuxCNN", "NOISE_CONST"]
+           "modulated_conv2d", "modulated_1x1", "one_by_one_form", "const_noise", "SynthesisLayer", "ToRGB",
+           "SynthesisNetwork", "Generator", "minibatch_stddev", "Discriminator", "Encoder", "AuxCNN", "NOISE_CONST"]
 
 SQRT2 = math.sqrt(2.0)
 NOISE_CONST = 0x401  # stream of the fixed ("const") noise maps
@@ -187,33 +189,61 @@ def const_noise(layer_index: int, height: int, width: int) -> np.ndarray:
         return np.asarray(jax.random.normal(key, (1, height, width, 1)))
 
 
-@jax.custom_vjp
+_ONE_BY_ONE_FORM: contextvars.ContextVar[str] = contextvars.ContextVar("jaxlab_v2s_1x1_form", default="batched")
+
+
+@contextlib.contextmanager
+def one_by_one_form(form: str):
+    """Traces the toRGB layers' forward product (`modulated_1x1`) inside the block in `form`:
+    "batched" (the default: per-sample weights, one batched product) or "shared" (the
+    activations times the styles, one product with the shared kernel). The backward pass is
+    the same. For programs compiled with XLA's own dot thunks (`runtime.cpu_compiler_options(
+    dots="eigen")`), which run the batched product with three output columns slowly: encoding
+    16 frames at 32 px, medians of 30 interleaved calls, 17.8 -> 17.3 ms on two cores and
+    22.2 -> 21.9 ms on one."""
+    if form not in ("batched", "shared"):
+        raise ValueError(f"one_by_one_form: form must be 'batched' or 'shared', got {form!r}")
+    token = _ONE_BY_ONE_FORM.set(form)
+    try:
+        yield
+    finally:
+        _ONE_BY_ONE_FORM.reset(token)
+
+
 def modulated_1x1(x, weight, styles):
     """`y[b, h, w] = (x[b, h, w] · styles[b]) @ weight`: a 1x1 convolution of modulated
     activations without demodulation (the toRGB layers). `x [B, H, W, Cin]`, `weight [Cin, Cout]`,
     `styles [B, Cin]`.
 
-    Forward: one batched product with the per-sample weights `styles[b, :, None] · weight`, so the
-    modulated activations are never written out. Backward: with `M[b] = gᵀ[b] x[b]` (`[Cout, Cin]`
-    per sample, one batched product), `dweight = Σ_b styles[b] ⊙ M[b]ᵀ`, `dstyles[b] =
-    Σ_o weight ⊙ M[b]ᵀ`, `dx = (g @ weightᵀ) · styles`. Autodiff of the convolution form took
-    a transposed copy of the modulated activations, a convolution for the kernel gradient and a
-    product-and-sum over the activations for the styles' gradient: at 32 px (batch 16, 64
-    channels) 2.5 ms on one core against about 0.8 ms now. The `default` generator's forward +
-    backward at 32 px, batch 16 (medians of 25 and 40 interleaved calls): 52.0 -> 49.7 ms on one
-    core, 33.5 -> 32.6 ms on two; the forward alone 14.5 -> 14.2 ms and 9.3 -> 9.5 ms.
+    Forward (`one_by_one_form`): one batched product with the per-sample weights
+    `styles[b, :, None] · weight`, so the modulated activations are never written out.
+    Backward: with `M[b] = gᵀ[b] x[b]` (`[Cout, Cin]` per sample, one batched product),
+    `dweight = Σ_b styles[b] ⊙ M[b]ᵀ`, `dstyles[b] = Σ_o weight ⊙ M[b]ᵀ`, `dx = (g @ weightᵀ) ·
+    styles`. Autodiff of the convolution form took a transposed copy of the modulated
+    activations, a convolution for the kernel gradient and a product-and-sum over the
+    activations for the styles' gradient: at 32 px (batch 16, 64 channels) 2.5 ms on one core
+    against about 0.8 ms now. The `default` generator's forward + backward at 32 px, batch 16
+    (medians of 25 and 40 interleaved calls): 52.0 -> 49.7 ms on one core, 33.5 -> 32.6 ms on
+    two; the forward alone 14.5 -> 14.2 ms and 9.3 -> 9.5 ms.
     """
+    return _modulated_1x1(x, weight, styles, _ONE_BY_ONE_FORM.get())
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _modulated_1x1(x, weight, styles, form):
     b, h, w, cin = x.shape
+    if form == "shared":
+        return ((x * styles[:, None, None, :]).reshape(-1, cin) @ weight).reshape(b, h, w, weight.shape[1])
     wb = styles[:, :, None] * weight[None]
     y = lax.dot_general(x.reshape(b, h * w, cin), wb, (((2,), (1,)), ((0,), (0,))))
     return y.reshape(b, h, w, weight.shape[1])
 
 
-def _modulated_1x1_fwd(x, weight, styles):
-    return modulated_1x1(x, weight, styles), (x, weight, styles)
+def _modulated_1x1_fwd(x, weight, styles, form):
+    return _modulated_1x1(x, weight, styles, form), (x, weight, styles)
 
 
-def _modulated_1x1_bwd(res, g):
+def _modulated_1x1_bwd(form, res, g):
     x, weight, styles = res
     b, h, w, cin = x.shape
     cout = weight.shape[1]
@@ -229,7 +259,7 @@ def _modulated_1x1_bwd(res, g):
     return dx, dweight, dstyles
 
 
-modulated_1x1.defvjp(_modulated_1x1_fwd, _modulated_1x1_bwd)
+_modulated_1x1.defvjp(_modulated_1x1_fwd, _modulated_1x1_bwd)
 
 
 class SynthesisLayer(nn.Module):

@@ -170,23 +170,27 @@ def test_modulated_1x1_equals_the_convolution_form_with_first_and_second_derivat
     def plain(x, w, s):
         return jnp.einsum("bhwc,co->bhwo", x * s[:, None, None, :], w, precision="highest")
 
-    np.testing.assert_allclose(models.modulated_1x1(x, w, s), plain(x, w, s), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(models.modulated_1x1(x, w, s),
-                               _modconv_numpy(np.asarray(x), np.asarray(w)[None, None], np.asarray(s), False),
-                               rtol=1e-4, atol=1e-4)
-
     def loss(f):
         return lambda x, w, s: jnp.sum(f(x, w, s) * proj)
-
-    got = jax.grad(loss(models.modulated_1x1), argnums=(0, 1, 2))(x, w, s)
-    want = jax.grad(loss(plain), argnums=(0, 1, 2))(x, w, s)
-    for a, b in zip(got, want, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
     def second(f):  # d/dw of the squared gradient norm with respect to the styles
         return jax.grad(lambda w: jnp.sum(jax.grad(loss(f), argnums=2)(x, w, s) ** 2))(w)
 
-    np.testing.assert_allclose(second(models.modulated_1x1), second(plain), rtol=1e-4, atol=1e-3)
+    want = jax.grad(loss(plain), argnums=(0, 1, 2))(x, w, s)
+    for form in ("batched", "shared"):
+        with models.one_by_one_form(form):
+            y = models.modulated_1x1(x, w, s)
+            got = jax.grad(loss(models.modulated_1x1), argnums=(0, 1, 2))(x, w, s)
+            got2 = second(models.modulated_1x1)
+        np.testing.assert_allclose(y, plain(x, w, s), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(y, _modconv_numpy(np.asarray(x), np.asarray(w)[None, None], np.asarray(s), False),
+                                   rtol=1e-4, atol=1e-4)
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got2, second(plain), rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="batched"):
+        with models.one_by_one_form("grouped"):
+            pass
     # modulated_conv2d takes this path for 1x1 kernels without demodulation
     np.testing.assert_allclose(models.modulated_conv2d(x, w[None, None], s, False), plain(x, w, s),
                                rtol=1e-5, atol=1e-5)
