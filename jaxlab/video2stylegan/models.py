@@ -200,7 +200,7 @@ def one_by_one_form(form: str):
     the same. For programs compiled with XLA's own dot thunks (`runtime.cpu_compiler_options(
     dots="eigen")`), which run the batched product with three output columns slowly: encoding
     16 frames at 32 px, medians of 30 interleaved calls, 17.8 -> 17.3 ms on two cores and
-    22.2 -> 21.9 ms on one."""
+    22.2 -> 22.0 ms on one."""
     if form not in ("batched", "shared"):
         raise ValueError(f"one_by_one_form: form must be 'batched' or 'shared', got {form!r}")
     token = _ONE_BY_ONE_FORM.set(form)
