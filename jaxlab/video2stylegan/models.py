@@ -267,7 +267,8 @@ class SynthesisLayer(nn.Module):
     "upsample", see the module docstring), per-pixel noise, bias, lrelu·√2, clamp.
 
     `noise_mode`: "random" (N(0,1) from the 'noise' RNG), "const" (a fixed map from NOISE_CONST and
-    `layer_index`, the same on every call), or "none".
+    `layer_index`, the same on every call), "none", or a given `[H, W]` map (a converted checkpoint's
+    `noise_const` buffer, `jaxlab.video2stylegan.convert`).
     """
 
     features: int
@@ -290,7 +291,11 @@ class SynthesisLayer(nn.Module):
                              up=self.up and self.up_conv == "transpose")
         b, h, w_, _ = x.shape
         strength = self.param("noise_strength", nn.initializers.zeros, ())
-        if noise_mode == "random":
+        if not isinstance(noise_mode, str):
+            if jnp.shape(noise_mode) != (h, w_):
+                raise ValueError(f"{self.name}: a given noise map must be [{h}, {w_}], got {jnp.shape(noise_mode)}")
+            noise = jnp.asarray(noise_mode, x.dtype)[None, :, :, None]
+        elif noise_mode == "random":
             noise = jax.random.normal(self.make_rng("noise"), (b, h, w_, 1))
         elif noise_mode == "const":
             noise = const_noise(self.layer_index, h, w_)
@@ -322,7 +327,11 @@ class ToRGB(nn.Module):
 
 
 class SynthesisNetwork(nn.Module):
-    """`ws [B, num_ws, w_dim] -> img [B, R, R, 3]` with the skip (toRGB) architecture."""
+    """`ws [B, num_ws, w_dim] -> img [B, R, R, 3]` with the skip (toRGB) architecture.
+
+    `noise_mode` is one mode for every layer ("random", "const", "none") or a mapping from each
+    layer's name (`"b4_conv1"`, `"b8_conv0"`, ...) to its `[H, W]` noise map.
+    """
 
     resolution: int = 32
     channel_base: int = 32768
@@ -337,20 +346,28 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"ws has {ws.shape[1]} entries, resolution {self.resolution} needs "
                              f"{num_ws(self.resolution)}")
         lay = ws_layout(self.resolution)
+        if not isinstance(noise_mode, str):
+            names = {"b4_conv1"} | {f"b{2 ** k}_conv{i}" for k in range(3, int(round(math.log2(self.resolution))) + 1)
+                                     for i in (0, 1)}
+            if set(noise_mode) != names:
+                raise ValueError(f"noise maps must be given for exactly the layers {sorted(names)}, "
+                                 f"got {sorted(noise_mode)}")
+        mode = lambda name: noise_mode if isinstance(noise_mode, str) else noise_mode[name]
         c4 = channels_at(4, self.channel_base, self.channel_max)
         const = self.param("const", nn.initializers.normal(1.0), (4, 4, c4))
         x = jnp.broadcast_to(const, (ws.shape[0], 4, 4, c4))
         x = SynthesisLayer(c4, layer_index=0, conv_clamp=self.conv_clamp, fused=self.fused,
-                           name="b4_conv1")(x, ws[:, lay["b4.conv1"]], noise_mode)
+                           name="b4_conv1")(x, ws[:, lay["b4.conv1"]], mode("b4_conv1"))
         img = ToRGB(conv_clamp=self.conv_clamp, name="b4_torgb")(x, ws[:, lay["b4.torgb"]])
         self.sow("intermediates", "b4", x)
         for k in range(3, int(round(math.log2(self.resolution))) + 1):
             r = 2 ** k
             c = channels_at(r, self.channel_base, self.channel_max)
             x = SynthesisLayer(c, up=True, layer_index=2 * k - 5, conv_clamp=self.conv_clamp, fused=self.fused,
-                               up_conv=self.up_conv, name=f"b{r}_conv0")(x, ws[:, lay[f"b{r}.conv0"]], noise_mode)
+                               up_conv=self.up_conv, name=f"b{r}_conv0")(x, ws[:, lay[f"b{r}.conv0"]],
+                                                                          mode(f"b{r}_conv0"))
             x = SynthesisLayer(c, layer_index=2 * k - 4, conv_clamp=self.conv_clamp, fused=self.fused,
-                               name=f"b{r}_conv1")(x, ws[:, lay[f"b{r}.conv1"]], noise_mode)
+                               name=f"b{r}_conv1")(x, ws[:, lay[f"b{r}.conv1"]], mode(f"b{r}_conv1"))
             self.sow("intermediates", f"b{r}", x)
             img = fir.upsample2d(img) + ToRGB(conv_clamp=self.conv_clamp, name=f"b{r}_torgb")(
                 x, ws[:, lay[f"b{r}.torgb"]])
