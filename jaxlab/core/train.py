@@ -45,6 +45,7 @@ __all__ = [
     "fit",
     "restore_latest",
     "load_state",
+    "save_state",
     "run_times",
     "check_finite",
     "compile_seconds",
@@ -270,6 +271,21 @@ def load_state(workdir: str | pathlib.Path, state: Any, *, keep: int = 3) -> tup
     if step == 0:
         raise workdir_lib.WorkdirError(f"{pathlib.Path(workdir) / 'checkpoints'} holds no finished checkpoint")
     return state, step
+
+
+def save_state(workdir: str | pathlib.Path, state: Any, step: int, *, keep: int = 3,
+               meta: dict | None = None) -> pathlib.Path:
+    """Saves `state` as checkpoint `step` of `workdir/checkpoints`, as `fit` saves its own, so that
+    `load_state` and a resumed `fit` read it: for a state made outside `fit` (a converted model).
+    Returns the step's directory."""
+    if int(step) <= 0:
+        raise ValueError(f"save_state: step must be positive (step 0 is a run with no checkpoint), got {step}")
+    manager = ckpt_lib.CheckpointManager(pathlib.Path(workdir) / "checkpoints", max_to_keep=keep)
+    try:
+        manager.save(int(step), serialization.to_state_dict(state), meta=meta)
+        return manager.step_dir(step)
+    finally:
+        manager.close()
 
 
 def logged_values(workdir: str | pathlib.Path, metric: str) -> dict[int, float]:

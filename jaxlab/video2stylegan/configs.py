@@ -79,6 +79,9 @@ class GanConfig:
         up-sampling then a SAME 3x3 convolution: the same away from a 1-pixel border, which
         sees zeros instead of the interpolated image; the generator of this library before
         "transpose", and of the experiment tables measured with it).
+      weights: a stylegan2-ada-pytorch generator `state_dict` saved as `.safetensors` or `.npz`
+        that `import-generator` makes this run's generator (`jaxlab.video2stylegan.convert`);
+        the shape fields above must agree with it ("": none).
     """
 
     resolution: Resolution = 32
@@ -106,6 +109,7 @@ class GanConfig:
     w_avg_beta: Probability = 0.995
     truncation_psi: Probability = 1.0
     up_conv: Literal["transpose", "upsample"] = "transpose"
+    weights: str = ""
     loop: LoopConfig = dataclasses.field(default_factory=lambda: LoopConfig(
         num_steps=3000, log_every=50, checkpoint_every=500, num_devices=1))
 

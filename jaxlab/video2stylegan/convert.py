@@ -36,8 +36,8 @@ a true convolution of the up-sampled image (`flip_weight = (up == 1)` in `Synthe
 `noise_const` buffers are the fixed noise maps, which `noise_mode` accepts as a mapping (with
 `"const"` jaxlab draws its own maps instead). Neither the mapping network's learning-rate
 multiplier nor the activation clamp is stored in the file: they are arguments here, with that
-code's defaults (0.01; 256, as its training configurations set it; `None` for the TensorFlow
-networks, which did not clamp). Conditional generators (`mapping.embed`) and the `orig`/`resnet`
+code's defaults (0.01; 256, as its training configurations set it; 0, no clamp, for the
+TensorFlow networks). Conditional generators (`mapping.embed`) and the `orig`/`resnet`
 synthesis architectures are rejected with the tensor that shows them.
 """
 
@@ -53,11 +53,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlab.core.config import ConfigError
 from jaxlab.core.errors import DataFormatError
 from jaxlab.video2stylegan import fir
 from jaxlab.video2stylegan.models import Generator, channels_at
 
-__all__ = ["Converted", "read_state_dict", "load_stylegan2", "gan_state"]
+__all__ = ["Converted", "read_state_dict", "load_stylegan2", "gan_state", "import_state"]
 
 _BLOCK = re.compile(r"synthesis\.b(\d+)\.")
 
@@ -108,17 +109,18 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     raise DataFormatError(f"{path}: expected a .safetensors or .npz file of the generator's state_dict")
 
 
-def load_stylegan2(path: str | os.PathLike, *, conv_clamp: float | None = 256.0,
+def load_stylegan2(path: str | os.PathLike, *, conv_clamp: float = 256.0,
                    mapping_lr_mul: float = 0.01) -> Converted:
     """Reads a stylegan2-ada-pytorch generator `state_dict` (see the module docstring).
 
     Args:
       path: a `.safetensors` or `.npz` file.
-      conv_clamp: the activation clamp the network was trained with (not stored in the file).
+      conv_clamp: the activation clamp the network was trained with (not stored in the file; 0: none).
       mapping_lr_mul: the mapping network's learning-rate multiplier (not stored in the file).
 
     Returns:
-      A `Converted` whose `params` make `Generator(**gan)` compute the file's network.
+      A `Converted` whose `params` make the generator of a `GanConfig` with the fields `gan`
+      (`gan.make_models`) compute the file's network.
 
     Raises:
       DataFormatError: a missing, superfluous or misshapen tensor, or a network jaxlab's
@@ -208,7 +210,7 @@ def load_stylegan2(path: str | os.PathLike, *, conv_clamp: float | None = 256.0,
 
     cfg = {"resolution": top, "z_dim": int(z_dim), "w_dim": int(w_dim), "mapping_layers": layers,
            "mapping_lr_mul": float(mapping_lr_mul), "channel_base": int(base), "channel_max": int(cmax),
-           "conv_clamp": conv_clamp}
+           "conv_clamp": float(conv_clamp or 0.0)}
     params = {"mapping_net": mapping, "synthesis_net": synthesis}
     _check_tree(path, cfg, params)
     return Converted(cfg, params, w_avg, noise)
@@ -221,7 +223,7 @@ def _check_filter(path, name, f, expected):
 
 
 def _check_tree(path, cfg, params):
-    g = Generator(**{k: v for k, v in cfg.items()})
+    g = Generator(**{**cfg, "conv_clamp": cfg["conv_clamp"] or None})
     want = jax.eval_shape(g.init, {"params": jax.random.key(0), "noise": jax.random.key(0)},
                           jnp.zeros((1, cfg["z_dim"])))["params"]
     got = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), params)
@@ -241,3 +243,24 @@ def gan_state(converted: Converted, gc, seed: int = 0):
     params = jax.tree.map(jnp.asarray, converted.params)
     return state.replace(g=state.g.replace(params=params), g_ema=jax.tree.map(jnp.copy, params),
                          w_avg=jnp.asarray(converted.w_avg))
+
+
+def import_state(gc, seed: int = 0):
+    """The `gan.GanState` of the file `gc.weights` names, for the `GanConfig` `gc`, with its step
+    set to `gc.loop.num_steps` (a finished run), and the `Converted` it came from.
+
+    Raises:
+      ConfigError: no file named, or shape fields of `gc` that differ from the file's (the
+        message gives the flags that fit it).
+    """
+    if not gc.weights:
+        raise ConfigError("config field 'gan.weights' must name a generator state_dict (.safetensors or .npz)")
+    conv = load_stylegan2(gc.weights, conv_clamp=gc.conv_clamp, mapping_lr_mul=gc.mapping_lr_mul)
+    differ = {k: v for k, v in conv.gan.items() if getattr(gc, k) != v}
+    if differ:
+        flags = " ".join(f"--config.gan.{k}={v}" for k, v in differ.items())
+        if "resolution" in differ:
+            flags += f" --config.faces.resolution={differ['resolution']}"
+        raise ConfigError(f"{gc.weights} holds a generator of other shapes than config 'gan': run with {flags}")
+    state = gan_state(conv, gc, seed)
+    return state.replace(step=jnp.asarray(gc.loop.num_steps, state.step.dtype)), conv

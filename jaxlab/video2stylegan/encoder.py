@@ -27,7 +27,7 @@ from jaxlab.video2stylegan import auxnets, gan, models
 from jaxlab.video2stylegan.models import Encoder, num_ws
 
 __all__ = ["make_encoder", "init_encoder_state", "make_loss_fn", "uses_aux", "clip_batch", "encode_frames",
-           "throughput", "INIT_E", "CLIPS"]
+           "encode_both", "throughput", "INIT_E", "CLIPS"]
 
 INIT_E, CLIPS = 0x6901, 0x6902
 
@@ -136,6 +136,12 @@ def make_encode_fn(config):
 def encode_frames(encode_fns, enc_params, g_params, w_avg, frames, reuse: bool):
     ws, recon = encode_fns[bool(reuse)](enc_params, g_params, w_avg, jnp.asarray(frames))
     return np.asarray(ws), np.asarray(recon)
+
+
+def encode_both(encode_fns, enc_params, g_params, w_avg, frames) -> dict:
+    """`{"per_frame"|"reuse": (ws, reconstruction)}` of `frames`, encoded both ways."""
+    return {"reuse" if reuse else "per_frame": encode_frames(encode_fns, enc_params, g_params, w_avg, frames, reuse)
+            for reuse in (False, True)}
 
 
 def throughput(encode_fns, enc_params, g_params, w_avg, frames, reps: int = 3) -> dict:

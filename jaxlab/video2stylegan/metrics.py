@@ -26,8 +26,8 @@ from scipy.stats import rankdata
 
 from jaxlab.video2stylegan.faces import LANDMARK_NAMES
 
-__all__ = ["mse", "ssim", "flicker", "landmark_nme", "identity_similarity", "pair_auc", "frechet_distance",
-           "EYE_OUTER"]
+__all__ = ["mse", "ssim", "flicker", "video_metrics", "landmark_nme", "identity_similarity", "pair_auc",
+           "frechet_distance", "EYE_OUTER"]
 
 EYE_OUTER = (LANDMARK_NAMES.index("eye_r_outer"), LANDMARK_NAMES.index("eye_l_outer"))
 
@@ -61,6 +61,14 @@ def flicker(recon: np.ndarray, frames: np.ndarray) -> float:
     """Temporal flicker of `recon [T, H, W, C]` against `frames [T, H, W, C]` (T >= 2)."""
     d = np.diff(np.asarray(recon, np.float64), axis=0) - np.diff(np.asarray(frames, np.float64), axis=0)
     return float(np.mean(d ** 2))
+
+
+def video_metrics(frames: np.ndarray, encoded: dict, reuse_start: int) -> dict:
+    """Per encoding mode of `encoded` (`{mode: (ws, reconstruction)}`): MSE, SSIM and flicker against
+    `frames`, and the largest change of the fine W+ entries (`reuse_start` on) from the first frame."""
+    return {name: {"mse": mse(rec, frames), "ssim": ssim(rec, frames), "flicker": flicker(rec, frames),
+                   "fine_latent_max_change": float(np.abs(ws[:, reuse_start:] - ws[:1, reuse_start:]).max())}
+            for name, (ws, rec) in encoded.items()}
 
 
 def landmark_nme(pred: np.ndarray, target: np.ndarray, eyes: tuple[int, int] = EYE_OUTER) -> float:

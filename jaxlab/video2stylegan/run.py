@@ -2,6 +2,7 @@
 
     jaxlab video2stylegan render --workdir runs/v2s            # procedural videos as <video>/<frame>.png
     jaxlab video2stylegan train-generator --workdir runs/v2s   # StyleGAN2 on procedural faces (fit)
+    jaxlab video2stylegan import-generator --workdir runs/ffhq --config=paper --config.gan.weights=ffhq.npz
     jaxlab video2stylegan train-aux --workdir runs/v2s         # proc_landmarks, proc_3dmm, proc_id (fit)
     jaxlab video2stylegan train-encoder --workdir runs/v2s     # ViT encoder into W+ with temporal reuse (fit)
     jaxlab video2stylegan train-control --workdir runs/v2s     # pose/expression control in W+ (fit)
@@ -20,11 +21,11 @@ import numpy as np
 from jaxlab.core import actions
 from jaxlab.core import train as train_lib
 from jaxlab.core import workdir as workdir_lib
-from jaxlab.video2stylegan import auxnets, control, data, encoder, gan, metrics, report
+from jaxlab.video2stylegan import auxnets, control, convert, data, encoder, gan, metrics, report
 from jaxlab.video2stylegan.configs import Video2StyleGANConfig
 
-__all__ = ["render", "train_generator", "train_aux", "train_encoder", "train_control", "encode", "evaluate", "load",
-           "ACTIONS"]
+__all__ = ["render", "train_generator", "import_generator", "train_aux", "train_encoder", "train_control", "encode",
+           "evaluate", "load", "ACTIONS"]
 
 BATCHES = 0x6801
 
@@ -80,6 +81,21 @@ def train_generator(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict
                "d_params": sum(x.size for x in jax.tree.leaves(state.d.params))}
     if aux is not None:  # FD-proc under the self-trained nets (not FID)
         results["fd_proc"] = auxnets.generator_fd(config, aux, state.g_ema)
+    workdir_lib.update_summary(workdir, "generator", results, config, seed=config.seed)
+    return results
+
+
+@actions.action(name="import-generator")
+def import_generator(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
+    """Makes the StyleGAN2 generator of `gan.weights` (a stylegan2-ada-pytorch state_dict, see
+    `convert`) this run's finished generator: G and G-EMA with the file's w̄, a fresh D. It renders
+    with jaxlab's own fixed noise maps, not the file's (`convert.Converted.noise` holds those)."""
+    gc = config.gan
+    state, conv = convert.import_state(gc, config.seed)
+    train_lib.save_state(workdir_lib.stage_dir(workdir, "generator"), state, int(state.step), keep=gc.loop.keep,
+                         meta={"imported_from": gc.weights})
+    report.plot_samples(workdir, gan.samples(gc, state, config.seed), "samples")
+    results = {"steps": int(state.step), "imported_from": gc.weights, **conv.gan}
     workdir_lib.update_summary(workdir, "generator", results, config, seed=config.seed)
     return results
 
@@ -161,21 +177,7 @@ def _encode_both(run: actions.Loaded, frames: np.ndarray, fns) -> dict:
     if "encoder" not in run.extras:
         raise workdir_lib.WorkdirError("no trained encoder in this workdir: run `jaxlab video2stylegan "
                                        "train-encoder` on it first")
-    ep = run.extras["encoder"][0].params
-    out = {}
-    for reuse in (False, True):
-        ws, rec = encoder.encode_frames(fns, ep, run.state.g_ema, run.state.w_avg, frames, reuse)
-        out["reuse" if reuse else "per_frame"] = (ws, rec)
-    return out
-
-
-def _video_metrics(frames, out, k) -> dict:
-    res = {}
-    for name, (ws, rec) in out.items():
-        res[name] = {"mse": metrics.mse(rec, frames), "ssim": metrics.ssim(rec, frames),
-                     "flicker": metrics.flicker(rec, frames),
-                     "fine_latent_max_change": float(np.abs(ws[:, k:] - ws[:1, k:]).max())}
-    return res
+    return encoder.encode_both(fns, run.extras["encoder"][0].params, run.state.g_ema, run.state.w_avg, frames)
 
 
 @actions.action
@@ -200,7 +202,7 @@ def encode(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
         for mode, (_, rec) in out.items():
             data.write_video(workdir / "encoded" / name / mode, report.to_rgb(rec))
         report.plot_strip(workdir, f"strip_{name}", frames, out["per_frame"][1], out["reuse"][1])
-        results[name] = _video_metrics(frames, out, run.config.encoder.reuse_start)
+        results[name] = metrics.video_metrics(frames, out, run.config.encoder.reuse_start)
         for mode, (_, rec) in out.items():  # no ground truth: agreement of the nets on input and output
             if aux_fns is not None:
                 results[name][mode].update(auxnets.consistency_metrics(aux_fns, rec, frames))
@@ -224,7 +226,7 @@ def evaluate(config: Video2StyleGANConfig, workdir: pathlib.Path, judge: str | N
     vids = data.eval_videos(c.seed, c.faces)
     for i, v in enumerate(vids):
         out = _encode_both(run, v["image"], fns)
-        rows.append(_video_metrics(v["image"], out, c.encoder.reuse_start))
+        rows.append(metrics.video_metrics(v["image"], out, c.encoder.reuse_start))
         if aux_fns is not None:  # the nets on the input frames: the floor of their errors
             rows[-1]["input"] = auxnets.frame_metrics(aux_fns, v["image"], v)
             for mode, (_, rec) in out.items():
@@ -246,4 +248,5 @@ def evaluate(config: Video2StyleGANConfig, workdir: pathlib.Path, judge: str | N
     return results
 
 
-ACTIONS = actions.collect(render, train_generator, train_aux, train_encoder, train_control, encode, evaluate)
+ACTIONS = actions.collect(render, train_generator, import_generator, train_aux, train_encoder, train_control, encode,
+                          evaluate)

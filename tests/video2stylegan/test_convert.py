@@ -6,6 +6,7 @@ not jaxlab's, so a wrong transpose, a missing flip or a shifted W+ index shows a
 """
 
 import dataclasses
+import json
 import math
 
 import jax
@@ -136,11 +137,18 @@ def test_converted_generator_matches_the_reference(tmp_path, kind):
     assert conv.gan == {"resolution": 16, "z_dim": 6, "w_dim": 5, "mapping_layers": 2, "mapping_lr_mul": 0.01,
                         "channel_base": 64, "channel_max": 6, "conv_clamp": 256.0}
     z = rng.normal(size=(3, 6)).astype(np.float32)
-    g = Generator(**conv.gan)
+    g, _ = gan.make_models(dataclasses.replace(configs.get_config("smoke").gan, **conv.gan))
     for psi in (1.0, 0.6):
         ws = gan.truncate(gan.map_ws(g, conv.params, z), conv.w_avg, psi)
         ours = g.apply({"params": conv.params}, ws, conv.noise, method=Generator.synthesis)
         np.testing.assert_allclose(np.asarray(ours), _reference(sd, z.astype(np.float64), psi), rtol=2e-4, atol=2e-4)
+    # the clamp is not in the file: a small one shows that it is applied where that code applies it
+    conv = convert.load_stylegan2(tmp_path / f"g.{kind}", conv_clamp=0.3)
+    g, _ = gan.make_models(dataclasses.replace(configs.get_config("smoke").gan, **conv.gan))
+    ours = g.apply({"params": conv.params}, gan.map_ws(g, conv.params, z), conv.noise, method=Generator.synthesis)
+    ref = _reference(sd, z.astype(np.float64), clamp=0.3)
+    assert np.abs(ref).max() > 0.3 and not np.allclose(ref, _reference(sd, z.astype(np.float64)), atol=1e-3)
+    np.testing.assert_allclose(np.asarray(ours), ref, rtol=2e-4, atol=2e-4)
 
 
 def test_up_convolution_kernels_are_flipped(tmp_path):
@@ -160,7 +168,7 @@ def test_up_convolution_kernels_are_flipped(tmp_path):
 def test_given_noise_maps_are_used_and_checked(tmp_path):
     sd = _state_dict(np.random.default_rng(2))
     conv = convert.load_stylegan2(_save(tmp_path, sd, "npz"))
-    g = Generator(**conv.gan)
+    g, _ = gan.make_models(dataclasses.replace(configs.get_config("smoke").gan, **conv.gan))
     ws = jnp.ones((1, g.num_ws, 5))
     out = lambda noise: np.asarray(g.apply({"params": conv.params}, ws, noise, method=Generator.synthesis))
     zero = {k: np.zeros_like(v) for k, v in conv.noise.items()}
@@ -210,3 +218,31 @@ def test_bad_files_are_rejected_with_file_and_tensor(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"not a file")
     with pytest.raises(DataFormatError, match="bad.safetensors"):
         convert.load_stylegan2(tmp_path / "bad.safetensors")
+
+
+def test_import_generator_makes_the_run_generator(tmp_path, capsys):
+    from jaxlab import cli
+    from jaxlab.video2stylegan import run
+
+    path = _save(tmp_path, _state_dict(np.random.default_rng(5)), "safetensors")
+    wd = tmp_path / "run"
+    base = ["video2stylegan", "import-generator", "--config", "smoke", "--workdir", str(wd),
+            f"--config.gan.weights={path}", "--config.encoder.loop.num_steps=2",
+            "--config.encoder.loop.checkpoint_every=2"]
+    assert cli.main(base) == 2
+    err = capsys.readouterr().err
+    flags = err[err.index("run with ") + len("run with "):].split()
+    assert set(flags) == {"--config.gan.z_dim=6", "--config.gan.w_dim=5", "--config.gan.channel_base=64",
+                          "--config.gan.channel_max=6"}  # smoke is 16 px with mapping_layers 2 already
+    assert cli.main(base + flags) == 0
+    loaded = run.load(wd)
+    conv = convert.load_stylegan2(path)
+    assert loaded.step == loaded.config.gan.loop.num_steps == int(loaded.state.step)
+    jax.tree.map(np.testing.assert_array_equal, loaded.state.g_ema, conv.params)
+    np.testing.assert_array_equal(loaded.state.w_avg, conv.w_avg)
+    assert (wd / "figures" / "samples.png").exists()
+    summary = json.loads((wd / "summary.json").read_text())["results"]["generator"]
+    assert summary["imported_from"] == str(path) and summary["channel_base"] == 64
+    # the encoder trains against the imported generator
+    assert cli.main(["video2stylegan", "train-encoder", *base[2:], *flags]) == 0
+    assert json.loads((wd / "summary.json").read_text())["results"]["encoder"]["steps"] == 2
