@@ -228,6 +228,27 @@ def test_load_state_names_the_step_it_used_and_refuses_when_none_is_intact(tmp_p
         train.load_state(tmp_path, init())
 
 
+def test_a_state_saved_outside_fit_is_resumed_by_fit(tmp_path):
+    # 20 steps by hand with fit's keys, saved with save_state; fit continues it to 40 and ends
+    # where an uninterrupted fit ends
+    init, loss_fn, batch_fn = _problem()
+    step = train.make_train_step(loss_fn)
+    state = init()
+    for s in range(20):
+        state, _ = step(state, batch_fn(s), jax.random.fold_in(jax.random.key(0), s))
+    assert train.save_state(tmp_path / "a", state, 20, meta={"source": "hand"}) == tmp_path / "a" / "checkpoints" / "20"
+    with pytest.raises(ValueError, match="positive"):
+        train.save_state(tmp_path / "b", state, 0)
+    _, used = train.load_state(tmp_path / "a", init())
+    assert used == 20
+    resumed, _ = train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path / "a", log_every=10,
+                           checkpoint_every=20, progress=False)
+    whole, _ = train.fit(init(), step, batch_fn, num_steps=40, workdir=tmp_path / "c", log_every=10,
+                         checkpoint_every=20, progress=False)
+    jax.tree.map(np.testing.assert_array_equal, resumed.params, whole.params)
+    assert int(resumed.extra["calls"]) == 40
+
+
 def test_resume_keeps_one_metric_row_per_step_and_accumulates_time(tmp_path):
     import json
 
