@@ -144,11 +144,13 @@ ENCODER_METRICS = (("mse", "MSE", 4), ("ssim", "SSIM", 3), ("flicker", "flicker"
                    ("vertex_rmse", "vertex RMSE", 4))
 
 
-def encoder_table(groups: dict[str, Sequence[str | pathlib.Path]]) -> str:
+def encoder_table(groups: dict[str, Sequence[str | pathlib.Path]], cross: bool = False) -> str:
     """Markdown of `evaluate` over encoder runs: `groups` maps a loss name to its runs (one per seed,
     in the same seed order in every group). Per loss and mode (per frame / reuse): mean and 95%
     t-interval over seeds; reuse − per frame paired within each run (experiment 2); the first
-    loss minus each other one, paired by seed (experiment 3). Which nets judged is stated."""
+    loss minus each other one, paired by seed (experiment 3). Which nets judged is stated.
+    With `cross`, also the first group used with reuse minus each other group used per frame,
+    paired by seed (an encoder trained with reuse against one trained per frame)."""
     from jaxlab.core.stats import fmt_ci, mean_ci, paired_diff
 
     evals = {g: [json.loads((pathlib.Path(d) / "evaluation.json").read_text()) for d in runs]
@@ -180,6 +182,11 @@ def encoder_table(groups: dict[str, Sequence[str | pathlib.Path]]) -> str:
             lines.append(f"| {names[0]} - {other} (paired by seed) | {mode.replace('_', ' ')} | " + " | ".join(
                 fmt_ci(*paired_diff([e[mode][k] for e in a], [e[mode][k] for e in b])[:2], d) for k, _, d in keys)
                 + " |")
+        if cross:
+            a, b = evals[names[0]], evals[other]
+            lines.append(f"| {names[0]} with reuse - {other} per frame (paired by seed) | | " + " | ".join(
+                fmt_ci(*paired_diff([e["reuse"][k] for e in a], [e["per_frame"][k] for e in b])[:2], d)
+                for k, _, d in keys) + " |")
     return "\n".join(lines)
 
 

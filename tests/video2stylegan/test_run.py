@@ -200,3 +200,7 @@ def test_encoder_table_pairs_reuse_within_runs_and_losses_by_seed(tmp_path):
     # lmk - l2 per frame by seed: -0.002, -0.010 -> mean -0.006, half 12.706 * 0.005657 / 1.414 = 0.0508
     assert "| lmk - l2 (paired by seed) | per frame | -0.0060 ± 0.0508 |" in table, table
     assert "landmark NME" not in table and "judged by: j" in table
+    assert "with reuse -" not in table
+    # cross: lmk with reuse - l2 per frame by seed: -0.001, -0.007 -> mean -0.004, half 12.706 * 0.004243 / 1.414
+    cross = report.encoder_table(groups, cross=True)
+    assert "| lmk with reuse - l2 per frame (paired by seed) | | -0.0040 ± 0.0381 |" in cross, cross
