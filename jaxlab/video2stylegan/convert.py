@@ -163,7 +163,7 @@ def load_stylegan2(path: str | os.PathLike, *, conv_clamp: float = 256.0,
     const = take("synthesis.b4.const")
     if const.ndim != 3 or const.shape[1:] != (4, 4):
         raise DataFormatError(f"{path}: tensor 'synthesis.b4.const': expected shape [C, 4, 4], got {const.shape}")
-    chans = {r: const.shape[0] if r == 4 else np.shape(sd.get(f"synthesis.b{r}.conv1.weight", [0]))[0] for r in res}
+    chans = {r: const.shape[0] if r == 4 else np.shape(take(f"synthesis.b{r}.conv1.weight"))[0] for r in res}
     cmax = max(chans.values())
     base = chans[top] * top if chans[top] < cmax else cmax * top
     if any(channels_at(r, base, cmax) != c for r, c in chans.items()):

@@ -203,6 +203,8 @@ def test_bad_files_are_rejected_with_file_and_tensor(tmp_path):
     sd = _state_dict(rng)
     _err(tmp_path, {k: v for k, v in sd.items() if k != "synthesis.b8.conv1.affine.bias"},
          "'synthesis.b8.conv1.affine.bias' is missing")
+    _err(tmp_path, {k: v for k, v in sd.items() if k != "synthesis.b16.conv1.weight"},
+         "'synthesis.b16.conv1.weight' is missing")
     _err(tmp_path, {**sd, "synthesis.b16.conv0.weight": np.zeros((4, 6, 3, 1), np.float32)},
          r"'synthesis.b16.conv0.weight': expected shape \(4, 6, 3, 3\), got \(4, 6, 3, 1\)")
     _err(tmp_path, {**sd, "mapping.embed.weight": np.zeros((5, 2), np.float32)}, "conditional")
