@@ -247,7 +247,9 @@ def gan_state(converted: Converted, gc, seed: int = 0):
 
 def import_state(gc, seed: int = 0):
     """The `gan.GanState` of the file `gc.weights` names, for the `GanConfig` `gc`, with its step
-    set to `gc.loop.num_steps` (a finished run), and the `Converted` it came from.
+    set to `gc.loop.num_steps` (a finished run), and the `Converted` it came from. G and G-EMA
+    are the file's, with its w̄; D and the optimisers start afresh. The state renders with
+    jaxlab's own fixed noise maps (`noise_mode="const"`), not the file's (`Converted.noise`).
 
     Raises:
       ConfigError: no file named, or shape fields of `gc` that differ from the file's (the

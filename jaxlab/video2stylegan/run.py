@@ -87,15 +87,13 @@ def train_generator(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict
 
 @actions.action(name="import-generator")
 def import_generator(config: Video2StyleGANConfig, workdir: pathlib.Path) -> dict:
-    """Makes the StyleGAN2 generator of `gan.weights` (a stylegan2-ada-pytorch state_dict, see
-    `convert`) this run's finished generator: G and G-EMA with the file's w̄, a fresh D. It renders
-    with jaxlab's own fixed noise maps, not the file's (`convert.Converted.noise` holds those)."""
+    """Makes `gan.weights` (a stylegan2-ada-pytorch generator, `convert.import_state`) this run's generator."""
     gc = config.gan
     state, conv = convert.import_state(gc, config.seed)
-    train_lib.save_state(workdir_lib.stage_dir(workdir, "generator"), state, int(state.step), keep=gc.loop.keep,
-                         meta={"imported_from": gc.weights})
+    stage, step = workdir_lib.stage_dir(workdir, "generator"), int(state.step)
+    train_lib.save_state(stage, state, step, keep=gc.loop.keep, meta={"imported_from": gc.weights})
     report.plot_samples(workdir, gan.samples(gc, state, config.seed), "samples")
-    results = {"steps": int(state.step), "imported_from": gc.weights, **conv.gan}
+    results = {"steps": step, "imported_from": gc.weights, **conv.gan}
     workdir_lib.update_summary(workdir, "generator", results, config, seed=config.seed)
     return results
 
